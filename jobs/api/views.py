@@ -1,0 +1,79 @@
+"""The jobs API: submit, poll, list and cancel a tenant's jobs. Views stay thin: they parse,
+call one selector or service, and render."""
+
+import uuid
+
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from config.problems import Problem
+from jobs import selectors, services
+from jobs.api.ratelimit import check_rate_limit
+from jobs.api.serializers import (
+    JobCreateSerializer,
+    JobListQuerySerializer,
+    JobOutputSerializer,
+)
+from jobs.models import Job
+
+
+class JobCursorPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _job_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise Problem(
+            status_code=400, code="invalid_job_id", detail="The job id must be a UUID."
+        ) from None
+
+
+class JobViewSet(viewsets.GenericViewSet):
+    """``/api/jobs`` and ``/api/jobs/{id}`` for the authenticated user's tenant."""
+
+    queryset = Job.objects.none()
+    serializer_class = JobOutputSerializer
+    pagination_class = JobCursorPagination
+    lookup_value_regex = "[^/]+"
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication and permissions first
+        request.rate_limit_usage = check_rate_limit(request)
+
+    def get_queryset(self):
+        query = JobListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.job_list(tenant=self.request.tenant, **query.validated_data)
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(JobOutputSerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        job = selectors.job_get(tenant=request.tenant, job_id=_job_id(pk))
+        return Response(JobOutputSerializer(job).data)
+
+    def create(self, request):
+        serializer = JobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = services.job_enqueue(
+            tenant=request.tenant, created_by=request.user, **serializer.validated_data
+        )
+        return Response(
+            JobOutputSerializer(job).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": f"/api/jobs/{job.id}"},
+        )
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        outcome = services.job_cancel(tenant=request.tenant, job_id=_job_id(pk))
+        code = status.HTTP_200_OK if outcome.finished else status.HTTP_202_ACCEPTED
+        return Response(JobOutputSerializer(outcome.job).data, status=code)

@@ -1,0 +1,57 @@
+"""What a running handler can see and do: report progress, notice cancellation."""
+
+import threading
+
+from jobs import services
+
+
+class JobError(Exception):
+    """Raise from a handler to fail the job with a message safe to show the client.
+
+    Any other exception fails the job with a generic message; its traceback is kept for
+    staff and the log only.
+    """
+
+
+class JobContext:
+    """Passed as ``context`` to ``@task(takes_context=True)`` handlers run by the worker.
+
+    ``cancelled()`` is cheap (a flag the worker's heartbeat sets), so handlers may call it
+    in tight loops. ``report_progress`` writes through a guarded UPDATE, so a worker that
+    lost the job cannot overwrite someone else's progress.
+    """
+
+    def __init__(self, *, job, worker_id: str):
+        self.job = job
+        self.job_id = job.id
+        self.worker_id = worker_id
+        self.attempt = job.attempts
+        self._cancelled = threading.Event()
+        self._lost = threading.Event()
+
+    def report_progress(self, percent: float, message: str | None = None) -> bool:
+        """Record 0–100 % progress; returns False if this worker no longer owns the job."""
+        percent = max(0, min(100, round(percent)))
+        owned = services.job_report_progress(
+            job_id=self.job_id,
+            worker_id=self.worker_id,
+            progress=percent,
+            message=(message or "")[:200],
+        )
+        if not owned:
+            self._lost.set()
+        return owned
+
+    def cancelled(self) -> bool:
+        """True once cancellation was requested or the job was taken away from this worker."""
+        return self._cancelled.is_set() or self._lost.is_set()
+
+    def mark_cancel_requested(self) -> None:
+        self._cancelled.set()
+
+    def mark_lost(self) -> None:
+        self._lost.set()
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()

@@ -1,0 +1,120 @@
+"""The job queue: one row per unit of asynchronous work, in the public schema.
+
+Rows change state only through ``jobs.services`` (compare-and-set UPDATEs); reads that a
+tenant can reach go through ``jobs.selectors``, which always filter by tenant.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    type = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    payload = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Short message, safe to show to the client.",
+    )
+    error_traceback = models.TextField(
+        blank=True, default="", help_text="For staff only; never sent by the API."
+    )
+
+    queue = models.CharField(max_length=64, default="default")
+    priority = models.SmallIntegerField(default=0, help_text="-100..100, higher runs first.")
+    run_at = models.DateTimeField(
+        db_default=models.functions.Now(), help_text="Not run before this time."
+    )
+
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    timeout_seconds = models.PositiveIntegerField(
+        default=600, help_text="A running job past this is failed with 'timed out'."
+    )
+
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    progress_message = models.CharField(max_length=200, blank=True, default="")
+
+    worker_id = models.CharField(max_length=100, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+
+    created_at = models.DateTimeField(db_default=models.functions.Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(db_default=models.functions.Now())
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "job_queue"
+        indexes = [
+            # Claiming: the oldest runnable pending job of the highest priority.
+            models.Index(
+                "queue",
+                models.F("priority").desc(),
+                "run_at",
+                "created_at",
+                name="job_queue_claim_idx",
+                condition=Q(status="pending"),
+            ),
+            # Listing a tenant's jobs, newest first.
+            models.Index(
+                "tenant", models.F("created_at").desc(), "id", name="job_queue_tenant_created_idx"
+            ),
+            # The reaper: leases of running jobs.
+            models.Index(
+                "lease_expires_at", name="job_queue_lease_idx", condition=Q(status="processing")
+            ),
+            # Cleanup of finished jobs.
+            models.Index("status", "completed_at", name="job_queue_cleanup_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                "tenant",
+                "idempotency_key",
+                name="job_queue_tenant_idempotency_key_uniq",
+                condition=~Q(idempotency_key=""),
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=-100, priority__lte=100), name="job_queue_priority_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__isnull=True) | Q(progress__lte=100),
+                name="job_queue_progress_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES

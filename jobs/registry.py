@@ -1,0 +1,89 @@
+"""The registry of public job types.
+
+``settings.JOBS_TYPES`` maps each public name (``demo.echo``, ``ai_generation``) to a Django
+``@task`` function, by dotted path, or to a dict of options::
+
+    JOBS_TYPES = {
+        "demo.echo": "jobs.demo.echo",
+        "demo.fail": {"task": "jobs.demo.fail", "max_attempts": 1},
+    }
+
+Options: ``task`` (required), ``payload`` (dotted path of a DRF serializer that validates
+and normalises the payload on submit), ``max_attempts`` (default ``JOBS_DEFAULT_MAX_ATTEMPTS``),
+``timeout`` (seconds, default ``JOBS_DEFAULT_TIMEOUT``), ``retry_after`` (the polling
+interval suggested to clients, seconds). The API accepts only names listed here.
+"""
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.tasks import Task
+from django.utils.module_loading import import_string
+from rest_framework import serializers
+
+from jobs.exceptions import UnknownJobType
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    task: Task
+    payload_serializer: type[serializers.Serializer] | None
+    max_attempts: int
+    timeout_seconds: int
+    retry_after: int
+
+    def validate_payload(self, payload: Any) -> dict:
+        """Return the normalised payload; raise ``serializers.ValidationError`` if invalid."""
+        if not isinstance(payload, dict):
+            raise serializers.ValidationError({"payload": ["Must be a JSON object."]})
+        if self.payload_serializer is None:
+            return payload
+        serializer = self.payload_serializer(data=payload)
+        if not serializer.is_valid():
+            raise serializers.ValidationError({"payload": serializer.errors})
+        return dict(serializer.validated_data)
+
+
+def _build(name: str, spec: str | dict) -> JobType:
+    options = {"task": spec} if isinstance(spec, str) else dict(spec)
+    task = import_string(options["task"])
+    if not isinstance(task, Task):
+        raise TypeError(f"JOBS_TYPES[{name!r}] must point to a @task function")
+    payload = options.get("payload")
+    return JobType(
+        name=name,
+        task=task,
+        payload_serializer=import_string(payload) if payload else None,
+        max_attempts=int(options.get("max_attempts", settings.JOBS_DEFAULT_MAX_ATTEMPTS)),
+        timeout_seconds=int(options.get("timeout", settings.JOBS_DEFAULT_TIMEOUT)),
+        retry_after=max(1, int(options.get("retry_after", settings.JOBS_RETRY_AFTER))),
+    )
+
+
+@cache
+def _registry() -> dict[str, JobType]:
+    return {name: _build(name, spec) for name, spec in settings.JOBS_TYPES.items()}
+
+
+def job_types() -> dict[str, JobType]:
+    """Every registered job type by public name."""
+    return _registry()
+
+
+def get_job_type(name: str) -> JobType:
+    """The job type registered as ``name``; raises ``UnknownJobType`` otherwise."""
+    try:
+        return _registry()[name]
+    except KeyError:
+        raise UnknownJobType(name) from None
+
+
+def job_type_for_task(task: Task) -> JobType | None:
+    """The public job type whose task is ``task`` (same function), if any."""
+    for job_type in _registry().values():
+        if job_type.task.func is task.func:
+            return job_type
+    return None

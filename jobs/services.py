@@ -1,0 +1,331 @@
+"""Every change of a job's state. Nothing else writes ``Job.status``.
+
+Each transition is one SQL statement guarded by the state it expects (compare-and-set):
+when it matches no row, another actor won, and the caller is told so through the return
+value. Times are PostgreSQL's ``now()``, never a worker's clock.
+"""
+
+import hashlib
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Now
+
+from jobs.exceptions import InvalidTransition, JobNotFound
+from jobs.models import Job, JobStatus
+from jobs.registry import get_job_type
+
+NOTIFY_CHANNEL = "job_queue"
+
+
+def request_fingerprint(*, type: str, payload: dict) -> str:
+    """A stable hash of what a client asked for, to compare idempotent retries."""
+    canonical = json.dumps(
+        {"type": type, "payload": payload}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def job_enqueue(
+    *,
+    tenant,
+    type: str,
+    payload: dict,
+    created_by=None,
+    queue: str = "default",
+    priority: int = 0,
+    run_at: datetime | None = None,
+) -> Job:
+    """Create a pending job of a registered type and wake an idle worker.
+
+    The payload must already be validated (``JobType.validate_payload``). The NOTIFY is
+    sent in the same transaction, so workers only hear of committed jobs.
+    """
+    job_type = get_job_type(type)
+    with transaction.atomic():
+        job = Job(
+            tenant=tenant,
+            created_by=created_by,
+            type=type,
+            payload=payload,
+            queue=queue,
+            priority=priority,
+            max_attempts=job_type.max_attempts,
+            timeout_seconds=job_type.timeout_seconds,
+        )
+        if run_at is not None:
+            job.run_at = run_at
+        job.save(force_insert=True)
+        _notify_workers(queue)
+    job.refresh_from_db()
+    return job
+
+
+def _notify_workers(queue: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+
+
+_CLAIM_SQL = """
+WITH runnable AS (
+    SELECT id FROM job_queue
+    WHERE status = 'pending' AND run_at <= now() AND queue = ANY(%(queues)s)
+    ORDER BY priority DESC, run_at, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE job_queue AS job
+SET status = 'processing', worker_id = %(worker_id)s, attempts = job.attempts + 1,
+    started_at = now(), updated_at = now(), cancel_requested = false,
+    lease_expires_at = now() + make_interval(secs => %(lease)s),
+    progress = NULL, progress_message = ''
+FROM runnable
+WHERE job.id = runnable.id
+RETURNING job.id
+"""
+
+
+def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]:
+    """Claim up to ``limit`` runnable jobs for ``worker_id`` and return them.
+
+    One short transaction: rows another worker has locked are skipped (``SKIP LOCKED``),
+    claimed rows get a lease of ``JOBS_LEASE_SECONDS``. Run the handlers after this
+    returns, never inside the claiming transaction.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL,
+            {
+                "queues": list(queues),
+                "limit": limit,
+                "worker_id": worker_id,
+                "lease": settings.JOBS_LEASE_SECONDS,
+            },
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return []
+    jobs = Job.objects.select_related("tenant").filter(id__in=ids)
+    return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.created_at))
+
+
+def _owned(job_id: uuid.UUID, worker_id: str):
+    return Job.objects.filter(id=job_id, status=JobStatus.PROCESSING, worker_id=worker_id)
+
+
+def job_complete(*, job_id: uuid.UUID, worker_id: str, result) -> bool:
+    """Record the handler's result. False (result discarded) if the worker lost the job
+    or cancellation was requested meanwhile."""
+    return bool(
+        _owned(job_id, worker_id)
+        .filter(cancel_requested=False)
+        .update(
+            status=JobStatus.COMPLETED,
+            result=result,
+            completed_at=Now(),
+            updated_at=Now(),
+            lease_expires_at=None,
+            progress=100,
+        )
+    )
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential backoff with full jitter: up to base·2^(attempts-1), capped."""
+    ceiling = min(
+        settings.JOBS_RETRY_BACKOFF_MAX,
+        settings.JOBS_RETRY_BACKOFF_BASE * 2 ** max(0, attempts - 1),
+    )
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+_FAIL_SQL = """
+UPDATE job_queue
+SET status = CASE WHEN %(retry)s AND attempts < max_attempts THEN 'pending' ELSE 'failed' END,
+    run_at = CASE WHEN %(retry)s AND attempts < max_attempts
+                  THEN now() + make_interval(secs => %(backoff)s) ELSE run_at END,
+    completed_at = CASE WHEN %(retry)s AND attempts < max_attempts THEN NULL ELSE now() END,
+    error = %(error)s, error_traceback = %(traceback)s, worker_id = '',
+    lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND status = 'processing' AND worker_id = %(worker_id)s
+  AND NOT cancel_requested
+RETURNING status
+"""
+
+
+def job_fail(
+    *,
+    job_id: uuid.UUID,
+    worker_id: str,
+    attempts: int,
+    error: str,
+    traceback: str = "",
+    retry: bool = True,
+) -> str | None:
+    """Record a failed attempt: back to ``pending`` after a backoff while attempts remain
+    (and ``retry``), else ``failed``. Returns the new status, or None if the worker no
+    longer owns the job or its cancellation was requested."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FAIL_SQL,
+            {
+                "id": job_id,
+                "worker_id": worker_id,
+                "error": error[:500],
+                "traceback": traceback,
+                "backoff": backoff_seconds(attempts),
+                "retry": retry,
+            },
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def job_finish_cancelled(*, job_id: uuid.UUID, worker_id: str) -> bool:
+    """End a running job whose cancellation was requested (its result, if any, is dropped)."""
+    return bool(
+        _owned(job_id, worker_id)
+        .filter(cancel_requested=True)
+        .update(
+            status=JobStatus.CANCELLED,
+            completed_at=Now(),
+            updated_at=Now(),
+            lease_expires_at=None,
+        )
+    )
+
+
+def job_release(*, job_id: uuid.UUID, worker_id: str) -> bool:
+    """Hand a running job back (worker shutting down): pending again, attempt not counted."""
+    return bool(
+        _owned(job_id, worker_id).update(
+            status=JobStatus.PENDING,
+            worker_id="",
+            lease_expires_at=None,
+            started_at=None,
+            attempts=F("attempts") - 1,
+            progress=None,
+            progress_message="",
+            updated_at=Now(),
+        )
+    )
+
+
+def job_report_progress(
+    *, job_id: uuid.UUID, worker_id: str, progress: int, message: str = ""
+) -> bool:
+    """Store progress of a running job; False if ``worker_id`` no longer owns it."""
+    return bool(
+        _owned(job_id, worker_id).update(
+            progress=progress, progress_message=message, updated_at=Now()
+        )
+    )
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    renewed: set[uuid.UUID]
+    cancel_requested: set[uuid.UUID]
+
+
+def job_heartbeat(*, worker_id: str, job_ids: list[uuid.UUID]) -> HeartbeatResult:
+    """Renew the leases of ``worker_id``'s running jobs.
+
+    Returns which leases were renewed (a job missing from ``renewed`` was taken from this
+    worker) and which of them have a cancellation request.
+    """
+    if not job_ids:
+        return HeartbeatResult(renewed=set(), cancel_requested=set())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE job_queue SET lease_expires_at = now() + make_interval(secs => %s)
+            WHERE id = ANY(%s) AND status = 'processing' AND worker_id = %s
+            RETURNING id, cancel_requested
+            """,
+            [settings.JOBS_LEASE_SECONDS, list(job_ids), worker_id],
+        )
+        rows = cursor.fetchall()
+    return HeartbeatResult(
+        renewed={row[0] for row in rows}, cancel_requested={row[0] for row in rows if row[1]}
+    )
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    job: Job
+    finished: bool  # True: the job is now cancelled; False: a running job was asked to stop
+
+
+def job_cancel(*, tenant, job_id: uuid.UUID) -> CancelOutcome:
+    """Cancel a tenant's job: a pending job ends ``cancelled`` at once; a processing job gets
+    ``cancel_requested`` and ends ``cancelled`` when its worker notices (within a heartbeat).
+
+    Raises ``JobNotFound`` (also for another tenant's job) or ``InvalidTransition`` for a
+    job that already ended.
+    """
+    scoped = Job.objects.filter(tenant=tenant, id=job_id)
+    if scoped.filter(status=JobStatus.PENDING).update(
+        status=JobStatus.CANCELLED, completed_at=Now(), updated_at=Now()
+    ):
+        return CancelOutcome(job=scoped.get(), finished=True)
+    if scoped.filter(status=JobStatus.PROCESSING).update(cancel_requested=True, updated_at=Now()):
+        return CancelOutcome(job=scoped.get(), finished=False)
+    job = scoped.first()
+    if job is None:
+        raise JobNotFound(job_id)
+    if job.status == JobStatus.PROCESSING:  # claimed between the two UPDATEs: try again
+        return job_cancel(tenant=tenant, job_id=job_id)
+    raise InvalidTransition(f"A {job.status} job cannot be cancelled.")
+
+
+_REQUEUE_STALE_SQL = """
+UPDATE job_queue
+SET status = CASE WHEN attempts < max_attempts THEN 'pending' ELSE 'failed' END,
+    completed_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
+    error = CASE WHEN attempts < max_attempts THEN error ELSE 'worker lost' END,
+    worker_id = '', lease_expires_at = NULL, updated_at = now()
+WHERE status = 'processing' AND lease_expires_at < now()
+RETURNING id, status
+"""
+
+_TIME_OUT_SQL = """
+UPDATE job_queue
+SET status = 'failed', error = 'timed out', completed_at = now(), worker_id = '',
+    lease_expires_at = NULL, updated_at = now()
+WHERE status = 'processing'
+  AND started_at + make_interval(secs => timeout_seconds) < now()
+RETURNING id
+"""
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    requeued: list[uuid.UUID]
+    lost: list[uuid.UUID]
+    timed_out: list[uuid.UUID]
+
+
+def jobs_requeue_stale() -> ReapResult:
+    """The reaper: fail jobs past their timeout, then requeue jobs whose lease expired
+    (``pending`` while attempts remain, else ``failed`` with ``"worker lost"``).
+
+    Safe to run from every worker at once: each UPDATE re-checks its condition on the
+    locked row, so a job is reaped once.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_TIME_OUT_SQL)
+        timed_out = [row[0] for row in cursor.fetchall()]
+        cursor.execute(_REQUEUE_STALE_SQL)
+        rows = cursor.fetchall()
+    return ReapResult(
+        requeued=[row[0] for row in rows if row[1] == JobStatus.PENDING],
+        lost=[row[0] for row in rows if row[1] == JobStatus.FAILED],
+        timed_out=timed_out,
+    )

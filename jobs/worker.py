@@ -1,0 +1,338 @@
+"""The worker: claims jobs from PostgreSQL and runs them in threads, inside the job's tenant.
+
+Delivery is at least once: a job runs again only if its worker lost it (crash, lease
+expiry), never while its current run still owns it, because every outcome write is
+guarded by ``worker_id`` and status (see ``jobs.services``).
+
+Threads, each with its own database connection (Django connections are per thread):
+
+- the main thread waits for a ``NOTIFY`` (or the poll interval, or a freed slot), claims
+  up to as many jobs as it has free slots in one statement, and hands them to runners;
+- ``concurrency`` runner threads execute handlers and record outcomes;
+- a heartbeat thread renews leases, notices cancellation requests and lost jobs, and
+  periodically runs the reaper (expired leases, timeouts) for the whole queue.
+"""
+
+import json
+import logging
+import os
+import queue
+import select
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+
+import psycopg
+from django.conf import settings
+from django.db import close_old_connections, connection, connections
+from django_tenants.utils import tenant_context
+
+from jobs import services
+from jobs.context import JobContext, JobError
+from jobs.exceptions import UnknownJobType
+from jobs.registry import get_job_type
+
+logger = logging.getLogger("jobs.worker")
+
+_STOP = object()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Runs jobs until stopped (``request_stop``/SIGTERM), or until idle with ``burst``.
+
+    ``grace``: seconds running jobs get to finish after a stop request; jobs still running
+    then are handed back (``pending``, attempt not counted).
+    """
+
+    def __init__(
+        self,
+        *,
+        worker_id: str | None = None,
+        queues: list[str] | tuple[str, ...] = ("default",),
+        concurrency: int = 1,
+        burst: bool = False,
+        max_jobs: int | None = None,
+        grace: float = 30.0,
+        poll_interval: float | None = None,
+    ):
+        self.worker_id = worker_id or default_worker_id()
+        self.queues = list(queues)
+        self.concurrency = max(1, concurrency)
+        self.burst = burst
+        self.max_jobs = max_jobs
+        self.grace = grace
+        self.poll_interval = poll_interval or settings.JOBS_POLL_INTERVAL
+
+        self._stop = threading.Event()
+        self._stopped_heartbeat = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[uuid.UUID, JobContext] = {}
+        self._claimed_total = 0
+        self.finished_total = 0
+        self._work: queue.Queue = queue.Queue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # --- control -----------------------------------------------------------------
+
+    def request_stop(self, *_args) -> None:
+        """Stop claiming; running jobs get ``grace`` seconds. Safe from signal handlers."""
+        self._stop.set()
+        self._wake()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full: the main loop will wake anyway
+
+    # --- main loop -----------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; returns the number of jobs this worker finished."""
+        logger.info(
+            "worker started",
+            extra={
+                "worker_id": self.worker_id,
+                "queues": self.queues,
+                "concurrency": self.concurrency,
+            },
+        )
+        runners = [
+            threading.Thread(target=self._runner_loop, name=f"runner-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        for thread in [*runners, heartbeat]:
+            thread.start()
+        listener = self._listen()
+        try:
+            self._claim_loop(listener)
+        finally:
+            self._shutdown(runners)
+            self._stopped_heartbeat.set()
+            heartbeat.join(timeout=5)
+            listener.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            connection.close()
+            logger.info(
+                "worker stopped",
+                extra={"worker_id": self.worker_id, "finished": self.finished_total},
+            )
+        return self.finished_total
+
+    def _listen(self) -> psycopg.Connection:
+        """A dedicated autocommit connection LISTENing for new jobs."""
+        params = connections["default"].get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params.pop("prepare_threshold", None)
+        listener = psycopg.connect(**params, autocommit=True)
+        listener.execute(f"LISTEN {services.NOTIFY_CHANNEL}")
+        return listener
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            busy = len(self._running) + self._work.qsize()
+        free = self.concurrency - busy
+        if self.max_jobs is not None:
+            free = min(free, self.max_jobs - self._claimed_total)
+        return max(0, free)
+
+    def _claim_loop(self, listener: psycopg.Connection) -> None:
+        while not self._stop.is_set():
+            if self.max_jobs is not None and self._claimed_total >= self.max_jobs:
+                break
+            free = self._free_slots()
+            claimed = []
+            if free:
+                claimed = services.job_claim(
+                    worker_id=self.worker_id, queues=self.queues, limit=free
+                )
+                for job in claimed:
+                    self._claimed_total += 1
+                    self._work.put(job)
+            if claimed and len(claimed) == free:
+                continue  # there may be more: claim again as soon as a slot frees
+            if self.burst and not claimed and self._idle():
+                break
+            self._wait(listener)
+        self._stop.set()
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return not self._running and self._work.empty()
+
+    def _wait(self, listener: psycopg.Connection) -> None:
+        """Sleep until a NOTIFY, a freed slot, a stop request or the poll interval."""
+        readable, _, _ = select.select(
+            [listener.fileno(), self._wake_r], [], [], self.poll_interval
+        )
+        if self._wake_r in readable:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        if listener.fileno() in readable:
+            for _notify in listener.notifies(timeout=0):
+                pass
+
+    def _shutdown(self, runners: list[threading.Thread]) -> None:
+        """Wait ``grace`` seconds for running jobs, then hand the rest back."""
+        for _ in runners:
+            self._work.put(_STOP)
+        deadline = time.monotonic() + (self.grace if self._stop.is_set() else 0)
+        for thread in runners:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        # Jobs still queued locally were never started; jobs still running overran grace.
+        leftovers = []
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                leftovers.append(item.id)
+        with self._lock:
+            leftovers.extend(self._running)
+            for context in self._running.values():
+                context.mark_lost()  # late results from these threads are discarded
+        for job_id in leftovers:
+            if services.job_release(job_id=job_id, worker_id=self.worker_id):
+                logger.warning(
+                    "job handed back at shutdown",
+                    extra={"job_id": str(job_id), "worker_id": self.worker_id},
+                )
+
+    # --- runners -----------------------------------------------------------------
+
+    def _runner_loop(self) -> None:
+        try:
+            while True:
+                job = self._work.get()
+                if job is _STOP:
+                    return
+                close_old_connections()
+                self._execute(job)
+                self._wake()
+        finally:
+            connection.close()
+
+    def _execute(self, job) -> None:
+        context = JobContext(job=job, worker_id=self.worker_id)
+        with self._lock:
+            self._running[job.id] = context
+        started = time.monotonic()
+        log = {
+            "job_id": str(job.id),
+            "type": job.type,
+            "tenant": job.tenant.schema_name,
+            "worker_id": self.worker_id,
+            "attempt": job.attempts,
+        }
+        try:
+            outcome = self._run_handler(job, context)
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+                self.finished_total += 1
+        log["duration_ms"] = round((time.monotonic() - started) * 1000, 2)
+        logger.info("job %s", outcome, extra=log)
+
+    def _run_handler(self, job, context: JobContext) -> str:
+        try:
+            job_type = get_job_type(job.type)
+        except UnknownJobType:
+            services.job_fail(
+                job_id=job.id,
+                worker_id=self.worker_id,
+                attempts=job.attempts,
+                error=f"unknown job type {job.type!r}",
+                retry=False,
+            )
+            return "failed"
+        try:
+            with tenant_context(job.tenant):
+                result = job_type.task.func(context, **job.payload)
+            json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
+        except Exception as exc:
+            if context.cancelled():
+                return self._finish_cancelled(job, context)
+            client_error = str(exc) if isinstance(exc, JobError) else "internal error"
+            if not isinstance(exc, JobError):
+                logger.exception("job handler raised", extra={"job_id": str(job.id)})
+            status = services.job_fail(
+                job_id=job.id,
+                worker_id=self.worker_id,
+                attempts=job.attempts,
+                error=client_error,
+                traceback=traceback.format_exc(),
+            )
+            return f"attempt failed ({status or 'discarded'})"
+        if context.cancelled():
+            return self._finish_cancelled(job, context)
+        if services.job_complete(job_id=job.id, worker_id=self.worker_id, result=result):
+            return "completed"
+        return self._finish_cancelled(job, context)
+
+    def _finish_cancelled(self, job, context: JobContext) -> str:
+        if services.job_finish_cancelled(job_id=job.id, worker_id=self.worker_id):
+            return "cancelled"
+        return "result discarded (job no longer owned)"
+
+    # --- heartbeat -------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        last_reap = 0.0
+        try:
+            while not self._stopped_heartbeat.wait(settings.JOBS_HEARTBEAT_SECONDS):
+                close_old_connections()
+                try:
+                    self._beat()
+                    if time.monotonic() - last_reap >= settings.JOBS_REAP_INTERVAL:
+                        last_reap = time.monotonic()
+                        reaped = services.jobs_requeue_stale()
+                        if reaped.requeued or reaped.lost or reaped.timed_out:
+                            logger.warning(
+                                "reaper",
+                                extra={
+                                    "requeued": len(reaped.requeued),
+                                    "lost": len(reaped.lost),
+                                    "timed_out": len(reaped.timed_out),
+                                },
+                            )
+                            self._wake()
+                except Exception:
+                    # A database outage must not kill the heartbeat: retry next beat.
+                    logger.exception("heartbeat failed", extra={"worker_id": self.worker_id})
+                    connection.close()
+        finally:
+            connection.close()
+
+    def _beat(self) -> None:
+        with self._lock:
+            running = dict(self._running)
+        if not running:
+            return
+        beat = services.job_heartbeat(worker_id=self.worker_id, job_ids=list(running))
+        for job_id, context in running.items():
+            if job_id not in beat.renewed:
+                context.mark_lost()
+            elif job_id in beat.cancel_requested:
+                context.mark_cancel_requested()
+                # End it now, within this heartbeat; the handler's late result is dropped.
+                services.job_finish_cancelled(job_id=job_id, worker_id=self.worker_id)

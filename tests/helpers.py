@@ -1,0 +1,44 @@
+"""Helpers for tests that start real processes against the test database."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a child ``manage.py`` that uses this test run's database and Redis."""
+    db = connection.settings_dict
+    host = db["HOST"] or ""
+    auth = quote(db["USER"] or "")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"])
+    location = quote(host, safe="") if host.startswith("/") else host
+    if db.get("PORT"):
+        location += f":{db['PORT']}"
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://{auth}@{location}/{db['NAME']}",
+        REDIS_URL=settings.REDIS_URL,
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def start_manage(*args: str, **env: str) -> subprocess.Popen:
+    """Start ``python manage.py *args`` as a child process on the test database."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
