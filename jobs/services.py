@@ -329,3 +329,59 @@ def jobs_requeue_stale() -> ReapResult:
         lost=[row[0] for row in rows if row[1] == JobStatus.FAILED],
         timed_out=timed_out,
     )
+
+
+def job_retry(*, job_id: uuid.UUID, tenant=None) -> Job:
+    """Staff retry: a failed or cancelled job becomes a fresh pending job (attempts reset).
+
+    ``tenant`` scopes the change; None (platform-wide) is for superuser code paths only.
+    Raises ``JobNotFound`` or ``InvalidTransition`` (the job is not failed/cancelled).
+    """
+    jobs = Job.objects.filter(id=job_id)
+    if tenant is not None:
+        jobs = jobs.filter(tenant=tenant)
+    with transaction.atomic():
+        changed = jobs.filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
+            status=JobStatus.PENDING,
+            attempts=0,
+            result=None,
+            error="",
+            error_traceback="",
+            completed_at=None,
+            started_at=None,
+            run_at=Now(),
+            cancel_requested=False,
+            progress=None,
+            progress_message="",
+            worker_id="",
+            lease_expires_at=None,
+            updated_at=Now(),
+        )
+        job = jobs.first()
+        if job is None:
+            raise JobNotFound(job_id)
+        if not changed:
+            raise InvalidTransition(f"A {job.status} job cannot be retried.")
+        _notify_workers(job.queue)
+    return job
+
+
+def job_run_now(*, job_id: uuid.UUID, tenant=None) -> Job:
+    """Make a pending job scheduled for later runnable at once.
+
+    ``tenant`` as in ``job_retry``. Raises ``JobNotFound`` or ``InvalidTransition``.
+    """
+    jobs = Job.objects.filter(id=job_id)
+    if tenant is not None:
+        jobs = jobs.filter(tenant=tenant)
+    with transaction.atomic():
+        changed = jobs.filter(status=JobStatus.PENDING, run_at__gt=Now()).update(
+            run_at=Now(), updated_at=Now()
+        )
+        job = jobs.first()
+        if job is None:
+            raise JobNotFound(job_id)
+        if not changed:
+            raise InvalidTransition("Only a pending job scheduled for later can be run now.")
+        _notify_workers(job.queue)
+    return job

@@ -34,6 +34,7 @@ from jobs import services
 from jobs.context import JobContext, JobError
 from jobs.exceptions import UnknownJobType
 from jobs.registry import get_job_type
+from jobs.signals import job_finished, job_started
 
 logger = logging.getLogger("jobs.worker")
 
@@ -244,13 +245,16 @@ class Worker:
             "worker_id": self.worker_id,
             "attempt": job.attempts,
         }
+        job_started.send_robust(sender=Worker, job=job)
         try:
             outcome = self._run_handler(job, context)
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
                 self.finished_total += 1
-        log["duration_ms"] = round((time.monotonic() - started) * 1000, 2)
+        duration = time.monotonic() - started
+        job_finished.send_robust(sender=Worker, job=job, outcome=outcome, duration=duration)
+        log["duration_ms"] = round(duration * 1000, 2)
         logger.info("job %s", outcome, extra=log)
 
     def _run_handler(self, job, context: JobContext) -> str:
@@ -282,7 +286,7 @@ class Worker:
                 error=client_error,
                 traceback=traceback.format_exc(),
             )
-            return f"attempt failed ({status or 'discarded'})"
+            return {None: "discarded", "pending": "retrying"}.get(status, "failed")
         if context.cancelled():
             return self._finish_cancelled(job, context)
         if services.job_complete(job_id=job.id, worker_id=self.worker_id, result=result):
@@ -292,7 +296,7 @@ class Worker:
     def _finish_cancelled(self, job, context: JobContext) -> str:
         if services.job_finish_cancelled(job_id=job.id, worker_id=self.worker_id):
             return "cancelled"
-        return "result discarded (job no longer owned)"
+        return "discarded"
 
     # --- heartbeat -------------------------------------------------------------------
 
