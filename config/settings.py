@@ -216,6 +216,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# App-less assets (the job console's JS and CSS); runserver and tests serve them from here.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Logging: one JSON line per API request (config.middleware) --------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

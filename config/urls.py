@@ -1,10 +1,12 @@
-"""URLs of tenant hosts: the API."""
+"""URLs of tenant hosts: the API and the job console."""
 
 from django.urls import include, path
 
 from config.health import healthz, readyz
+from config.pages import console
 
 urlpatterns = [
+    path("", console, name="console"),
     path("api/auth/", include("accounts.urls")),
     path("api/", include("jobs.api.urls")),
     path("healthz", healthz, name="healthz"),

@@ -1,11 +1,13 @@
-"""URLs of the platform host (the public schema): admin and health."""
+"""URLs of the platform host (the public schema): front page, admin and health."""
 
 from django.contrib import admin
 from django.urls import path
 
 from config.health import healthz, readyz
+from config.pages import platform_home
 
 urlpatterns = [
+    path("", platform_home, name="platform_home"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
