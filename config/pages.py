@@ -50,7 +50,7 @@ def _route_exists(request, path: str) -> bool:
 
 def _with_csp(response):
     # Set by the view, so a site-wide CSP middleware added later leaves it alone.
-    response.headers[CSP.HEADER_ENFORCE] = PAGE_CSP
+    response.headers[str(CSP.HEADER_ENFORCE)] = PAGE_CSP
     return response
 
 

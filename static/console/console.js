@@ -449,7 +449,8 @@ function render(entry) {
   const label = entry.cancelling && !FINAL_STATES.has(job.status) ? `${job.status} (cancelling)` : job.status;
   parts.statusText.replaceChildren(
     element("span", { class: "status-symbol", "aria-hidden": "true" }, STATUS_SYMBOLS[job.status] ?? "•"),
-    ` ${label}`,
+    " ",
+    element("span", { class: "status-text" }, label),
   );
   renderDetails(entry);
   const final = FINAL_STATES.has(job.status);
