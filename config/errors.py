@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 def _translate(exc: Exception) -> Exception:
     """Map Django, django-ratelimit and domain exceptions onto DRF API exceptions."""
-    from jobs.exceptions import InvalidTransition, JobNotFound
+    from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound
 
     if isinstance(exc, Ratelimited):
         return RateLimited(wait=getattr(exc, "retry_after", 60))
@@ -39,6 +39,12 @@ def _translate(exc: Exception) -> Exception:
         return exceptions.NotFound(detail="Not found.", code="not_found")
     if isinstance(exc, InvalidTransition):
         return Problem(status_code=409, code="invalid_transition", detail=str(exc))
+    if isinstance(exc, IdempotencyConflict):
+        return Problem(
+            status_code=422,
+            code="idempotency_key_reused",
+            detail="This Idempotency-Key was already used with a different request.",
+        )
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge()
     if isinstance(exc, DjangoPermissionDenied):

@@ -203,6 +203,8 @@ JOBS_DEFAULT_TIMEOUT = int(os.environ.get("JOBS_DEFAULT_TIMEOUT", "600"))
 # Retry backoff: up to base·2^(attempt-1) seconds with jitter, capped at max.
 JOBS_RETRY_BACKOFF_BASE = float(os.environ.get("JOBS_RETRY_BACKOFF_BASE", "2"))
 JOBS_RETRY_BACKOFF_MAX = float(os.environ.get("JOBS_RETRY_BACKOFF_MAX", "300"))
+# An Idempotency-Key returns the same job for this long after the first request.
+JOBS_IDEMPOTENCY_TTL = timedelta(hours=int(os.environ.get("JOBS_IDEMPOTENCY_TTL_HOURS", "24")))
 # Polling interval suggested to clients (Retry-After on unfinished jobs), seconds.
 JOBS_RETRY_AFTER = int(os.environ.get("JOBS_RETRY_AFTER", "1"))
 

@@ -11,3 +11,7 @@ class InvalidTransition(Exception):
 
 class UnknownJobType(Exception):
     """No job type is registered under this public name."""
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used with a different request."""

@@ -19,6 +19,8 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.tasks import Task
 from django.utils.module_loading import import_string
 from rest_framework import serializers
@@ -87,3 +89,14 @@ def job_type_for_task(task: Task) -> JobType | None:
         if job_type.task.func is task.func:
             return job_type
     return None
+
+
+@receiver(setting_changed)
+def _reload_on_settings_change(setting, **kwargs):
+    if setting in {
+        "JOBS_TYPES",
+        "JOBS_DEFAULT_MAX_ATTEMPTS",
+        "JOBS_DEFAULT_TIMEOUT",
+        "JOBS_RETRY_AFTER",
+    }:
+        _registry.cache_clear()

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F
 from django.db.models.functions import Now
 
-from jobs.exceptions import InvalidTransition, JobNotFound
+from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound
 from jobs.models import Job, JobStatus
 from jobs.registry import get_job_type
 
@@ -41,11 +41,13 @@ def job_enqueue(
     queue: str = "default",
     priority: int = 0,
     run_at: datetime | None = None,
+    idempotency_key: str = "",
 ) -> Job:
     """Create a pending job of a registered type and wake an idle worker.
 
     The payload must already be validated (``JobType.validate_payload``). The NOTIFY is
-    sent in the same transaction, so workers only hear of committed jobs.
+    sent in the same transaction, so workers only hear of committed jobs. A duplicate
+    ``idempotency_key`` of the tenant raises ``IntegrityError`` (see ``job_enqueue_once``).
     """
     job_type = get_job_type(type)
     with transaction.atomic():
@@ -58,13 +60,56 @@ def job_enqueue(
             priority=priority,
             max_attempts=job_type.max_attempts,
             timeout_seconds=job_type.timeout_seconds,
+            idempotency_key=idempotency_key,
+            request_fingerprint=(
+                request_fingerprint(type=type, payload=payload, run_at=run_at, priority=priority)
+                if idempotency_key
+                else ""
+            ),
         )
         if run_at is not None:
             job.run_at = run_at
-        job.save(force_insert=True)
+        job.save(force_insert=True)  # created_at and run_at come back from PostgreSQL
         _notify_workers(queue)
-    job.refresh_from_db()
     return job
+
+
+def job_enqueue_once(*, tenant, idempotency_key: str, **request) -> tuple[Job, bool]:
+    """``job_enqueue`` guarded by the client's ``Idempotency-Key``.
+
+    Within ``JOBS_IDEMPOTENCY_TTL`` of the first request, the same key and the same request
+    (type, payload, run_at, priority) return the existing job with ``created=False``; the
+    same key with a different request raises ``IdempotencyConflict``. Keys are scoped to
+    the tenant. Concurrent first requests are settled by the unique index: one inserts, the
+    others return its job.
+    """
+    fingerprint = request_fingerprint(
+        type=request["type"],
+        payload=request["payload"],
+        run_at=request.get("run_at"),
+        priority=request.get("priority", 0),
+    )
+    keyed = Job.objects.filter(tenant=tenant, idempotency_key=idempotency_key)
+    for _ in range(3):
+        existing = keyed.first()
+        if existing is not None:
+            if not keyed.filter(created_at__gte=_idempotency_cutoff()).exists():
+                # An expired key may be used again: release it from the old job.
+                keyed.filter(pk=existing.pk).update(idempotency_key="")
+            elif existing.request_fingerprint != fingerprint:
+                raise IdempotencyConflict(idempotency_key)
+            else:
+                return existing, False
+        try:
+            with transaction.atomic():
+                return job_enqueue(tenant=tenant, idempotency_key=idempotency_key, **request), True
+        except IntegrityError:
+            continue  # a concurrent request with this key won the insert: read its job
+    raise IdempotencyConflict(idempotency_key)
+
+
+def _idempotency_cutoff():
+    return ExpressionWrapper(Now() - settings.JOBS_IDEMPOTENCY_TTL, output_field=DateTimeField())
 
 
 def _notify_workers(queue: str) -> None:

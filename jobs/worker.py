@@ -171,7 +171,6 @@ class Worker:
             if self.burst and not claimed and self._idle():
                 break
             self._wait(listener)
-        self._stop.set()
 
     def _idle(self) -> bool:
         with self._lock:
@@ -193,12 +192,21 @@ class Worker:
                 pass
 
     def _shutdown(self, runners: list[threading.Thread]) -> None:
-        """Wait ``grace`` seconds for running jobs, then hand the rest back."""
+        """Let claimed jobs finish, then hand back whatever is left.
+
+        After ``burst``/``max_jobs`` every claimed job runs to its end. After a stop
+        request, running jobs get ``grace`` seconds from the request.
+        """
         for _ in runners:
             self._work.put(_STOP)
-        deadline = time.monotonic() + (self.grace if self._stop.is_set() else 0)
-        for thread in runners:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        grace_deadline = None
+        while any(thread.is_alive() for thread in runners):
+            if self._stop.is_set():
+                grace_deadline = grace_deadline or time.monotonic() + self.grace
+                if time.monotonic() >= grace_deadline:
+                    break
+            for thread in runners:
+                thread.join(timeout=0.05)
         # Jobs still queued locally were never started; jobs still running overran grace.
         leftovers = []
         while True:

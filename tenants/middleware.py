@@ -1,6 +1,7 @@
 """Routes each request to its tenant by Host, answering problem JSON when it can't."""
 
 from django.core.exceptions import DisallowedHost
+from django.db import connection
 from django_tenants.middleware.main import TenantMainMiddleware
 
 from config.problems import problem_response
@@ -46,3 +47,10 @@ class TenantMiddleware(TenantMainMiddleware):
                 request, status_code=403, code="tenant_inactive", detail="This tenant is inactive."
             )
         return None
+
+    def process_response(self, request, response):
+        # Leave the connection on the public schema, so nothing that runs after a request
+        # on this thread (tests, management code, the next request's lookups) inherits
+        # the tenant's search_path.
+        connection.set_schema_to_public()
+        return response

@@ -27,6 +27,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         DATABASE_URL=f"postgres://{auth}@{location}/{db['NAME']}",
         REDIS_URL=settings.REDIS_URL,
         PYTHONUNBUFFERED="1",
+        DJANGO_SETTINGS_MODULE="tests.settings",
         **extra,
     )
     return env

@@ -1,6 +1,7 @@
 """The jobs API: submit, poll, list and cancel a tenant's jobs. Views stay thin: they parse,
 call one selector or service, and render."""
 
+import re
 import uuid
 
 from rest_framework import status, viewsets
@@ -18,6 +19,8 @@ from jobs.api.serializers import (
 )
 from jobs.models import Job
 
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
 
 class JobCursorPagination(CursorPagination):
     ordering = ("-created_at", "-id")
@@ -33,6 +36,17 @@ def _job_id(raw: str) -> uuid.UUID:
         raise Problem(
             status_code=400, code="invalid_job_id", detail="The job id must be a UUID."
         ) from None
+
+
+def _idempotency_key(request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if key and not _IDEMPOTENCY_KEY.match(key):
+        raise Problem(
+            status_code=400,
+            code="invalid_idempotency_key",
+            detail="Idempotency-Key must be 1-255 printable ASCII characters.",
+        )
+    return key
 
 
 class JobViewSet(viewsets.GenericViewSet):

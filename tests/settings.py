@@ -1,0 +1,12 @@
+"""Test settings: the real settings plus job types that exist only for tests."""
+
+from config.settings import *  # noqa: F403
+from config.settings import JOBS_TYPES
+
+JOBS_TYPES = {
+    **JOBS_TYPES,
+    "test.explode": {"task": "tests.tasks.explode", "max_attempts": 1},
+    "test.flaky": {"task": "tests.tasks.flaky", "max_attempts": 3},
+    "test.record": {"task": "tests.tasks.record", "max_attempts": 5},
+    "test.block": {"task": "tests.tasks.block", "max_attempts": 2, "timeout": 2},
+}

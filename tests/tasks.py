@@ -1,0 +1,42 @@
+"""Job handlers used only by tests (registered in tests/settings.py)."""
+
+import os
+import time
+
+from django.db import connection
+from django.tasks import task
+
+
+@task(takes_context=True)
+def explode(context, **payload):
+    """Raises an exception whose message must never reach the API."""
+    raise RuntimeError("password=hunter2 in /srv/secret.py")
+
+
+@task(takes_context=True)
+def flaky(context, fail_times: int = 1):
+    """Fails its first ``fail_times`` attempts, then succeeds."""
+    if context.attempt <= fail_times:
+        raise RuntimeError(f"flaky attempt {context.attempt}")
+    return {"attempt": context.attempt}
+
+
+@task(takes_context=True)
+def record(context, sleep: float = 0.0):
+    """Records each execution in the ``test_job_executions`` table (created by the test),
+    so tests can prove every job ran exactly once."""
+    if sleep:
+        time.sleep(sleep)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO public.test_job_executions (job_id, worker_id, pid) VALUES (%s, %s, %s)",
+            [context.job_id, context.worker_id, os.getpid()],
+        )
+    return {"pid": os.getpid()}
+
+
+@task(takes_context=True)
+def block(context, seconds: float = 30.0):
+    """Runs for ``seconds`` without ever looking at cancellation (a misbehaving handler)."""
+    time.sleep(seconds)
+    return {"blocked": seconds}
