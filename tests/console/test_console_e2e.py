@@ -5,48 +5,18 @@ completes, sees demo.fail's error, cancels a running job; bob on globex's host s
 of it. Every step leaves a screenshot under artifacts/; any console error fails the test.
 """
 
-import json
 import time
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser import chromium_page, screenshot
-from tests.factories import PASSWORD
+from tests.console.steps import log_in, status_of, submit
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 # Generous: CI machines are slow, and every step involves the worker.
 STEP_TIMEOUT_MS = 20_000
-
-
-def log_in(page, url: str, username: str) -> None:
-    page.goto(url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    with page.expect_response(lambda r: "/api/jobs?" in r.url) as listing:
-        page.get_by_role("button", name="Log in").click()
-    assert listing.value.status == 200
-    expect(page.get_by_role("heading", name="Submit a job")).to_be_visible()
-    expect(page.get_by_text(f"Signed in as {username}")).to_be_visible()
-
-
-def submit(page, job_type: str, payload: dict) -> str:
-    """Submit through the form; returns the new job's id."""
-    page.get_by_label("Job type").select_option(job_type)
-    page.get_by_label("Payload (JSON object)").fill(json.dumps(payload))
-    with page.expect_response(
-        lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST"
-    ) as created:
-        page.get_by_role("button", name="Submit job").click()
-    assert created.value.status == 202
-    job_id = created.value.json()["id"]
-    expect(page.locator(f"#job-{job_id}")).to_be_visible()
-    return job_id
-
-
-def status_of(page, job_id: str):
-    return page.locator(f"#job-{job_id} .status-text")
 
 
 def test_alice_runs_fails_and_cancels_jobs_and_bob_sees_none(
