@@ -203,6 +203,13 @@ JOBS_DEFAULT_TIMEOUT = int(os.environ.get("JOBS_DEFAULT_TIMEOUT", "600"))
 # Retry backoff: up to base·2^(attempt-1) seconds with jitter, capped at max.
 JOBS_RETRY_BACKOFF_BASE = float(os.environ.get("JOBS_RETRY_BACKOFF_BASE", "2"))
 JOBS_RETRY_BACKOFF_MAX = float(os.environ.get("JOBS_RETRY_BACKOFF_MAX", "300"))
+# Most jobs of one tenant running at once across all workers (unset: unlimited). Claims
+# interleave tenants either way, so one tenant's flood never starves the others.
+JOBS_MAX_RUNNING_PER_TENANT = (
+    int(os.environ["JOBS_MAX_RUNNING_PER_TENANT"])
+    if os.environ.get("JOBS_MAX_RUNNING_PER_TENANT")
+    else None
+)
 # An Idempotency-Key returns the same job for this long after the first request.
 JOBS_IDEMPOTENCY_TTL = timedelta(hours=int(os.environ.get("JOBS_IDEMPOTENCY_TTL_HOURS", "24")))
 # Polling interval suggested to clients (Retry-After on unfinished jobs), seconds.

@@ -76,8 +76,11 @@ class Job(models.Model):
     class Meta:
         db_table = "job_queue"
         indexes = [
-            # Claiming: the oldest runnable pending job of the highest priority.
+            # Claiming, fair across tenants: the distinct tenants with pending jobs (loose
+            # index scan on the leading column), then each tenant's next runnable jobs by
+            # priority and run_at. Holds pending rows only, so finished rows cost nothing.
             models.Index(
+                "tenant",
                 "queue",
                 models.F("priority").desc(),
                 "run_at",
@@ -85,6 +88,8 @@ class Job(models.Model):
                 name="job_queue_claim_idx",
                 condition=Q(status="pending"),
             ),
+            # Per-tenant running counts (JOBS_MAX_RUNNING_PER_TENANT).
+            models.Index("tenant", name="job_queue_running_idx", condition=Q(status="processing")),
             # Listing a tenant's jobs, newest first.
             models.Index(
                 "tenant", models.F("created_at").desc(), "id", name="job_queue_tenant_created_idx"

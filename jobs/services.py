@@ -117,38 +117,88 @@ def _notify_workers(queue: str) -> None:
         cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
 
 
+# Claiming, fair across tenants. ``pending_tenants`` walks the distinct tenants that have
+# pending jobs with a loose index scan (one index probe per tenant, not one per row);
+# for each, the LATERAL takes its next runnable jobs in priority order, skipping rows other
+# workers hold. The picks are then interleaved: every tenant's first job before any
+# tenant's second, so one tenant's flood delays another tenant's job by at most one slot.
+# Priority orders a tenant's own jobs and breaks ties between tenants, but can never make
+# one tenant starve another. Rows locked and not picked are released at COMMIT.
 _CLAIM_SQL = """
-WITH runnable AS (
-    SELECT id FROM job_queue
-    WHERE status = 'pending' AND run_at <= now() AND queue = ANY(%(queues)s)
-    ORDER BY priority DESC, run_at, created_at
+WITH RECURSIVE pending_tenants AS (
+    (SELECT tenant_id FROM job_queue WHERE status = 'pending' ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.tenant_id FROM job_queue j
+            WHERE j.status = 'pending' AND j.tenant_id > p.tenant_id
+            ORDER BY j.tenant_id LIMIT 1)
+    FROM pending_tenants p WHERE p.tenant_id IS NOT NULL
+),
+candidates AS (
+    SELECT picked.id, picked.priority, picked.run_at, picked.created_at,
+           row_number() OVER (PARTITION BY t.tenant_id
+                              ORDER BY picked.priority DESC, picked.run_at,
+                                       picked.created_at) AS turn
+    FROM pending_tenants t
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at, j.created_at FROM job_queue j
+        WHERE j.tenant_id = t.tenant_id AND j.status = 'pending'
+          AND j.queue = ANY(%(queues)s) AND j.run_at <= now()
+        ORDER BY j.priority DESC, j.run_at, j.created_at
+        LIMIT {per_tenant_limit}
+        FOR UPDATE SKIP LOCKED
+    ) picked
+    WHERE t.tenant_id IS NOT NULL {tenant_filter}
+),
+chosen AS (
+    SELECT id FROM candidates
+    ORDER BY turn, priority DESC, run_at, created_at
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE job_queue AS job
 SET status = 'processing', worker_id = %(worker_id)s, attempts = job.attempts + 1,
     started_at = now(), updated_at = now(), cancel_requested = false,
     lease_expires_at = now() + make_interval(secs => %(lease)s),
     progress = NULL, progress_message = ''
-FROM runnable
-WHERE job.id = runnable.id
+FROM chosen
+WHERE job.id = chosen.id
 RETURNING job.id
 """
+
+# With JOBS_MAX_RUNNING_PER_TENANT: a tenant is considered only if this claimer gets its
+# transaction-scoped advisory lock (claims of one tenant are serialised, so two workers
+# can't both take its last free slot), and takes at most its free slots.
+_CAPPED_TENANT_FILTER = """
+      AND pg_try_advisory_xact_lock(hashtextextended('job_queue.claim:' || t.tenant_id, 0))
+"""
+_CAPPED_PER_TENANT_LIMIT = """GREATEST(0, LEAST(%(limit)s, %(cap)s - (
+            SELECT count(*) FROM job_queue r
+            WHERE r.tenant_id = t.tenant_id AND r.status = 'processing')))"""
+
+
+def _claim_sql(capped: bool) -> str:
+    if capped:
+        return _CLAIM_SQL.format(
+            per_tenant_limit=_CAPPED_PER_TENANT_LIMIT, tenant_filter=_CAPPED_TENANT_FILTER
+        )
+    return _CLAIM_SQL.format(per_tenant_limit="%(limit)s", tenant_filter="")
 
 
 def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]:
     """Claim up to ``limit`` runnable jobs for ``worker_id`` and return them.
 
     One short transaction: rows another worker has locked are skipped (``SKIP LOCKED``),
+    tenants are interleaved and capped at ``JOBS_MAX_RUNNING_PER_TENANT`` running jobs,
     claimed rows get a lease of ``JOBS_LEASE_SECONDS``. Run the handlers after this
     returns, never inside the claiming transaction.
     """
+    cap = settings.JOBS_MAX_RUNNING_PER_TENANT
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            _CLAIM_SQL,
+            _claim_sql(capped=cap is not None),
             {
                 "queues": list(queues),
                 "limit": limit,
+                "cap": cap,
                 "worker_id": worker_id,
                 "lease": settings.JOBS_LEASE_SECONDS,
             },
