@@ -57,6 +57,7 @@ const ui = {
 };
 
 class SessionEnded extends Error {}
+const EXPIRED = "Your session has expired: please log in again.";
 
 // --- small helpers ---------------------------------------------------------------------
 
@@ -191,9 +192,19 @@ function scheduleRefresh(s) {
   const lifetime = tokenLifetimeMs(s.access);
   if (!lifetime) return; // unknown lifetime: refresh on the first 401 instead
   const margin = Math.min(60_000, lifetime / 5);
-  s.refreshTimer = setTimeout(() => {
-    refreshAccess(s).catch(sessionFailed);
-  }, lifetime - margin);
+  s.refreshTimer = setTimeout(() => renew(s), lifetime - margin);
+}
+
+function renew(s) {
+  refreshAccess(s).catch((error) => {
+    if (session !== s) return;
+    if (error instanceof SessionEnded) {
+      endSession(error.message);
+    } else {
+      setNotice("Cannot renew your session right now: retrying.", "connection");
+      s.refreshTimer = setTimeout(() => renew(s), 5_000);
+    }
+  });
 }
 
 function refreshAccess(s) {
@@ -211,7 +222,10 @@ function refreshAccess(s) {
       if (session !== s) throw new SessionEnded();
       throw error; // network trouble: the caller retries later
     }
-    if (!response.ok) throw new SessionEnded("Your session has expired: please log in again.");
+    if ([400, 401, 403].includes(response.status)) {
+      throw new SessionEnded(EXPIRED);
+    }
+    if (!response.ok) throw new Error(`refresh answered ${response.status}`); // retried later
     const tokens = await response.json();
     s.access = tokens.access;
     if (tokens.refresh) s.refresh = tokens.refresh; // the server rotates refresh tokens
@@ -220,15 +234,6 @@ function refreshAccess(s) {
     s.refreshing = null;
   });
   return s.refreshing;
-}
-
-function sessionFailed(error) {
-  if (error instanceof SessionEnded) {
-    endSession(error.message);
-  } else {
-    // The refresh could not reach the server; the next 401 tries again.
-    setNotice("Cannot reach the server to renew your session; retrying.");
-  }
 }
 
 // An API call of the current session: bearer token, 401 → refresh once, 429 → pause all.
@@ -259,11 +264,17 @@ async function api(path, { method = "GET", body, headers = {} } = {}) {
       await refreshAccess(s);
       continue;
     }
-    if (response.status === 401) throw new SessionEnded("Your session has expired: please log in again.");
+    if (response.status === 401) throw new SessionEnded(EXPIRED);
+    if (response.status === 403) {
+      // The user or the tenant was deactivated, or the token belongs elsewhere.
+      throw new SessionEnded(`Access refused: ${await problemText(response)}`);
+    }
     if (response.status === 429) {
       const wait = retryAfterSeconds(response) ?? POLLING.rateLimitedSeconds;
       pausedUntil = Math.max(pausedUntil, Date.now() + wait * 1000);
-      setNotice(`Too many requests: pausing for ${Math.ceil(wait)} s.`);
+      setNotice(`Too many requests: pausing for ${Math.ceil(wait)} s.`, "rate");
+    } else if (response.status < 500) {
+      clearNotice("connection", "rate"); // the server answers again
     }
     return response;
   }
@@ -348,7 +359,7 @@ async function logIn(event) {
       const wait = response.status === 429 ? retryAfterSeconds(response) : null;
       show(
         ui.loginError,
-        wait === null ? await problemText(response) : `Too many attempts: try again in ${Math.ceil(wait)} s.`,
+        wait === null ? await problemText(response) : `Too many tries: wait ${Math.ceil(wait)} s.`,
       );
       ui.loginPassword.select();
       return;
@@ -361,8 +372,15 @@ async function logIn(event) {
 
 // --- notices -----------------------------------------------------------------------------
 
-function setNotice(text) {
+// One line for trouble that is not about a single form. Its kind lets a later success
+// clear connection and rate-limit notices without hiding other news.
+function setNotice(text, kind = "info") {
   show(ui.notice, text);
+  ui.notice.dataset.kind = text ? kind : "";
+}
+
+function clearNotice(...kinds) {
+  if (kinds.includes(ui.notice.dataset.kind)) setNotice("");
 }
 
 // --- the jobs table --------------------------------------------------------------------
@@ -391,13 +409,14 @@ function createEntry(job) {
     ),
     cell(
       "Submitted",
-      element("time", { datetime: job.created_at, title: created.toISOString() }, created.toLocaleTimeString()),
+      element("time", { datetime: job.created_at }, created.toLocaleTimeString()),
     ),
     cell("Status", statusText),
     details,
     cell("Actions", cancel),
   );
-  const entry = { job, parts: { row, statusText, details, cancel }, polling: false, cancelling: false };
+  const parts = { row, statusText, details, cancel };
+  const entry = { job, parts, polling: false, cancelling: false };
   cancel.addEventListener("click", () => cancelJob(entry));
   return entry;
 }
@@ -415,7 +434,12 @@ function renderDetails(entry) {
       parts.progress = element("progress", { max: "100" });
       parts.progressText = element("span", { class: "progress-text" });
       parts.details.append(
-        element("label", { class: "progress" }, element("span", { class: "visually-hidden" }, `Progress of ${describe(job)}`), parts.progress),
+        element(
+          "label",
+          { class: "progress" },
+          element("span", { class: "visually-hidden" }, `Progress of ${describe(job)}`),
+          parts.progress,
+        ),
         parts.progressText,
       );
     }
@@ -423,8 +447,8 @@ function renderDetails(entry) {
     if (percent === null) parts.progress.removeAttribute("value"); // indeterminate
     else parts.progress.value = percent;
     parts.progress.textContent = percent === null ? "running" : `${percent}%`;
-    const text = [percent === null ? "running" : `${percent}%`, job.progress_message].filter(Boolean);
-    parts.progressText.textContent = text.join(" · ");
+    const summary = percent === null ? "running" : `${percent}%`;
+    parts.progressText.textContent = [summary, job.progress_message].filter(Boolean).join(" · ");
   } else if (parts.details.childElementCount === 0) {
     if (kind === "pending") {
       parts.details.append(element("span", { class: "hint" }, "Waiting for a worker"));
@@ -435,7 +459,10 @@ function renderDetails(entry) {
         element("code", { class: "result" }, text.length > 300 ? `${text.slice(0, 300)}…` : text),
       );
     } else if (kind === "failed") {
-      parts.details.append(element("span", { class: "outcome-label" }, "Error "), element("span", { class: "error-text" }, job.error || "unknown error"));
+      parts.details.append(
+        element("span", { class: "outcome-label" }, "Error "),
+        element("span", { class: "error-text" }, job.error || "unknown error"),
+      );
     } else if (kind === "cancelled") {
       parts.details.append(element("span", { class: "hint" }, "Cancelled before it finished"));
     }
@@ -446,14 +473,15 @@ function render(entry) {
   const { job, parts } = entry;
   parts.row.dataset.status = job.status;
   parts.statusText.className = `status status-${job.status}`;
-  const label = entry.cancelling && !FINAL_STATES.has(job.status) ? `${job.status} (cancelling)` : job.status;
+  const final = FINAL_STATES.has(job.status);
+  const label = entry.cancelling && !final ? `${job.status} (cancelling)` : job.status;
+  const symbol = STATUS_SYMBOLS[job.status] ?? "•";
   parts.statusText.replaceChildren(
-    element("span", { class: "status-symbol", "aria-hidden": "true" }, STATUS_SYMBOLS[job.status] ?? "•"),
+    element("span", { class: "status-symbol", "aria-hidden": "true" }, symbol),
     " ",
     element("span", { class: "status-text" }, label),
   );
   renderDetails(entry);
-  const final = FINAL_STATES.has(job.status);
   parts.cancel.hidden = final;
   parts.cancel.disabled = entry.cancelling;
   parts.cancel.textContent = entry.cancelling ? "Cancelling…" : "Cancel";
@@ -464,10 +492,13 @@ function createdAt(entry) {
 }
 
 function placeRows() {
-  const ordered = [...jobs.values()].sort((a, b) => createdAt(b) - createdAt(a) || (a.job.id < b.job.id ? 1 : -1));
+  const ordered = [...jobs.values()].sort(
+    (a, b) => createdAt(b) - createdAt(a) || (a.job.id < b.job.id ? 1 : -1),
+  );
   const current = [...ui.jobsBody.children];
   // Moving rows blurs a focused Cancel button: only touch the DOM when the order changed.
-  if (ordered.length !== current.length || ordered.some((entry, index) => entry.parts.row !== current[index])) {
+  const moved = ordered.some((entry, index) => entry.parts.row !== current[index]);
+  if (moved || ordered.length !== current.length) {
     ui.jobsBody.append(...ordered.map((entry) => entry.parts.row));
   }
   ui.jobsEmpty.hidden = jobs.size > 0;
@@ -495,8 +526,11 @@ async function loadJobs(url = `${config.api.jobs}?page_size=${PAGE_SIZE}`, { old
   try {
     response = await api(url);
   } catch (error) {
-    if (!(error instanceof SessionEnded)) setNotice("Cannot reach the server to list jobs: use Refresh to try again.");
-    else if (error.message) endSession(error.message);
+    if (error instanceof SessionEnded) {
+      if (error.message) endSession(error.message);
+    } else {
+      setNotice("Cannot reach the server to list jobs: use Refresh to try again.", "connection");
+    }
     return;
   }
   if (!response.ok) {
@@ -505,7 +539,6 @@ async function loadJobs(url = `${config.api.jobs}?page_size=${PAGE_SIZE}`, { old
   }
   const page = await response.json();
   if (!session) return;
-  setNotice("");
   for (const job of page.results) upsert(job);
   if (older || !olderUrl || !page.next) {
     // The cursor link is absolute: keep its path and query so requests stay on this origin.
@@ -550,7 +583,7 @@ async function pollJob(entry) {
         }
         failures += 1;
         const delay = backoffSeconds(failures);
-        setNotice(`Connection problem: retrying in ${Math.ceil(delay)} s.`);
+        setNotice(`Connection problem: retrying in ${Math.ceil(delay)} s.`, "connection");
         await sleep(delay * 1000);
         continue;
       }
@@ -575,7 +608,6 @@ async function pollJob(entry) {
         failures += 1;
         delay = backoffSeconds(failures);
       }
-      if (failures === 0 && ui.notice.textContent.startsWith("Connection problem")) setNotice("");
       await sleep((delay - (performance.now() - started) / 1000) * 1000);
     }
   } finally {
@@ -598,7 +630,7 @@ async function cancelJob(entry) {
     }
     entry.cancelling = false;
     render(entry);
-    setNotice("Cannot reach the server to cancel the job: try again.");
+    setNotice("Cannot reach the server to cancel the job: try again.", "connection");
     return;
   }
   if (response.status === 200 || response.status === 202) {
@@ -651,7 +683,8 @@ async function submitJob(event) {
   try {
     let response;
     try {
-      response = await api(config.api.jobs, { method: "POST", body: { type: ui.type.value, payload } });
+      const body = { type: ui.type.value, payload };
+      response = await api(config.api.jobs, { method: "POST", body });
     } catch (error) {
       if (error instanceof SessionEnded) {
         if (error.message) endSession(error.message);
