@@ -1,13 +1,54 @@
+"""Users in the admin (public host): platform staff manage every user and their tenant.
+
+Staff who belong to a tenant never see this page, whatever permissions they hold: they
+could otherwise promote themselves or reach other tenants' users.
+"""
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from accounts.models import User
 
 
+def is_platform_staff(user) -> bool:
+    """Superusers and staff without a tenant."""
+    return user.is_active and user.is_staff and (user.is_superuser or user.tenant_id is None)
+
+
+class PlatformStaffOnlyMixin:
+    """A ModelAdmin hidden from, and closed to, staff who belong to a tenant."""
+
+    def has_module_permission(self, request):
+        return is_platform_staff(request.user) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return is_platform_staff(request.user) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args):
+        return is_platform_staff(request.user) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return is_platform_staff(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_platform_staff(request.user) and super().has_delete_permission(request, obj)
+
+
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
-    list_display = ["username", "email", "tenant", "is_staff", "is_active"]
+class UserAdmin(PlatformStaffOnlyMixin, BaseUserAdmin):
+    list_display = ["username", "email", "tenant", "is_staff", "is_superuser", "is_active"]
     list_filter = ["tenant", "is_staff", "is_superuser", "is_active"]
     list_select_related = ["tenant"]
-    fieldsets = (*BaseUserAdmin.fieldsets, ("Tenant", {"fields": ("tenant",)}))
+    search_fields = ["username", "email", "first_name", "last_name", "tenant__schema_name"]
+    fieldsets = (
+        *BaseUserAdmin.fieldsets,
+        (
+            "Tenant",
+            {
+                "fields": ("tenant",),
+                "description": "The tenant this user signs in to. Staff with a tenant see "
+                "only that tenant's jobs in the admin; leave it empty for platform staff.",
+            },
+        ),
+    )
     add_fieldsets = (*BaseUserAdmin.add_fieldsets, ("Tenant", {"fields": ("tenant",)}))

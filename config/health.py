@@ -1,4 +1,9 @@
-"""Liveness and readiness probes, served without authentication."""
+"""Liveness and readiness probes, served without authentication on every host.
+
+``HealthCheckMiddleware`` answers them before tenant routing: host lookup needs the
+database (or Redis), so a probe routed like other requests would fail with a 500 during
+the very outage it must report, and load balancers probe by IP, which is no tenant's host.
+"""
 
 import logging
 
@@ -9,6 +14,10 @@ from django.http import JsonResponse
 
 logger = logging.getLogger(__name__)
 
+# Once every migration is applied it stays so for the life of the process (new code means
+# a new process), so the migration graph is loaded until the first success only.
+_migrations_checked = False
+
 
 def healthz(request):
     """The process is alive and serving requests (checks nothing else)."""
@@ -16,12 +25,16 @@ def healthz(request):
 
 
 def _check_database() -> str | None:
+    global _migrations_checked
     connection = connections[DEFAULT_DB_ALIAS]
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
+    if _migrations_checked:
+        return None
     executor = MigrationExecutor(connection)
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         return "unapplied migrations"
+    _migrations_checked = True
     return None
 
 
@@ -32,7 +45,8 @@ def _check_redis() -> None:
 def readyz(request):
     """Ready to serve: database and Redis reachable, no unapplied migrations.
 
-    503 with a JSON reason otherwise; the reason names the failing dependency only.
+    200 ``{"status": "ok", "checks": {...}}``, else 503 with ``"unavailable"`` and, per
+    dependency, ``"unreachable"`` or ``"unapplied migrations"``; never error details.
     """
     checks = {}
     try:
@@ -51,3 +65,20 @@ def readyz(request):
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
+
+
+_PROBES = {"/healthz": healthz, "/readyz": readyz}
+
+
+class HealthCheckMiddleware:
+    """Serves ``GET``/``HEAD`` ``/healthz`` and ``/readyz`` on any host, before tenant
+    routing and without sessions or authentication."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        probe = _PROBES.get(request.path_info)
+        if probe is not None and request.method in ("GET", "HEAD"):
+            return probe(request)
+        return self.get_response(request)

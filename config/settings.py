@@ -218,6 +218,21 @@ JOBS_RETRY_AFTER = int(os.environ.get("JOBS_RETRY_AFTER", "1"))
 # Django Tasks (@task functions) enqueue into job_queue.
 TASKS = {"default": {"BACKEND": "jobs.backends.JobQueueBackend"}}
 
+# --- Operations: cleanup, health and metrics (README "Operating it") ------------------
+# Finished jobs older than this are deleted by `manage.py cleanup_jobs` when it is run
+# without --older-than: <n>d, <n>h or <n>m, at least 24h (results clients may still poll).
+JOBS_RETENTION = os.environ.get("JOBS_RETENTION", "30d")
+# When set, GET /metrics (public host) requires "Authorization: Bearer <METRICS_TOKEN>";
+# when empty, /metrics is open and should be shielded at the network edge.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# /healthz and /readyz answer before tenant routing, so they report a database outage
+# (503) instead of failing in host lookup, and answer any Host (probes use pod IPs).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("tenants.middleware.TenantMiddleware"), "config.health.HealthCheckMiddleware"
+)
+# Counts API responses and rate-limit rejections for /metrics (jobs.metrics).
+MIDDLEWARE.append("jobs.metrics.ApiMetricsMiddleware")
+
 # --- Internationalisation, static files ---------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,16 +1,18 @@
-"""URLs of the platform host (the public schema): front page, admin and health."""
+"""URLs of the platform host (the public schema): front page, admin, health and metrics."""
 
 from django.contrib import admin
 from django.urls import path
 
 from config.health import healthz, readyz
 from config.pages import platform_home
+from jobs.metrics import metrics_view
 
 urlpatterns = [
     path("", platform_home, name="platform_home"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),  # public host only, never a tenant's
 ]
 
 handler400 = "config.errors.bad_request_view"

@@ -1,20 +1,149 @@
-from django.contrib import admin
+"""Tenants and their hostnames in the admin (public host), for platform staff only.
 
+Creating a tenant creates its PostgreSQL schema (migrated) and its primary domain in one
+transaction. Tenants are deactivated, never deleted here: deletion would cascade to their
+jobs and leave their schema behind. Changes save through the model so that cached host
+resolutions are invalidated (``tenants.resolution``).
+"""
+
+import re
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from accounts.admin import PlatformStaffOnlyMixin
 from tenants.models import Domain, Tenant
+
+# Schema names are identifiers in SQL, tokens and logs: keep them plain.
+_SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def _clean_hostname(value: str) -> str:
+    hostname = value.strip().lower()
+    if not _HOSTNAME.match(hostname):
+        raise ValidationError("Enter a hostname such as acme.example.com (no scheme or port).")
+    return hostname
+
+
+class TenantCreationForm(forms.ModelForm):
+    primary_domain = forms.CharField(
+        max_length=253, help_text="The tenant's hostname, e.g. acme.example.com."
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ["schema_name", "name", "is_active"]
+        help_texts = {
+            "schema_name": "Lowercase letters, digits and underscores; fixed once created."
+        }
+
+    def clean_schema_name(self):
+        schema_name = self.cleaned_data["schema_name"]
+        if not _SCHEMA_NAME.match(schema_name) or schema_name.startswith("pg_"):
+            raise ValidationError(
+                "Use lowercase letters, digits and underscores, starting with a letter."
+            )
+        return schema_name
+
+    def clean_primary_domain(self):
+        hostname = _clean_hostname(self.cleaned_data["primary_domain"])
+        if Domain.objects.filter(domain=hostname).exists():
+            raise ValidationError("This hostname already belongs to a tenant.")
+        return hostname
+
+
+class DomainForm(forms.ModelForm):
+    class Meta:
+        model = Domain
+        fields = ["domain", "is_primary"]
+
+    def clean_domain(self):
+        return _clean_hostname(self.cleaned_data["domain"])
 
 
 class DomainInline(admin.TabularInline):
     model = Domain
-    extra = 1
+    form = DomainForm
+    extra = 0
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
-    list_display = ["schema_name", "name", "is_active", "created_at"]
+class TenantAdmin(PlatformStaffOnlyMixin, admin.ModelAdmin):
+    list_display = ["schema_name", "name", "primary_domain", "is_active", "created_at"]
     list_filter = ["is_active"]
-    search_fields = ["schema_name", "name"]
-    inlines = [DomainInline]
+    search_fields = ["schema_name", "name", "domains__domain"]
+    actions = ["deactivate", "activate"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("domains")
+
+    @admin.display(description="primary domain")
+    def primary_domain(self, tenant):
+        return next((d.domain for d in tenant.domains.all() if d.is_primary), "—")
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = TenantCreationForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["schema_name", "name", "primary_domain", "is_active"]
+        return ["schema_name", "name", "is_active", "created_at"]
+
+    def get_inlines(self, request, obj):
+        return [DomainInline] if obj is not None else []
 
     def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
         # A tenant's schema name is its identity (schema, token claim): fixed once created.
-        return ["schema_name", "created_at"] if obj else ["created_at"]
+        # The platform's own tenant is never deactivated: the admin lives on it.
+        fixed = ["schema_name", "created_at"]
+        return [*fixed, "is_active"] if _is_platform(obj) else fixed
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        """A new tenant: create its schema (``Tenant.save``) and its primary domain, inside
+        the admin's transaction, so a failure leaves neither."""
+        super().save_model(request, obj, form, change)
+        if not change:
+            Domain.objects.create(
+                domain=form.cleaned_data["primary_domain"], tenant=obj, is_primary=True
+            )
+
+    def _set_active(self, request, queryset, active: bool) -> None:
+        changed = 0
+        for tenant in queryset.filter(is_active=not active):
+            if _is_platform(tenant):
+                self.message_user(
+                    request, "The platform tenant is never deactivated.", messages.WARNING
+                )
+                continue
+            tenant.is_active = active
+            tenant.save(update_fields=["is_active"])  # post_save drops cached hosts
+            changed += 1
+        state = "activated" if active else "deactivated"
+        self.message_user(request, f"{changed} tenant(s) {state}.", messages.SUCCESS)
+
+    @admin.action(
+        description="Deactivate selected tenants (their hosts answer 403)",
+        permissions=["change"],
+    )
+    def deactivate(self, request, queryset):
+        self._set_active(request, queryset, False)
+
+    @admin.action(description="Activate selected tenants", permissions=["change"])
+    def activate(self, request, queryset):
+        self._set_active(request, queryset, True)
+
+
+def _is_platform(tenant) -> bool:
+    return tenant.schema_name == settings.PUBLIC_SCHEMA_NAME

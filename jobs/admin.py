@@ -1,0 +1,403 @@
+"""The job queue in the Django admin (public host): a read-only view with staff actions.
+
+Staff-only code: querysets here span tenants for superusers and platform staff, and are
+confined to their own tenant for staff who belong to one (``jobs.staff.staff_tenant``), in
+the list, filters, search, detail pages opened by URL and actions alike. Every change of a
+job goes through ``jobs.services``; nothing here sets a field.
+
+Built for a table of millions of rows: no full COUNT per page (``CappedCountPaginator``),
+tenant and creator joined in the page query, ordering by ``-created_at`` only, filters
+whose choices need no query (except the tenant list).
+"""
+
+import json
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import ActionLocation
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+# Worker processes never load URLs, but every process runs admin autodiscovery: importing
+# jobs.metrics here connects its receivers of jobs.signals in workers too.
+import jobs.metrics  # noqa: F401
+from accounts.models import User
+from jobs import services, staff
+from jobs.exceptions import InvalidTransition, JobNotFound
+from jobs.models import Job, JobStatus
+from jobs.registry import job_types
+from tenants.models import Tenant
+
+BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+
+# Bulk actions change at most this many jobs per click (newest first), so one request
+# stays short however much is selected; the message says when some were left.
+ACTION_LIMIT = 1000
+
+
+def human_duration(delta: timedelta | None) -> str:
+    """``0.42 s``, ``12 s``, ``3 min 05 s``, ``2 h 10 min``, ``3 d 4 h``; ``—`` for None."""
+    if delta is None:
+        return "—"
+    seconds = max(delta.total_seconds(), 0.0)
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def is_tenant_staff(user) -> bool:
+    """Active staff who belong to a tenant: they may view and operate that tenant's jobs
+    without model permissions, and see nothing else in the admin."""
+    return user.is_active and user.is_staff and staff.staff_tenant(user) is not None
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most ``count_cap`` rows (``SELECT count(*) FROM (… LIMIT cap+1)``) instead
+    of the whole filtered table; ``capped`` tells the template to show "10000+"."""
+
+    count_cap = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        counted = self.object_list.order_by().values("pk")[: self.count_cap + 1].count()
+        self.capped = counted > self.count_cap
+        return min(counted, self.count_cap)
+
+
+class TypeFilter(admin.SimpleListFilter):
+    """Registered job types (from settings, no query)."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in sorted(job_types())]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(type=self.value()) if self.value() else queryset
+
+
+class TenantFilter(admin.SimpleListFilter):
+    """Tenants the user may see: every customer tenant, or only the user's own."""
+
+    title = "tenant"
+    parameter_name = "tenant"
+
+    def lookups(self, request, model_admin):
+        own = staff.staff_tenant(request.user)
+        if own is not None:
+            return [(str(own.pk), own.name)]
+        tenants = Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+        return [(str(pk), name) for pk, name in tenants.values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(tenant_id=self.value()) if self.value() else queryset
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "short_id",
+        "tenant_name",
+        "type",
+        "status_badge",
+        "progress_display",
+        "attempts_display",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "duration",
+    ]
+    list_display_links = ["short_id"]
+    list_filter = [
+        "status",
+        TypeFilter,
+        TenantFilter,
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    list_select_related = ["tenant", "created_by"]
+    list_per_page = 50
+    sortable_by = ["created_at"]
+    ordering = ["-created_at", "-id"]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    search_fields = ["type"]  # shows the search box; get_search_results does the matching
+    search_help_text = "A job id (or its first 8 characters), an exact job type, or a username."
+    actions = ["retry_jobs", "cancel_jobs", "run_jobs_now"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "tenant",
+                    "type",
+                    "status_badge",
+                    "queue",
+                    "priority",
+                    "created_by",
+                    "idempotency_key",
+                ]
+            },
+        ),
+        (
+            "Execution",
+            {
+                "fields": [
+                    "attempts_display",
+                    "progress_display",
+                    "progress_message",
+                    "worker_id",
+                    "lease_expires_at",
+                    "cancel_requested",
+                    "timeout_seconds",
+                ]
+            },
+        ),
+        ("Timeline", {"fields": ["timeline"]}),
+        (
+            "Input and output",
+            {"fields": ["payload_pretty", "result_pretty", "error", "traceback_pretty"]},
+        ),
+    ]
+    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+
+    # --- scoping and permissions ------------------------------------------------------
+
+    def get_queryset(self, request):
+        return staff.jobs_for_staff(tenant=staff.staff_tenant(request.user))
+
+    def has_module_permission(self, request):
+        return is_tenant_staff(request.user) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return is_tenant_staff(request.user) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # no free edits: state changes only through the operations below
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and not obj.is_final:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def has_operate_permission(self, request):
+        """Retry, cancel and run now: tenant staff (on their tenant) and users with the
+        ``jobs.change_job`` permission."""
+        return is_tenant_staff(request.user) or request.user.has_perm("jobs.change_job")
+
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)  # would not spare running jobs
+        return actions
+
+    def delete_model(self, request, obj):
+        if not staff.job_delete_finished(job_id=obj.id, tenant=staff.staff_tenant(request.user)):
+            raise PermissionDenied("Only a finished job can be deleted.")
+
+    # --- search ---------------------------------------------------------------------------
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        creators = User.objects.filter(username__iexact=search_term.strip())
+        own = staff.staff_tenant(request.user)
+        if own is not None:
+            creators = creators.filter(tenant=own)
+        condition = staff.job_search_filter(
+            search_term, creator_ids=creators.values_list("pk", flat=True)
+        )
+        return queryset.filter(condition), False
+
+    # --- columns and detail fields ---------------------------------------------------
+
+    @admin.display(description="id")
+    def short_id(self, job):
+        return str(job.id)[:8]
+
+    @admin.display(description="tenant")
+    def tenant_name(self, job):
+        return job.tenant.schema_name
+
+    @admin.display(description="status")
+    def status_badge(self, job):
+        label = job.get_status_display()
+        if job.status == JobStatus.PROCESSING and job.cancel_requested:
+            label += " (cancelling)"
+        return format_html('<span class="job-status job-status-{}">{}</span>', job.status, label)
+
+    @admin.display(description="progress")
+    def progress_display(self, job):
+        return "—" if job.progress is None else f"{job.progress}%"
+
+    @admin.display(description="attempts")
+    def attempts_display(self, job):
+        return f"{job.attempts}/{job.max_attempts}"
+
+    @admin.display(description="duration")
+    def duration(self, job):
+        if job.started_at is None:
+            return "—"
+        end = job.completed_at or (timezone.now() if job.status == JobStatus.PROCESSING else None)
+        return human_duration(end - job.started_at) if end else "—"
+
+    @admin.display(description="payload")
+    def payload_pretty(self, job):
+        return _pretty_json(job.payload)
+
+    @admin.display(description="result")
+    def result_pretty(self, job):
+        return "—" if job.result is None else _pretty_json(job.result)
+
+    @admin.display(description="traceback (staff only)")
+    def traceback_pretty(self, job):
+        if not job.error_traceback:
+            return "—"
+        return format_html('<pre class="job-json">{}</pre>', job.error_traceback)
+
+    @admin.display(description="timeline")
+    def timeline(self, job):
+        return format_html(
+            '<table class="job-timeline"><tbody>{}</tbody></table>',
+            format_html_join(
+                "",
+                "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+                _timeline_rows(job),
+            ),
+        )
+
+    # --- the list page ---------------------------------------------------------------
+
+    def changelist_view(self, request, extra_context=None):
+        summary = staff.queue_summary(tenant=staff.staff_tenant(request.user))
+        extra_context = {
+            **(extra_context or {}),
+            "job_summary": summary,
+            "job_summary_oldest": human_duration(summary.oldest_pending_age)
+            if summary.oldest_pending_age is not None
+            else None,
+            "job_summary_window": int(summary.window.total_seconds() // 60),
+        }
+        return super().changelist_view(request, extra_context)
+
+    # --- operations: on selected jobs in the list, or on one job from its page -----------
+
+    def _operate(self, request, queryset, operation: str, done_text: str) -> None:
+        """Apply ``operation`` (a ``jobs.services`` call) to at most ``ACTION_LIMIT`` jobs of
+        ``queryset``, which ``get_queryset`` has already scoped to the user's tenant; the
+        service is scoped again by that tenant. Jobs in another state are skipped."""
+        tenant = staff.staff_tenant(request.user)
+        candidates = list(queryset.order_by("-created_at", "-id")[: ACTION_LIMIT + 1])
+        done, refusals = 0, []
+        for job in candidates[:ACTION_LIMIT]:
+            try:
+                operation(job=job, tenant=tenant)
+            except (InvalidTransition, JobNotFound) as exc:
+                refusals.append(str(exc))
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{done} job(s) {done_text}.", messages.SUCCESS)
+        if refusals:
+            self.message_user(
+                request, f"{len(refusals)} job(s) skipped: {refusals[0]}", messages.WARNING
+            )
+        if len(candidates) > ACTION_LIMIT:
+            self.message_user(
+                request,
+                f"Only the newest {ACTION_LIMIT} selected jobs were processed; run it again.",
+                messages.WARNING,
+            )
+
+    @admin.action(
+        description="Retry",
+        description_plural="Retry selected failed or cancelled jobs",
+        permissions=["operate"],
+        location=BOTH_LOCATIONS,
+    )
+    def retry_jobs(self, request, queryset):
+        def retry(*, job, tenant):
+            services.job_retry(job_id=job.id, tenant=tenant)
+
+        self._operate(request, queryset, retry, "retried: pending again")
+
+    @admin.action(
+        description="Cancel",
+        description_plural="Cancel selected pending or processing jobs",
+        permissions=["operate"],
+        location=BOTH_LOCATIONS,
+    )
+    def cancel_jobs(self, request, queryset):
+        def cancel(*, job, tenant):
+            services.job_cancel(tenant=tenant or job.tenant, job_id=job.id)
+
+        self._operate(
+            request, queryset, cancel, "cancelled (running ones when their worker notices)"
+        )
+
+    @admin.action(
+        description="Run now",
+        description_plural="Run selected scheduled jobs now",
+        permissions=["operate"],
+        location=BOTH_LOCATIONS,
+    )
+    def run_jobs_now(self, request, queryset):
+        def run_now(*, job, tenant):
+            services.job_run_now(job_id=job.id, tenant=tenant)
+
+        self._operate(request, queryset, run_now, "due now")
+
+
+def _pretty_json(value) -> str:
+    return format_html(
+        '<pre class="job-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True)
+    )
+
+
+def _timeline_rows(job):
+    """``(event, time, note)`` rows of the job's life so far."""
+
+    def at(moment: datetime | None) -> str:
+        return moment.isoformat(sep=" ", timespec="milliseconds") if moment else "—"
+
+    rows = [("Created", at(job.created_at), "")]
+    if job.run_at and job.run_at > job.created_at:
+        rows.append(
+            (
+                "Due",
+                at(job.run_at),
+                f"scheduled {human_duration(job.run_at - job.created_at)} after creation",
+            )
+        )
+    if job.started_at:
+        due = max(job.created_at, job.run_at or job.created_at)
+        rows.append(
+            (
+                "Started",
+                at(job.started_at),
+                f"attempt {job.attempts}, waited {human_duration(job.started_at - due)}",
+            )
+        )
+    if job.status == JobStatus.PROCESSING and job.lease_expires_at:
+        rows.append(("Lease expires", at(job.lease_expires_at), job.worker_id))
+    if job.completed_at:
+        ran = f"ran {human_duration(job.completed_at - job.started_at)}" if job.started_at else ""
+        rows.append((job.get_status_display(), at(job.completed_at), ran))
+    rows.append(("Last update", at(job.updated_at), ""))
+    return rows

@@ -1,0 +1,96 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs import staff
+from jobs.models import FINAL_STATUSES, JobStatus
+from tenants.models import Tenant
+
+MIN_RETENTION = staff.parse_age("24h")
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete finished jobs older than a cutoff, in batches that each commit on their own, "
+        "so it can run beside busy workers. Pending and processing jobs are never deleted."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--older-than",
+            default=None,
+            help="Age of the jobs to delete, by completion time: 30d, 12h or 90m "
+            "(default: JOBS_RETENTION).",
+        )
+        parser.add_argument(
+            "--status",
+            default="completed,failed,cancelled",
+            help="Comma-separated final statuses to delete (default: all three); pending "
+            "and processing are ignored.",
+        )
+        parser.add_argument("--tenant", default=None, help="Only this tenant's schema name.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        )
+        parser.add_argument(
+            "--batch-size", type=int, default=1000, help="Rows per transaction (default 1000)."
+        )
+
+    def handle(self, *args, **options):
+        older_than = self._older_than(options["older_than"])
+        try:
+            statuses, refused = staff.deletable_statuses(options["status"].split(","))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if refused:
+            self.stderr.write(
+                f"Ignoring {', '.join(refused)}: pending and processing jobs are never deleted."
+            )
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        tenant = None
+        if options["tenant"]:
+            tenant = Tenant.objects.filter(schema_name=options["tenant"]).first()
+            if tenant is None:
+                raise CommandError(f"no tenant with schema {options['tenant']!r}")
+
+        cutoff = staff.cleanup_cutoff(older_than)
+        if options["dry_run"]:
+            counts = staff.jobs_count_finished(statuses=statuses, cutoff=cutoff, tenant=tenant)
+            self._report(counts, statuses, "Would delete", cutoff)
+            return
+
+        counts = dict.fromkeys(statuses, 0)
+        batches = 0
+        for batch in staff.jobs_delete_finished(
+            statuses=statuses, cutoff=cutoff, tenant=tenant, batch_size=options["batch_size"]
+        ):
+            batches += 1
+            for status, deleted in batch.items():
+                counts[status] += deleted
+            if options["verbosity"] >= 2:
+                self.stdout.write(f"batch {batches}: deleted {sum(batch.values())}")
+        self._report(counts, statuses, "Deleted", cutoff, batches=batches)
+
+    def _older_than(self, value):
+        if value is not None:
+            try:
+                return staff.parse_age(value)
+            except ValueError as exc:
+                raise CommandError(f"--older-than: {exc}") from None
+        try:
+            retention = staff.parse_age(settings.JOBS_RETENTION)
+        except ValueError as exc:
+            raise CommandError(f"JOBS_RETENTION: {exc}") from None
+        if retention < MIN_RETENTION:
+            raise CommandError("JOBS_RETENTION must be at least 24h")
+        return retention
+
+    def _report(self, counts, statuses, verb, cutoff, batches=None):
+        for status in JobStatus.values:
+            if status in FINAL_STATUSES and status in statuses:
+                self.stdout.write(f"{status}: {counts.get(status, 0)}")
+        total = sum(counts.values())
+        in_batches = f" in {batches} batch(es)" if batches is not None else ""
+        self.stdout.write(
+            f"{verb} {total} job(s) finished before {cutoff.isoformat()}{in_batches}."
+        )

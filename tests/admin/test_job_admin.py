@@ -1,0 +1,482 @@
+"""The job admin on the public host: list, filters, search, detail, actions, read-only rules,
+and tenant scoping for staff who belong to a tenant (carol, staff of acme)."""
+
+import html
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.models.functions import Now
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs.admin import CappedCountPaginator, JobAdmin
+from jobs.models import Job, JobStatus
+from tests.admin.conftest import admin_client_for
+from tests.factories import JobFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/admin/jobs/job/"
+
+
+def _set(job, **fields):
+    """Move a job to a state directly in SQL (test setup only)."""
+    Job.objects.filter(pk=job.pk).update(**fields)
+    job.refresh_from_db()
+    return job
+
+
+def failed_job(tenant, **fields):
+    job = JobFactory(tenant=tenant, type="demo.fail", **fields)
+    return _set(
+        job,
+        status=JobStatus.FAILED,
+        attempts=1,
+        max_attempts=1,
+        error="demo failure",
+        error_traceback="Traceback (most recent call last):\nJobError: demo failure",
+        started_at=Now(),
+        completed_at=Now(),
+    )
+
+
+def listed(response) -> list:
+    assert response.status_code == 200, response
+    return list(response.context["cl"].result_list)
+
+
+def action(client, name: str, *jobs, select_across: bool = False):
+    return client.post(
+        LIST,
+        {
+            "action": name,
+            "_selected_action": [str(job.pk) for job in jobs],
+            "index": "0",
+            "select_across": "1" if select_across else "0",
+        },
+    )
+
+
+# --- the list ------------------------------------------------------------------------------
+
+
+def test_superuser_sees_every_tenant_newest_first(superuser_client, acme, globex):
+    older = _set(JobFactory(tenant=acme), created_at=timezone.now() - timedelta(hours=1))
+    newer = JobFactory(tenant=globex)
+    assert [job.id for job in listed(superuser_client.get(LIST))] == [newer.id, older.id]
+
+
+def test_list_columns(superuser_client, acme):
+    job = JobFactory(tenant=acme, type="ai_generation")
+    _set(
+        job,
+        status=JobStatus.COMPLETED,
+        attempts=1,
+        progress=100,
+        started_at=job.created_at,
+        completed_at=job.created_at + timedelta(seconds=2.5),
+    )
+    body = superuser_client.get(LIST).content.decode()
+    assert str(job.id)[:8] in body
+    assert "acme" in body
+    assert '<span class="job-status job-status-completed">Completed</span>' in body
+    assert "100%" in body
+    assert "1/3" in body
+    assert "2.50 s" in body
+
+
+def test_list_queries_do_not_grow_with_rows(superuser_client, acme, globex):
+    JobFactory.create_batch(2, tenant=acme)
+    superuser_client.get(LIST)  # warm up: content types, session
+    with CaptureQueriesContext(connection) as few:
+        superuser_client.get(LIST)
+    JobFactory.create_batch(20, tenant=acme)
+    JobFactory.create_batch(20, tenant=globex)
+    with CaptureQueriesContext(connection) as many:
+        assert len(listed(superuser_client.get(LIST))) == 42
+    assert len(many) == len(few)
+
+
+def test_list_never_counts_the_whole_table(superuser_client, acme):
+    """Every count is capped by a LIMIT, or bounded to the last minutes by completed_at."""
+    JobFactory.create_batch(3, tenant=acme)
+    with CaptureQueriesContext(connection) as queries:
+        superuser_client.get(LIST + "?status=pending")
+    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper() and "job_queue" in q["sql"]]
+    assert len(counts) == 7  # the page's, and six of the summary's
+    unbounded = [sql for sql in counts if "LIMIT" not in sql and '"completed_at" >=' not in sql]
+    assert unbounded == []
+
+
+def test_paginator_caps_the_count_and_says_so(superuser_client, acme, monkeypatch):
+    monkeypatch.setattr(CappedCountPaginator, "count_cap", 3)
+    monkeypatch.setattr(JobAdmin, "list_per_page", 2)
+    JobFactory.create_batch(5, tenant=acme)
+    response = superuser_client.get(LIST)
+    assert len(listed(response)) == 2
+    assert response.context["cl"].result_count == 3
+    assert "3+ jobs" in " ".join(response.content.decode().split())
+
+
+def test_summary_counts_oldest_pending_and_recent_throughput(superuser_client, acme, globex):
+    _set(JobFactory(tenant=acme), created_at=timezone.now() - timedelta(minutes=90))
+    JobFactory(tenant=globex, run_at=timezone.now() + timedelta(days=1))  # not due: not late
+    failed_job(acme)
+    _set(JobFactory(tenant=globex), status=JobStatus.COMPLETED, completed_at=Now())
+    _set(
+        JobFactory(tenant=globex),
+        status=JobStatus.COMPLETED,
+        completed_at=timezone.now() - timedelta(hours=1),
+    )
+    response = superuser_client.get(LIST)
+    summary = response.context["job_summary"]
+    assert summary.counts == {
+        "pending": 2,
+        "processing": 0,
+        "completed": 2,
+        "failed": 1,
+        "cancelled": 0,
+    }
+    assert timedelta(minutes=89) < summary.oldest_pending_age < timedelta(minutes=120)
+    assert (summary.completed_recently, summary.failed_recently) == (1, 1)
+    assert 'id="job-summary"' in response.content.decode()
+
+
+def test_summary_of_tenant_staff_counts_their_tenant_only(carol_client, acme, globex):
+    failed_job(acme)
+    failed_job(globex)
+    JobFactory(tenant=globex)
+    summary = carol_client.get(LIST).context["job_summary"]
+    assert summary.counts["failed"] == 1
+    assert summary.counts["pending"] == 0
+    assert summary.failed_recently == 1
+
+
+# --- filters and search -----------------------------------------------------------------
+
+
+def test_filter_by_status_type_tenant_and_created_date(superuser_client, acme, globex):
+    failed = failed_job(acme)
+    echo = JobFactory(tenant=acme, type="demo.echo")
+    other = JobFactory(tenant=globex, type="ai_generation")
+    old = _set(JobFactory(tenant=globex), created_at=timezone.now() - timedelta(days=30))
+
+    def ids(query):
+        return {job.id for job in listed(superuser_client.get(LIST + query))}
+
+    assert ids("?status=failed") == {failed.id}
+    assert ids("?type=ai_generation") == {other.id}
+    assert ids(f"?tenant={acme.pk}") == {failed.id, echo.id}
+    response = superuser_client.get(LIST)
+    dates = next(
+        spec
+        for spec in response.context["cl"].filter_specs
+        if getattr(spec, "field_path", None) == "created_at"
+    )
+    past_week = next(
+        choice["query_string"]
+        for choice in dates.choices(response.context["cl"])
+        if choice["display"] == "Past 7 days"
+    )
+    assert ids(past_week) == {failed.id, echo.id, other.id}
+    assert old.id in ids("")
+
+
+def test_tenant_filter_of_superuser_lists_customer_tenants(superuser_client, acme, globex):
+    spec = _tenant_filter_choices(superuser_client.get(LIST))
+    assert {"Acme", "Globex"} <= spec
+    assert "Platform" not in spec
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        lambda job: str(job.id),
+        lambda job: str(job.id)[:8],
+        lambda job: str(job.id)[:8].upper(),
+        lambda job: "demo.fail",
+        lambda job: job.created_by.username,
+    ],
+    ids=["uuid", "short-id", "short-id-uppercase", "type", "username"],
+)
+def test_search(superuser_client, acme, term):
+    job = failed_job(acme, created_by=UserFactory(username="dora", tenant=acme))
+    JobFactory(tenant=acme, type="demo.echo")
+    assert [found.id for found in listed(superuser_client.get(LIST, {"q": term(job)}))] == [job.id]
+
+
+def test_search_for_nothing_matching_is_empty(superuser_client, acme):
+    JobFactory(tenant=acme)
+    assert listed(superuser_client.get(LIST, {"q": "no-such-type"})) == []
+
+
+# --- detail --------------------------------------------------------------------------------
+
+
+def test_detail_pretty_prints_payload_result_error_and_traceback(superuser_client, acme):
+    job = failed_job(acme, payload={"prompt": "Quarterly report", "pages": 3})
+    _set(job, result={"partial": True})
+    response = superuser_client.get(f"{LIST}{job.pk}/change/")
+    assert response.status_code == 200
+    body = html.unescape(response.content.decode())
+    assert '{\n  "pages": 3,\n  "prompt": "Quarterly report"\n}' in body
+    assert '{\n  "partial": true\n}' in body
+    assert "demo failure" in body
+    assert "Traceback (most recent call last):\nJobError: demo failure" in body
+    for event in ("Created", "Started", "Failed", "attempt 1, waited", "ran "):
+        assert event in body
+    assert 'name="type"' not in body  # read-only: no form inputs for fields
+
+
+def test_detail_offers_the_operations(superuser_client, acme):
+    response = superuser_client.get(f"{LIST}{failed_job(acme).pk}/change/")
+    choices = dict(response.context["action_form"].fields["action"].choices)
+    choices.pop("")
+    assert choices == {
+        "retry_jobs": "Retry",
+        "cancel_jobs": "Cancel",
+        "run_jobs_now": "Run now",
+    }
+
+
+# --- read-only rules -----------------------------------------------------------------------
+
+
+def test_no_add_no_edit_no_bulk_delete(superuser_client, acme):
+    job = failed_job(acme)
+    assert superuser_client.get(f"{LIST}add/").status_code == 403
+    response = superuser_client.post(
+        f"{LIST}{job.pk}/change/", {"status": "completed", "result": '{"forged": true}'}
+    )
+    assert response.status_code == 403
+    job.refresh_from_db()
+    assert (job.status, job.result) == (JobStatus.FAILED, None)
+    choices = dict(superuser_client.get(LIST).context["action_form"].fields["action"].choices)
+    assert "delete_selected" not in choices
+    assert {"retry_jobs", "cancel_jobs", "run_jobs_now"} <= set(choices)
+
+
+@pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.PROCESSING])
+def test_unfinished_job_cannot_be_deleted(superuser_client, acme, status):
+    job = _set(JobFactory(tenant=acme), status=status)
+    assert superuser_client.get(f"{LIST}{job.pk}/delete/").status_code == 403
+    assert superuser_client.post(f"{LIST}{job.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_finished_job_can_be_deleted_by_superuser(superuser_client, acme):
+    job = failed_job(acme)
+    response = superuser_client.post(f"{LIST}{job.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Job.objects.filter(pk=job.pk).exists()
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+def test_retry_action_makes_failed_and_cancelled_jobs_pending(superuser_client, acme):
+    failed = failed_job(acme)
+    cancelled = _set(JobFactory(tenant=acme), status=JobStatus.CANCELLED, completed_at=Now())
+    completed = _set(JobFactory(tenant=acme), status=JobStatus.COMPLETED, completed_at=Now())
+    response = action(superuser_client, "retry_jobs", failed, cancelled, completed)
+    assert response.status_code == 302
+    for job in (failed, cancelled, completed):
+        job.refresh_from_db()
+    assert (failed.status, failed.attempts, failed.error) == (JobStatus.PENDING, 0, "")
+    assert cancelled.status == JobStatus.PENDING
+    assert completed.status == JobStatus.COMPLETED
+    messages = [str(m) for m in superuser_client.get(LIST).context["messages"]]
+    assert "2 job(s) retried: pending again." in messages
+    assert any("1 job(s) skipped" in message for message in messages)
+
+
+def test_cancel_action_cancels_pending_and_flags_processing(superuser_client, acme):
+    pending = JobFactory(tenant=acme)
+    processing = _set(JobFactory(tenant=acme), status=JobStatus.PROCESSING, worker_id="w1")
+    action(superuser_client, "cancel_jobs", pending, processing)
+    pending.refresh_from_db()
+    processing.refresh_from_db()
+    assert pending.status == JobStatus.CANCELLED
+    assert (processing.status, processing.cancel_requested) == (JobStatus.PROCESSING, True)
+
+
+def test_run_now_action_makes_a_scheduled_job_due(superuser_client, acme):
+    scheduled = JobFactory(tenant=acme, run_at=timezone.now() + timedelta(days=1))
+    action(superuser_client, "run_jobs_now", scheduled)
+    assert Job.objects.filter(pk=scheduled.pk, run_at__lte=Now()).exists()
+
+
+def test_actions_process_at_most_the_limit(superuser_client, acme, monkeypatch):
+    monkeypatch.setattr("jobs.admin.ACTION_LIMIT", 2)
+    jobs = [failed_job(acme) for _ in range(3)]
+    action(superuser_client, "retry_jobs", *jobs)
+    assert Job.objects.filter(status=JobStatus.PENDING).count() == 2
+    messages = [str(m) for m in superuser_client.get(LIST).context["messages"]]
+    assert any("Only the newest 2" in message for message in messages)
+
+
+def detail_action(client, job, name: str):
+    return client.post(
+        f"{LIST}{job.pk}/change/",
+        {"CHANGE_FORM-action": name, "_selected_action": str(job.pk), "index": "0"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "expect"),
+    [
+        ("retry_jobs", lambda t: failed_job(t), {"status": JobStatus.PENDING}),
+        ("cancel_jobs", lambda t: JobFactory(tenant=t), {"status": JobStatus.CANCELLED}),
+        (
+            "run_jobs_now",
+            lambda t: JobFactory(tenant=t, run_at=timezone.now() + timedelta(days=1)),
+            {"status": JobStatus.PENDING, "run_at__lte": Now()},
+        ),
+    ],
+)
+def test_detail_page_runs_one_operation(superuser_client, acme, name, make, expect):
+    job = make(acme)
+    response = detail_action(superuser_client, job, name)
+    assert response.status_code == 302
+    assert response["Location"] == f"{LIST}{job.pk}/change/"
+    assert Job.objects.filter(pk=job.pk, **expect).exists()
+
+
+def test_detail_operation_on_a_job_in_the_wrong_state_changes_nothing(superuser_client, acme):
+    job = _set(JobFactory(tenant=acme), status=JobStatus.COMPLETED, completed_at=Now())
+    detail_action(superuser_client, job, "retry_jobs")
+    messages = [str(m) for m in superuser_client.get(LIST).context["messages"]]
+    assert messages == ["1 job(s) skipped: A completed job cannot be retried."]
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+
+
+def test_detail_operation_applies_to_the_page_job_only(superuser_client, acme):
+    job, other = failed_job(acme), failed_job(acme)
+    response = superuser_client.post(
+        f"{LIST}{job.pk}/change/",
+        {"CHANGE_FORM-action": "retry_jobs", "_selected_action": str(other.pk), "index": "0"},
+    )
+    assert response.status_code == 400
+    assert Job.objects.filter(pk__in=[job.pk, other.pk], status=JobStatus.FAILED).count() == 2
+
+
+# --- tenant scoping: carol is staff of acme ----------------------------------------------
+
+
+@pytest.fixture
+def globex_failed(globex):
+    return failed_job(globex, created_by=UserFactory(username="bob", tenant=globex))
+
+
+@pytest.fixture
+def acme_failed(acme):
+    return failed_job(acme)
+
+
+def _tenant_filter_choices(response) -> set[str]:
+    for spec in response.context["cl"].filter_specs:
+        if getattr(spec, "parameter_name", None) == "tenant":
+            return {label for _, label in spec.lookup_choices}
+    raise AssertionError("no tenant filter")
+
+
+def test_carol_lists_only_acme_jobs(carol_client, acme_failed, globex_failed):
+    assert [job.id for job in listed(carol_client.get(LIST))] == [acme_failed.id]
+    assert str(globex_failed.id)[:8] not in carol_client.get(LIST).content.decode()
+
+
+def test_carol_tenant_filter_lists_only_acme(carol_client, acme_failed, globex_failed):
+    assert _tenant_filter_choices(carol_client.get(LIST)) == {"Acme"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        lambda globex_job: {"tenant": str(globex_job.tenant_id)},
+        lambda globex_job: {"q": str(globex_job.id)},
+        lambda globex_job: {"q": str(globex_job.id)[:8]},
+        lambda globex_job: {"q": "bob"},
+        lambda globex_job: {"q": "demo.fail", "status": "failed", "type": "demo.fail"},
+    ],
+    ids=["tenant-filter", "search-uuid", "search-short-id", "search-username", "search-type"],
+)
+def test_carol_cannot_reach_globex_jobs_by_filter_or_search(
+    carol_client, acme_failed, globex_failed, query
+):
+    found = {job.id for job in listed(carol_client.get(LIST, query(globex_failed)))}
+    assert globex_failed.id not in found
+
+
+@pytest.mark.parametrize(
+    ("who", "url", "expected"),
+    [
+        ("carol", "{acme}/change/", 200),
+        ("carol", "{globex}/change/", 302),
+        ("carol", "{globex}/history/", 302),
+        ("carol", "{globex}/delete/", 403),
+        ("carol", "{acme}/delete/", 403),  # deleting needs a model permission carol lacks
+        ("superuser", "{globex}/change/", 200),
+        ("superuser", "{globex}/history/", 200),
+    ],
+)
+def test_detail_pages_by_url(
+    carol_client, superuser_client, acme_failed, globex_failed, who, url, expected
+):
+    client = {"carol": carol_client, "superuser": superuser_client}[who]
+    response = client.get(LIST + url.format(acme=acme_failed.pk, globex=globex_failed.pk))
+    assert response.status_code == expected
+    if expected == 302:  # the admin's "does not exist" redirect, nothing about the job
+        assert response["Location"] == "/admin/"
+
+
+def test_carol_acts_on_acme_jobs(carol_client, acme_failed):
+    action(carol_client, "retry_jobs", acme_failed)
+    acme_failed.refresh_from_db()
+    assert acme_failed.status == JobStatus.PENDING
+
+
+def test_carol_cannot_act_on_globex_jobs(carol_client, acme_failed, globex_failed):
+    action(carol_client, "retry_jobs", globex_failed)
+    action(carol_client, "retry_jobs", globex_failed, select_across=True)
+    assert detail_action(carol_client, globex_failed, "retry_jobs")["Location"] == "/admin/"
+    assert detail_action(carol_client, globex_failed, "cancel_jobs")["Location"] == "/admin/"
+    globex_failed.refresh_from_db()
+    assert globex_failed.status == JobStatus.FAILED
+    acme_failed.refresh_from_db()  # select_across applied to carol's scope: acme only
+    assert acme_failed.status == JobStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    ("who", "url", "expected"),
+    [
+        ("carol", "/admin/accounts/user/", 403),
+        ("carol", "/admin/tenants/tenant/", 403),
+        ("carol", "/admin/tenants/tenant/add/", 403),
+        ("superuser", "/admin/accounts/user/", 200),
+        ("superuser", "/admin/tenants/tenant/", 200),
+    ],
+)
+def test_only_platform_staff_manage_tenants_and_users(
+    carol_client, superuser_client, who, url, expected
+):
+    client = {"carol": carol_client, "superuser": superuser_client}[who]
+    assert client.get(url).status_code == expected
+
+
+def test_tenant_staff_stay_confined_even_with_model_permissions(acme, globex, public_tenant):
+    from django.contrib.auth.models import Permission
+
+    dave = UserFactory(username="dave", tenant=acme, is_staff=True)
+    dave.user_permissions.set(Permission.objects.filter(codename__endswith="_user"))
+    globex_job = failed_job(globex)
+    client = admin_client_for(dave)
+    assert globex_job.id not in {job.id for job in listed(client.get(LIST))}
+    assert client.get("/admin/accounts/user/").status_code == 403
+
+
+def test_non_staff_users_are_sent_to_login(alice, public_tenant):
+    response = admin_client_for(alice).get(LIST)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
