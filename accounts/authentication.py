@@ -1,11 +1,72 @@
-"""JWT authentication that binds a token to the tenant of the host it is presented on."""
+"""JWT authentication that binds a token to the tenant of the host it is presented on.
 
+The token's user is read from a Redis-cached record, so a poll pays no SQL for it. The
+record is dropped whenever the user is saved or deleted (signals below, connected in
+``AccountsConfig.ready``), so a deactivated user is refused on the very next request by
+every process. It holds no password hash (the field is deferred), and it expires after
+``AUTH_USER_CACHE_SECONDS`` to bound changes made by bulk UPDATEs, which send no signal.
+"""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import transaction
 from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.settings import api_settings
 
 from accounts.tokens import TENANT_CLAIM
 from config.problems import Problem
+
+logger = logging.getLogger(__name__)
+
+# Written for a moment after a change commits: a request that read the old row just before
+# the commit cannot put it back into the cache (``cache.add`` does not overwrite).
+_CHANGED = "changed"
+_CHANGED_SECONDS = 2
+
+
+def _user_key(user_id) -> str:
+    return f"api-user:{user_id}"
+
+
+def cached_user(user_id):
+    """The active-or-not user ``user_id`` (password deferred), or None if it doesn't exist."""
+    key = _user_key(user_id)
+    try:
+        user = cache.get(key)
+    except Exception:
+        logger.warning("user cache unavailable; reading the database", exc_info=True)
+        user = _CHANGED
+    if user is not None and user != _CHANGED:
+        return user
+    found = get_user_model().objects.defer("password").filter(pk=user_id).first()
+    if found is not None and user is None:
+        try:
+            cache.add(key, found, settings.AUTH_USER_CACHE_SECONDS)
+        except Exception:
+            logger.warning("user cache unavailable; not caching", exc_info=True)
+    return found
+
+
+def forget_user(sender, instance, **kwargs) -> None:
+    """Signal receiver: drop the cached record of a saved or deleted user at once, and keep
+    it out for a moment once the transaction commits."""
+    key = _user_key(instance.pk)
+
+    def keep_out():
+        try:
+            cache.set(key, _CHANGED, _CHANGED_SECONDS)
+        except Exception:
+            logger.warning("user cache unavailable; entry not dropped", exc_info=True)
+
+    try:
+        cache.delete(key)
+    except Exception:
+        logger.warning("user cache unavailable; entry not dropped", exc_info=True)
+    transaction.on_commit(keep_out)
 
 
 def _tenant_mismatch() -> Problem:
@@ -43,7 +104,7 @@ class TenantJWTAuthentication(JWTAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Token contained no recognizable user identification", code="token_not_valid"
             ) from exc
-        user = self.user_model.objects.filter(pk=user_id).first()
+        user = cached_user(user_id)
         if user is None:
             raise exceptions.AuthenticationFailed("User not found.", code="user_not_found")
         if user.tenant_id != tenant.pk:

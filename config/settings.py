@@ -218,6 +218,15 @@ JOBS_RETRY_AFTER = int(os.environ.get("JOBS_RETRY_AFTER", "1"))
 # Django Tasks (@task functions) enqueue into job_queue.
 TASKS = {"default": {"BACKEND": "jobs.backends.JobQueueBackend"}}
 
+# --- Polling (README "Polling from a client") ---------------------------------------
+# Longest wait a client may ask for with GET /api/jobs/{id}?wait=N (seconds); larger
+# values are refused with 400. Keep it below the proxy's and load balancer's read timeout.
+JOBS_LONGPOLL_MAX_WAIT = int(os.environ.get("JOBS_LONGPOLL_MAX_WAIT", "30"))
+# How long an API token's user record stays cached in Redis (seconds). Saving or deleting
+# the user drops it at once; this only bounds changes made by bulk UPDATEs that bypass
+# signals.
+AUTH_USER_CACHE_SECONDS = int(os.environ.get("AUTH_USER_CACHE_SECONDS", "300"))
+
 # --- Operations: cleanup, health and metrics (README "Operating it") ------------------
 # Finished jobs older than this are deleted by `manage.py cleanup_jobs` when it is run
 # without --older-than: <n>d, <n>h or <n>m, at least 24h (results clients may still poll).

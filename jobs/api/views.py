@@ -4,6 +4,7 @@ call one selector or service, and render."""
 import re
 import uuid
 
+from django.utils.cache import patch_vary_headers
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -11,7 +12,8 @@ from rest_framework.response import Response
 
 from config.problems import Problem
 from jobs import selectors, services
-from jobs.api.ratelimit import check_rate_limit
+from jobs.api import longpoll, polling
+from jobs.api.ratelimit import charge_rate_limit, check_rate_limit
 from jobs.api.serializers import (
     JobCreateSerializer,
     JobListQuerySerializer,
@@ -59,7 +61,17 @@ class JobViewSet(viewsets.GenericViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication and permissions first
-        request.rate_limit_usage = check_rate_limit(request)
+        # A poll is only checked here; finalize_response charges it unless it is a 304.
+        check_rate_limit(request, charge=self.action != "retrieve")
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        usage = getattr(request, "rate_limit_usage", None)
+        if usage is not None:
+            if self.action == "retrieve" and response.status_code not in (304, 429):
+                usage = charge_rate_limit(request)
+            for name, value in usage.headers().items():
+                response[name] = value
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def get_queryset(self):
         query = JobListQuerySerializer(data=self.request.query_params)
@@ -71,8 +83,26 @@ class JobViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(JobOutputSerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
-        job = selectors.job_get(tenant=request.tenant, job_id=_job_id(pk))
-        return Response(JobOutputSerializer(job).data)
+        """A poll: 304 when ``If-None-Match`` holds the current ETag (decided before
+        serializing), ``?wait=N`` to long-poll (jobs.api.longpoll)."""
+        job_id = _job_id(pk)
+        wait = longpoll.wait_seconds(request.query_params)
+
+        def read():
+            return polling.job_poll_get(tenant=request.tenant, job_id=job_id)
+
+        job = (
+            read()
+            if wait is None
+            else longpoll.read_and_wait(request, job_id=job_id, wait=wait, read=read)
+        )
+        headers = polling.poll_headers(job)
+        if polling.etag_matches(request.headers.get("If-None-Match"), job.etag):
+            response = Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        else:
+            response = Response(JobOutputSerializer(job).data, headers=headers)
+        patch_vary_headers(response, ("Authorization",))
+        return response
 
     def create(self, request):
         serializer = JobCreateSerializer(data=request.data)

@@ -1,0 +1,12 @@
+"""Polling tests: the long-poll listener of this process must not outlive the test
+database (its connection would block DROP DATABASE)."""
+
+import pytest
+
+from jobs.api.longpoll import listener
+
+
+@pytest.fixture(autouse=True)
+def _stop_listener():
+    yield
+    listener.stop()
