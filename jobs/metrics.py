@@ -17,10 +17,10 @@ Where each number comes from, and why:
 Workers and web processes run as many processes on many machines, so prometheus-client's
 in-process metrics (and its multiprocess mode, which shares a directory on one host only)
 would show one process per scrape. Histograms and counters therefore live in Redis hashes
-that every process increments atomically (``HINCRBY``), under the cache's key prefix; any
-web process renders the sum. A hash not written for ``_RETENTION_SECONDS`` expires, which
-Prometheus treats as a counter reset. Metric writes never fail a request or a job: if
-Redis is down they are dropped with a warning.
+that every process increments atomically (``HINCRBY``), in the cache's Redis under the
+cache's key prefix; any web process renders the sum. A hash not written for a week
+expires, which Prometheus treats as a counter reset. Metric writes never fail a request
+or a job: if Redis is down they are dropped with a warning.
 """
 
 import bisect
@@ -35,12 +35,13 @@ from django.conf import settings
 from django.dispatch import receiver
 from django.http import HttpResponse
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
 from config.problems import problem_response
@@ -69,6 +70,11 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
+def _redis() -> redis.Redis:
+    """The Redis of the default cache (settings.REDIS_URL unless overridden)."""
+    return _client(settings.CACHES["default"]["LOCATION"])
+
+
 def _key(metric: str) -> str:
     return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:metrics:{metric}"
 
@@ -80,7 +86,7 @@ def _field(*parts) -> str:
 def _write(metric: str, increments: list[tuple[str, float]]) -> None:
     key = _key(metric)
     try:
-        pipe = _client(settings.REDIS_URL).pipeline(transaction=False)
+        pipe = _redis().pipeline(transaction=False)
         for field, amount in increments:
             if isinstance(amount, int):
                 pipe.hincrby(key, field, amount)
@@ -105,7 +111,7 @@ def observe(metric: str, *labels: str, value: float) -> None:
 
 
 def _read(metric: str) -> dict[tuple, float]:
-    raw = _client(settings.REDIS_URL).hgetall(_key(metric))
+    raw = _redis().hgetall(_key(metric))
     return {tuple(json.loads(field)): float(value) for field, value in raw.items()}
 
 
@@ -218,11 +224,13 @@ class _Collector:
         yield _counter(API_RATE_LIMITED, "API requests rejected by the rate limit.", ["endpoint"])
 
 
-def render() -> bytes:
-    """The current metrics in Prometheus text format."""
+def render(accept: str = "") -> tuple[bytes, str]:
+    """The current metrics and their content type: Prometheus text format, or OpenMetrics
+    when ``accept`` (the scraper's Accept header) asks for it."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector())
-    return generate_latest(registry)
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
 
 
 def _authorized(request) -> bool:
@@ -246,4 +254,5 @@ def metrics_view(request):
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)
+    body, content_type = render(request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)

@@ -1,0 +1,188 @@
+"""manage.py requeue_stale_jobs and manage.py jobs_stats."""
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db.models import F
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from jobs.models import Job, JobStatus
+from tests.factories import JobFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _set(job, **fields):
+    Job.objects.filter(pk=job.pk).update(**fields)
+    job.refresh_from_db()
+    return job
+
+
+def run(command, *args) -> str:
+    out = io.StringIO()
+    call_command(command, *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def stale_jobs(acme):
+    """One running job past its timeout, one with an expired lease and attempts left, one
+    with an expired lease and none left, and a healthy one."""
+    hour_ago = timezone.now() - timedelta(hours=1)
+    running = {
+        "status": JobStatus.PROCESSING,
+        "worker_id": "gone",
+        "started_at": hour_ago,
+        "timeout_seconds": 7200,
+    }
+    return {
+        "timed_out": _set(
+            JobFactory(tenant=acme, created_by=None),
+            **{**running, "timeout_seconds": 60},
+            lease_expires_at=Now() + timedelta(minutes=5),
+            attempts=1,
+        ),
+        "requeue": _set(
+            JobFactory(tenant=acme, created_by=None),
+            **running,
+            lease_expires_at=hour_ago,
+            attempts=1,
+            max_attempts=3,
+        ),
+        "lost": _set(
+            JobFactory(tenant=acme, created_by=None),
+            **running,
+            lease_expires_at=hour_ago,
+            attempts=3,
+            max_attempts=3,
+        ),
+        "healthy": _set(
+            JobFactory(tenant=acme, created_by=None),
+            **running,
+            lease_expires_at=Now() + timedelta(minutes=5),
+            attempts=1,
+        ),
+    }
+
+
+def test_requeue_stale_jobs_dry_run_reports_and_changes_nothing(stale_jobs):
+    output = run("requeue_stale_jobs", "--dry-run")
+    assert output.splitlines() == [
+        "timed out: 1",
+        "requeued: 1",
+        "failed (worker lost): 1",
+        "Dry run: nothing changed.",
+    ]
+    assert Job.objects.filter(status=JobStatus.PROCESSING).count() == 4
+
+
+def test_requeue_stale_jobs_runs_the_reaper(stale_jobs):
+    output = run("requeue_stale_jobs")
+    assert output.splitlines() == ["timed out: 1", "requeued: 1", "failed (worker lost): 1"]
+    for job in stale_jobs.values():
+        job.refresh_from_db()
+    assert (stale_jobs["timed_out"].status, stale_jobs["timed_out"].error) == (
+        JobStatus.FAILED,
+        "timed out",
+    )
+    assert stale_jobs["requeue"].status == JobStatus.PENDING
+    assert (stale_jobs["lost"].status, stale_jobs["lost"].error) == (
+        JobStatus.FAILED,
+        "worker lost",
+    )
+    assert stale_jobs["healthy"].status == JobStatus.PROCESSING
+    assert run("requeue_stale_jobs", "--dry-run").splitlines()[:3] == [
+        "timed out: 0",
+        "requeued: 0",
+        "failed (worker lost): 0",
+    ]
+
+
+@pytest.fixture
+def mixed_jobs(acme, globex):
+    JobFactory(tenant=acme, created_by=None)  # pending, due
+    _set(JobFactory(tenant=acme, created_by=None), created_at=F("created_at") - timedelta(hours=2))
+    _set(JobFactory(tenant=globex, created_by=None), run_at=Now() + timedelta(days=1))  # not due
+    for tenant, status, ago in [
+        (acme, JobStatus.COMPLETED, timedelta(minutes=10)),
+        (acme, JobStatus.COMPLETED, timedelta(hours=3)),
+        (acme, JobStatus.FAILED, timedelta(minutes=30)),
+        (globex, JobStatus.COMPLETED, timedelta(minutes=5)),
+        (globex, JobStatus.CANCELLED, timedelta(minutes=5)),
+    ]:
+        _set(
+            JobFactory(tenant=tenant, created_by=None),
+            status=status,
+            completed_at=timezone.now() - ago,
+        )
+
+
+def test_jobs_stats_json(mixed_jobs):
+    stats = json.loads(run("jobs_stats", "--json"))
+    assert stats["totals"] == {
+        "pending": 3,
+        "processing": 0,
+        "completed": 3,
+        "failed": 1,
+        "cancelled": 1,
+    }
+    acme, globex = stats["tenants"]["acme"], stats["tenants"]["globex"]
+    assert acme["counts"] == {
+        "pending": 2,
+        "processing": 0,
+        "completed": 2,
+        "failed": 1,
+        "cancelled": 0,
+    }
+    assert (acme["completed_last_window"], acme["failed_last_window"]) == (1, 1)
+    assert (globex["completed_last_window"], globex["failed_last_window"]) == (1, 0)
+    assert (stats["completed_last_window"], stats["failed_last_window"]) == (2, 1)
+    assert 7200 <= acme["oldest_pending_age_seconds"] < 7500
+    assert globex["oldest_pending_age_seconds"] is None  # its only pending job isn't due
+    assert stats["oldest_pending_age_seconds"] == acme["oldest_pending_age_seconds"]
+    assert stats["throughput_window_seconds"] == 3600
+
+
+def test_jobs_stats_table(mixed_jobs):
+    lines = run("jobs_stats").splitlines()
+    assert lines[0].split() == [
+        "tenant",
+        "pending",
+        "processing",
+        "completed",
+        "failed",
+        "cancelled",
+        "oldest",
+        "pending",
+        "completed",
+        "1h",
+        "failed",
+        "1h",
+    ]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert rows["acme"][:5] == ["2", "0", "2", "1", "0"]
+    assert rows["globex"][:5] == ["1", "0", "1", "0", "1"]
+    assert rows["globex"][5] == "-"
+    assert rows["TOTAL"][:5] == ["3", "0", "3", "1", "1"]
+    assert rows["TOTAL"][6:] == ["2", "1"]
+
+
+def test_jobs_stats_of_an_empty_queue(db):
+    stats = json.loads(run("jobs_stats", "--json"))
+    assert stats["tenants"] == {}
+    assert stats["oldest_pending_age_seconds"] is None
+    assert run("jobs_stats").splitlines()[1].split() == [
+        "TOTAL",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "-",
+        "0",
+        "0",
+    ]
