@@ -24,10 +24,17 @@ from jobs.registry import get_job_type
 NOTIFY_CHANNEL = "job_queue"
 
 
-def request_fingerprint(*, type: str, payload: dict) -> str:
+def request_fingerprint(*, type: str, payload: dict, run_at=None, priority: int = 0) -> str:
     """A stable hash of what a client asked for, to compare idempotent retries."""
     canonical = json.dumps(
-        {"type": type, "payload": payload}, sort_keys=True, separators=(",", ":")
+        {
+            "type": type,
+            "payload": payload,
+            "priority": priority,
+            "run_at": run_at.isoformat() if run_at else None,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -119,11 +126,12 @@ def _notify_workers(queue: str) -> None:
 
 # Claiming, fair across tenants. ``pending_tenants`` walks the distinct tenants that have
 # pending jobs with a loose index scan (one index probe per tenant, not one per row);
-# for each, the LATERAL takes its next runnable jobs in priority order, skipping rows other
-# workers hold. The picks are then interleaved: every tenant's first job before any
-# tenant's second, so one tenant's flood delays another tenant's job by at most one slot.
-# Priority orders a tenant's own jobs and breaks ties between tenants, but can never make
-# one tenant starve another. Rows locked and not picked are released at COMMIT.
+# ``tenant_load`` counts each one's running jobs; for each tenant the LATERAL takes its
+# next runnable jobs in priority order, skipping rows other workers hold. Picks are then
+# ordered by the tenant's load after taking them (running + turn), so the tenant with the
+# fewest running jobs goes first and a newcomer overtakes a flooding tenant at the next
+# free slot. Priority orders a tenant's own jobs and breaks ties between tenants, but can
+# never make one tenant starve another. Rows locked and not picked are released at COMMIT.
 _CLAIM_SQL = """
 WITH RECURSIVE pending_tenants AS (
     (SELECT tenant_id FROM job_queue WHERE status = 'pending' ORDER BY tenant_id LIMIT 1)
@@ -133,21 +141,27 @@ WITH RECURSIVE pending_tenants AS (
             ORDER BY j.tenant_id LIMIT 1)
     FROM pending_tenants p WHERE p.tenant_id IS NOT NULL
 ),
+tenant_load AS (
+    SELECT t.tenant_id,
+           (SELECT count(*) FROM job_queue r
+            WHERE r.tenant_id = t.tenant_id AND r.status = 'processing') AS running
+    FROM pending_tenants t
+    WHERE t.tenant_id IS NOT NULL {tenant_filter}
+),
 candidates AS (
     SELECT picked.id, picked.priority, picked.run_at, picked.created_at,
-           row_number() OVER (PARTITION BY t.tenant_id
-                              ORDER BY picked.priority DESC, picked.run_at,
-                                       picked.created_at) AS turn
-    FROM pending_tenants t
+           load.running + row_number() OVER (
+               PARTITION BY load.tenant_id
+               ORDER BY picked.priority DESC, picked.run_at, picked.created_at) AS turn
+    FROM tenant_load load
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.run_at, j.created_at FROM job_queue j
-        WHERE j.tenant_id = t.tenant_id AND j.status = 'pending'
+        WHERE j.tenant_id = load.tenant_id AND j.status = 'pending'
           AND j.queue = ANY(%(queues)s) AND j.run_at <= now()
         ORDER BY j.priority DESC, j.run_at, j.created_at
         LIMIT {per_tenant_limit}
         FOR UPDATE SKIP LOCKED
     ) picked
-    WHERE t.tenant_id IS NOT NULL {tenant_filter}
 ),
 chosen AS (
     SELECT id FROM candidates
@@ -164,23 +178,29 @@ WHERE job.id = chosen.id
 RETURNING job.id
 """
 
-# With JOBS_MAX_RUNNING_PER_TENANT: a tenant is considered only if this claimer gets its
-# transaction-scoped advisory lock (claims of one tenant are serialised, so two workers
-# can't both take its last free slot), and takes at most its free slots.
-_CAPPED_TENANT_FILTER = """
-      AND pg_try_advisory_xact_lock(hashtextextended('job_queue.claim:' || t.tenant_id, 0))
+# With JOBS_MAX_RUNNING_PER_TENANT the claim takes two statements. The first takes a
+# transaction-scoped advisory lock on each tenant with pending jobs (skipping tenants
+# another claimer holds), so claims of one tenant are serialised; the second, whose
+# snapshot starts after the locks are held and so sees every committed claim, counts the
+# tenant's running jobs and takes at most its free slots. The cap is therefore strict.
+_LOCK_PENDING_TENANTS_SQL = """
+WITH RECURSIVE pending_tenants AS (
+    (SELECT tenant_id FROM job_queue WHERE status = 'pending' ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.tenant_id FROM job_queue j
+            WHERE j.status = 'pending' AND j.tenant_id > p.tenant_id
+            ORDER BY j.tenant_id LIMIT 1)
+    FROM pending_tenants p WHERE p.tenant_id IS NOT NULL
+)
+SELECT tenant_id FROM pending_tenants
+WHERE tenant_id IS NOT NULL
+  AND pg_try_advisory_xact_lock(hashtextextended('job_queue.claim:' || tenant_id, 0))
 """
-_CAPPED_PER_TENANT_LIMIT = """GREATEST(0, LEAST(%(limit)s, %(cap)s - (
-            SELECT count(*) FROM job_queue r
-            WHERE r.tenant_id = t.tenant_id AND r.status = 'processing')))"""
-
-
-def _claim_sql(capped: bool) -> str:
-    if capped:
-        return _CLAIM_SQL.format(
-            per_tenant_limit=_CAPPED_PER_TENANT_LIMIT, tenant_filter=_CAPPED_TENANT_FILTER
-        )
-    return _CLAIM_SQL.format(per_tenant_limit="%(limit)s", tenant_filter="")
+_CAPPED_CLAIM_SQL = _CLAIM_SQL.format(
+    per_tenant_limit="GREATEST(0, LEAST(%(limit)s, %(cap)s - load.running))",
+    tenant_filter="AND t.tenant_id = ANY(%(tenants)s)",
+)
+_UNCAPPED_CLAIM_SQL = _CLAIM_SQL.format(per_tenant_limit="%(limit)s", tenant_filter="")
 
 
 def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]:
@@ -192,17 +212,20 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]
     returns, never inside the claiming transaction.
     """
     cap = settings.JOBS_MAX_RUNNING_PER_TENANT
+    params = {
+        "queues": list(queues),
+        "limit": limit,
+        "cap": cap,
+        "worker_id": worker_id,
+        "lease": settings.JOBS_LEASE_SECONDS,
+    }
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            _claim_sql(capped=cap is not None),
-            {
-                "queues": list(queues),
-                "limit": limit,
-                "cap": cap,
-                "worker_id": worker_id,
-                "lease": settings.JOBS_LEASE_SECONDS,
-            },
-        )
+        if cap is None:
+            cursor.execute(_UNCAPPED_CLAIM_SQL, params)
+        else:
+            cursor.execute(_LOCK_PENDING_TENANTS_SQL)
+            params["tenants"] = [row[0] for row in cursor.fetchall()]
+            cursor.execute(_CAPPED_CLAIM_SQL, params)
         ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return []

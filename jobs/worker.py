@@ -118,6 +118,7 @@ class Worker:
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         for thread in [*runners, heartbeat]:
             thread.start()
+        self._reap()  # recover what crashed workers left behind before taking new work
         listener = self._listen()
         try:
             self._claim_loop(listener)
@@ -309,31 +310,37 @@ class Worker:
     # --- heartbeat -------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        last_reap = 0.0
+        last_reap = time.monotonic()  # run() reaped once at start-up
         try:
-            while not self._stopped_heartbeat.wait(settings.JOBS_HEARTBEAT_SECONDS):
+            while True:
                 close_old_connections()
                 try:
                     self._beat()
                     if time.monotonic() - last_reap >= settings.JOBS_REAP_INTERVAL:
                         last_reap = time.monotonic()
-                        reaped = services.jobs_requeue_stale()
-                        if reaped.requeued or reaped.lost or reaped.timed_out:
-                            logger.warning(
-                                "reaper",
-                                extra={
-                                    "requeued": len(reaped.requeued),
-                                    "lost": len(reaped.lost),
-                                    "timed_out": len(reaped.timed_out),
-                                },
-                            )
-                            self._wake()
+                        self._reap()
                 except Exception:
                     # A database outage must not kill the heartbeat: retry next beat.
                     logger.exception("heartbeat failed", extra={"worker_id": self.worker_id})
                     connection.close()
+                if self._stopped_heartbeat.wait(settings.JOBS_HEARTBEAT_SECONDS):
+                    return
         finally:
             connection.close()
+
+    def _reap(self) -> None:
+        """Run the reaper for the whole queue (at start-up, then every JOBS_REAP_INTERVAL)."""
+        reaped = services.jobs_requeue_stale()
+        if reaped.requeued or reaped.lost or reaped.timed_out:
+            logger.warning(
+                "reaper",
+                extra={
+                    "requeued": len(reaped.requeued),
+                    "lost": len(reaped.lost),
+                    "timed_out": len(reaped.timed_out),
+                },
+            )
+            self._wake()
 
     def _beat(self) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -34,12 +35,18 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def start_manage(*args: str, **env: str) -> subprocess.Popen:
-    """Start ``python manage.py *args`` as a child process on the test database."""
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        env=subprocess_env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    """Start ``python manage.py *args`` as a child process on the test database.
+
+    Its output goes to a temporary file (``process.log_path``), never to a pipe that
+    could fill up and block the child.
+    """
+    with tempfile.NamedTemporaryFile(prefix="manage-", suffix=".log", delete=False) as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            cwd=ROOT,
+            env=subprocess_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    process.log_path = Path(log.name)
+    return process

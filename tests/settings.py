@@ -9,4 +9,5 @@ JOBS_TYPES = {
     "test.flaky": {"task": "tests.tasks.flaky", "max_attempts": 3},
     "test.record": {"task": "tests.tasks.record", "max_attempts": 5},
     "test.block": {"task": "tests.tasks.block", "max_attempts": 2, "timeout": 2},
+    "test.crash_once": {"task": "tests.tasks.crash_once", "max_attempts": 3},
 }

@@ -40,3 +40,11 @@ def block(context, seconds: float = 30.0):
     """Runs for ``seconds`` without ever looking at cancellation (a misbehaving handler)."""
     time.sleep(seconds)
     return {"blocked": seconds}
+
+
+@task(takes_context=True)
+def crash_once(context, seconds: float = 60.0):
+    """Hangs on its first attempt (long enough to be killed), succeeds on later ones."""
+    if context.attempt == 1:
+        time.sleep(seconds)
+    return {"attempt": context.attempt}

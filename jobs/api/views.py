@@ -107,12 +107,24 @@ class JobViewSet(viewsets.GenericViewSet):
     def create(self, request):
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        job = services.job_enqueue(
-            tenant=request.tenant, created_by=request.user, **serializer.validated_data
-        )
+        key = _idempotency_key(request)
+        if key:
+            job, created = services.job_enqueue_once(
+                tenant=request.tenant,
+                idempotency_key=key,
+                created_by=request.user,
+                **serializer.validated_data,
+            )
+        else:
+            job = services.job_enqueue(
+                tenant=request.tenant, created_by=request.user, **serializer.validated_data
+            )
+            created = True
+        # A replayed request gets 202 while its job is unfinished, 200 once it is final.
+        code = status.HTTP_200_OK if not created and job.is_final else status.HTTP_202_ACCEPTED
         return Response(
             JobOutputSerializer(job).data,
-            status=status.HTTP_202_ACCEPTED,
+            status=code,
             headers={"Location": f"/api/jobs/{job.id}"},
         )
 
