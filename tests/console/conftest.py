@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from jobs.api.longpoll import listener
 from jobs.worker import Worker
 
 
@@ -12,6 +13,14 @@ def host_url(live_server, host: str, path: str = "/") -> str:
     """``live_server``'s address under another hostname: ``*.localhost`` is loopback for
     Chromium, and django-tenants routes by that name."""
     return f"http://{host}:{urlsplit(live_server.url).port}{path}"
+
+
+@pytest.fixture(autouse=True)
+def _stop_long_poll_listener():
+    """The console long-polls (``?wait=``): the live server's process then keeps one
+    LISTEN connection, which must not outlive the test database (DROP DATABASE fails)."""
+    yield
+    listener.stop()
 
 
 @pytest.fixture

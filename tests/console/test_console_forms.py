@@ -11,7 +11,7 @@ from tests.factories import PASSWORD
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def test_invalid_json_and_rejected_payloads_are_explained(acme_url, alice):
+def test_invalid_json_and_rejected_payloads_are_explained(acme_url, alice, worker):
     with chromium_page() as page:
         log_in(page, acme_url, "alice")
         posts = []
@@ -49,6 +49,8 @@ def test_invalid_json_and_rejected_payloads_are_explained(acme_url, alice):
         expect(error).to_be_hidden()
         expect(payload).not_to_have_attribute("aria-invalid", "true")
         expect(page.locator("#jobs-body tr")).to_have_count(1)
+        # Ends before the browser closes: no poll is left waiting on the server.
+        expect(page.locator("#jobs-body .status-text")).to_have_text("completed", timeout=20_000)
         assert page.console_errors == [
             "Failed to load resource: the server responded with a status of 400 (Bad Request)"
         ]
