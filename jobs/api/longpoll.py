@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
 from copy import copy
+from urllib.parse import parse_qs
 
 import psycopg
 from asgiref.sync import sync_to_async
@@ -247,6 +248,15 @@ def is_long_poll(request) -> bool:
         and "wait" in request.GET
         and _DETAIL_PATH.match(request.path_info) is not None
     )
+
+
+def is_long_poll_scope(scope) -> bool:
+    """``is_long_poll`` for an ASGI scope, before a request object exists."""
+    if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        return False
+    path = scope["path"].removeprefix(scope.get("root_path", ""))
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return "wait" in query and _DETAIL_PATH.match(path) is not None
 
 
 def _peek(request, job_id: uuid.UUID) -> str | None:
