@@ -13,6 +13,7 @@ Threads, each with its own database connection (Django connections are per threa
   periodically runs the reaper (expired leases, timeouts) for the whole queue.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import uuid
 
 import psycopg
 from django.conf import settings
-from django.db import close_old_connections, connection, connections
+from django.db import DatabaseError, close_old_connections, connection, connections
 from django_tenants.utils import tenant_context
 
 from jobs import services
@@ -39,6 +40,38 @@ from jobs.signals import job_finished, job_started
 logger = logging.getLogger("jobs.worker")
 
 _STOP = object()
+
+
+# What a lost or restarting database raises through Django, and psycopg on the listener.
+DB_ERRORS = (DatabaseError, psycopg.Error)
+
+
+def _close_quietly(listener) -> None:
+    if listener is not None:
+        with contextlib.suppress(psycopg.Error):
+            listener.close()
+
+
+def _retrying(record, *, patience: float | None = None, **kwargs):
+    """Call an outcome-recording service, retrying through a database outage.
+
+    A result is worth keeping: the write is retried with backoff for up to ``patience``
+    seconds (default: one lease, after which the reaper would hand the job to another
+    worker anyway). The writes are compare-and-set, so a retry after a commit whose reply
+    was lost simply matches nothing.
+    """
+    deadline = time.monotonic() + (settings.JOBS_LEASE_SECONDS if patience is None else patience)
+    delay = 0.1
+    while True:
+        try:
+            return record(**kwargs)
+        except DatabaseError:
+            connection.close()
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("database unavailable while recording an outcome; retrying")
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
 
 
 def default_worker_id() -> str:
@@ -118,15 +151,12 @@ class Worker:
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         for thread in [*runners, heartbeat]:
             thread.start()
-        self._reap()  # recover what crashed workers left behind before taking new work
-        listener = self._listen()
         try:
-            self._claim_loop(listener)
+            self._claim_loop()
         finally:
             self._shutdown(runners)
             self._stopped_heartbeat.set()
             heartbeat.join(timeout=5)
-            listener.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
             connection.close()
@@ -154,24 +184,50 @@ class Worker:
             free = min(free, self.max_jobs - self._claimed_total)
         return max(0, free)
 
-    def _claim_loop(self, listener: psycopg.Connection) -> None:
-        while not self._stop.is_set():
-            if self.max_jobs is not None and self._claimed_total >= self.max_jobs:
-                break
-            free = self._free_slots()
-            claimed = []
-            if free:
-                claimed = services.job_claim(
-                    worker_id=self.worker_id, queues=self.queues, limit=free
-                )
-                for job in claimed:
-                    self._claimed_total += 1
-                    self._work.put(job)
-            if claimed and len(claimed) == free:
-                continue  # there may be more: claim again as soon as a slot frees
-            if self.burst and not claimed and self._idle():
-                break
-            self._wait(listener)
+    def _claim_loop(self) -> None:
+        """Claim and dispatch until stopped; survives database outages by reconnecting."""
+        listener = None
+        outage_delay = 0.0
+        try:
+            while not self._stop.is_set():
+                try:
+                    if listener is None:
+                        self._reap()  # recover what crashed workers left behind first
+                        listener = self._listen()
+                    if not self._claim_once(listener):
+                        break
+                    outage_delay = 0.0
+                except DB_ERRORS:
+                    outage_delay = min(5.0, max(0.2, outage_delay * 2))
+                    logger.warning(
+                        "database unavailable; retrying",
+                        extra={"worker_id": self.worker_id, "retry_in": outage_delay},
+                        exc_info=True,
+                    )
+                    _close_quietly(listener)
+                    listener = None
+                    connection.close()
+                    self._stop.wait(outage_delay)
+        finally:
+            _close_quietly(listener)
+
+    def _claim_once(self, listener: psycopg.Connection) -> bool:
+        """One claim-and-wait round; False when the worker should exit (burst/max_jobs)."""
+        if self.max_jobs is not None and self._claimed_total >= self.max_jobs:
+            return False
+        free = self._free_slots()
+        claimed = []
+        if free:
+            claimed = services.job_claim(worker_id=self.worker_id, queues=self.queues, limit=free)
+            for job in claimed:
+                self._claimed_total += 1
+                self._work.put(job)
+        if claimed and len(claimed) == free:
+            return True  # there may be more: claim again as soon as a slot frees
+        if self.burst and not claimed and self._idle():
+            return False
+        self._wait(listener)
+        return True
 
     def _idle(self) -> bool:
         with self._lock:
@@ -222,7 +278,10 @@ class Worker:
             for context in self._running.values():
                 context.mark_lost()  # late results from these threads are discarded
         for job_id in leftovers:
-            if services.job_release(job_id=job_id, worker_id=self.worker_id):
+            released = _retrying(
+                services.job_release, job_id=job_id, worker_id=self.worker_id, patience=5
+            )
+            if released:
                 logger.warning(
                     "job handed back at shutdown",
                     extra={"job_id": str(job_id), "worker_id": self.worker_id},
@@ -237,7 +296,13 @@ class Worker:
                 if job is _STOP:
                     return
                 close_old_connections()
-                self._execute(job)
+                try:
+                    self._execute(job)
+                except Exception:
+                    # The outcome could not be recorded (database gone for longer than a
+                    # lease): the reaper will hand the job to another worker.
+                    logger.exception("job outcome not recorded", extra={"job_id": str(job.id)})
+                    connection.close()
                 self._wake()
         finally:
             connection.close()
@@ -270,7 +335,8 @@ class Worker:
         try:
             job_type = get_job_type(job.type)
         except UnknownJobType:
-            services.job_fail(
+            _retrying(
+                services.job_fail,
                 job_id=job.id,
                 worker_id=self.worker_id,
                 attempts=job.attempts,
@@ -288,7 +354,8 @@ class Worker:
             client_error = str(exc) if isinstance(exc, JobError) else "internal error"
             if not isinstance(exc, JobError):
                 logger.exception("job handler raised", extra={"job_id": str(job.id)})
-            status = services.job_fail(
+            status = _retrying(
+                services.job_fail,
                 job_id=job.id,
                 worker_id=self.worker_id,
                 attempts=job.attempts,
@@ -298,12 +365,12 @@ class Worker:
             return {None: "discarded", "pending": "retrying"}.get(status, "failed")
         if context.cancelled():
             return self._finish_cancelled(job, context)
-        if services.job_complete(job_id=job.id, worker_id=self.worker_id, result=result):
+        if _retrying(services.job_complete, job_id=job.id, worker_id=self.worker_id, result=result):
             return "completed"
         return self._finish_cancelled(job, context)
 
     def _finish_cancelled(self, job, context: JobContext) -> str:
-        if services.job_finish_cancelled(job_id=job.id, worker_id=self.worker_id):
+        if _retrying(services.job_finish_cancelled, job_id=job.id, worker_id=self.worker_id):
             return "cancelled"
         return "discarded"
 
