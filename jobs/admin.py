@@ -302,6 +302,10 @@ class JobAdmin(admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "job_summary": summary,
+            "job_summary_counts": [
+                (status, f"{summary.cap}+" if summary.capped(count) else str(count))
+                for status, count in summary.counts.items()
+            ],
             "job_summary_oldest": human_duration(summary.oldest_pending_age)
             if summary.oldest_pending_age is not None
             else None,

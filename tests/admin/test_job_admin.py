@@ -143,6 +143,17 @@ def test_summary_counts_oldest_pending_and_recent_throughput(superuser_client, a
     assert 'id="job-summary"' in response.content.decode()
 
 
+def test_summary_counts_stop_at_the_cap(superuser_client, acme, monkeypatch):
+    monkeypatch.setattr("jobs.staff.SUMMARY_COUNT_CAP", 2)
+    JobFactory.create_batch(3, tenant=acme, created_by=None)
+    failed_job(acme)
+    response = superuser_client.get(LIST)
+    assert response.context["job_summary"].counts["pending"] == 3  # cap + 1: "more"
+    assert dict(response.context["job_summary_counts"])["pending"] == "2+"
+    assert dict(response.context["job_summary_counts"])["failed"] == "1"
+    assert '<span class="count">2+</span>' in response.content.decode()
+
+
 def test_summary_of_tenant_staff_counts_their_tenant_only(carol_client, acme, globex):
     failed_job(acme)
     failed_job(globex)
