@@ -1,0 +1,147 @@
+"""Project-side helpers of the benchmark, run with the project's virtualenv and settings
+(DATABASE_URL points at the benchmark database). Prints JSON on stdout.
+
+    python bench/project_tool.py seed           tenant "bench" + 99 SQL-only tenants, a user
+    python bench/project_tool.py rows N         INSERT … SELECT generate_series: N finished jobs
+    python bench/project_tool.py poll-target    a pending job of "bench", its ETag, a token
+    python bench/project_tool.py fill N         N pending no-op jobs (demo.echo) in one INSERT
+    python bench/project_tool.py latency K S    enqueue K jobs through job_enqueue, S s apart
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+
+from accounts.models import User  # noqa: E402
+from accounts.tokens import tokens_for  # noqa: E402
+from jobs import services  # noqa: E402
+from jobs.api.polling import job_poll_get  # noqa: E402
+from tenants.models import Domain, Tenant  # noqa: E402
+
+HOST = "bench.localhost"
+TENANTS = 100
+
+
+def seed() -> dict:
+    tenant = Tenant.objects.filter(schema_name="bench").first()
+    if tenant is None:
+        tenant = Tenant(schema_name="bench", name="Bench")
+        tenant.save(verbosity=0)  # creates its schema
+    Domain.objects.get_or_create(domain=HOST, defaults={"tenant": tenant, "is_primary": True})
+    with connection.cursor() as cursor:
+        # The other tenants exist as rows (and hosts) only: the job table is in public.
+        cursor.execute(
+            """
+            INSERT INTO tenants_tenant (schema_name, name, is_active, created_at)
+            SELECT 'bench' || i, 'Bench ' || i, true, now() FROM generate_series(2, %s) i
+            ON CONFLICT (schema_name) DO NOTHING;
+            INSERT INTO tenants_domain (domain, is_primary, tenant_id)
+            SELECT t.schema_name || '.localhost', true, t.id FROM tenants_tenant t
+            WHERE t.schema_name ~ '^bench[0-9]+$'
+            ON CONFLICT (domain) DO NOTHING;
+            """,
+            [TENANTS],
+        )
+    user, _ = User.objects.get_or_create(username="bench", defaults={"tenant": tenant})
+    return {"tenant_id": tenant.pk, "user_id": user.pk}
+
+
+def rows(count: int) -> dict:
+    """``count`` jobs, 99% completed and 1% failed, spread over the bench tenants."""
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH tenants AS (
+                SELECT array_agg(id ORDER BY id) AS ids FROM tenants_tenant
+                WHERE schema_name = 'bench' OR schema_name ~ '^bench[0-9]+$'
+            )
+            INSERT INTO job_queue (
+                id, tenant_id, type, status, payload, result, error, error_traceback, queue,
+                priority, run_at, attempts, max_attempts, timeout_seconds, progress,
+                progress_message, worker_id, cancel_requested, idempotency_key,
+                request_fingerprint, created_at, started_at, updated_at, completed_at)
+            SELECT gen_random_uuid(), ids[1 + i %% array_length(ids, 1)], 'demo.echo',
+                   CASE WHEN i %% 100 = 0 THEN 'failed' ELSE 'completed' END,
+                   '{}'::jsonb,
+                   CASE WHEN i %% 100 = 0 THEN NULL ELSE '{"echo": {}}'::jsonb END,
+                   CASE WHEN i %% 100 = 0 THEN 'demo failure' ELSE '' END, '', 'default',
+                   0, ts, 1, 3, 600, 100, '', '', false, '', '', ts, ts, ts, ts
+            FROM tenants, generate_series(1, %s) i,
+                 LATERAL (SELECT now() - make_interval(secs => i) AS ts) t
+            """,
+            [count],
+        )
+        cursor.execute("ANALYZE job_queue")
+    return {"rows": count, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def poll_target() -> dict:
+    tenant = Tenant.objects.get(schema_name="bench")
+    user = User.objects.get(username="bench")
+    job = services.job_enqueue(tenant=tenant, type="demo.echo", payload={}, queue="bench-poll")
+    etag = job_poll_get(tenant=tenant, job_id=job.id).etag
+    return {
+        "job_id": str(job.id),
+        "etag": etag,
+        "token": str(tokens_for(user).access_token),
+        "host": HOST,
+    }
+
+
+def fill(count: int) -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO job_queue (
+                id, tenant_id, type, status, payload, error, error_traceback, queue,
+                priority, attempts, max_attempts, timeout_seconds, progress_message,
+                worker_id, cancel_requested, idempotency_key, request_fingerprint)
+            SELECT gen_random_uuid(), t.id, 'demo.echo', 'pending', '{"bench": "drain"}',
+                   '', '', 'default', 0, 0, 3, 600, '', '', false, '', ''
+            FROM tenants_tenant t, generate_series(1, %s)
+            WHERE t.schema_name = 'bench'
+            """,
+            [count],
+        )
+    return {"pending": count}
+
+
+def latency(count: int, spacing: float) -> dict:
+    tenant = Tenant.objects.get(schema_name="bench")
+    for _ in range(count):
+        services.job_enqueue(tenant=tenant, type="demo.echo", payload={"bench": "latency"})
+        time.sleep(spacing)
+    return {"enqueued": count}
+
+
+def main() -> None:
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "seed":
+        result = seed()
+    elif command == "rows":
+        result = rows(int(args[0]))
+    elif command == "poll-target":
+        result = poll_target()
+    elif command == "fill":
+        result = fill(int(args[0]))
+    elif command == "latency":
+        result = latency(int(args[0]), float(args[1]))
+    else:
+        raise SystemExit(f"unknown command {command}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
