@@ -13,7 +13,7 @@ from django.conf import settings
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
 from django.utils.csp import CSP, build_policy
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from jobs.registry import job_types
 
@@ -54,7 +54,7 @@ def _with_csp(response):
     return response
 
 
-@require_GET
+@require_safe
 def console(request):
     """The job console of ``request.tenant``: anonymous HTML; the module logs in itself."""
     api = {
@@ -75,7 +75,7 @@ def console(request):
     return _with_csp(render(request, "console/console.html", context))
 
 
-@require_GET
+@require_safe
 def platform_home(request):
     """The public host's front page: where the admin, the API docs and the consoles are."""
     context = {"show_demo_hosts": settings.DEBUG, "port": request.get_port()}

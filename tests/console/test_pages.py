@@ -72,6 +72,8 @@ def test_platform_front_page_links_to_admin_and_api_docs(public_tenant):
     assert "script-src 'self'" in response["Content-Security-Policy"]
 
 
-def test_pages_answer_get_only(acme):
-    response = Client(HTTP_HOST="acme.localhost").post("/", {"username": "alice"})
+def test_pages_answer_get_and_head_only(acme):
+    client = Client(HTTP_HOST="acme.localhost")
+    assert client.head("/").status_code == 200
+    response = client.post("/", {"username": "alice"})
     assert response.status_code in (403, 405)  # CSRF or method: never a login by form post
