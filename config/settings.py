@@ -226,6 +226,9 @@ JOBS_LONGPOLL_MAX_WAIT = int(os.environ.get("JOBS_LONGPOLL_MAX_WAIT", "30"))
 # the user drops it at once; this only bounds changes made by bulk UPDATEs that bypass
 # signals.
 AUTH_USER_CACHE_SECONDS = int(os.environ.get("AUTH_USER_CACHE_SECONDS", "300"))
+# The shared Redis cache, reusing one redis-py client per pool (config/redis_cache.py):
+# a poll makes several cache calls and a fresh client costs ~0.3 ms of CPU each.
+CACHES["default"]["BACKEND"] = "config.redis_cache.SharedClientRedisCache"
 
 # --- Operations: cleanup, health and metrics (README "Operating it") ------------------
 # Finished jobs older than this are deleted by `manage.py cleanup_jobs` when it is run

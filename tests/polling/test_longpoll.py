@@ -195,9 +195,10 @@ def _auth(user) -> dict[str, str]:
 @pytest.mark.django_db(transaction=True)
 def test_asgi_wait_returns_when_the_job_changes(alice, acme):
     job = JobFactory(tenant=acme)
+    auth = _auth(alice)  # outside the event loop: issuing a token writes to the database
     changer = _change_later(job.id, delay=0.5, **START)
     started = time.monotonic()
-    status, headers, body = _run(lambda: _asgi_get(f"/api/jobs/{job.id}", "wait=20", _auth(alice)))
+    status, headers, body = _run(lambda: _asgi_get(f"/api/jobs/{job.id}", "wait=20", auth))
     changer.join()
     assert status == 200
     assert b'"processing"' in body
@@ -224,10 +225,11 @@ def test_asgi_waits_hold_no_thread_each(alice, acme):
     """Fifty clients wait at once on a one-thread pool; one change wakes them all."""
     job = JobFactory(tenant=acme)
     clients = 50
+    auth = _auth(alice)
 
     async def many():
         polls = [
-            asyncio.ensure_future(_asgi_get(f"/api/jobs/{job.id}", "wait=20", _auth(alice)))
+            asyncio.ensure_future(_asgi_get(f"/api/jobs/{job.id}", "wait=20", auth))
             for _ in range(clients)
         ]
         while listener.waiting() < clients:

@@ -1,0 +1,29 @@
+"""Django's Redis cache with one redis-py client per connection pool instead of one per call.
+
+Django's ``RedisCacheClient.get_client`` builds a new ``redis.Redis`` for every cache
+operation; with redis-py 8 that costs about 0.3 ms of CPU (it rebuilds the response
+callback table), and a poll makes several cache calls (tenant, user, rate limit). A
+``redis.Redis`` is thread-safe (it checks a connection out of the pool per command), so
+it can be shared.
+"""
+
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+
+class SharedClientRedisCacheClient(RedisCacheClient):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+
+class SharedClientRedisCache(RedisCache):
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = SharedClientRedisCacheClient
