@@ -6,6 +6,8 @@ could otherwise promote themselves or reach other tenants' users.
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from rest_framework_simplejwt.token_blacklist import admin as blacklist_admin
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import User
 
@@ -52,3 +54,13 @@ class UserAdmin(PlatformStaffOnlyMixin, BaseUserAdmin):
         ),
     )
     add_fieldsets = (*BaseUserAdmin.add_fieldsets, ("Tenant", {"fields": ("tenant",)}))
+
+
+# simplejwt's blacklist app registers its token lists for any staff with model permissions;
+# they name every tenant's users, so only platform staff may see them.
+for _model, _base in (
+    (OutstandingToken, blacklist_admin.OutstandingTokenAdmin),
+    (BlacklistedToken, blacklist_admin.BlacklistedTokenAdmin),
+):
+    admin.site.unregister(_model)
+    admin.site.register(_model, type(_base.__name__, (PlatformStaffOnlyMixin, _base), {}))

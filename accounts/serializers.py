@@ -1,19 +1,50 @@
-"""Token endpoints that only issue and refresh tokens for the host's own tenant."""
+"""Token endpoints that only issue, refresh and revoke tokens for the host's own tenant.
 
-from django.contrib.auth import authenticate
+Every body is a JSON object of exactly the documented fields: an unknown field is a 400
+(``POST /api/jobs`` follows the same policy), so a client learns at once that it was not
+used.
+"""
+
+from django.contrib.auth import authenticate, get_user_model
 from rest_framework import exceptions, serializers
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts import throttling
 from accounts.tokens import TENANT_CLAIM, tokens_for
 from config.problems import Problem
 
+# A JWT of ours is a few hundred bytes; anything much longer is not one.
+_TOKEN_MAX_LENGTH = 4096
 
-class TenantTokenObtainPairSerializer(serializers.Serializer):
+
+def _tenant_mismatch() -> Problem:
+    return Problem(
+        status_code=403,
+        code="token_tenant_mismatch",
+        detail="This token was issued for another tenant.",
+    )
+
+
+class _StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not declare (400, one error per unknown field)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class TenantTokenObtainPairSerializer(_StrictSerializer):
     """``{username, password}`` → ``{access, refresh}`` for a user of ``request.tenant``.
 
     A user of another tenant gets the same 401 as a wrong password, so a login form can't
-    be used to discover which usernames exist elsewhere.
+    be used to discover which usernames exist elsewhere. Failed attempts count against the
+    username (``accounts.throttling``), which is refused with 429 once it has used them up.
     """
 
     username = serializers.CharField(max_length=150)
@@ -21,8 +52,11 @@ class TenantTokenObtainPairSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         request = self.context["request"]
-        user = authenticate(request=request, username=attrs["username"], password=attrs["password"])
+        username = attrs["username"]
+        throttling.check_username(request, username)
+        user = authenticate(request=request, username=username, password=attrs["password"])
         if user is None or user.tenant_id != request.tenant.pk:
+            throttling.record_failure(request, username)
             raise exceptions.AuthenticationFailed(
                 "No active account found with the given credentials.",
                 code="invalid_credentials",
@@ -31,16 +65,65 @@ class TenantTokenObtainPairSerializer(serializers.Serializer):
         return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
 
-class TenantTokenRefreshSerializer(TokenRefreshSerializer):
-    """simplejwt's refresh, refused when the refresh token belongs to another tenant."""
+def _refresh_token_of_this_tenant(raw: str, request) -> RefreshToken:
+    """The valid, unrevoked refresh token ``raw`` of ``request.tenant``: 401 if it is not a
+    valid refresh token (forged, expired, revoked, an access token…), 403 if it was issued
+    for another tenant."""
+    try:
+        refresh = RefreshToken(raw)
+    except TokenError as exc:
+        raise InvalidToken({"detail": str(exc), "code": "token_not_valid"}) from None
+    if refresh.get(TENANT_CLAIM) != request.tenant.schema_name:
+        raise _tenant_mismatch()
+    return refresh
+
+
+class TenantTokenRefreshSerializer(_StrictSerializer):
+    """``{refresh}`` → ``{access, refresh}``: a new access token and a **rotated** refresh
+    token; the one sent is revoked (blacklisted), so it cannot be used twice.
+
+    Refused: a token of another tenant (403 ``token_tenant_mismatch``), a user who was
+    deactivated (403 ``user_inactive``), moved to another tenant (403
+    ``token_tenant_mismatch``) or deleted (401), and a token already used (401): the
+    revocation is one ``INSERT`` guarded by a unique constraint, so of two concurrent
+    refreshes with the same token only one wins.
+    """
+
+    refresh = serializers.CharField(max_length=_TOKEN_MAX_LENGTH)
 
     def validate(self, attrs):
         request = self.context["request"]
-        refresh = RefreshToken(attrs["refresh"])
-        if refresh.get(TENANT_CLAIM) != request.tenant.schema_name:
-            raise Problem(
-                status_code=403,
-                code="token_tenant_mismatch",
-                detail="This token was issued for another tenant.",
-            )
-        return super().validate(attrs)
+        refresh = _refresh_token_of_this_tenant(attrs["refresh"], request)
+        user = (
+            get_user_model()
+            .objects.filter(**{api_settings.USER_ID_FIELD: refresh.get(api_settings.USER_ID_CLAIM)})
+            .only("id", "is_active", "tenant_id")
+            .first()
+        )
+        if user is None:
+            raise exceptions.AuthenticationFailed("User not found.", code="user_not_found")
+        if user.tenant_id != request.tenant.pk:
+            raise _tenant_mismatch()
+        if not user.is_active:
+            raise Problem(status_code=403, code="user_inactive", detail="This user is inactive.")
+
+        _, revoked_now = refresh.blacklist()
+        if not revoked_now:  # a concurrent refresh with this token got there first
+            raise InvalidToken({"detail": "Token is blacklisted", "code": "token_not_valid"})
+        access = str(refresh.access_token)
+        refresh.set_jti()
+        refresh.set_exp()
+        refresh.set_iat()  # recorded only if it is revoked in turn (accounts/tokens.py)
+        return {"access": access, "refresh": str(refresh)}
+
+
+class LogoutSerializer(_StrictSerializer):
+    """``{refresh}``: revoke this refresh token of the host's tenant."""
+
+    refresh = serializers.CharField(max_length=_TOKEN_MAX_LENGTH)
+
+    def validate(self, attrs):
+        return {"token": _refresh_token_of_this_tenant(attrs["refresh"], self.context["request"])}
+
+    def save(self):
+        self.validated_data["token"].blacklist()

@@ -61,6 +61,11 @@ SHARED_APPS = [
     "django.contrib.admin",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Revoked refresh tokens (rotation, logout): tables in the public schema only.
+    "rest_framework_simplejwt.token_blacklist",
+    # OpenAPI schema (/api/schema) and its offline docs page (/api/docs): README "Security".
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "jobs",
 ]
@@ -149,6 +154,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Every token names who issued it and for whom (RFC 8725 §3.8–3.10); both are checked, so
+# a token of another service sharing SECRET_KEY, or one without these claims, is refused.
+JWT_ISSUER = os.environ.get("JWT_ISSUER", "tenant-jobs")
+JWT_AUDIENCE = os.environ.get("JWT_AUDIENCE", "tenant-jobs-api")
+
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(
         seconds=int(os.environ.get("JWT_ACCESS_TOKEN_SECONDS", "300"))
@@ -156,8 +166,17 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(
         seconds=int(os.environ.get("JWT_REFRESH_TOKEN_SECONDS", str(24 * 3600)))
     ),
+    # Pinned: tokens are verified with this algorithm only (never the token's own "alg",
+    # so "none" and algorithm confusion are refused).
     "ALGORITHM": "HS256",
     "SIGNING_KEY": SECRET_KEY,
+    "ISSUER": JWT_ISSUER,
+    "AUDIENCE": JWT_AUDIENCE,
+    "LEEWAY": 0,
+    # Each refresh returns a new refresh token and revokes the one used (token_blacklist),
+    # so a stolen refresh token works at most once; POST /api/auth/logout revokes one.
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
@@ -168,10 +187,12 @@ SIMPLE_JWT = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.TenantJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON with bounded size, depth and values (config/limits.py).
+    "DEFAULT_PARSER_CLASSES": ["config.limits.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "config.errors.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
 # --- Jobs ------------------------------------------------------------------------
@@ -244,6 +265,42 @@ MIDDLEWARE.insert(
 )
 # Counts API responses and rate-limit rejections for /metrics (jobs.metrics).
 MIDDLEWARE.append("jobs.metrics.ApiMetricsMiddleware")
+
+# --- Hardening: login limits, input bounds, API schema (README "Security") --------------
+# Reverse proxies (addresses or networks, comma-separated: "10.0.0.0/8,192.0.2.7") whose
+# X-Forwarded-For is believed when they are the peer (config/client_ip.py). Empty: the
+# client is REMOTE_ADDR and X-Forwarded-For is ignored, as any client can send one.
+TRUSTED_PROXIES = _env_list("TRUSTED_PROXIES", "")
+# POST /api/auth/token (accounts/throttling.py, django-ratelimit syntax N/[k]s|m|h|d):
+# every attempt per client IP; failed attempts per username, over all tenants' hosts.
+AUTH_LOGIN_IP_RATE = os.environ.get("AUTH_LOGIN_IP_RATE", "30/m")
+AUTH_LOGIN_USERNAME_RATE = os.environ.get("AUTH_LOGIN_USERNAME_RATE", "10/15m")
+# Largest request body in bytes: larger ones get 413 before routing or authentication
+# (config/limits.py); form posts (admin) get Django's own check at the same size.
+JOBS_MAX_BODY_BYTES = int(os.environ.get("JOBS_MAX_BODY_BYTES", str(256 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = JOBS_MAX_BODY_BYTES
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("tenants.middleware.TenantMiddleware"),
+    "config.limits.RequestBodyLimitMiddleware",
+)
+# /api/schema (OpenAPI 3) and /api/docs (Swagger UI served from our own static files,
+# drf-spectacular-sidecar: works offline and loads nothing from a CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "tenant-jobs API",
+    "DESCRIPTION": (
+        "Submit slow work as jobs and poll them. Served on each tenant's host; tokens are "
+        "bound to that tenant. Errors are RFC 9457 problem details."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": "/api",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # --- Internationalisation, static files ---------------------------------------------
 LANGUAGE_CODE = "en-us"

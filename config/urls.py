@@ -1,6 +1,7 @@
 """URLs of tenant hosts: the API and the job console."""
 
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz, readyz
 from config.pages import console
@@ -9,6 +10,9 @@ urlpatterns = [
     path("", console, name="console"),
     path("api/auth/", include("accounts.urls")),
     path("api/", include("jobs.api.urls")),
+    # The OpenAPI schema of this API and its docs page (assets from our static files).
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

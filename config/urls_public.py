@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz, readyz
 from config.pages import platform_home
@@ -13,6 +14,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),  # public host only, never a tenant's
+    # The tenant hosts' API, documented here too (the platform page links it).
+    path("api/schema", SpectacularAPIView.as_view(urlconf="config.urls"), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
 handler400 = "config.errors.bad_request_view"

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from config import openapi
 from config.problems import Problem
 from jobs import selectors, services
 from jobs.api import longpoll, polling
@@ -51,6 +52,7 @@ def _idempotency_key(request) -> str:
     return key
 
 
+@openapi.job_viewset_schema  # documentation only (config/openapi.py)
 class JobViewSet(viewsets.GenericViewSet):
     """``/api/jobs`` and ``/api/jobs/{id}`` for the authenticated user's tenant."""
 
