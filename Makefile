@@ -28,7 +28,7 @@ migrate: install
 # the development server on http://localhost:$(PORT) and one worker, until Ctrl-C.
 run: migrate
 	$(PY) manage.py seed_demo
-	@echo "Serving http://localhost:$(PORT) (admin) and http://acme.localhost:$(PORT) (API); Ctrl-C stops."
+	@echo "Serving http://localhost:$(PORT) (admin) and http://acme.localhost:$(PORT) (job console and API); Ctrl-C stops."
 	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py run_worker & worker=$$!; \
 	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)

@@ -23,8 +23,6 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 # Worker processes never load URLs, but every process runs admin autodiscovery: importing
-# jobs.metrics here connects its receivers of jobs.signals in workers too.
-import jobs.metrics  # noqa: F401
 from accounts.models import User
 from jobs import services, staff
 from jobs.exceptions import InvalidTransition, JobNotFound

@@ -88,6 +88,10 @@ class Job(models.Model):
                 name="job_queue_claim_idx",
                 condition=Q(status="pending"),
             ),
+            # The platform-wide job list of superusers in the admin, newest first.
+            models.Index(
+                models.F("created_at").desc(), models.F("id").desc(), name="job_queue_created_idx"
+            ),
             # Per-tenant running counts (JOBS_MAX_RUNNING_PER_TENANT).
             models.Index("tenant", name="job_queue_running_idx", condition=Q(status="processing")),
             # Listing a tenant's jobs, newest first.

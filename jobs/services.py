@@ -124,6 +124,18 @@ def _notify_workers(queue: str) -> None:
         cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
 
 
+# The distinct tenants that have pending jobs, by a loose index scan over the claim index:
+# one probe per tenant instead of reading every pending row.
+_PENDING_TENANTS_CTE = """
+WITH RECURSIVE pending_tenants AS (
+    (SELECT tenant_id FROM job_queue WHERE status = 'pending' ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.tenant_id FROM job_queue j
+            WHERE j.status = 'pending' AND j.tenant_id > p.tenant_id
+            ORDER BY j.tenant_id LIMIT 1)
+    FROM pending_tenants p WHERE p.tenant_id IS NOT NULL
+)"""
+
 # Claiming, fair across tenants. ``pending_tenants`` walks the distinct tenants that have
 # pending jobs with a loose index scan (one index probe per tenant, not one per row);
 # ``tenant_load`` counts each one's running jobs; for each tenant the LATERAL takes its
@@ -132,15 +144,7 @@ def _notify_workers(queue: str) -> None:
 # fewest running jobs goes first and a newcomer overtakes a flooding tenant at the next
 # free slot. Priority orders a tenant's own jobs and breaks ties between tenants, but can
 # never make one tenant starve another. Rows locked and not picked are released at COMMIT.
-_CLAIM_SQL = """
-WITH RECURSIVE pending_tenants AS (
-    (SELECT tenant_id FROM job_queue WHERE status = 'pending' ORDER BY tenant_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT j.tenant_id FROM job_queue j
-            WHERE j.status = 'pending' AND j.tenant_id > p.tenant_id
-            ORDER BY j.tenant_id LIMIT 1)
-    FROM pending_tenants p WHERE p.tenant_id IS NOT NULL
-),
+_CLAIM_SQL = """{pending_tenants},
 tenant_load AS (
     SELECT t.tenant_id,
            (SELECT count(*) FROM job_queue r
@@ -183,24 +187,19 @@ RETURNING job.id
 # another claimer holds), so claims of one tenant are serialised; the second, whose
 # snapshot starts after the locks are held and so sees every committed claim, counts the
 # tenant's running jobs and takes at most its free slots. The cap is therefore strict.
-_LOCK_PENDING_TENANTS_SQL = """
-WITH RECURSIVE pending_tenants AS (
-    (SELECT tenant_id FROM job_queue WHERE status = 'pending' ORDER BY tenant_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT j.tenant_id FROM job_queue j
-            WHERE j.status = 'pending' AND j.tenant_id > p.tenant_id
-            ORDER BY j.tenant_id LIMIT 1)
-    FROM pending_tenants p WHERE p.tenant_id IS NOT NULL
-)
+_LOCK_PENDING_TENANTS_SQL = f"""{_PENDING_TENANTS_CTE}
 SELECT tenant_id FROM pending_tenants
 WHERE tenant_id IS NOT NULL
   AND pg_try_advisory_xact_lock(hashtextextended('job_queue.claim:' || tenant_id, 0))
-"""
+"""  # noqa: S608 - composed of constant SQL only
 _CAPPED_CLAIM_SQL = _CLAIM_SQL.format(
+    pending_tenants=_PENDING_TENANTS_CTE,
     per_tenant_limit="GREATEST(0, LEAST(%(limit)s, %(cap)s - load.running))",
     tenant_filter="AND t.tenant_id = ANY(%(tenants)s)",
 )
-_UNCAPPED_CLAIM_SQL = _CLAIM_SQL.format(per_tenant_limit="%(limit)s", tenant_filter="")
+_UNCAPPED_CLAIM_SQL = _CLAIM_SQL.format(
+    pending_tenants=_PENDING_TENANTS_CTE, per_tenant_limit="%(limit)s", tenant_filter=""
+)
 
 
 def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]:

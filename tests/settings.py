@@ -11,3 +11,6 @@ JOBS_TYPES = {
     "test.block": {"task": "tests.tasks.block", "max_attempts": 2, "timeout": 2},
     "test.crash_once": {"task": "tests.tasks.crash_once", "max_attempts": 3},
 }
+
+# Password hashing is deliberately slow; tests create many users (every job's creator).
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -28,21 +28,6 @@ def _fast_heartbeat(settings):
     settings.JOBS_HEARTBEAT_SECONDS = 0.1
 
 
-@pytest.fixture
-def executions():
-    """The table ``tests.tasks.record`` writes one row per execution into."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TABLE IF NOT EXISTS public.test_job_executions ("
-            " seq bigserial PRIMARY KEY, job_id uuid NOT NULL, worker_id text, pid int,"
-            " at timestamptz NOT NULL DEFAULT clock_timestamp())"
-        )
-        cursor.execute("TRUNCATE public.test_job_executions")
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE public.test_job_executions")
-
-
 def executed_job_ids() -> list:
     with connection.cursor() as cursor:
         cursor.execute("SELECT job_id FROM public.test_job_executions ORDER BY seq")

@@ -21,20 +21,6 @@ FAST = {"JOBS_HEARTBEAT_SECONDS": "0.2", "JOBS_POLL_INTERVAL": "0.2"}
 
 
 @pytest.fixture
-def executions():
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TABLE IF NOT EXISTS public.test_job_executions ("
-            " seq bigserial PRIMARY KEY, job_id uuid NOT NULL, worker_id text, pid int,"
-            " at timestamptz NOT NULL DEFAULT clock_timestamp())"
-        )
-        cursor.execute("TRUNCATE public.test_job_executions")
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE public.test_job_executions")
-
-
-@pytest.fixture
 def processes():
     """Started processes; any still running at the end are killed (by their own PID)."""
     started = []
