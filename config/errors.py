@@ -4,13 +4,24 @@
 Django's handler404/handler500 for requests that never reach DRF (unknown URL or host).
 Bodies never carry internals: an unexpected exception is logged with its traceback and
 answered with a generic 500.
+
+An outage of PostgreSQL or Redis is not a bug of the request: wherever it surfaces (a view,
+a middleware, the commit at the end of a tenant-host request), the answer is 503
+``service_unavailable`` with ``Retry-After``, and the next request after the server is back
+succeeds without a restart (CONN_HEALTH_CHECKS drops broken connections; redis-py
+reconnects). Redis being down fails closed: the rate limits cannot count, so the requests
+they guard get 503 rather than going unlimited (README "Security").
 """
 
 import logging
 import math
+import sys
 
+import psycopg
+import redis
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions
@@ -27,6 +38,50 @@ from config.problems import (
 )
 
 logger = logging.getLogger(__name__)
+
+# What a client should wait before retrying after a 503 (seconds): a database restart or
+# failover takes seconds, and clients that all retry at once would slow the recovery.
+UNAVAILABLE_RETRY_AFTER = 5
+
+# Errors that mean "the database cannot serve now" (connection refused or lost, server
+# shutting down, statement or lock timeout, serialization failure), from Django's wrapper
+# or from the driver used directly; and "Redis cannot serve now".
+_DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, psycopg.OperationalError)
+_CACHE_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # a replica after failover
+)
+
+
+def _unavailable_dependency(exc: BaseException | None) -> str | None:
+    if isinstance(exc, _DATABASE_UNAVAILABLE):
+        return "database"
+    if isinstance(exc, _CACHE_UNAVAILABLE):
+        return "cache"
+    return None
+
+
+_UNAVAILABLE_DETAIL = "The service is temporarily unavailable; retry later."
+
+
+def _service_unavailable() -> Problem:
+    return Problem(
+        status_code=503,
+        code="service_unavailable",
+        detail=_UNAVAILABLE_DETAIL,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+    )
+
+
+def _log_unavailable(dependency: str, exc: BaseException, request) -> None:
+    # One line, no traceback: during an outage every request ends here.
+    logger.error(
+        "%s unavailable: %s",
+        dependency,
+        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+        extra={"request_id": getattr(request, "request_id", None)},
+    )
 
 
 def _translate(exc: Exception) -> Exception:
@@ -62,6 +117,10 @@ def _first_code(codes) -> str:
 
 def problem_exception_handler(exc, context):
     request = context.get("request")
+    dependency = _unavailable_dependency(exc)
+    if dependency is not None:
+        _log_unavailable(dependency, exc, request)
+        exc = _service_unavailable()
     exc = _translate(exc)
     if not isinstance(exc, exceptions.APIException):
         logger.exception(
@@ -122,6 +181,17 @@ def not_found_view(request, exception=None):
 
 
 def server_error_view(request):
+    """Django's handler500, called while the exception is being handled: an outage that
+    surfaced outside DRF (a middleware, the request's commit) is a 503, not a 500."""
+    exc = sys.exc_info()[1]
+    dependency = _unavailable_dependency(exc)
+    if dependency is not None:
+        _log_unavailable(dependency, exc, request)
+        response = problem_response(
+            request, status_code=503, code="service_unavailable", detail=_UNAVAILABLE_DETAIL
+        )
+        response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+        return response
     return problem_response(
         request, status_code=500, code="server_error", detail="An unexpected error occurred."
     )

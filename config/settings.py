@@ -130,6 +130,13 @@ DATABASES = {
 }
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Row-level security (config/rls.py, README "Security"): each request on a tenant host
+# runs in one transaction as the database role tenant_jobs_web, which PostgreSQL lets see
+# only that tenant's jobs and users. Workers, admin and commands keep the login role.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("tenants.middleware.TenantMiddleware") + 1,
+    "config.rls.TenantRowSecurityMiddleware",
+)
 
 # --- Cache (rate-limit counters) ---------------------------------------------------
 # Counters must be shared by every process and incremented atomically, so the cache is

@@ -1,0 +1,113 @@
+"""Row-level security: the database's own wall between tenants, behind the tenant filters.
+
+Every tenant-facing query already filters by tenant (``jobs.selectors``, DESIGN.md). This
+module makes PostgreSQL enforce the same rule, so one forgotten filter cannot leak another
+tenant's rows. Migration ``jobs/0005_row_level_security`` creates two roles and the
+policies; see the README, "Security" and "Database roles".
+
+- ``tenant_jobs_web`` (NOLOGIN, no BYPASSRLS, owns nothing): web requests on a tenant host
+  run their statements as this role. The policies on ``job_queue`` and ``accounts_user``
+  show it only the rows whose ``tenant_id`` equals the transaction's ``app.tenant_id``;
+  writes of other tenants' rows fail their ``WITH CHECK``. No setting → no rows.
+- ``tenant_jobs_service`` (NOLOGIN): the explicit bypass. A policy gives its members every
+  row; the role that runs the migrations (the application's login role) is made a member.
+  Workers, the admin on the platform host, management commands and migrations run as that
+  login role, i.e. through this policy, never as the web role.
+
+``TenantRowSecurityMiddleware`` runs each tenant-host request in one transaction that
+starts with ``set_config('role', …, true)`` and ``set_config('app.tenant_id', …, true)``:
+transaction-local settings, gone at COMMIT or ROLLBACK, so a pooled or persistent
+connection never carries them to the next request. Superusers and BYPASSRLS roles ignore
+RLS even when FORCEd; that is why the web role is a separate, unprivileged role.
+"""
+
+from contextlib import contextmanager
+
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django_tenants.utils import get_public_schema_name
+
+WEB_ROLE = "tenant_jobs_web"
+SERVICE_ROLE = "tenant_jobs_service"
+TENANT_SETTING = "app.tenant_id"
+
+# One statement, one round trip: both settings are local to the transaction.
+_ENTER_SQL = "SELECT set_config('role', %s, true), set_config(%s, %s, true)"
+_CURRENT_SQL = "SELECT current_setting('role'), coalesce(current_setting(%s, true), '')"
+
+
+@contextmanager
+def _without_search_path(connection):
+    """Run a statement that names no table without django-tenants' ``SET search_path``
+    first (the next statement that needs the tenant's path still gets it)."""
+    previous = connection.search_path_set_schemas
+    if previous is None:
+        connection.search_path_set_schemas = ["<row security settings>"]
+    try:
+        yield
+    finally:
+        connection.search_path_set_schemas = previous
+
+
+def _enter(connection, tenant) -> None:
+    with _without_search_path(connection), connection.cursor() as cursor:
+        cursor.execute(_ENTER_SQL, [WEB_ROLE, TENANT_SETTING, str(tenant.pk)])
+
+
+@contextmanager
+def tenant_row_security(tenant, *, using: str = DEFAULT_DB_ALIAS):
+    """Run the block's statements as the web role, seeing only ``tenant``'s rows.
+
+    Opens a transaction (``transaction.atomic``) and yields True. Inside a transaction
+    that someone else opened (tests wrap each test in one; so may a caller), it yields
+    False: the settings then live in that transaction, and are put back as they were when
+    the block ends, since nothing would end them otherwise. Rolling back is then the outer
+    owner's business.
+    """
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        with transaction.atomic(using=using):
+            _enter(connection, tenant)
+            yield True
+        return
+
+    connection.ensure_connection()
+    driver = connection.connection
+    # Bookkeeping of the enclosing transaction, not part of a request's work: it runs on
+    # the driver's connection, so Django's query log (and the query-budget tests) only see
+    # what a production request executes.
+    previous_role, previous_tenant = driver.execute(_CURRENT_SQL, [TENANT_SETTING]).fetchone()
+    _enter(connection, tenant)
+    try:
+        yield False
+    finally:
+        if not connection.needs_rollback:
+            try:
+                driver.execute(_ENTER_SQL, [previous_role, TENANT_SETTING, previous_tenant])
+            except psycopg.Error:
+                # The transaction failed inside the block: its owner must roll it back,
+                # which undoes these settings too.
+                pass
+
+
+class TenantRowSecurityMiddleware:
+    """Runs every request on a tenant host inside ``tenant_row_security(request.tenant)``.
+
+    Place right after the tenant middleware. The platform host (public schema: admin,
+    metrics) keeps the login role: its staff code scopes its own querysets (jobs.staff).
+    A response with a 5xx status rolls the request's transaction back, so a request that
+    failed half-way leaves nothing behind.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        tenant = getattr(request, "tenant", None)
+        if tenant is None or tenant.schema_name == get_public_schema_name():
+            return self.get_response(request)
+        with tenant_row_security(tenant) as owns_transaction:
+            response = self.get_response(request)
+            if owns_transaction and response.status_code >= 500:
+                transaction.set_rollback(True)
+        return response
