@@ -1,0 +1,141 @@
+"""The OpenAPI schema (/api/schema) and the offline docs page (/api/docs)."""
+
+import re
+from io import StringIO
+
+import pytest
+import yaml
+from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.core.management import call_command
+
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+ACME = "acme.localhost"
+PROBLEM = "application/problem+json"
+OPERATIONS = {
+    ("/api/auth/token", "post"),
+    ("/api/auth/token/refresh", "post"),
+    ("/api/auth/logout", "post"),
+    ("/api/jobs", "get"),
+    ("/api/jobs", "post"),
+    ("/api/jobs/{id}", "get"),
+    ("/api/jobs/{id}/cancel", "post"),
+}
+
+
+@pytest.fixture
+def schema(acme):
+    response = client_for(host=ACME).get("/api/schema", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def _operation(schema, path, method):
+    return schema["paths"][path][method]
+
+
+def _response_headers(operation, status) -> set[str]:
+    return set(operation["responses"][str(status)].get("headers", {}))
+
+
+def test_schema_is_served_anonymously_and_lists_every_operation(schema):
+    assert schema["openapi"].startswith("3.")
+    listed = {(path, method) for path, item in schema["paths"].items() for method in item}
+    assert listed == OPERATIONS
+
+
+def test_schema_generates_without_warnings_and_validates():
+    """``--fail-on-warn``: every view, serializer and authenticator is understood."""
+    out = StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
+    assert "/api/jobs/{id}/cancel" in yaml.safe_load(out.getvalue())["paths"]
+
+
+def test_every_error_is_a_problem_document(schema):
+    problem = schema["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "code", "request_id"}
+    for path, method in OPERATIONS:
+        responses = _operation(schema, path, method)["responses"]
+        errors = {status for status in responses if int(status) >= 400}
+        assert {"400", "401", "403", "404"} <= errors, (path, method)
+        for status in errors:
+            assert set(responses[status]["content"]) == {PROBLEM}, (path, method, status)
+            ref = responses[status]["content"][PROBLEM]["schema"]["$ref"]
+            assert ref == "#/components/schemas/Problem"
+
+
+def test_jobs_operations_require_a_token_and_auth_operations_do_not(schema):
+    assert schema["components"]["securitySchemes"]["jwtAuth"]["scheme"] == "bearer"
+    for path, method in OPERATIONS:
+        security = _operation(schema, path, method).get("security")
+        if path.startswith("/api/jobs"):
+            assert security == [{"jwtAuth": []}], path
+        else:
+            assert not security, path
+
+
+def test_poll_documents_conditional_requests_long_polling_and_its_headers(schema):
+    poll = _operation(schema, "/api/jobs/{id}", "get")
+    parameters = {(p["in"], p["name"]): p for p in poll["parameters"]}
+    assert ("header", "If-None-Match") in parameters
+    wait = parameters[("query", "wait")]["schema"]
+    assert (wait["minimum"], wait["maximum"]) == (1, settings.JOBS_LONGPOLL_MAX_WAIT)
+    assert parameters[("path", "id")]["schema"]["format"] == "uuid"
+    assert {"200", "304", "400", "429"} <= set(poll["responses"])
+    assert "content" not in poll["responses"]["304"]
+    for status in (200, 304):
+        assert {"ETag", "Retry-After", "RateLimit", "RateLimit-Policy"} <= _response_headers(
+            poll, status
+        )
+    assert {"Retry-After", "RateLimit"} <= _response_headers(poll, 429)
+
+
+def test_submit_documents_idempotency_location_and_limits(schema):
+    submit = _operation(schema, "/api/jobs", "post")
+    (key,) = [p for p in submit["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["in"] == "header"
+    assert {"202", "200", "413", "415", "422", "429"} <= set(submit["responses"])
+    assert "Location" in _response_headers(submit, 202)
+    assert "Retry-After" in _response_headers(submit, 429)
+    body = submit["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    request = schema["components"]["schemas"][body.rsplit("/", 1)[1]]
+    assert set(request["properties"]) == {"type", "payload", "run_at", "priority"}
+    (enum_ref,) = request["properties"]["type"]["allOf"]  # enums are components of their own
+    job_type = schema["components"]["schemas"][enum_ref["$ref"].rsplit("/", 1)[1]]
+    assert sorted(job_type["enum"]) == sorted(settings.JOBS_TYPES)
+
+
+def test_cancel_documents_200_202_and_409_and_takes_no_body(schema):
+    cancel = _operation(schema, "/api/jobs/{id}/cancel", "post")
+    assert {"200", "202", "409"} <= set(cancel["responses"])
+    assert "requestBody" not in cancel
+
+
+def test_logout_is_documented_as_204(schema):
+    logout = _operation(schema, "/api/auth/logout", "post")
+    assert "content" not in logout["responses"]["204"]
+    assert "429" in _operation(schema, "/api/auth/token", "post")["responses"]
+
+
+def test_the_public_host_serves_the_same_schema(public_tenant, schema):
+    response = client_for(host=settings.PUBLIC_HOST).get("/api/schema", {"format": "json"})
+    assert response.status_code == 200
+    assert response.json()["paths"] == schema["paths"]
+
+
+@pytest.mark.parametrize("host", [ACME, "localhost"])
+def test_docs_page_loads_only_our_own_static_files(acme, public_tenant, host):
+    """Offline: every script, stylesheet and icon of the page is one of our static files."""
+    response = client_for(host=host).get("/api/docs")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "/api/schema" in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert any(asset.endswith("swagger-ui-bundle.js") for asset in assets)
+    assert not re.search(r"https?://", html), "the page must not load anything from elsewhere"
+    for asset in assets:
+        assert asset.startswith(settings.STATIC_URL), asset
+        assert finders.find(asset.removeprefix(settings.STATIC_URL)), asset
