@@ -42,8 +42,12 @@ def _development_secret_key() -> str:
     return key_file.read_text().strip()
 
 
-if PRODUCTION and not os.environ.get("SECRET_KEY"):
-    raise RuntimeError("SECRET_KEY must be set when DJANGO_ENV=production")
+# Production never falls back to a generated key or to the embedded servers (which would
+# start a private PostgreSQL and Redis inside each process's data directory).
+if PRODUCTION:
+    for _required in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        if not os.environ.get(_required):
+            raise RuntimeError(f"{_required} must be set when DJANGO_ENV=production")
 SECRET_KEY = os.environ.get("SECRET_KEY") or _development_secret_key()
 DEBUG = _env_bool("DEBUG", False) and not PRODUCTION
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,.localhost,127.0.0.1")
@@ -308,6 +312,29 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Production: HTTPS only, secure cookies (README "Production" and "Security") -------
+# The app must know a request came over HTTPS even when a proxy terminated TLS. gunicorn
+# does it for peers listed in FORWARDED_ALLOW_IPS (config/gunicorn.conf.py), so nothing is
+# needed here; USE_X_FORWARDED_PROTO=1 makes Django trust X-Forwarded-Proto itself, only
+# for a proxy that always overwrites that header (any client can send one otherwise).
+if _env_bool("USE_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Plain-HTTP requests are redirected to HTTPS (health probes are answered before this).
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+# HSTS: a year, tenants' subdomains included (they are served by this same app).
+SECURE_HSTS_SECONDS = int(
+    os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600) if PRODUCTION else "0")
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+# Preloading binds the whole domain to HTTPS in browsers for months, so it is the operator's
+# decision (SECURE_HSTS_PRELOAD=1); until then `check --deploy`'s reminder is silenced.
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Origins allowed to POST forms (the admin) when they differ from the request's host,
+# e.g. "https://admin.example.com".
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 
 # --- Internationalisation, static files ---------------------------------------------
 LANGUAGE_CODE = "en-us"

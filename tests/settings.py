@@ -14,3 +14,6 @@ JOBS_TYPES = {
 
 # Password hashing is deliberately slow; tests create many users (every job's creator).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Fault tests (tests/faults): each execution recorded with its attempt number.
+JOBS_TYPES["test.record_attempt"] = {"task": "tests.tasks.record_attempt", "max_attempts": 5}

@@ -48,3 +48,18 @@ def crash_once(context, seconds: float = 60.0):
     if context.attempt == 1:
         time.sleep(seconds)
     return {"attempt": context.attempt}
+
+
+@task(takes_context=True)
+def record_attempt(context, sleep: float = 0.0):
+    """Records each execution with its attempt in ``public.fault_executions`` (created by
+    tests/faults), so a retry after a crash can be told apart from a duplicate run."""
+    if sleep:
+        time.sleep(sleep)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO public.fault_executions (job_id, attempt, worker_id, pid)"
+            " VALUES (%s, %s, %s, %s)",
+            [context.job_id, context.attempt, context.worker_id, os.getpid()],
+        )
+    return {"attempt": context.attempt}

