@@ -5,8 +5,17 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client
 
+from jobs.api.longpoll import listener
 from tests.conftest import client_for
 from tests.factories import PASSWORD, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _stop_longpoll_listener():
+    """A long poll starts this process's LISTEN connection; it must not outlive the test
+    database (it would block DROP DATABASE)."""
+    yield
+    listener.stop()
 
 
 @pytest.fixture

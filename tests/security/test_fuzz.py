@@ -27,7 +27,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from accounts.tokens import tokens_for
-from jobs.api.longpoll import listener
 from jobs.models import JobStatus
 from tests.factories import PASSWORD, JobFactory, UserFactory
 
@@ -68,14 +67,13 @@ def api(live_server, settings, acme):
         f"{live_server.url}/api/schema?format=json", headers=headers, timeout=10
     )
     response.raise_for_status()
-    yield {
+    return {
         "schema": schemathesis.openapi.from_dict(response.json()),
         "base_url": live_server.url,
         "headers": headers,
         "alice": alice,
         "job_ids": [str(job.id) for job in jobs],
     }
-    listener.stop()  # a long poll may have started it; it must not outlive the database
 
 
 def _use_real_objects(case, data, api) -> None:

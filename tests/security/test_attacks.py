@@ -1,0 +1,280 @@
+"""Attacks as a table: (method, url, who, host) → the exact status and problem code.
+
+Every row also checks that the attack changed nothing: the same jobs exist with the same
+state, no token was revoked, no user was changed, and alice's answers never contain a
+globex job's id. Rows that need a sequence of requests (rate-limit bypasses) follow the
+table.
+"""
+
+# One attack per line: the table is read row by row, like a permissions matrix.
+# ruff: noqa: E501
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import jwt
+import pytest
+from django.conf import settings
+from django.test import Client
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+
+from accounts.models import User
+from accounts.tokens import tokens_for
+from jobs.models import Job, JobStatus
+from tests.factories import JobFactory, UserFactory
+from tests.security.conftest import login
+
+pytestmark = pytest.mark.django_db
+
+HOSTS = {
+    "acme": "acme.localhost",
+    "globex": "globex.localhost",
+    "public": "localhost",
+    "unknown": "evil.localhost",  # allowed by ALLOWED_HOSTS, served by no tenant
+    "disallowed": "evil.example.com",  # not in ALLOWED_HOSTS
+}
+ADMIN_JOBS = "/admin/jobs/job/"
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    method: str
+    url: str  # {acme_job} and {globex_job} are filled in
+    who: str  # a bearer token kind (API), or a user logged in to the admin (public host)
+    host: str
+    status: int
+    code: str | None = None  # the problem's code; None for non-problem answers
+    body: dict | bytes | None = None
+    headers: dict = field(default_factory=dict)
+    location: str | None = None  # for redirects
+
+
+MASS_ASSIGNMENT = {
+    "type": "demo.echo",
+    "payload": {},
+    "status": "completed",
+    "tenant": 2,
+    "tenant_id": 2,
+    "created_by": 1,
+    "result": {"document_id": "x"},
+    "attempts": 0,
+    "completed_at": "2020-01-01T00:00:00Z",
+}
+
+ATTACKS = [
+    # --- broken object-level authorization: another tenant's jobs ---------------------------
+    Attack("read another tenant's job", "GET", "/api/jobs/{globex_job}", "alice", "acme", 404, "not_found"),
+    Attack("cancel another tenant's job", "POST", "/api/jobs/{globex_job}/cancel", "alice", "acme", 404, "not_found"),
+    Attack("list shows only own tenant", "GET", "/api/jobs", "alice", "acme", 200),
+    Attack("filter for another tenant's type", "GET", "/api/jobs?type=globex.only", "alice", "acme", 200),
+    Attack("poll another tenant's job with ETag *", "GET", "/api/jobs/{globex_job}", "alice", "acme", 404, "not_found", headers={"HTTP_IF_NONE_MATCH": "*"}),
+    Attack("long-poll another tenant's job", "GET", "/api/jobs/{globex_job}?wait=1", "alice", "acme", 404, "not_found"),
+    # --- tokens ----------------------------------------------------------------------------
+    Attack("replay a token on another tenant's host", "GET", "/api/jobs/{globex_job}", "alice", "globex", 403, "token_tenant_mismatch"),
+    Attack("replay another tenant's token here", "GET", "/api/jobs/{acme_job}", "bob", "acme", 403, "token_tenant_mismatch"),
+    Attack("cancel with a replayed token", "POST", "/api/jobs/{globex_job}/cancel", "alice", "globex", 403, "token_tenant_mismatch"),
+    Attack("forged signature", "GET", "/api/jobs/{acme_job}", "forged", "acme", 401, "token_not_valid"),
+    Attack("forged tenant claim", "GET", "/api/jobs/{globex_job}", "forged_globex", "globex", 401, "token_not_valid"),
+    Attack("alg none", "GET", "/api/jobs/{acme_job}", "alg_none", "acme", 401, "token_not_valid"),
+    Attack("expired token", "GET", "/api/jobs/{acme_job}", "expired", "acme", 401, "token_not_valid"),
+    Attack("refresh token as access token", "GET", "/api/jobs/{acme_job}", "refresh", "acme", 401, "token_not_valid"),
+    Attack("garbage token", "GET", "/api/jobs", "garbage", "acme", 401, "token_not_valid"),
+    Attack("no token", "GET", "/api/jobs/{acme_job}", "anonymous", "acme", 401, "not_authenticated"),
+    Attack("disabled user", "GET", "/api/jobs/{acme_job}", "disabled", "acme", 403, "user_inactive"),
+    Attack("disabled user submits", "POST", "/api/jobs", "disabled", "acme", 403, "user_inactive", body={"type": "demo.echo"}),
+    Attack("refresh another tenant's token", "POST", "/api/auth/token/refresh", "anonymous", "globex", 403, "token_tenant_mismatch", body={"refresh": "<alice refresh>"}),
+    Attack("log out another tenant's token", "POST", "/api/auth/logout", "anonymous", "globex", 403, "token_tenant_mismatch", body={"refresh": "<alice refresh>"}),
+    Attack("log in on another tenant's host", "POST", "/api/auth/token", "anonymous", "globex", 401, "invalid_credentials", body={"username": "alice", "password": "correct-horse-battery"}),
+    # --- hosts -------------------------------------------------------------------------------
+    Attack("unknown tenant host", "GET", "/api/jobs", "alice", "unknown", 404, "unknown_host"),
+    Attack("host outside ALLOWED_HOSTS", "GET", "/api/jobs", "alice", "disallowed", 400, "invalid_host"),
+    Attack("the API on the platform host", "GET", "/api/jobs/{acme_job}", "alice", "public", 404, "not_found"),
+    # --- path tricks --------------------------------------------------------------------------
+    Attack("dot-dot to the admin", "GET", "/api/jobs/../admin/", "alice", "acme", 404, "not_found"),
+    Attack("encoded dot-dot", "GET", "/api/jobs/%2e%2e/admin/", "alice", "acme", 404, "not_found"),
+    Attack("encoded slash to cancel another tenant's job", "POST", "/api/jobs/{globex_job}%2Fcancel", "alice", "acme", 404, "not_found"),
+    Attack("encoded slash, wrong method", "GET", "/api/jobs/{globex_job}%2Fcancel", "alice", "acme", 405, "method_not_allowed"),
+    Attack("dot-dot as the id", "GET", "/api/jobs/%2e%2e", "alice", "acme", 400, "invalid_job_id"),
+    Attack("trailing slash", "GET", "/api/jobs/{globex_job}/", "alice", "acme", 404, "not_found"),
+    Attack("double slash", "GET", "//api/jobs/{globex_job}", "alice", "acme", 404, "not_found"),
+    Attack("double slash inside", "GET", "/api//jobs/{globex_job}", "alice", "acme", 404, "not_found"),
+    Attack("not a UUID", "GET", "/api/jobs/1 OR 1=1", "alice", "acme", 400, "invalid_job_id"),
+    Attack("the admin on a tenant host", "GET", ADMIN_JOBS, "alice", "acme", 404, "not_found"),
+    # --- the admin (public host) ---------------------------------------------------------------
+    Attack("anonymous admin", "GET", ADMIN_JOBS, "anonymous", "public", 302, location=f"/admin/login/?next={ADMIN_JOBS}"),
+    Attack("non-staff user in the admin", "GET", ADMIN_JOBS, "alice", "public", 302, location=f"/admin/login/?next={ADMIN_JOBS}"),
+    Attack("acme staff opens a globex job", "GET", ADMIN_JOBS + "{globex_job}/change/", "carol", "public", 302, location="/admin/"),
+    Attack("acme staff opens an acme job (control)", "GET", ADMIN_JOBS + "{acme_job}/change/", "carol", "public", 200),
+    Attack("acme staff opens the user admin", "GET", "/admin/accounts/user/", "carol", "public", 403),
+    Attack("acme staff opens revoked tokens", "GET", "/admin/token_blacklist/blacklistedtoken/", "carol", "public", 403),
+    # --- mass assignment and methods -------------------------------------------------------------
+    Attack("mass assignment on submit", "POST", "/api/jobs", "alice", "acme", 400, "invalid", body=MASS_ASSIGNMENT),
+    Attack("update a job", "PATCH", "/api/jobs/{acme_job}", "alice", "acme", 405, "method_not_allowed", body={"status": "completed"}),
+    Attack("replace a job", "PUT", "/api/jobs/{acme_job}", "alice", "acme", 405, "method_not_allowed", body={"type": "demo.echo"}),
+    Attack("delete a job", "DELETE", "/api/jobs/{acme_job}", "alice", "acme", 405, "method_not_allowed"),
+    Attack("log in as staff", "POST", "/api/auth/token", "anonymous", "acme", 400, "invalid", body={"username": "alice", "password": "x", "is_staff": True}),
+    # --- hostile bodies ----------------------------------------------------------------------------
+    Attack("oversized body", "POST", "/api/jobs", "alice", "acme", 413, "payload_too_large", body=b'{"type": "demo.echo", "payload": {"a": "' + b"x" * 300_000 + b'"}}'),
+    Attack("oversized body, anonymous", "POST", "/api/auth/token", "anonymous", "acme", 413, "payload_too_large", body=b"{" + b" " * 300_000 + b"}"),
+    Attack("deep JSON", "POST", "/api/jobs", "alice", "acme", 400, "json_too_deep", body=b'{"type": "demo.echo", "payload": {"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}"),
+    Attack("deep JSON at login", "POST", "/api/auth/token", "anonymous", "acme", 400, "json_too_deep", body=b"[" * 50_000 + b"]" * 50_000),
+    Attack("NUL in the payload", "POST", "/api/jobs", "alice", "acme", 400, "parse_error", body=b'{"type": "demo.echo", "payload": {"a": "\\u0000"}}'),
+]  # fmt: skip
+
+
+@pytest.fixture
+def world(acme, globex, public_tenant):
+    alice = UserFactory(username="alice", tenant=acme)
+    bob = UserFactory(username="bob", tenant=globex)
+    carol = UserFactory(username="carol", tenant=acme, is_staff=True)
+    dave = UserFactory(username="dave", tenant=acme)
+    tokens = {
+        "alice": str(tokens_for(alice).access_token),
+        "bob": str(tokens_for(bob).access_token),
+        "dave": str(tokens_for(dave).access_token),
+        "alice_refresh": str(tokens_for(alice)),
+    }
+    dave.is_active = False
+    dave.save()
+    return {
+        "users": {"alice": alice, "bob": bob, "carol": carol},
+        "tokens": tokens,
+        "acme_job": JobFactory(tenant=acme, created_by=alice),
+        "globex_job": JobFactory(tenant=globex, created_by=bob, type="globex.only"),
+    }
+
+
+def _bearer(who: str, tokens: dict) -> str | None:
+    alice_claims = jwt.decode(tokens["alice"], options={"verify_signature": False})
+    now = int(time.time())
+    return {
+        "anonymous": None,
+        "alice": tokens["alice"],
+        "bob": tokens["bob"],
+        "disabled": tokens["dave"],
+        "refresh": tokens["alice_refresh"],
+        "garbage": "not.a.jwt",
+        "forged": jwt.encode(alice_claims, "an-attacker-key-of-32-bytes-or-more!!", "HS256"),
+        "forged_globex": jwt.encode(
+            {**alice_claims, "tenant": "globex"}, "an-attacker-key-of-32-bytes-or-more!!", "HS256"
+        ),
+        "alg_none": jwt.encode(alice_claims, None, algorithm="none"),
+        "expired": jwt.encode(
+            {**alice_claims, "iat": now - 400, "exp": now - 100}, settings.SECRET_KEY, "HS256"
+        ),
+    }[who]
+
+
+def _snapshot():
+    return {
+        "jobs": sorted(
+            Job.objects.values_list("id", "tenant_id", "status", "cancel_requested", "type")
+        ),
+        "revoked": BlacklistedToken.objects.count(),
+        "users": sorted(
+            User.objects.values_list("username", "tenant_id", "is_staff", "is_active", "password")
+        ),
+    }
+
+
+def _send(attack: Attack, world) -> object:
+    url = attack.url.format(acme_job=world["acme_job"].id, globex_job=world["globex_job"].id)
+    client = Client(HTTP_HOST=HOSTS[attack.host])
+    extra = dict(attack.headers)
+    if attack.host == "public" and attack.who in world["users"]:
+        client.force_login(world["users"][attack.who])  # the admin uses sessions
+    else:
+        token = _bearer(attack.who, world["tokens"])
+        if token:
+            extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    body = attack.body
+    if isinstance(body, dict):
+        body = json.dumps(body).replace("<alice refresh>", world["tokens"]["alice_refresh"])
+    return client.generic(attack.method, url, body or b"", content_type="application/json", **extra)
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[attack.name for attack in ATTACKS])
+def test_attack(world, settings, attack):
+    settings.JOBS_LONGPOLL_MAX_WAIT = 1
+    before = _snapshot()
+    response = _send(attack, world)
+
+    assert response.status_code == attack.status, response.content[:500]
+    if attack.code is not None:
+        assert response["Content-Type"] == "application/problem+json"
+        assert response.json()["code"] == attack.code
+        assert "Traceback" not in response.content.decode()
+    if attack.location is not None:
+        assert response["Location"] == attack.location
+    # Nothing of globex's ever reaches anyone else, and the attack changed nothing.
+    if attack.who != "bob":
+        assert str(world["globex_job"].id) not in response.content.decode()
+    assert _snapshot() == before
+
+
+def test_the_list_and_filters_still_show_the_callers_own_jobs(world):
+    """The control for the list rows above: they are empty of globex's jobs, not empty."""
+    client = Client(
+        HTTP_HOST=HOSTS["acme"], HTTP_AUTHORIZATION=f"Bearer {world['tokens']['alice']}"
+    )
+    listed = [job["id"] for job in client.get("/api/jobs").json()["results"]]
+    assert listed == [str(world["acme_job"].id)]
+
+
+def test_mass_assignment_names_every_refused_field(world):
+    client = Client(
+        HTTP_HOST=HOSTS["acme"], HTTP_AUTHORIZATION=f"Bearer {world['tokens']['alice']}"
+    )
+    response = client.post("/api/jobs", MASS_ASSIGNMENT, content_type="application/json")
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == set(MASS_ASSIGNMENT) - {"type", "payload"}
+
+
+# --- rate-limit bypasses: sequences of requests -------------------------------------------------
+
+
+def test_login_limit_cannot_be_bypassed_with_x_forwarded_for(world, settings):
+    """Without TRUSTED_PROXIES, a new X-Forwarded-For per attempt is still one client."""
+    settings.AUTH_LOGIN_IP_RATE = "3/m"
+    statuses = [
+        login(HOSTS["acme"], "alice", "wrong", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}").status_code
+        for n in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+
+
+def test_login_limit_cannot_be_bypassed_by_rotating_tenant_hosts(world, settings):
+    """The username counter has no tenant in its key: globex's host spends alice's budget."""
+    settings.AUTH_LOGIN_USERNAME_RATE = "2/m"
+    attempts = [
+        login(host, "alice", "wrong", REMOTE_ADDR=f"192.0.2.{n}").status_code
+        for n, host in enumerate((HOSTS["acme"], HOSTS["globex"], HOSTS["acme"]))
+    ]
+    assert attempts == [401, 401, 429]
+    assert login(HOSTS["acme"], "alice", REMOTE_ADDR="192.0.2.99").status_code == 429
+
+
+def test_jobs_api_limit_cannot_be_bypassed_with_x_forwarded_for(world, settings):
+    """The jobs API is limited per tenant + user: addresses don't enter into it."""
+    settings.JOBS_API_RATE = "2/m"
+    client = Client(
+        HTTP_HOST=HOSTS["acme"], HTTP_AUTHORIZATION=f"Bearer {world['tokens']['alice']}"
+    )
+    statuses = [
+        client.get("/api/jobs", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}", REMOTE_ADDR=f"192.0.2.{n}")
+        for n in range(3)
+    ]
+    assert [response.status_code for response in statuses] == [200, 200, 429]
+    assert statuses[-1]["Retry-After"]
+
+
+def test_cancel_of_an_own_job_still_works(world):
+    """Control for the cancel rows: the same request on one's own job succeeds."""
+    client = Client(
+        HTTP_HOST=HOSTS["acme"], HTTP_AUTHORIZATION=f"Bearer {world['tokens']['alice']}"
+    )
+    response = client.post(f"/api/jobs/{world['acme_job'].id}/cancel")
+    assert response.status_code == 200
+    assert Job.objects.get(pk=world["acme_job"].pk).status == JobStatus.CANCELLED
