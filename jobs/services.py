@@ -20,6 +20,7 @@ from django.db.models.functions import Now
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound
 from jobs.models import Job, JobStatus
 from jobs.registry import get_job_type
+from tenants.resolution import tenants_by_id
 
 NOTIFY_CHANNEL = "job_queue"
 
@@ -138,12 +139,14 @@ WITH RECURSIVE pending_tenants AS (
 
 # Claiming, fair across tenants. ``pending_tenants`` walks the distinct tenants that have
 # pending jobs with a loose index scan (one index probe per tenant, not one per row);
-# ``tenant_load`` counts each one's running jobs; for each tenant the LATERAL takes its
-# next runnable jobs in priority order, skipping rows other workers hold. Picks are then
-# ordered by the tenant's load after taking them (running + turn), so the tenant with the
-# fewest running jobs goes first and a newcomer overtakes a flooding tenant at the next
-# free slot. Priority orders a tenant's own jobs and breaks ties between tenants, but can
-# never make one tenant starve another. Rows locked and not picked are released at COMMIT.
+# ``tenant_load`` counts each one's running jobs; for each tenant and queue the LATERAL
+# takes its next runnable jobs in priority order straight off the claim index (equality on
+# tenant and queue, so the index order is the claim order), skipping rows other workers
+# hold. Picks are then ordered by the tenant's load after taking them (running + turn), so
+# the tenant with the fewest running jobs goes first and a newcomer overtakes a flooding
+# tenant at the next free slot. Priority orders a tenant's own jobs and breaks ties
+# between tenants, but can never make one tenant starve another. Rows locked and not
+# picked are released at COMMIT.
 _CLAIM_SQL = """{pending_tenants},
 tenant_load AS (
     SELECT t.tenant_id,
@@ -158,10 +161,11 @@ candidates AS (
                PARTITION BY load.tenant_id
                ORDER BY picked.priority DESC, picked.run_at, picked.created_at) AS turn
     FROM tenant_load load
+    CROSS JOIN unnest(%(queues)s::text[]) AS wanted(queue)
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.run_at, j.created_at FROM job_queue j
-        WHERE j.tenant_id = load.tenant_id AND j.status = 'pending'
-          AND j.queue = ANY(%(queues)s) AND j.run_at <= now()
+        WHERE j.tenant_id = load.tenant_id AND j.queue = wanted.queue
+          AND j.status = 'pending' AND j.run_at <= now()
         ORDER BY j.priority DESC, j.run_at, j.created_at
         LIMIT {per_tenant_limit}
         FOR UPDATE SKIP LOCKED
@@ -179,7 +183,7 @@ SET status = 'processing', worker_id = %(worker_id)s, attempts = job.attempts + 
     progress = NULL, progress_message = ''
 FROM chosen
 WHERE job.id = chosen.id
-RETURNING job.id
+RETURNING job.*
 """
 
 # With JOBS_MAX_RUNNING_PER_TENANT the claim takes two statements. The first takes a
@@ -218,17 +222,21 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]
         "worker_id": worker_id,
         "lease": settings.JOBS_LEASE_SECONDS,
     }
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic():
         if cap is None:
-            cursor.execute(_UNCAPPED_CLAIM_SQL, params)
+            claim_sql = _UNCAPPED_CLAIM_SQL
         else:
-            cursor.execute(_LOCK_PENDING_TENANTS_SQL)
-            params["tenants"] = [row[0] for row in cursor.fetchall()]
-            cursor.execute(_CAPPED_CLAIM_SQL, params)
-        ids = [row[0] for row in cursor.fetchall()]
-    if not ids:
-        return []
-    jobs = Job.objects.select_related("tenant").filter(id__in=ids)
+            claim_sql = _CAPPED_CLAIM_SQL
+            with connection.cursor() as cursor:
+                cursor.execute(_LOCK_PENDING_TENANTS_SQL)
+                params["tenants"] = [row[0] for row in cursor.fetchall()]
+        # raw() maps the RETURNING columns onto Job fields, converters included.
+        jobs = list(Job.objects.raw(claim_sql, params))
+    # Claimed rows come back whole; tenants come from a per-process cache, so a claim is
+    # one round trip however many jobs it takes.
+    tenants = tenants_by_id({job.tenant_id for job in jobs})
+    for job in jobs:
+        job.tenant = tenants[job.tenant_id]
     return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.created_at))
 
 

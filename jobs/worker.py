@@ -290,12 +290,17 @@ class Worker:
     # --- runners -----------------------------------------------------------------
 
     def _runner_loop(self) -> None:
+        last_checked = 0.0
         try:
             while True:
                 job = self._work.get()
                 if job is _STOP:
                     return
-                close_old_connections()
+                if time.monotonic() - last_checked > 1.0:
+                    # Drop a broken or expired connection; at most once a second, since
+                    # with health checks on each call costs a round trip.
+                    close_old_connections()
+                    last_checked = time.monotonic()
                 try:
                     self._execute(job)
                 except Exception:

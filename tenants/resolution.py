@@ -8,6 +8,7 @@ database.
 """
 
 import logging
+import time
 
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save, pre_save
@@ -43,6 +44,29 @@ def tenant_for_host(hostname: str) -> Tenant | None:
     return domain.tenant
 
 
+# Tenants by id, per process, for workers: a tenant's schema name never changes, so a
+# short-lived local copy is safe; changes in this process drop it at once (signals below).
+_LOCAL_TTL_SECONDS = 60.0
+_local_tenants: dict[int, tuple[float, Tenant]] = {}
+
+
+def tenants_by_id(ids) -> dict[int, Tenant]:
+    """The tenants with primary keys ``ids`` (all must exist), from a per-process cache
+    refreshed every minute."""
+    now = time.monotonic()
+    found = {
+        pk: entry[1]
+        for pk in ids
+        if (entry := _local_tenants.get(pk)) and now - entry[0] < _LOCAL_TTL_SECONDS
+    }
+    missing = set(ids) - set(found)
+    if missing:
+        for tenant in Tenant.objects.filter(pk__in=missing):
+            _local_tenants[tenant.pk] = (now, tenant)
+            found[tenant.pk] = tenant
+    return found
+
+
 def forget_hosts(hostnames) -> None:
     """Drop cached resolutions of ``hostnames`` (called on every change)."""
     keys = [_key(name) for name in hostnames if name]
@@ -66,4 +90,5 @@ def _forget_domain(sender, instance, **kwargs):
 @receiver(post_save, sender=Tenant)
 @receiver(post_delete, sender=Tenant)
 def _forget_tenant(sender, instance, **kwargs):
+    _local_tenants.pop(instance.pk, None)
     forget_hosts(Domain.objects.filter(tenant_id=instance.pk).values_list("domain", flat=True))

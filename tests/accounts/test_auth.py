@@ -22,7 +22,9 @@ def test_login_returns_tokens_bound_to_the_tenant(alice):
     assert response.status_code == 200
     body = response.json()
     for kind in ("access", "refresh"):
-        claims = jwt.decode(body[kind], settings.SECRET_KEY, algorithms=["HS256"])
+        claims = jwt.decode(
+            body[kind], settings.SECRET_KEY, algorithms=["HS256"], audience=settings.JWT_AUDIENCE
+        )
         assert claims["tenant"] == "acme"
         assert claims["user_id"] == str(alice.pk)
 
@@ -94,7 +96,12 @@ def test_refresh_returns_a_new_access_token_for_the_tenant(alice):
         "/api/auth/token/refresh", {"refresh": refresh}, format="json"
     )
     assert response.status_code == 200
-    claims = jwt.decode(response.json()["access"], settings.SECRET_KEY, algorithms=["HS256"])
+    claims = jwt.decode(
+        response.json()["access"],
+        settings.SECRET_KEY,
+        algorithms=["HS256"],
+        audience=settings.JWT_AUDIENCE,
+    )
     assert claims["tenant"] == "acme"
 
 

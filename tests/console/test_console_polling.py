@@ -92,6 +92,8 @@ class FakeApi:
         )
         if path in ("/api/auth/token", "/api/auth/token/refresh"):
             reply = answer(body=self.tokens())
+        elif path == "/api/auth/logout" and request.method == "POST":
+            reply = answer(204, None)
         elif path == "/api/jobs" and request.method == "GET":
             reply = answer(body={"results": [self.listed], "next": None, "previous": None})
         elif path == JOB_URL and request.method == "GET":
