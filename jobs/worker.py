@@ -74,6 +74,25 @@ def _retrying(record, *, patience: float | None = None, **kwargs):
             delay = min(2.0, delay * 2)
 
 
+@contextlib.contextmanager
+def _in_tenant_schema(tenant):
+    """``tenant_context`` that spares handlers which never query the database (calls to
+    outside services, pure computation) django-tenants' two ``SET search_path`` round
+    trips: if no statement ran in the tenant's schema, the server-side search_path never
+    changed, so the marker of what was set before is put back.
+
+    Relies on django-tenants' ``search_path_set_schemas`` (None until a cursor sets it).
+    """
+    before = connection.search_path_set_schemas
+    with tenant_context(tenant):
+        try:
+            yield
+        finally:
+            untouched = connection.search_path_set_schemas is None
+    if untouched:
+        connection.search_path_set_schemas = before
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -350,7 +369,7 @@ class Worker:
             )
             return "failed"
         try:
-            with tenant_context(job.tenant):
+            with _in_tenant_schema(job.tenant):
                 result = job_type.task.func(context, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
         except Exception as exc:
