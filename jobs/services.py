@@ -247,18 +247,34 @@ def _owned(job_id: uuid.UUID, worker_id: str):
 def job_complete(*, job_id: uuid.UUID, worker_id: str, result) -> bool:
     """Record the handler's result. False (result discarded) if the worker lost the job
     or cancellation was requested meanwhile."""
-    return bool(
-        _owned(job_id, worker_id)
-        .filter(cancel_requested=False)
-        .update(
-            status=JobStatus.COMPLETED,
-            result=result,
-            completed_at=Now(),
-            updated_at=Now(),
-            lease_expires_at=None,
-            progress=100,
-        )
-    )
+    return job_id in jobs_complete(worker_id=worker_id, results=[(job_id, result)])
+
+
+_COMPLETE_SQL = """
+UPDATE job_queue AS job
+SET status = 'completed', result = done.result, completed_at = now(), updated_at = now(),
+    lease_expires_at = NULL, progress = 100
+FROM unnest(%s::uuid[], %s::jsonb[]) AS done(id, result)
+WHERE job.id = done.id AND job.status = 'processing' AND job.worker_id = %s
+  AND NOT job.cancel_requested
+RETURNING job.id
+"""
+
+
+def jobs_complete(*, worker_id: str, results: list[tuple[uuid.UUID, object]]) -> set[uuid.UUID]:
+    """Record many handlers' results in one statement; returns the ids recorded.
+
+    Each row is guarded like ``job_complete``: a job this worker lost, or whose
+    cancellation was requested, is left alone (its id is missing from the answer).
+    Results must be JSON-serialisable; None is stored as SQL NULL.
+    """
+    if not results:
+        return set()
+    ids = [job_id for job_id, _ in results]
+    documents = [None if result is None else json.dumps(result) for _, result in results]
+    with connection.cursor() as cursor:
+        cursor.execute(_COMPLETE_SQL, [ids, documents, worker_id])
+        return {row[0] for row in cursor.fetchall()}
 
 
 def backoff_seconds(attempts: int) -> float:

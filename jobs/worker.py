@@ -8,12 +8,16 @@ Threads, each with its own database connection (Django connections are per threa
 
 - the main thread waits for a ``NOTIFY`` (or the poll interval, or a freed slot), claims
   up to as many jobs as it has free slots in one statement, and hands them to runners;
-- ``concurrency`` runner threads execute handlers and record outcomes;
+- ``concurrency`` runner threads execute handlers and record failures, retries and
+  cancellations; a successful result goes to
+- the recorder thread, which writes the results that have piled up in one guarded UPDATE
+  (one round trip for many short jobs; a runner never waits for its write);
 - a heartbeat thread renews leases, notices cancellation requests and lost jobs, and
   periodically runs the reaper (expired leases, timeouts) for the whole queue.
 """
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -93,6 +97,30 @@ def _in_tenant_schema(tenant):
         connection.search_path_set_schemas = before
 
 
+# Jobs shorter than this on average are claimed ahead of free threads (see _free_slots).
+_SHORT_JOB_SECONDS = 0.05
+# Most results written by one statement of the recorder.
+_MAX_COMPLETION_BATCH = 500
+
+
+@dataclasses.dataclass
+class _Succeeded:
+    """A handler's result, not yet recorded."""
+
+    result: object
+
+
+@dataclasses.dataclass
+class _Finished:
+    """A job whose handler returned, on its way to being recorded and reported."""
+
+    job: object
+    context: JobContext
+    duration: float
+    log: dict
+    result: object = None
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -126,10 +154,16 @@ class Worker:
         self._stop = threading.Event()
         self._stopped_heartbeat = threading.Event()
         self._lock = threading.Lock()
-        self._running: dict[uuid.UUID, JobContext] = {}
+        self._wake_lock = threading.Lock()
+        # Jobs this worker claimed and has not finished (queued locally or running): their
+        # leases are renewed by the heartbeat, and they are handed back at shutdown.
+        self._owned: dict[uuid.UUID, JobContext] = {}
+        self._recent_duration = None  # moving average of handler run times, seconds
         self._claimed_total = 0
         self.finished_total = 0
         self._work: queue.Queue = queue.Queue()
+        self._completions: queue.Queue = queue.Queue()
+        self._unrecorded = 0  # results handed to the recorder and not yet written
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -139,17 +173,24 @@ class Worker:
     def request_stop(self, *_args) -> None:
         """Stop claiming; running jobs get ``grace`` seconds. Safe from signal handlers."""
         self._stop.set()
-        self._wake()
+        # No lock here: the main thread may hold one when the signal arrives.
+        fd = self._wake_w
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"x")
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # the pipe is full: the main loop will wake anyway
+        with self._wake_lock:
+            if self._wake_w is None:
+                return  # the worker has stopped; a straggling thread has no one to wake
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass  # the pipe is full: the main loop will wake anyway
 
     # --- main loop -----------------------------------------------------------------
 
@@ -168,16 +209,23 @@ class Worker:
             for i in range(self.concurrency)
         ]
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        for thread in [*runners, heartbeat]:
+        recorder = threading.Thread(target=self._recorder_loop, name="recorder", daemon=True)
+        for thread in [*runners, heartbeat, recorder]:
             thread.start()
         try:
             self._claim_loop()
         finally:
             self._shutdown(runners)
+            # Results of finished handlers are written before the worker goes away (for as
+            # long as a lease: after that the reaper would hand the jobs on anyway).
+            self._completions.put(_STOP)
+            recorder.join(timeout=settings.JOBS_LEASE_SECONDS)
             self._stopped_heartbeat.set()
             heartbeat.join(timeout=5)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self._wake_lock:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_w = None
             connection.close()
             logger.info(
                 "worker stopped",
@@ -196,9 +244,15 @@ class Worker:
         return listener
 
     def _free_slots(self) -> int:
+        """How many jobs to claim now: free threads, plus as many again queued ahead while
+        jobs are short (under ``_SHORT_JOB_SECONDS``), so one claim round trip feeds
+        several jobs. Long jobs are never queued ahead: another worker may run them."""
         with self._lock:
-            busy = len(self._running) + self._work.qsize()
-        free = self.concurrency - busy
+            busy = len(self._owned)
+            short = self._recent_duration is not None and (
+                self._recent_duration < _SHORT_JOB_SECONDS
+            )
+        free = self.concurrency * (2 if short else 1) - busy
         if self.max_jobs is not None:
             free = min(free, self.max_jobs - self._claimed_total)
         return max(0, free)
@@ -240,6 +294,8 @@ class Worker:
             claimed = services.job_claim(worker_id=self.worker_id, queues=self.queues, limit=free)
             for job in claimed:
                 self._claimed_total += 1
+                with self._lock:
+                    self._owned[job.id] = JobContext(job=job, worker_id=self.worker_id)
                 self._work.put(job)
         if claimed and len(claimed) == free:
             return True  # there may be more: claim again as soon as a slot frees
@@ -249,8 +305,9 @@ class Worker:
         return True
 
     def _idle(self) -> bool:
+        """No job of this worker is queued, running or waiting for its result's write."""
         with self._lock:
-            return not self._running and self._work.empty()
+            return not self._owned and not self._unrecorded
 
     def _wait(self, listener: psycopg.Connection) -> None:
         """Sleep until a NOTIFY, a freed slot, a stop request or the poll interval."""
@@ -284,17 +341,9 @@ class Worker:
             for thread in runners:
                 thread.join(timeout=0.05)
         # Jobs still queued locally were never started; jobs still running overran grace.
-        leftovers = []
-        while True:
-            try:
-                item = self._work.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                leftovers.append(item.id)
         with self._lock:
-            leftovers.extend(self._running)
-            for context in self._running.values():
+            leftovers = list(self._owned)
+            for context in self._owned.values():
                 context.mark_lost()  # late results from these threads are discarded
         for job_id in leftovers:
             released = _retrying(
@@ -332,9 +381,8 @@ class Worker:
             connection.close()
 
     def _execute(self, job) -> None:
-        context = JobContext(job=job, worker_id=self.worker_id)
         with self._lock:
-            self._running[job.id] = context
+            context = self._owned[job.id]
         started = time.monotonic()
         log = {
             "job_id": str(job.id),
@@ -343,19 +391,46 @@ class Worker:
             "worker_id": self.worker_id,
             "attempt": job.attempts,
         }
+        if context.cancelled():
+            # Cancelled or lost while it waited in this worker's queue: never started.
+            with self._lock:
+                self._owned.pop(job.id, None)
+            self._report(_Finished(job, context, 0.0, log), self._finish_cancelled(job, context))
+            return
         job_started.send_robust(sender=Worker, job=job)
         try:
             outcome = self._run_handler(job, context)
         finally:
+            duration = time.monotonic() - started
             with self._lock:
-                self._running.pop(job.id, None)
-                self.finished_total += 1
-        duration = time.monotonic() - started
-        job_finished.send_robust(sender=Worker, job=job, outcome=outcome, duration=duration)
-        log["duration_ms"] = round(duration * 1000, 2)
-        logger.info("job %s", outcome, extra=log)
+                self._owned.pop(job.id, None)
+                previous = self._recent_duration
+                self._recent_duration = (
+                    duration if previous is None else 0.8 * previous + 0.2 * duration
+                )
+        finished = _Finished(job, context, duration, log)
+        if isinstance(outcome, _Succeeded):
+            # Recorded by the recorder thread, in a batch with other runners' results;
+            # this runner's slot is free for the next job at once.
+            finished.result = outcome.result
+            with self._lock:
+                self._unrecorded += 1
+            self._completions.put(finished)
+        else:
+            self._report(finished, outcome)
 
-    def _run_handler(self, job, context: JobContext) -> str:
+    def _report(self, finished: "_Finished", outcome: str) -> None:
+        with self._lock:
+            self.finished_total += 1
+        job_finished.send_robust(
+            sender=Worker, job=finished.job, outcome=outcome, duration=finished.duration
+        )
+        finished.log["duration_ms"] = round(finished.duration * 1000, 2)
+        logger.info("job %s", outcome, extra=finished.log)
+
+    def _run_handler(self, job, context: JobContext) -> "str | _Succeeded":
+        """Run the handler; returns the recorded outcome, or ``_Succeeded`` for a result
+        still to be recorded."""
         try:
             job_type = get_job_type(job.type)
         except UnknownJobType:
@@ -389,9 +464,53 @@ class Worker:
             return {None: "discarded", "pending": "retrying"}.get(status, "failed")
         if context.cancelled():
             return self._finish_cancelled(job, context)
-        if _retrying(services.job_complete, job_id=job.id, worker_id=self.worker_id, result=result):
-            return "completed"
-        return self._finish_cancelled(job, context)
+        return _Succeeded(result)
+
+    # --- recorder --------------------------------------------------------------------
+
+    def _recorder_loop(self) -> None:
+        """Write succeeded jobs' results, as many per statement as have piled up."""
+        try:
+            stopping = False
+            while not stopping:
+                batch = [self._completions.get()]
+                while len(batch) < _MAX_COMPLETION_BATCH:
+                    try:
+                        batch.append(self._completions.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in batch:
+                    stopping = True
+                    batch = [item for item in batch if item is not _STOP]
+                if batch:
+                    try:
+                        self._record(batch)
+                    finally:
+                        with self._lock:
+                            self._unrecorded -= len(batch)
+                        self._wake()  # the claim loop may now see free capacity
+        finally:
+            connection.close()
+
+    def _record(self, batch: list["_Finished"]) -> None:
+        try:
+            recorded = _retrying(
+                services.jobs_complete,
+                worker_id=self.worker_id,
+                results=[(finished.job.id, finished.result) for finished in batch],
+            )
+        except Exception:
+            # Not recorded (database gone for longer than a lease): the reaper will hand
+            # these jobs to another worker.
+            logger.exception("job results not recorded", extra={"jobs": len(batch)})
+            connection.close()
+            return
+        for finished in batch:
+            if finished.job.id in recorded:
+                outcome = "completed"
+            else:  # cancellation was requested meanwhile, or the job was taken away
+                outcome = self._finish_cancelled(finished.job, finished.context)
+            self._report(finished, outcome)
 
     def _finish_cancelled(self, job, context: JobContext) -> str:
         if _retrying(services.job_finish_cancelled, job_id=job.id, worker_id=self.worker_id):
@@ -435,7 +554,7 @@ class Worker:
 
     def _beat(self) -> None:
         with self._lock:
-            running = dict(self._running)
+            running = dict(self._owned)
         if not running:
             return
         beat = services.job_heartbeat(worker_id=self.worker_id, job_ids=list(running))

@@ -316,3 +316,43 @@ def test_django_task_validates_the_payload_and_rejects_positional_args(acme):
         with pytest.raises(InvalidTask):
             demo.echo.enqueue("positional")
     assert not Job.objects.exists()
+
+
+# --- claiming ahead ------------------------------------------------------------------------
+
+
+def test_short_jobs_are_claimed_ahead_and_a_queued_job_cancelled_meanwhile_never_runs(
+    acme, executions
+):
+    blocker = enqueue(acme, "test.block", {"seconds": 1}, priority=10)
+    queued = enqueue(acme, "test.record")
+    worker = Worker(concurrency=1, poll_interval=0.05, grace=5)
+    worker._recent_duration = 0.0  # recent jobs were short: claim one ahead of the thread
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: status_of(blocker) == JobStatus.PROCESSING)
+        assert status_of(queued) == JobStatus.PROCESSING  # claimed ahead, waiting locally
+        assert services.job_cancel(tenant=acme, job_id=queued.id).finished is False
+        wait_for(lambda: status_of(queued) == JobStatus.CANCELLED, timeout=3)
+        wait_for(lambda: status_of(blocker) == JobStatus.COMPLETED, timeout=10)
+    finally:
+        worker.request_stop()
+        thread.join(timeout=15)
+    assert executed_job_ids() == []  # the cancelled job's handler never ran
+
+
+def test_long_jobs_are_not_claimed_ahead(acme):
+    first = enqueue(acme, "test.block", {"seconds": 0.5})
+    second = enqueue(acme, "test.block", {"seconds": 0.5})
+    worker = Worker(concurrency=1, poll_interval=0.05, grace=5)
+    worker._recent_duration = 1.0  # recent jobs were long
+    with_thread = threading.Thread(target=worker.run, daemon=True)
+    with_thread.start()
+    try:
+        wait_for(lambda: status_of(first) == JobStatus.PROCESSING)
+        assert status_of(second) == JobStatus.PENDING  # left for other workers
+        wait_for(lambda: status_of(second) == JobStatus.COMPLETED, timeout=10)
+    finally:
+        worker.request_stop()
+        with_thread.join(timeout=15)
