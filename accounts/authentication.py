@@ -69,7 +69,7 @@ def forget_user(sender, instance, **kwargs) -> None:
     transaction.on_commit(keep_out)
 
 
-def _tenant_mismatch() -> Problem:
+def tenant_mismatch() -> Problem:
     return Problem(
         status_code=403,
         code="token_tenant_mismatch",
@@ -77,12 +77,26 @@ def _tenant_mismatch() -> Problem:
     )
 
 
+def user_for_tenant(user_id, tenant):
+    """The token's user, refused unless it exists (401 ``user_not_found``), belongs to
+    ``tenant`` (403 ``token_tenant_mismatch``) and is active (403 ``user_inactive``).
+    Shared by API authentication and token refresh."""
+    user = cached_user(user_id)
+    if user is None:
+        raise exceptions.AuthenticationFailed("User not found.", code="user_not_found")
+    if user.tenant_id != tenant.pk:
+        raise tenant_mismatch()
+    if not user.is_active:
+        raise Problem(status_code=403, code="user_inactive", detail="This user is inactive.")
+    return user
+
+
 class TenantJWTAuthentication(JWTAuthentication):
     """simplejwt's signature and expiry checks, plus the tenant checks simplejwt lacks.
 
     - the token's ``tenant`` claim must equal ``request.tenant`` (403 ``token_tenant_mismatch``),
       checked before any database access;
-    - the user is loaded only within that tenant and must be active (403 ``user_inactive``).
+    - the user must belong to that tenant and be active (``user_for_tenant``).
     An inactive tenant never gets here: the tenant middleware refuses its hosts.
     """
 
@@ -97,18 +111,11 @@ class TenantJWTAuthentication(JWTAuthentication):
 
         tenant = getattr(request, "tenant", None)
         if tenant is None or token.get(TENANT_CLAIM) != tenant.schema_name:
-            raise _tenant_mismatch()
+            raise tenant_mismatch()
         try:
             user_id = token[api_settings.USER_ID_CLAIM]
         except KeyError as exc:
             raise exceptions.AuthenticationFailed(
                 "Token contained no recognizable user identification", code="token_not_valid"
             ) from exc
-        user = cached_user(user_id)
-        if user is None:
-            raise exceptions.AuthenticationFailed("User not found.", code="user_not_found")
-        if user.tenant_id != tenant.pk:
-            raise _tenant_mismatch()
-        if not user.is_active:
-            raise Problem(status_code=403, code="user_inactive", detail="This user is inactive.")
-        return user, token
+        return user_for_tenant(user_id, tenant), token

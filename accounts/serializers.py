@@ -5,26 +5,18 @@ Every body is a JSON object of exactly the documented fields: an unknown field i
 used.
 """
 
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import authenticate
 from rest_framework import exceptions, serializers
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import throttling
+from accounts.authentication import tenant_mismatch, user_for_tenant
 from accounts.tokens import TENANT_CLAIM, tokens_for
-from config.problems import Problem
 
 # A JWT of ours is a few hundred bytes; anything much longer is not one.
 _TOKEN_MAX_LENGTH = 4096
-
-
-def _tenant_mismatch() -> Problem:
-    return Problem(
-        status_code=403,
-        code="token_tenant_mismatch",
-        detail="This token was issued for another tenant.",
-    )
 
 
 class _StrictSerializer(serializers.Serializer):
@@ -74,7 +66,7 @@ def _refresh_token_of_this_tenant(raw: str, request) -> RefreshToken:
     except TokenError as exc:
         raise InvalidToken({"detail": str(exc), "code": "token_not_valid"}) from None
     if refresh.get(TENANT_CLAIM) != request.tenant.schema_name:
-        raise _tenant_mismatch()
+        raise tenant_mismatch()
     return refresh
 
 
@@ -94,18 +86,7 @@ class TenantTokenRefreshSerializer(_StrictSerializer):
     def validate(self, attrs):
         request = self.context["request"]
         refresh = _refresh_token_of_this_tenant(attrs["refresh"], request)
-        user = (
-            get_user_model()
-            .objects.filter(**{api_settings.USER_ID_FIELD: refresh.get(api_settings.USER_ID_CLAIM)})
-            .only("id", "is_active", "tenant_id")
-            .first()
-        )
-        if user is None:
-            raise exceptions.AuthenticationFailed("User not found.", code="user_not_found")
-        if user.tenant_id != request.tenant.pk:
-            raise _tenant_mismatch()
-        if not user.is_active:
-            raise Problem(status_code=403, code="user_inactive", detail="This user is inactive.")
+        user_for_tenant(refresh.get(api_settings.USER_ID_CLAIM), request.tenant)
 
         _, revoked_now = refresh.blacklist()
         if not revoked_now:  # a concurrent refresh with this token got there first

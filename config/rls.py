@@ -27,6 +27,8 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django_tenants.utils import get_public_schema_name
 
+from tenants.search_path import without_search_path
+
 WEB_ROLE = "tenant_jobs_web"
 SERVICE_ROLE = "tenant_jobs_service"
 TENANT_SETTING = "app.tenant_id"
@@ -36,21 +38,8 @@ _ENTER_SQL = "SELECT set_config('role', %s, true), set_config(%s, %s, true)"
 _CURRENT_SQL = "SELECT current_setting('role'), coalesce(current_setting(%s, true), '')"
 
 
-@contextmanager
-def _without_search_path(connection):
-    """Run a statement that names no table without django-tenants' ``SET search_path``
-    first (the next statement that needs the tenant's path still gets it)."""
-    previous = connection.search_path_set_schemas
-    if previous is None:
-        connection.search_path_set_schemas = ["<row security settings>"]
-    try:
-        yield
-    finally:
-        connection.search_path_set_schemas = previous
-
-
 def _enter(connection, tenant) -> None:
-    with _without_search_path(connection), connection.cursor() as cursor:
+    with without_search_path(connection), connection.cursor() as cursor:
         cursor.execute(_ENTER_SQL, [WEB_ROLE, TENANT_SETTING, str(tenant.pk)])
 
 

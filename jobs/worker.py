@@ -33,13 +33,13 @@ import uuid
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
-from django_tenants.utils import tenant_context
 
 from jobs import services
 from jobs.context import JobContext, JobError
 from jobs.exceptions import UnknownJobType
 from jobs.registry import get_job_type
 from jobs.signals import job_finished, job_started
+from tenants.search_path import in_tenant_schema
 
 logger = logging.getLogger("jobs.worker")
 
@@ -76,25 +76,6 @@ def _retrying(record, *, patience: float | None = None, **kwargs):
             logger.warning("database unavailable while recording an outcome; retrying")
             time.sleep(delay)
             delay = min(2.0, delay * 2)
-
-
-@contextlib.contextmanager
-def _in_tenant_schema(tenant):
-    """``tenant_context`` that spares handlers which never query the database (calls to
-    outside services, pure computation) django-tenants' two ``SET search_path`` round
-    trips: if no statement ran in the tenant's schema, the server-side search_path never
-    changed, so the marker of what was set before is put back.
-
-    Relies on django-tenants' ``search_path_set_schemas`` (None until a cursor sets it).
-    """
-    before = connection.search_path_set_schemas
-    with tenant_context(tenant):
-        try:
-            yield
-        finally:
-            untouched = connection.search_path_set_schemas is None
-    if untouched:
-        connection.search_path_set_schemas = before
 
 
 # Jobs shorter than this on average are claimed ahead of free threads (see _free_slots).
@@ -444,7 +425,7 @@ class Worker:
             )
             return "failed"
         try:
-            with _in_tenant_schema(job.tenant):
+            with in_tenant_schema(job.tenant):
                 result = job_type.task.func(context, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
         except Exception as exc:

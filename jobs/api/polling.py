@@ -13,7 +13,6 @@ filter is part of the statement, as in every tenant-facing read (DESIGN.md).
 """
 
 import uuid
-from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connection
@@ -23,6 +22,7 @@ from django_tenants.utils import get_public_schema_name
 from jobs.exceptions import JobNotFound, UnknownJobType
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.registry import get_job_type
+from tenants.search_path import without_search_path
 
 # Columns that JobOutputSerializer reads and that can change after a job is created.
 REPRESENTED_COLUMNS = (
@@ -52,28 +52,12 @@ def _poll_sql() -> str:
     )
 
 
-@contextmanager
-def _without_search_path():
-    """Run schema-qualified statements without django-tenants' ``SET search_path``.
-
-    Only for statements that name their schema. The marker is restored afterwards, so any
-    later statement of the request still sets the tenant's search_path first.
-    """
-    previous = connection.search_path_set_schemas
-    if previous is None:
-        connection.search_path_set_schemas = ["<schema-qualified statement>"]
-    try:
-        yield
-    finally:
-        connection.search_path_set_schemas = previous
-
-
 def job_poll_get(*, tenant, job_id: uuid.UUID) -> Job:
     """The tenant's job ``job_id`` with only the represented columns loaded and ``etag`` set.
 
     Raises ``JobNotFound`` when the job is missing or belongs to another tenant.
     """
-    with _without_search_path():
+    with without_search_path():
         found = list(Job.objects.raw(_poll_sql(), [tenant.pk, job_id]))
     if not found:
         raise JobNotFound(job_id)
