@@ -33,8 +33,26 @@ run: migrate
 	$(PY) manage.py run_worker & worker=$$!; \
 	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
+# What the suite needs from the system: Debian's Chromium (browser tests) and PgBouncer
+# (the transaction-pooler tests). Installed through apt when running as root; otherwise one
+# line says what to install, before any test runs.
+SYSTEM_PACKAGES := /usr/bin/chromium:chromium /usr/sbin/pgbouncer:pgbouncer
+.PHONY: system-packages
+system-packages:
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
+		[ -x "$${entry%%:*}" ] || missing="$$missing $${entry##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "== installing$$missing (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "error: make test needs Debian packages:$$missing (run: sudo apt-get install -y$$missing)" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
 # The suite, without the fault tests (make test-faults).
-test: install
+test: install system-packages
 	$(PY) -m pytest -m "not faults"
 
 # Outages on private PostgreSQL and Redis servers the tests start on loopback ports (never

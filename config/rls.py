@@ -33,14 +33,21 @@ WEB_ROLE = "tenant_jobs_web"
 SERVICE_ROLE = "tenant_jobs_service"
 TENANT_SETTING = "app.tenant_id"
 
-# One statement, one round trip: both settings are local to the transaction.
-_ENTER_SQL = "SELECT set_config('role', %s, true), set_config(%s, %s, true)"
+# One statement, one round trip: the role, the tenant and the tenant's search_path, all
+# local to the transaction (the database backend then has nothing left to set).
+_ENTER_SQL = (
+    "SELECT set_config('role', %s, true), set_config(%s, %s, true),"
+    " set_config('search_path', %s, true)"
+)
+_RESTORE_SQL = "SELECT set_config('role', %s, true), set_config(%s, %s, true)"
 _CURRENT_SQL = "SELECT current_setting('role'), coalesce(current_setting(%s, true), '')"
 
 
 def _enter(connection, tenant) -> None:
+    search_path = connection.search_path_value()
     with without_search_path(connection), connection.cursor() as cursor:
-        cursor.execute(_ENTER_SQL, [WEB_ROLE, TENANT_SETTING, str(tenant.pk)])
+        cursor.execute(_ENTER_SQL, [WEB_ROLE, TENANT_SETTING, str(tenant.pk), search_path])
+    connection.transaction_search_path = connection.wanted_search_path()
 
 
 @contextmanager
@@ -72,7 +79,7 @@ def tenant_row_security(tenant, *, using: str = DEFAULT_DB_ALIAS):
     finally:
         if not connection.needs_rollback:
             try:
-                driver.execute(_ENTER_SQL, [previous_role, TENANT_SETTING, previous_tenant])
+                driver.execute(_RESTORE_SQL, [previous_role, TENANT_SETTING, previous_tenant])
             except psycopg.Error:
                 # The transaction failed inside the block: its owner must roll it back,
                 # which undoes these settings too.

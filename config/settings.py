@@ -124,14 +124,23 @@ ASGI_APPLICATION = "config.asgi.application"
 # --- Database ------------------------------------------------------------------
 # DATABASE_URL unset → an embedded PostgreSQL (pgserver) under .data/.
 DATABASE_URL = os.environ.get("DATABASE_URL") or embedded.postgres_url(DATA_DIR)
+# The engine is django-tenants' with each tenant's search_path scoped to a transaction
+# (tenants/postgresql_backend), so DATABASE_URL may point at a transaction pooler.
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
-        engine="django_tenants.postgresql_backend",
+        engine="tenants.postgresql_backend",
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
         conn_health_checks=True,
     )
 }
+# DATABASE_POOL_MODE=transaction when DATABASE_URL goes through a transaction pooler
+# (PgBouncer pool_mode=transaction): server-side cursors (session state) are turned off.
+# Prepared statements already are (Django's psycopg default, prepare_threshold=None).
+DATABASE_POOL_MODE = os.environ.get("DATABASE_POOL_MODE", "session")
+if DATABASE_POOL_MODE not in {"session", "transaction"}:
+    raise RuntimeError("DATABASE_POOL_MODE must be 'session' or 'transaction'")
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOL_MODE == "transaction"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Row-level security (config/rls.py, README "Security"): each request on a tenant host

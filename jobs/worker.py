@@ -33,13 +33,13 @@ import uuid
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
+from django_tenants.utils import tenant_context
 
 from jobs import services
 from jobs.context import JobContext, JobError
 from jobs.exceptions import UnknownJobType
 from jobs.registry import get_job_type
 from jobs.signals import job_finished, job_started
-from tenants.search_path import in_tenant_schema
 
 logger = logging.getLogger("jobs.worker")
 
@@ -425,7 +425,7 @@ class Worker:
             )
             return "failed"
         try:
-            with in_tenant_schema(job.tenant):
+            with tenant_context(job.tenant):
                 result = job_type.task.func(context, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
         except Exception as exc:

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for a child ``manage.py`` that uses this test run's database and Redis."""
+    """Environment for a child ``manage.py`` that uses this test run's database and Redis
+    (``extra`` may override either)."""
     db = connection.settings_dict
     host = db["HOST"] or ""
     auth = quote(db["USER"] or "")
@@ -29,8 +30,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         REDIS_URL=settings.REDIS_URL,
         PYTHONUNBUFFERED="1",
         DJANGO_SETTINGS_MODULE="tests.settings",
-        **extra,
     )
+    env.update(extra)
     return env
 
 

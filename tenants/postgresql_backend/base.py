@@ -1,0 +1,178 @@
+"""django-tenants' PostgreSQL backend with every tenant search_path scoped to a transaction.
+
+django-tenants selects a tenant's schema with a session-level ``SET search_path``. Behind a
+transaction pooler (PgBouncer in transaction mode, RDS Proxy, Supabase's pooler) one Django
+connection's transactions run on whichever server connection is free, so a session setting
+made for one tenant is inherited by another client: that tenant's writes land in another
+tenant's schema. This backend never changes the session's search_path:
+
+- inside a transaction, the first statement that needs another path than the one in force
+  is preceded by ``set_config('search_path', …, true)``, which ends with the transaction;
+- a statement outside any transaction (autocommit) that needs a tenant's schema runs in a
+  transaction of its own: ``BEGIN`` and the ``set_config`` in one round trip, the statement,
+  ``COMMIT``;
+- public-schema statements outside a transaction need nothing: the session keeps the
+  server's default path, which resolves unqualified names to ``public``.
+
+So no statement relies on a setting made in an earlier transaction. See
+docs/architecture.md, "Tenant schemas behind a pooler".
+"""
+
+from contextlib import contextmanager
+
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django_tenants.postgresql_backend import base as tenants_base
+from django_tenants.utils import get_public_schema_name, quote_schema_name
+from psycopg import pq
+from psycopg import sql as psycopg_sql
+
+_SET_LOCAL = "SELECT set_config('search_path', %s, true)"
+
+
+class DatabaseWrapper(tenants_base.DatabaseWrapper):
+    """The schema chosen with ``set_tenant``/``tenant_context`` applies per statement or per
+    transaction, never to the session (module docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        # The search_path set_config() put in force in the open transaction (None: the
+        # session's default, i.e. public). Reset whenever the transaction ends.
+        self.transaction_search_path = None
+        # > 0 while statements that name their schemas run (search_path_independent()).
+        self._independent_depth = 0
+        super().__init__(*args, **kwargs)
+
+    # --- what the current schema needs ---------------------------------------------
+
+    def search_path_value(self) -> str:
+        """The selected schema's search_path, as set_config() takes it."""
+        return ",".join(quote_schema_name(name) for name in self._get_cursor_search_paths())
+
+    def wanted_search_path(self) -> str | None:
+        """The search_path the selected schema needs; None for the public schema, which
+        the session's default path serves."""
+        if self.schema_name == get_public_schema_name():
+            return None
+        return self.search_path_value()
+
+    @contextmanager
+    def search_path_independent(self):
+        """Statements in the block name their schema (or touch no table): they run as they
+        are, without a transaction or set_config of their own."""
+        self._independent_depth += 1
+        try:
+            yield
+        finally:
+            self._independent_depth -= 1
+
+    # --- django-tenants' session-level SET, replaced --------------------------------
+
+    def _handle_search_path(self, cursor=None):
+        """Never a session-level ``SET``: the path is applied per statement (_scoped)."""
+
+    @contextmanager
+    def scoped(self):
+        """Around one statement: make the selected schema's path apply to it alone."""
+        if self._independent_depth or self._setting_search_path:
+            yield
+            return
+        wanted = self.wanted_search_path()
+        if not self.get_autocommit():
+            if wanted != self.transaction_search_path:
+                self._bookkeeping(_SET_LOCAL, [self.search_path_value()])
+                self.transaction_search_path = wanted
+            yield
+            return
+        if wanted is None:
+            yield
+            return
+        if self.connection.info.transaction_status != pq.TransactionStatus.IDLE:
+            # A transaction opened on the driver's connection directly: Django keeps no
+            # record of it, so the path is set for each statement.
+            self._bookkeeping(_SET_LOCAL, [wanted])
+            yield
+            return
+        # Autocommit and a tenant's schema: a transaction for this statement alone. The
+        # path is a literal (schema names are validated by django-tenants and quoted here),
+        # so the two statements go as one simple query, one round trip.
+        begin = psycopg_sql.SQL("BEGIN; SELECT set_config('search_path', {}, true)").format(
+            psycopg_sql.Literal(wanted)
+        )
+        self._bookkeeping(begin.as_string(self.connection), None)
+        try:
+            yield
+        except BaseException:
+            self._end_statement_transaction("ROLLBACK")
+            raise
+        self._end_statement_transaction("COMMIT")
+
+    def _end_statement_transaction(self, command: str) -> None:
+        try:
+            self._bookkeeping(command, None)
+        except Exception:
+            if command == "COMMIT":
+                raise
+            # ROLLBACK on a broken connection: the server ends the transaction anyway.
+
+    def _bookkeeping(self, statement: str, params) -> None:
+        """Run one of this backend's own statements on a cursor of its own (a named cursor
+        can run only one statement), logged and wrapped like any other."""
+        self._setting_search_path = True
+        try:
+            wrapper = CursorDebugWrapper if self.queries_logged else CursorWrapper
+            with self.connection.cursor() as raw:
+                wrapper(raw, self).execute(statement, params)
+        finally:
+            self._setting_search_path = False
+
+    # --- the transaction's record ---------------------------------------------------
+
+    def _commit(self):
+        try:
+            return super()._commit()
+        finally:
+            self.transaction_search_path = None
+
+    def _rollback(self):
+        try:
+            return super()._rollback()
+        finally:
+            self.transaction_search_path = None
+
+    def savepoint_rollback(self, sid):
+        try:
+            super().savepoint_rollback(sid)
+        finally:
+            # The set_config() may have been made after the savepoint: undone with it.
+            self.transaction_search_path = None
+
+    def close(self):
+        self.transaction_search_path = None
+        super().close()
+
+    def make_cursor(self, cursor):
+        return _ScopedCursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor):
+        return _ScopedCursorDebugWrapper(cursor, self)
+
+
+class _ScopedMixin:
+    def execute(self, sql, params=None):
+        with self.db.scoped():
+            return super().execute(sql, params)
+
+    def executemany(self, sql, param_list):
+        with self.db.scoped():
+            return super().executemany(sql, param_list)
+
+    def callproc(self, procname, params=None, kparams=None):
+        with self.db.scoped():
+            return super().callproc(procname, params, kparams)
+
+
+class _ScopedCursorWrapper(_ScopedMixin, CursorWrapper):
+    pass
+
+
+class _ScopedCursorDebugWrapper(_ScopedMixin, CursorDebugWrapper):
+    pass
