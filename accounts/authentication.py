@@ -7,25 +7,15 @@ every process. It holds no password hash (the field is deferred), and it expires
 ``AUTH_USER_CACHE_SECONDS`` to bound changes made by bulk UPDATEs, which send no signal.
 """
 
-import logging
-
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
-from django.db import transaction
 from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.settings import api_settings
 
 from accounts.tokens import TENANT_CLAIM
+from config import row_cache
 from config.problems import Problem
-
-logger = logging.getLogger(__name__)
-
-# Written for a moment after a change commits: a request that read the old row just before
-# the commit cannot put it back into the cache (``cache.add`` does not overwrite).
-_CHANGED = "changed"
-_CHANGED_SECONDS = 2
 
 
 def _user_key(user_id) -> str:
@@ -34,39 +24,18 @@ def _user_key(user_id) -> str:
 
 def cached_user(user_id):
     """The active-or-not user ``user_id`` (password deferred), or None if it doesn't exist."""
-    key = _user_key(user_id)
-    try:
-        user = cache.get(key)
-    except Exception:
-        logger.warning("user cache unavailable; reading the database", exc_info=True)
-        user = _CHANGED
-    if user is not None and user != _CHANGED:
-        return user
-    found = get_user_model().objects.defer("password").filter(pk=user_id).first()
-    if found is not None and user is None:
-        try:
-            cache.add(key, found, settings.AUTH_USER_CACHE_SECONDS)
-        except Exception:
-            logger.warning("user cache unavailable; not caching", exc_info=True)
-    return found
+    return row_cache.read_through(
+        _user_key(user_id),
+        lambda: get_user_model().objects.defer("password").filter(pk=user_id).first(),
+        settings.AUTH_USER_CACHE_SECONDS,
+        label="user",
+    )
 
 
 def forget_user(sender, instance, **kwargs) -> None:
     """Signal receiver: drop the cached record of a saved or deleted user at once, and keep
-    it out for a moment once the transaction commits."""
-    key = _user_key(instance.pk)
-
-    def keep_out():
-        try:
-            cache.set(key, _CHANGED, _CHANGED_SECONDS)
-        except Exception:
-            logger.warning("user cache unavailable; entry not dropped", exc_info=True)
-
-    try:
-        cache.delete(key)
-    except Exception:
-        logger.warning("user cache unavailable; entry not dropped", exc_info=True)
-    transaction.on_commit(keep_out)
+    it out for a moment once the transaction commits (``config.row_cache.forget``)."""
+    row_cache.forget([_user_key(instance.pk)], label="user")
 
 
 def tenant_mismatch() -> Problem:

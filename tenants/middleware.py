@@ -3,6 +3,7 @@
 from django.core.exceptions import DisallowedHost
 from django.db import connection
 from django_tenants.middleware.main import TenantMainMiddleware
+from django_tenants.utils import remove_www
 
 from config.problems import problem_response
 from tenants.resolution import tenant_for_host
@@ -11,9 +12,14 @@ from tenants.resolution import tenant_for_host
 class TenantMiddleware(TenantMainMiddleware):
     """django-tenants' routing, with JSON answers for unknown and inactive tenants.
 
-    An unknown host gets 404 (never the public site or another tenant); a host of an
+    Hosts are matched case-insensitively (``ACME.localhost`` is ``acme.localhost``). An
+    unknown host gets 404 (never the public site or another tenant); a host of an
     inactive tenant gets 403 before any view runs.
     """
+
+    @staticmethod
+    def hostname_from_request(request):
+        return remove_www(request.get_host().split(":")[0].lower())
 
     def get_tenant(self, domain_model, hostname):
         tenant = tenant_for_host(hostname)

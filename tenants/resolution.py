@@ -1,47 +1,38 @@
 """Host → tenant resolution, cached in the shared cache with invalidation on change.
 
-A poll must not pay a database round trip to find its tenant. The cached entry is deleted
-whenever a Tenant or Domain row is saved or deleted (signals below), in every process at
-once since the cache is the shared Redis. Unknown hosts are not cached, so random
+A poll must not pay a database round trip to find its tenant. Hostnames are
+case-insensitive: lookups and cache keys use the lowercased name (the admin stores
+domains lowercased). Whenever a Tenant or Domain row is saved or deleted (signals below)
+its hosts' entries are dropped, in every process at once since the cache is the shared
+Redis, and kept out for a moment after the change commits, so a request racing the change
+cannot cache the old row (``config.row_cache``). Unknown hosts are not cached, so random
 hostnames cannot fill the cache. If Redis is unreachable, resolution falls back to the
 database.
 """
 
-import logging
 import time
 
-from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
+from config import row_cache
 from tenants.models import Domain, Tenant
-
-logger = logging.getLogger(__name__)
 
 CACHE_TTL_SECONDS = 300
 
 
 def _key(hostname: str) -> str:
-    return f"tenant-for-host:{hostname}"
+    return f"tenant-for-host:{hostname.lower()}"
 
 
 def tenant_for_host(hostname: str) -> Tenant | None:
-    """The tenant served at ``hostname``, or None."""
-    try:
-        tenant = cache.get(_key(hostname))
-    except Exception:
-        logger.warning("tenant cache unavailable; reading the database", exc_info=True)
-        tenant = None
-    if tenant is not None:
-        return tenant
-    domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
-    if domain is None:
-        return None
-    try:
-        cache.set(_key(hostname), domain.tenant, CACHE_TTL_SECONDS)
-    except Exception:
-        logger.warning("tenant cache unavailable; not caching", exc_info=True)
-    return domain.tenant
+    """The tenant served at ``hostname`` (any letter case), or None."""
+
+    def load():
+        domain = Domain.objects.select_related("tenant").filter(domain=hostname.lower()).first()
+        return None if domain is None else domain.tenant
+
+    return row_cache.read_through(_key(hostname), load, CACHE_TTL_SECONDS, label="tenant")
 
 
 # Tenants by id, per process, for workers: a tenant's schema name never changes, so a
@@ -68,10 +59,9 @@ def tenants_by_id(ids) -> dict[int, Tenant]:
 
 
 def forget_hosts(hostnames) -> None:
-    """Drop cached resolutions of ``hostnames`` (called on every change)."""
-    keys = [_key(name) for name in hostnames if name]
-    if keys:
-        cache.delete_many(keys)
+    """Drop cached resolutions of ``hostnames`` (called on every change), and keep them out
+    for a moment once the change commits."""
+    row_cache.forget([_key(name) for name in hostnames if name], label="tenant")
 
 
 @receiver(pre_save, sender=Domain)
