@@ -139,14 +139,16 @@ WITH RECURSIVE pending_tenants AS (
 
 # Claiming, fair across tenants. ``pending_tenants`` walks the distinct tenants that have
 # pending jobs with a loose index scan (one index probe per tenant, not one per row);
-# ``tenant_load`` counts each one's running jobs; for each tenant and queue the LATERAL
-# takes its next runnable jobs in priority order straight off the claim index (equality on
-# tenant and queue, so the index order is the claim order), skipping rows other workers
-# hold. Picks are then ordered by the tenant's load after taking them (running + turn), so
-# the tenant with the fewest running jobs goes first and a newcomer overtakes a flooding
-# tenant at the next free slot. Priority orders a tenant's own jobs and breaks ties
-# between tenants, but can never make one tenant starve another. Rows locked and not
-# picked are released at COMMIT.
+# ``tenant_load`` keeps the active ones (a scalar subquery: one primary-key probe each,
+# where a join could read the whole tenant table; a deactivated tenant's jobs stay
+# pending until it is reactivated) and counts their running jobs; for each tenant and
+# queue the LATERAL takes its next runnable jobs in priority order straight off the claim
+# index (equality on tenant and queue, so the index order is the claim order), skipping
+# rows other workers hold. Picks are then ordered by the tenant's load after taking them
+# (running + turn), so the tenant with the fewest running jobs goes first and a newcomer
+# overtakes a flooding tenant at the next free slot. Priority orders a tenant's own jobs
+# and breaks ties between tenants, but can never make one tenant starve another. Rows
+# locked and not picked are released at COMMIT.
 _CLAIM_SQL = """{pending_tenants},
 tenant_load AS (
     SELECT t.tenant_id,
@@ -154,6 +156,7 @@ tenant_load AS (
             WHERE r.tenant_id = t.tenant_id AND r.status = 'processing') AS running
     FROM pending_tenants t
     WHERE t.tenant_id IS NOT NULL {tenant_filter}
+      AND (SELECT tenant.is_active FROM tenants_tenant tenant WHERE tenant.id = t.tenant_id)
 ),
 candidates AS (
     SELECT picked.id, picked.priority, picked.run_at, picked.created_at,
@@ -210,8 +213,9 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]
     """Claim up to ``limit`` runnable jobs for ``worker_id`` and return them.
 
     One short transaction: rows another worker has locked are skipped (``SKIP LOCKED``),
-    tenants are interleaved and capped at ``JOBS_MAX_RUNNING_PER_TENANT`` running jobs,
-    claimed rows get a lease of ``JOBS_LEASE_SECONDS``. Run the handlers after this
+    inactive tenants' jobs are left pending, tenants are interleaved and capped at
+    ``JOBS_MAX_RUNNING_PER_TENANT`` running jobs, claimed rows get a lease of
+    ``JOBS_LEASE_SECONDS``. Run the handlers after this
     returns, never inside the claiming transaction.
     """
     cap = settings.JOBS_MAX_RUNNING_PER_TENANT
