@@ -74,6 +74,10 @@ class TenantTokenRefreshSerializer(_StrictSerializer):
     """``{refresh}`` → ``{access, refresh}``: a new access token and a **rotated** refresh
     token; the one sent is revoked (blacklisted), so it cannot be used twice.
 
+    The rotated token keeps the ``exp`` of the one sent, so a chain of refreshes ends
+    ``JWT_REFRESH_TOKEN_SECONDS`` after the login however often it is refreshed, and the
+    access token never outlives it: the session then needs the password again.
+
     Refused: a token of another tenant (403 ``token_tenant_mismatch``), a user who was
     deactivated (403 ``user_inactive``), moved to another tenant (403
     ``token_tenant_mismatch``) or deleted (401), and a token already used (401): the
@@ -91,11 +95,11 @@ class TenantTokenRefreshSerializer(_StrictSerializer):
         _, revoked_now = refresh.blacklist()
         if not revoked_now:  # a concurrent refresh with this token got there first
             raise InvalidToken({"detail": "Token is blacklisted", "code": "token_not_valid"})
-        access = str(refresh.access_token)
         refresh.set_jti()
-        refresh.set_exp()
-        refresh.set_iat()  # recorded only if it is revoked in turn (accounts/tokens.py)
-        return {"access": access, "refresh": str(refresh)}
+        refresh.set_iat()  # "exp" is kept: the chain's end was fixed at the login
+        access = refresh.access_token
+        access["exp"] = min(access["exp"], refresh["exp"])
+        return {"access": str(access), "refresh": str(refresh)}
 
 
 class LogoutSerializer(_StrictSerializer):

@@ -4,6 +4,9 @@ Issuing a token writes nothing: simplejwt's blacklist app would record every ref
 it issues (``OutstandingToken``, the token's full text), which costs a write per login and
 keeps usable refresh tokens in the database. Revocation does not need that record: a
 token is recorded only when it is revoked (rotation or logout), as a blacklisted ``jti``.
+
+A login's refresh token expires ``JWT_REFRESH_TOKEN_SECONDS`` after it, and so does every
+token rotated from it (``TenantTokenRefreshSerializer``): a session has an absolute end.
 """
 
 from rest_framework_simplejwt.tokens import BlacklistMixin, RefreshToken

@@ -59,7 +59,8 @@ class TokenObtainView(_TokenView):
     summary="Refresh tokens",
     description=(
         "A new access token and a new refresh token; the refresh token sent is revoked and "
-        "answers 401 if used again."
+        "answers 401 if used again. The new tokens expire no later than the one sent: a "
+        "session ends a refresh-token lifetime after the login, however often it refreshes."
     ),
     request=TenantTokenRefreshSerializer,
     responses={

@@ -1,12 +1,15 @@
 """Token lifecycle (RFC 8725) and brute-force limits of the login."""
 
 import time
+from datetime import timedelta
 
 import jwt
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from rest_framework_simplejwt import tokens as simplejwt_tokens
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.authentication import _user_key
 from accounts.tokens import tokens_for
@@ -108,6 +111,34 @@ def test_refresh_rotates_and_the_old_refresh_token_cannot_be_reused(alice):
     assert replay.status_code == 401
     assert replay.json()["code"] == "token_not_valid"
     assert _post("/api/auth/token/refresh", {"refresh": second}).status_code == 200
+
+
+def test_a_refresh_chain_ends_one_refresh_lifetime_after_the_login(alice, monkeypatch):
+    """Rotation keeps the login's expiry and the access token never outlives it, so a
+    client cannot stay logged in by refreshing: logged in a lifetime minus a minute ago, the
+    chain has a minute left however often it is refreshed, and is refused after it."""
+
+    def token_clock_at(moment):  # when simplejwt issues and checks tokens
+        monkeypatch.setattr(simplejwt_tokens, "aware_utcnow", lambda: moment)
+
+    now = aware_utcnow()
+    token_clock_at(now - settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"] + timedelta(minutes=1))
+    refresh = login(ACME, "alice").json()["refresh"]
+    end = _claims(refresh)["exp"]
+
+    token_clock_at(now)
+    for _ in range(2):
+        response = _post("/api/auth/token/refresh", {"refresh": refresh})
+        assert response.status_code == 200
+        refresh, access = response.json()["refresh"], response.json()["access"]
+        assert _claims(refresh)["exp"] == end
+        assert _claims(access)["exp"] == end  # a minute left: less than an access lifetime
+        assert _get_jobs(access).status_code == 200
+
+    token_clock_at(now + timedelta(seconds=61))
+    response = _post("/api/auth/token/refresh", {"refresh": refresh})
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
 
 
 def test_issuing_tokens_stores_nothing_and_only_revoked_ones_are_recorded(alice):
