@@ -1,14 +1,21 @@
 """Row-level security: the database's own wall between tenants, behind the tenant filters.
 
-Every tenant-facing query already filters by tenant (``jobs.selectors``, DESIGN.md). This
-module makes PostgreSQL enforce the same rule, so one forgotten filter cannot leak another
+Every tenant-facing query already filters by tenant (``jobs.selectors``). This module
+makes PostgreSQL enforce the same rule, so one forgotten filter cannot leak another
 tenant's rows. Migration ``jobs/0005_row_level_security`` creates two roles and the
-policies; see the README, "Security" and "Database roles".
+policies, ``jobs/0007_web_role_least_privilege`` the web role's grants; see the README,
+"Security" and "Database roles". It stops a forgotten filter, not injected SQL: a statement
+on the connection can ``RESET ROLE`` (or ``set_config('role', 'none', …)``) back to the
+login role, which sees every tenant's rows.
 
 - ``tenant_jobs_web`` (NOLOGIN, no BYPASSRLS, owns nothing): web requests on a tenant host
   run their statements as this role. The policies on ``job_queue`` and ``accounts_user``
   show it only the rows whose ``tenant_id`` equals the transaction's ``app.tenant_id``;
-  writes of other tenants' rows fail their ``WITH CHECK``. No setting → no rows.
+  writes of other tenants' rows fail their ``WITH CHECK``. No setting → no rows. It holds
+  only what tenant-host requests use: SELECT on ``tenants_tenant``; SELECT and UPDATE of
+  ``password`` on ``accounts_user``; SELECT, INSERT, UPDATE on ``job_queue``; SELECT,
+  INSERT on the token blacklist's two tables. No other table, no DELETE, no sequence, no
+  tenant schema, no default privileges for tables created later.
 - ``tenant_jobs_service`` (NOLOGIN): the explicit bypass. A policy gives its members every
   row; the role that runs the migrations (the application's login role) is made a member.
   Workers, the admin on the platform host, management commands and migrations run as that
