@@ -91,11 +91,14 @@ MIDDLEWARE = [
     "config.middleware.RequestLogMiddleware",
     "tenants.middleware.TenantMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, the session user and messages serve the admin: the Platform* versions run
+    # them on the platform host only. Tenant hosts authenticate with JWTs in the API, so
+    # their requests read no session and set no cookie (config/middleware.py).
+    "config.middleware.PlatformSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.PlatformAuthenticationMiddleware",
+    "config.middleware.PlatformMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
