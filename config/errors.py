@@ -25,6 +25,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -117,6 +118,10 @@ def _first_code(codes) -> str:
 
 def problem_exception_handler(exc, context):
     request = context.get("request")
+    if request is not None:
+        # Problem details are JSON whatever the view renders otherwise (YAML, HTML).
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
     dependency = _unavailable_dependency(exc)
     if dependency is not None:
         _log_unavailable(dependency, exc, request)

@@ -3,16 +3,18 @@
 Two layers, because each alone has a gap:
 
 - ``RequestBodyLimitMiddleware`` answers 413 before routing, authentication or any read
-  when ``Content-Length`` announces more than ``JOBS_MAX_BODY_BYTES``. A body without
+  when ``Content-Length`` announces more than ``JOBS_MAX_BODY_BYTES``, and 400
+  ``invalid_content_length`` when it is not ASCII digits. A body without
   ``Content-Length`` (``Transfer-Encoding: chunked``) is read here up to the limit and
   handed on with its length set, or refused with 413 (without this, Django under WSGI
   and DRF would silently see an empty body).
 - ``BoundedJSONParser`` (DRF's parser for every API view) reads at most the limit + 1
   bytes itself, whatever the headers said, and refuses JSON that PostgreSQL or the rest of
   the code cannot take: nesting deeper than ``JSON_MAX_DEPTH`` (400 ``json_too_deep``),
-  ``NaN``/``Infinity``/overflowing numbers, NUL characters and unpaired surrogates
-  (400 ``parse_error``). Each of these would otherwise end in a 500 (``RecursionError`` in
-  the decoder, a ``jsonb`` or encoding error in the database).
+  ``NaN``/``Infinity``/overflowing numbers, NUL characters, unpaired surrogates and
+  bodies that do not decode in their declared charset (400 ``parse_error``). Each of these
+  would otherwise end in a 500 (``RecursionError`` in the decoder, a ``jsonb`` or encoding
+  error in the database, ``LookupError`` for ``charset=zlib``).
 
 Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is set to the same limit for form posts (admin),
 but it does not cover DRF's parsers, which read the stream directly.
@@ -20,6 +22,7 @@ but it does not cover DRF's parsers, which read the stream directly.
 
 import json
 import math
+import re
 from io import BytesIO
 
 from django.conf import settings
@@ -30,6 +33,10 @@ from rest_framework.parsers import JSONParser
 from config.problems import PayloadTooLarge, problem_response
 
 JSON_MAX_DEPTH = 32
+
+# Content-Length is 1*DIGIT (RFC 9110), ASCII only: str.isdigit() would also accept "²"
+# (which int() refuses) or "٣" (which it reads as 3).
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def _too_large(request):
@@ -52,19 +59,26 @@ class RequestBodyLimitMiddleware:
         limit = settings.JOBS_MAX_BODY_BYTES
         announced = request.META.get("CONTENT_LENGTH", "").strip()
         if announced:
-            if not announced.isdigit():
+            if not _DIGITS.fullmatch(announced):
                 return problem_response(
                     request,
                     status_code=400,
                     code="invalid_content_length",
                     detail="Content-Length must be a number of bytes.",
                 )
-            if int(announced) > limit:
+            if _exceeds(announced, limit):
                 return _too_large(request)
         elif request.META.get("HTTP_TRANSFER_ENCODING"):
             if not _buffer_unframed_body(request, limit):
                 return _too_large(request)
         return self.get_response(request)
+
+
+def _exceeds(digits: str, limit: int) -> bool:
+    """Whether an ASCII-digit ``Content-Length`` is over ``limit``, decided without
+    ``int()`` on thousands of digits (which it refuses)."""
+    significant = digits.lstrip("0")
+    return len(significant) > len(str(limit)) or int(significant or "0") > limit
 
 
 def _buffer_unframed_body(request, limit: int) -> bool:
@@ -145,7 +159,9 @@ class BoundedJSONParser(JSONParser):
             )
         except RecursionError:  # the decoder's own recursion guard, far beyond our limit
             raise _too_deep() from None
-        except ValueError as exc:  # includes UnicodeDecodeError and over-long integers
+        except (ValueError, LookupError) as exc:
+            # ValueError includes UnicodeDecodeError and over-long integers; LookupError is
+            # a charset that names a codec but not a text encoding (``charset=zlib``).
             raise ParseError(f"JSON parse error - {exc}") from None
         _check_values(data)
         return data

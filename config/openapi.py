@@ -43,7 +43,8 @@ class ProblemSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="Human-readable explanation.")
     code = serializers.CharField(
         help_text="Stable machine code: invalid, parse_error, json_too_deep, invalid_job_id, "
-        "invalid_wait, not_authenticated, token_not_valid, invalid_credentials, "
+        "invalid_wait, invalid_cursor, invalid_content_length, not_authenticated, "
+        "token_not_valid, invalid_credentials, "
         "token_tenant_mismatch, user_inactive, tenant_inactive, unknown_host, not_found, "
         "invalid_transition, idempotency_key_reused, payload_too_large, "
         "unsupported_media_type, rate_limited…"
@@ -58,7 +59,8 @@ class ProblemSerializer(serializers.Serializer):
 
 _PROBLEM_DESCRIPTIONS = {
     400: "Invalid request: `invalid` (see `errors`), `parse_error`, `json_too_deep`, "
-    "`invalid_job_id`, `invalid_wait`, `invalid_idempotency_key`, `invalid_host`.",
+    "`invalid_job_id`, `invalid_wait`, `invalid_cursor`, `invalid_idempotency_key`, "
+    "`invalid_content_length`, `invalid_host`.",
     401: "No valid token (`not_authenticated`, `token_not_valid`), or wrong credentials "
     "(`invalid_credentials`).",
     403: "Token of another tenant (`token_tenant_mismatch`), inactive user (`user_inactive`) "

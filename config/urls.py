@@ -12,7 +12,12 @@ urlpatterns = [
     path("api/", include("jobs.api.urls")),
     # The OpenAPI schema of this API and its docs page (assets from our static files).
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(
+        "api/docs",
+        # GET and HEAD only: DRF's OPTIONS would render its metadata with the page's template.
+        SpectacularSwaggerView.as_view(url_name="schema", http_method_names=["get", "head"]),
+        name="docs",
+    ),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

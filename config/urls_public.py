@@ -16,7 +16,12 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),  # public host only, never a tenant's
     # The tenant hosts' API, documented here too (the platform page links it).
     path("api/schema", SpectacularAPIView.as_view(urlconf="config.urls"), name="schema"),
-    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(
+        "api/docs",
+        # GET and HEAD only: DRF's OPTIONS would render its metadata with the page's template.
+        SpectacularSwaggerView.as_view(url_name="schema", http_method_names=["get", "head"]),
+        name="docs",
+    ),
 ]
 
 handler400 = "config.errors.bad_request_view"

@@ -7,7 +7,9 @@ job goes through ``jobs.services``; nothing here sets a field.
 
 Built for a table of millions of rows: no full COUNT per page (``CappedCountPaginator``),
 tenant and creator joined in the page query, ordering by ``-created_at`` only, filters
-whose choices need no query (except the tenant list).
+whose choices need no query (except the tenant list). Filter values from the URL are
+checked before the query (``config.admin_filters``, ``TenantFilter``): a foreign one is
+Django's "invalid filter" redirect, never a 500.
 """
 
 import json
@@ -16,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.utils import timezone
@@ -24,6 +27,7 @@ from django.utils.html import format_html, format_html_join
 
 # Worker processes never load URLs, but every process runs admin autodiscovery: importing
 from accounts.models import User
+from config.admin_filters import CheckedLookupsMixin
 from jobs import services, staff
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import Job, JobStatus
@@ -102,11 +106,18 @@ class TenantFilter(admin.SimpleListFilter):
         return [(str(pk), name) for pk, name in tenants.values_list("pk", "name")]
 
     def queryset(self, request, queryset):
-        return queryset.filter(tenant_id=self.value()) if self.value() else queryset
+        """A value that is not an id in ASCII digits (``abc``, ``1.5``, ``²``) is an invalid
+        filter: Django redirects to ``?e=1``."""
+        value = self.value()
+        if not value:
+            return queryset
+        if not (value.isascii() and value.isdigit()):
+            raise IncorrectLookupParameters(f"Not a tenant id: {value!r}")
+        return queryset.filter(tenant_id=value)
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     list_display = [
         "short_id",
         "tenant_name",

@@ -3,10 +3,13 @@ call one selector or service, and render."""
 
 import re
 import uuid
+from datetime import datetime
 
 from django.utils.cache import patch_vary_headers
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.metadata import BaseMetadata
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -26,10 +29,40 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 class JobCursorPagination(CursorPagination):
+    """Newest first. A ``?cursor=`` this API did not hand out (not base64, a bad offset, a
+    position that is not an aware timestamp) is 400 ``invalid_cursor``; DRF alone answers
+    404 for some and lets others fail in the query."""
+
     ordering = ("-created_at", "-id")
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise _invalid_cursor() from None
+        if cursor is not None and cursor.position is not None:
+            if not _is_aware_timestamp(cursor.position):
+                raise _invalid_cursor()
+        return cursor
+
+
+def _is_aware_timestamp(position: str) -> bool:
+    """True for the positions DRF writes for ``created_at``: ``str()`` of an aware datetime."""
+    try:
+        return datetime.fromisoformat(position).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _invalid_cursor() -> Problem:
+    return Problem(
+        status_code=400,
+        code="invalid_cursor",
+        detail="The cursor is not one this API returned; follow the next and previous links.",
+    )
 
 
 def _job_id(raw: str) -> uuid.UUID:
@@ -52,6 +85,15 @@ def _idempotency_key(request) -> str:
     return key
 
 
+class AllowOnlyMetadata(BaseMetadata):
+    """``OPTIONS``: 200 with ``Allow`` (set by DRF) and no body; /api/schema describes the
+    API. DRF's default would describe ``serializer_class``, the output shape, as the input
+    (and fails on it: it has no fields)."""
+
+    def determine_metadata(self, request, view):
+        return None
+
+
 @openapi.job_viewset_schema  # documentation only (config/openapi.py)
 class JobViewSet(viewsets.GenericViewSet):
     """``/api/jobs`` and ``/api/jobs/{id}`` for the authenticated user's tenant."""
@@ -59,6 +101,7 @@ class JobViewSet(viewsets.GenericViewSet):
     queryset = Job.objects.none()
     serializer_class = JobOutputSerializer
     pagination_class = JobCursorPagination
+    metadata_class = AllowOnlyMetadata
     lookup_value_regex = "[^/]+"
 
     def initial(self, request, *args, **kwargs):

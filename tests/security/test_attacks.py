@@ -11,6 +11,7 @@ table.
 
 import json
 import time
+from base64 import b64encode
 from dataclasses import dataclass, field
 
 import jwt
@@ -41,7 +42,7 @@ ADMIN_JOBS = "/admin/jobs/job/"
 class Attack:
     name: str
     method: str
-    url: str  # {acme_job} and {globex_job} are filled in
+    url: str  # {acme_job}, {globex_job} and {acme_tenant} are filled in
     who: str  # a bearer token kind (API), or a user logged in to the admin (public host)
     host: str
     status: int
@@ -49,6 +50,7 @@ class Attack:
     body: dict | bytes | None = None
     headers: dict = field(default_factory=dict)
     location: str | None = None  # for redirects
+    response_headers: dict = field(default_factory=dict)  # expected exactly
 
 
 MASS_ASSIGNMENT = {
@@ -62,6 +64,12 @@ MASS_ASSIGNMENT = {
     "attempts": 0,
     "completed_at": "2020-01-01T00:00:00Z",
 }
+
+
+def cursor(raw: str) -> str:
+    """A hand-made ``?cursor=`` value: DRF's cursors are base64 of ``o=…&r=…&p=…``."""
+    return "/api/jobs?cursor=" + b64encode(raw.encode()).decode()
+
 
 ATTACKS = [
     # --- broken object-level authorization: another tenant's jobs ---------------------------
@@ -121,6 +129,34 @@ ATTACKS = [
     Attack("deep JSON", "POST", "/api/jobs", "alice", "acme", 400, "json_too_deep", body=b'{"type": "demo.echo", "payload": {"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}"),
     Attack("deep JSON at login", "POST", "/api/auth/token", "anonymous", "acme", 400, "json_too_deep", body=b"[" * 50_000 + b"]" * 50_000),
     Attack("NUL in the payload", "POST", "/api/jobs", "alice", "acme", 400, "parse_error", body=b'{"type": "demo.echo", "payload": {"a": "\\u0000"}}'),
+    Attack("a charset that is no text encoding", "POST", "/api/jobs", "alice", "acme", 400, "parse_error", body={"type": "demo.echo"}, headers={"CONTENT_TYPE": "application/json; charset=zlib"}),
+    # --- hand-made cursors ------------------------------------------------------------------------
+    Attack("cursor position that is not a timestamp", "GET", cursor("o=0&r=0&p=garbage"), "alice", "acme", 400, "invalid_cursor"),
+    Attack("cursor position with NUL", "GET", cursor("o=0&r=0&p=%00"), "alice", "acme", 400, "invalid_cursor"),
+    Attack("cursor position with NUL after a timestamp", "GET", cursor("o=0&r=0&p=2026-01-01T00:00:00%00"), "alice", "acme", 400, "invalid_cursor"),
+    Attack("cursor position with a raw +", "GET", cursor("o=0&r=0&p=2026-01-01 00:00:00+00:00"), "alice", "acme", 400, "invalid_cursor"),
+    Attack("cursor position without a time zone", "GET", cursor("o=0&r=0&p=2026-01-01"), "alice", "acme", 400, "invalid_cursor"),
+    Attack("cursor with a negative offset", "GET", cursor("o=-1&r=0"), "alice", "acme", 400, "invalid_cursor"),
+    Attack("cursor that is not base64", "GET", "/api/jobs?cursor=%C3%A9", "alice", "acme", 400, "invalid_cursor"),
+    Attack("a valid hand-made cursor (control)", "GET", cursor("o=0&r=0&p=2999-01-01 00:00:00%2B00:00"), "alice", "acme", 200),
+    # --- methods ----------------------------------------------------------------------------------
+    Attack("OPTIONS on the job list", "OPTIONS", "/api/jobs", "alice", "acme", 200, response_headers={"Allow": "GET, POST, HEAD, OPTIONS", "Content-Length": "0"}),
+    Attack("OPTIONS on a job", "OPTIONS", "/api/jobs/{acme_job}", "alice", "acme", 200, response_headers={"Allow": "GET, HEAD, OPTIONS", "Content-Length": "0"}),
+    Attack("OPTIONS on cancel", "OPTIONS", "/api/jobs/{acme_job}/cancel", "alice", "acme", 200, response_headers={"Allow": "POST, OPTIONS", "Content-Length": "0"}),
+    Attack("OPTIONS on another tenant's cancel (control)", "OPTIONS", "/api/jobs/{globex_job}/cancel", "alice", "globex", 403, "token_tenant_mismatch"),
+    Attack("OPTIONS on the docs page", "OPTIONS", "/api/docs", "alice", "acme", 405, "method_not_allowed", response_headers={"Allow": "GET, HEAD"}),
+    # --- header bytes -----------------------------------------------------------------------------
+    Attack("a non-ASCII digit in Content-Length", "POST", "/api/jobs", "alice", "acme", 400, "invalid_content_length", body={"type": "demo.echo"}, headers={"CONTENT_LENGTH": "\u00b2"}),
+    Attack("a Content-Length of 5,000 digits", "POST", "/api/jobs", "alice", "acme", 413, "payload_too_large", body={"type": "demo.echo"}, headers={"CONTENT_LENGTH": "9" * 5000}),
+    # --- admin changelist filters with foreign values --------------------------------------------------
+    Attack("admin tenant filter that is not a number", "GET", ADMIN_JOBS + "?tenant=abc", "root", "public", 302, location=ADMIN_JOBS + "?e=1"),
+    Attack("admin tenant filter with a non-ASCII digit", "GET", ADMIN_JOBS + "?tenant=%C2%B2", "root", "public", 302, location=ADMIN_JOBS + "?e=1"),
+    Attack("admin type filter with NUL", "GET", ADMIN_JOBS + "?type=%00", "root", "public", 302, location=ADMIN_JOBS + "?e=1"),
+    Attack("admin status filter with NUL", "GET", ADMIN_JOBS + "?status__exact=%00", "carol", "public", 302, location=ADMIN_JOBS + "?e=1"),
+    Attack("admin field lookup with NUL", "GET", ADMIN_JOBS + "?worker_id=%00", "root", "public", 302, location=ADMIN_JOBS + "?e=1"),
+    Attack("admin regex lookup", "GET", ADMIN_JOBS + "?type__regex=(", "root", "public", 400, "bad_request"),
+    Attack("admin transform lookup", "GET", ADMIN_JOBS + "?created_at__year=99999999", "root", "public", 400, "bad_request"),
+    Attack("admin tenant filter (control)", "GET", ADMIN_JOBS + "?tenant={acme_tenant}", "carol", "public", 200),
 ]  # fmt: skip
 
 
@@ -129,6 +165,7 @@ def world(acme, globex, public_tenant):
     alice = UserFactory(username="alice", tenant=acme)
     bob = UserFactory(username="bob", tenant=globex)
     carol = UserFactory(username="carol", tenant=acme, is_staff=True)
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
     dave = UserFactory(username="dave", tenant=acme)
     tokens = {
         "alice": str(tokens_for(alice).access_token),
@@ -139,7 +176,8 @@ def world(acme, globex, public_tenant):
     dave.is_active = False
     dave.save()
     return {
-        "users": {"alice": alice, "bob": bob, "carol": carol},
+        "users": {"alice": alice, "bob": bob, "carol": carol, "root": root},
+        "acme": acme,
         "tokens": tokens,
         "acme_job": JobFactory(tenant=acme, created_by=alice),
         "globex_job": JobFactory(tenant=globex, created_by=bob, type="globex.only"),
@@ -180,7 +218,11 @@ def _snapshot():
 
 
 def _send(attack: Attack, world) -> object:
-    url = attack.url.format(acme_job=world["acme_job"].id, globex_job=world["globex_job"].id)
+    url = attack.url.format(
+        acme_job=world["acme_job"].id,
+        globex_job=world["globex_job"].id,
+        acme_tenant=world["acme"].pk,
+    )
     client = Client(HTTP_HOST=HOSTS[attack.host])
     extra = dict(attack.headers)
     if attack.host == "public" and attack.who in world["users"]:
@@ -208,6 +250,8 @@ def test_attack(world, settings, attack):
         assert "Traceback" not in response.content.decode()
     if attack.location is not None:
         assert response["Location"] == attack.location
+    for name, value in attack.response_headers.items():
+        assert response[name] == value, name
     # Nothing of globex's ever reaches anyone else, and the attack changed nothing.
     if attack.who != "bob":
         assert str(world["globex_job"].id) not in response.content.decode()
