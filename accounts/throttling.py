@@ -1,4 +1,7 @@
-"""Brute-force limits of ``POST /api/auth/token``: per client IP and per username.
+"""Brute-force limits of the logins: per client IP and per username.
+
+``POST /api/auth/token`` and the admin's login form (``accounts.admin_site``) spend the same
+counters, so a username or an address has one budget for both.
 
 Both counters are django-ratelimit counters in the shared Redis (like the jobs API's), and
 both are keyed **without the tenant**: usernames are unique across the platform, so
@@ -13,7 +16,7 @@ rotating the Host header over tenants' hosts gives an attacker no fresh counters
   NFKC-normalised, as Django stores them), so ``Alice`` and ``alice`` share one counter.
 
 Anyone can spend a username's budget and lock its owner out of new logins for the rest of
-the window (sessions with tokens go on): the README's Security section states this limit.
+the window (sessions already open go on): the README's Security section states this limit.
 """
 
 import hashlib

@@ -62,7 +62,7 @@ SHARED_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.admin",
+    "accounts.admin_apps.AdminConfig",  # django.contrib.admin with our admin site
     "django.contrib.staticfiles",
     "rest_framework",
     # Revoked refresh tokens (rotation, logout): tables in the public schema only.
