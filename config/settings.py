@@ -1,7 +1,8 @@
 """Settings, read from the environment in this one place.
 
 Every variable has a default that works for local development; production
-(``DJANGO_ENV=production``) must set ``SECRET_KEY``, ``DATABASE_URL`` and ``REDIS_URL``.
+(``DJANGO_ENV=production``) must set ``SECRET_KEY``, ``DATABASE_URL``, ``REDIS_URL`` and
+``METRICS_TOKEN``.
 Code elsewhere reads ``django.conf.settings``, never ``os.environ``.
 """
 
@@ -43,13 +44,16 @@ def _development_secret_key() -> str:
 
 
 # Production never falls back to a generated key or to the embedded servers (which would
-# start a private PostgreSQL and Redis inside each process's data directory).
+# start a private PostgreSQL and Redis inside each process's data directory), and never
+# serves /metrics to anyone who asks.
 if PRODUCTION:
-    for _required in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+    for _required in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN"):
         if not os.environ.get(_required):
             raise RuntimeError(f"{_required} must be set when DJANGO_ENV=production")
 SECRET_KEY = os.environ.get("SECRET_KEY") or _development_secret_key()
 DEBUG = _env_bool("DEBUG", False) and not PRODUCTION
+# Error reports (the DEBUG 500 page, error e-mails) mask connection strings and passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.SecretsExceptionReporterFilter"
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,.localhost,127.0.0.1")
 
 # --- Applications ----------------------------------------------------------------
@@ -279,7 +283,7 @@ CACHES["default"]["BACKEND"] = "config.redis_cache.SharedClientRedisCache"
 # without --older-than: <n>d, <n>h or <n>m, at least 24h (results clients may still poll).
 JOBS_RETENTION = os.environ.get("JOBS_RETENTION", "30d")
 # When set, GET /metrics (public host) requires "Authorization: Bearer <METRICS_TOKEN>";
-# when empty, /metrics is open and should be shielded at the network edge.
+# required in production; empty (development only), /metrics is open.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # /healthz and /readyz answer before tenant routing, so they report a database outage
 # (503) instead of failing in host lookup, and answer any Host (probes use pod IPs).

@@ -1,7 +1,7 @@
 """DJANGO_ENV=production: required secrets, no DEBUG, HTTPS only, secure cookies, HSTS,
-``manage.py check --deploy`` clean, and gunicorn with config/gunicorn.conf.py trusting
-X-Forwarded-Proto only from FORWARDED_ALLOW_IPS. Each check runs the real settings module
-(config.settings) in a child process, as a deployment would."""
+``manage.py check --deploy`` clean, gunicorn with config/gunicorn.conf.py trusting
+X-Forwarded-Proto only from FORWARDED_ALLOW_IPS, and no demo data. Each check runs the real
+settings module (config.settings) in a child process, as a deployment would."""
 
 import json
 import secrets
@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from accounts.models import User
+from tenants.models import Domain, Tenant
 from tests.faults import servers
 from tests.helpers import ROOT, subprocess_env
 
@@ -32,6 +34,7 @@ def production_env(**extra: str) -> dict[str, str]:
         DJANGO_ENV="production",
         DJANGO_SETTINGS_MODULE="config.settings",  # the real settings, not the tests'
         SECRET_KEY=secrets.token_urlsafe(64),
+        METRICS_TOKEN=secrets.token_urlsafe(32),
         ALLOWED_HOSTS=".localhost,127.0.0.1",
         DEBUG="1",  # ignored in production
     )
@@ -100,13 +103,34 @@ def test_the_proxy_header_is_trusted_only_when_configured():
     ]
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN"])
 def test_production_refuses_to_start_without(missing):
     env = production_env()
     env.pop(missing)
     result = manage("check", env=env)
     assert result.returncode != 0
     assert f"{missing} must be set when DJANGO_ENV=production" in result.stderr
+
+
+def test_production_refuses_an_empty_metrics_token():
+    """An empty token would leave /metrics open, as an unset one would."""
+    result = manage("check", env=production_env(METRICS_TOKEN=""))
+    assert result.returncode != 0
+    assert "METRICS_TOKEN must be set when DJANGO_ENV=production" in result.stderr
+
+
+def test_seed_demo_refuses_to_run_in_production():
+    """It would create a superuser whose password is in the README."""
+    before = (User.objects.count(), Tenant.objects.count(), Domain.objects.count())
+
+    result = manage("seed_demo", env=production_env())
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "seed_demo refuses to run with DJANGO_ENV=production" in result.stderr
+    assert result.stdout == ""
+    # The child's writes would be committed, so visible here: there are none.
+    assert (User.objects.count(), Tenant.objects.count(), Domain.objects.count()) == before
+    assert not User.objects.filter(username__in=["admin", "alice", "bob", "carol"]).exists()
 
 
 @pytest.mark.parametrize(("trusted", "expect_https"), [("127.0.0.1", True), ("192.0.2.10", False)])

@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from tenants.models import Domain, Tenant
@@ -17,9 +17,16 @@ USERS = [
 
 
 class Command(BaseCommand):
-    help = "Create the demo tenants and users (idempotent). Never run automatically in production."
+    help = "Create the demo tenants and users (idempotent). Refused when DJANGO_ENV=production."
 
     def handle(self, *args, **options):
+        """Create them, unless in production mode: a superuser with a published password
+        would be a way in. Refused with exit status 1 before anything is written."""
+        if settings.PRODUCTION:
+            raise CommandError(
+                "seed_demo refuses to run with DJANGO_ENV=production: it creates a superuser "
+                "whose password is published in the README."
+            )
         tenants = {}
         for schema, name, host in TENANTS:
             tenant, _ = Tenant.objects.get_or_create(schema_name=schema, defaults={"name": name})
