@@ -10,6 +10,7 @@ from rest_framework_simplejwt.token_blacklist import admin as blacklist_admin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import User
+from config.admin_filters import CheckedLookupsMixin
 
 
 def is_platform_staff(user) -> bool:
@@ -37,7 +38,7 @@ class PlatformStaffOnlyMixin:
 
 
 @admin.register(User)
-class UserAdmin(PlatformStaffOnlyMixin, BaseUserAdmin):
+class UserAdmin(PlatformStaffOnlyMixin, CheckedLookupsMixin, BaseUserAdmin):
     list_display = ["username", "email", "tenant", "is_staff", "is_superuser", "is_active"]
     list_filter = ["tenant", "is_staff", "is_superuser", "is_active"]
     list_select_related = ["tenant"]
@@ -63,4 +64,6 @@ for _model, _base in (
     (BlacklistedToken, blacklist_admin.BlacklistedTokenAdmin),
 ):
     admin.site.unregister(_model)
-    admin.site.register(_model, type(_base.__name__, (PlatformStaffOnlyMixin, _base), {}))
+    admin.site.register(
+        _model, type(_base.__name__, (PlatformStaffOnlyMixin, CheckedLookupsMixin, _base), {})
+    )

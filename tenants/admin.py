@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from accounts.admin import PlatformStaffOnlyMixin
+from config.admin_filters import CheckedLookupsMixin
 from tenants.models import Domain, Tenant
 
 # Schema names are identifiers in SQL, tokens and logs: keep them plain.
@@ -73,7 +74,7 @@ class DomainInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(PlatformStaffOnlyMixin, admin.ModelAdmin):
+class TenantAdmin(PlatformStaffOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin):
     list_display = ["schema_name", "name", "primary_domain", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["schema_name", "name", "domains__domain"]

@@ -3,7 +3,7 @@ call one selector or service, and render."""
 
 import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils.cache import patch_vary_headers
 from rest_framework import status, viewsets
@@ -30,8 +30,8 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 class JobCursorPagination(CursorPagination):
     """Newest first. A ``?cursor=`` this API did not hand out (not base64, a bad offset, a
-    position that is not an aware timestamp) is 400 ``invalid_cursor``; DRF alone answers
-    404 for some and lets others fail in the query."""
+    position that is not a UTC timestamp) is 400 ``invalid_cursor``; DRF alone answers 404
+    for some and lets others fail in the query."""
 
     ordering = ("-created_at", "-id")
     page_size = 50
@@ -44,15 +44,17 @@ class JobCursorPagination(CursorPagination):
         except NotFound:
             raise _invalid_cursor() from None
         if cursor is not None and cursor.position is not None:
-            if not _is_aware_timestamp(cursor.position):
+            if not _is_utc_timestamp(cursor.position):
                 raise _invalid_cursor()
         return cursor
 
 
-def _is_aware_timestamp(position: str) -> bool:
-    """True for the positions DRF writes for ``created_at``: ``str()`` of an aware datetime."""
+def _is_utc_timestamp(position: str) -> bool:
+    """True for the positions DRF writes: ``str()`` of a ``created_at``, which Django reads
+    in UTC. Other offsets are refused: PostgreSQL cannot read some that Python writes
+    (``+08:23:16.003335``)."""
     try:
-        return datetime.fromisoformat(position).tzinfo is not None
+        return datetime.fromisoformat(position).utcoffset() == timedelta(0)
     except ValueError:
         return False
 

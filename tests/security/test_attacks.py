@@ -157,6 +157,10 @@ ATTACKS = [
     Attack("admin regex lookup", "GET", ADMIN_JOBS + "?type__regex=(", "root", "public", 400, "bad_request"),
     Attack("admin transform lookup", "GET", ADMIN_JOBS + "?created_at__year=99999999", "root", "public", 400, "bad_request"),
     Attack("admin tenant filter (control)", "GET", ADMIN_JOBS + "?tenant={acme_tenant}", "carol", "public", 200),
+    Attack("admin user lookup with NUL", "GET", "/admin/accounts/user/?username=%00", "root", "public", 302, location="/admin/accounts/user/?e=1"),
+    Attack("admin user regex lookup", "GET", "/admin/accounts/user/?username__regex=(", "root", "public", 400, "bad_request"),
+    Attack("admin tenant lookup with NUL", "GET", "/admin/tenants/tenant/?name=%00", "root", "public", 302, location="/admin/tenants/tenant/?e=1"),
+    Attack("admin token lookup with NUL", "GET", "/admin/token_blacklist/outstandingtoken/?jti=%00", "root", "public", 302, location="/admin/token_blacklist/outstandingtoken/?e=1"),
 ]  # fmt: skip
 
 
