@@ -48,7 +48,7 @@ def is_plain_lookup(model, lookup: str) -> bool:
             field = opts.get_field(part)
         except FieldDoesNotExist:
             return index == 0 or (index == len(parts) - 1 and part in PLAIN_LOOKUPS)
-        if not field.is_relation:
+        if field.related_model is None:  # not a relation (or a generic one): no more fields
             rest = parts[index + 1 :]
             return not rest or (len(rest) == 1 and rest[0] in PLAIN_LOOKUPS)
         opts = field.related_model._meta
