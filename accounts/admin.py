@@ -10,31 +10,8 @@ from rest_framework_simplejwt.token_blacklist import admin as blacklist_admin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import User
-from config.admin_filters import CheckedLookupsMixin
-
-
-def is_platform_staff(user) -> bool:
-    """Superusers and staff without a tenant."""
-    return user.is_active and user.is_staff and (user.is_superuser or user.tenant_id is None)
-
-
-class PlatformStaffOnlyMixin:
-    """A ModelAdmin hidden from, and closed to, staff who belong to a tenant."""
-
-    def has_module_permission(self, request):
-        return is_platform_staff(request.user) and super().has_module_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        return is_platform_staff(request.user) and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request, *args):
-        return is_platform_staff(request.user) and super().has_add_permission(request, *args)
-
-    def has_change_permission(self, request, obj=None):
-        return is_platform_staff(request.user) and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return is_platform_staff(request.user) and super().has_delete_permission(request, obj)
+from accounts.roles import PlatformStaffOnlyMixin
+from core.admin_filters import CheckedLookupsMixin
 
 
 @admin.register(User)

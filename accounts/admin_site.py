@@ -25,14 +25,8 @@ from django.http import Http404
 from django.urls import path
 
 from accounts import throttling
-from config.problems import RateLimited
-from jobs import staff
-
-
-def admin_tenant_is_active(user) -> bool:
-    """False for staff confined to a tenant (``jobs.staff.staff_tenant``) that is inactive."""
-    tenant = staff.staff_tenant(user)
-    return tenant is None or tenant.is_active
+from accounts.roles import admin_tenant_is_active, staff_tenant
+from core.problems import RateLimited
 
 
 def _in_words(seconds: int) -> str:
@@ -106,6 +100,6 @@ class TenantJobsAdminSite(admin.AdminSite):
 
     def view_on_site(self, request, content_type_id, object_id):
         """Django's shortcut to an object's page, for platform staff only."""
-        if staff.staff_tenant(request.user) is not None:
+        if staff_tenant(request.user) is not None:
             raise Http404
         return contenttype_views.shortcut(request, content_type_id, object_id)

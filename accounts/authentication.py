@@ -14,8 +14,8 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.settings import api_settings
 
 from accounts.tokens import TENANT_CLAIM
-from config import row_cache
-from config.problems import Problem
+from core import row_cache
+from core.problems import Problem
 
 
 def _user_key(user_id) -> str:
@@ -34,7 +34,7 @@ def cached_user(user_id):
 
 def forget_user(sender, instance, **kwargs) -> None:
     """Signal receiver: drop the cached record of a saved or deleted user at once, and keep
-    it out for a moment once the transaction commits (``config.row_cache.forget``)."""
+    it out for a moment once the transaction commits (``core.row_cache.forget``)."""
     row_cache.forget([_user_key(instance.pk)], label="user")
 
 

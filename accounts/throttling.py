@@ -8,7 +8,7 @@ both are keyed **without the tenant**: usernames are unique across the platform,
 rotating the Host header over tenants' hosts gives an attacker no fresh counters.
 
 - **Per client IP** (``AUTH_LOGIN_IP_RATE``): every login attempt counts, before the body
-  is even parsed. The address comes from ``config.client_ip`` (``X-Forwarded-For`` only
+  is even parsed. The address comes from ``core.client_ip`` (``X-Forwarded-For`` only
   behind ``TRUSTED_PROXIES``).
 - **Per username** (``AUTH_LOGIN_USERNAME_RATE``): failed attempts count; once spent, the
   username is refused with 429 *before* its password is checked, so guessing stops even from
@@ -25,8 +25,8 @@ import unicodedata
 from django.conf import settings
 from django_ratelimit.core import get_usage
 
-from config.client_ip import client_ip_key
-from config.problems import RateLimited
+from core.client_ip import client_ip_key
+from core.problems import RateLimited
 
 IP_GROUP = "auth-login-ip"
 USERNAME_GROUP = "auth-login-username"

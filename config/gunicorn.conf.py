@@ -42,12 +42,12 @@ max_requests_jitter = max_requests // 10
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 # Request-line and header bounds (gunicorn's defaults, stated): larger requests get 400
-# before Django runs. Bodies are bounded by JOBS_MAX_BODY_BYTES in the app.
+# before Django runs. Bodies are bounded by MAX_REQUEST_BODY_BYTES in the app.
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
 
-# The app writes one JSON line per request (config.middleware.RequestLogMiddleware), with
+# The app writes one JSON line per request (core.request_log.RequestLogMiddleware), with
 # tenant, user and request id, so gunicorn's own access log is off; errors go to stderr.
 accesslog = None
 errorlog = "-"

@@ -3,11 +3,8 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.health import healthz, readyz
-from config.pages import console
-
 urlpatterns = [
-    path("", console, name="console"),
+    path("", include("console.urls")),
     path("api/auth/", include("accounts.urls")),
     path("api/", include("jobs.api.urls")),
     # The OpenAPI schema of this API and its docs page (assets from our static files).
@@ -18,11 +15,10 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="schema", http_method_names=["get", "head"]),
         name="docs",
     ),
-    path("healthz", healthz, name="healthz"),
-    path("readyz", readyz, name="readyz"),
+    path("", include("core.urls")),
 ]
 
-handler400 = "config.errors.bad_request_view"
-handler403 = "config.errors.permission_denied_view"
-handler404 = "config.errors.not_found_view"
-handler500 = "config.errors.server_error_view"
+handler400 = "core.errors.bad_request_view"
+handler403 = "core.errors.permission_denied_view"
+handler404 = "core.errors.not_found_view"
+handler500 = "core.errors.server_error_view"

@@ -1,19 +1,14 @@
 """URLs of the platform host (the public schema): front page, admin, health and metrics."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.health import healthz, readyz
-from config.pages import platform_home
-from jobs.metrics import metrics_view
-
 urlpatterns = [
-    path("", platform_home, name="platform_home"),
+    path("", include("console.urls_platform")),
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
-    path("readyz", readyz, name="readyz"),
-    path("metrics", metrics_view, name="metrics"),  # public host only, never a tenant's
+    path("", include("core.urls")),
+    path("", include("jobs.urls_platform")),
     # The tenant hosts' API, documented here too (the platform page links it).
     path("api/schema", SpectacularAPIView.as_view(urlconf="config.urls"), name="schema"),
     path(
@@ -24,7 +19,7 @@ urlpatterns = [
     ),
 ]
 
-handler400 = "config.errors.bad_request_view"
-handler403 = "config.errors.permission_denied_view"
-handler404 = "config.errors.not_found_view"
-handler500 = "config.errors.server_error_view"
+handler400 = "core.errors.bad_request_view"
+handler403 = "core.errors.permission_denied_view"
+handler404 = "core.errors.not_found_view"
+handler500 = "core.errors.server_error_view"

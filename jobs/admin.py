@@ -1,14 +1,14 @@
 """The job queue in the Django admin (public host): a read-only view with staff actions.
 
 Staff-only code: querysets here span tenants for superusers and platform staff, and are
-confined to their own tenant for staff who belong to one (``jobs.staff.staff_tenant``), in
+confined to their own tenant for staff who belong to one (``accounts.roles.staff_tenant``), in
 the list, filters, search, detail pages opened by URL and actions alike. Every change of a
 job goes through ``jobs.services``; nothing here sets a field.
 
 Built for a table of millions of rows: no full COUNT per page (``CappedCountPaginator``),
 tenant and creator joined in the page query, ordering by ``-created_at`` only, filters
 whose choices need no query (except the tenant list). Filter values from the URL are
-checked before the query (``config.admin_filters``, ``TenantFilter``): a foreign one is
+checked before the query (``core.admin_filters``, ``TenantFilter``): a foreign one is
 Django's "invalid filter" redirect, never a 500.
 """
 
@@ -27,7 +27,8 @@ from django.utils.html import format_html, format_html_join
 
 # Worker processes never load URLs, but every process runs admin autodiscovery: importing
 from accounts.models import User
-from config.admin_filters import CheckedLookupsMixin
+from accounts.roles import is_tenant_staff, staff_tenant
+from core.admin_filters import CheckedLookupsMixin
 from jobs import services, staff
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import Job, JobStatus
@@ -58,12 +59,6 @@ def human_duration(delta: timedelta | None) -> str:
         return f"{hours} h {minutes:02d} min"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h"
-
-
-def is_tenant_staff(user) -> bool:
-    """Active staff who belong to a tenant: they may view and operate that tenant's jobs
-    without model permissions, and see nothing else in the admin."""
-    return user.is_active and user.is_staff and staff.staff_tenant(user) is not None
 
 
 class CappedCountPaginator(Paginator):
@@ -99,7 +94,7 @@ class TenantFilter(admin.SimpleListFilter):
     parameter_name = "tenant"
 
     def lookups(self, request, model_admin):
-        own = staff.staff_tenant(request.user)
+        own = staff_tenant(request.user)
         if own is not None:
             return [(str(own.pk), own.name)]
         tenants = Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
@@ -188,7 +183,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     # --- scoping and permissions ------------------------------------------------------
 
     def get_queryset(self, request):
-        return staff.jobs_for_staff(tenant=staff.staff_tenant(request.user))
+        return staff.jobs_for_staff(tenant=staff_tenant(request.user))
 
     def has_module_permission(self, request):
         return is_tenant_staff(request.user) or super().has_module_permission(request)
@@ -218,7 +213,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         return actions
 
     def delete_model(self, request, obj):
-        if not staff.job_delete_finished(job_id=obj.id, tenant=staff.staff_tenant(request.user)):
+        if not staff.job_delete_finished(job_id=obj.id, tenant=staff_tenant(request.user)):
             raise PermissionDenied("Only a finished job can be deleted.")
 
     # --- search ---------------------------------------------------------------------------
@@ -227,7 +222,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         if not search_term.strip():
             return queryset, False
         creators = User.objects.filter(username__iexact=search_term.strip())
-        own = staff.staff_tenant(request.user)
+        own = staff_tenant(request.user)
         if own is not None:
             creators = creators.filter(tenant=own)
         condition = staff.job_search_filter(
@@ -307,7 +302,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     # --- the list page ---------------------------------------------------------------
 
     def changelist_view(self, request, extra_context=None):
-        summary = staff.queue_summary(tenant=staff.staff_tenant(request.user))
+        summary = staff.queue_summary(tenant=staff_tenant(request.user))
         extra_context = {
             **(extra_context or {}),
             "job_summary": summary,
@@ -328,7 +323,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         """Apply ``operation`` (a ``jobs.services`` call) to at most ``ACTION_LIMIT`` jobs of
         ``queryset``, which ``get_queryset`` has already scoped to the user's tenant; the
         service is scoped again by that tenant. Jobs in another state are skipped."""
-        tenant = staff.staff_tenant(request.user)
+        tenant = staff_tenant(request.user)
         candidates = list(queryset.order_by("-created_at", "-id")[: ACTION_LIMIT + 1])
         done, refusals = 0, []
         for job in candidates[:ACTION_LIMIT]:

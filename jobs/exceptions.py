@@ -1,17 +1,30 @@
-"""Domain errors of the job queue; ``config.errors`` maps them onto HTTP problems."""
+"""Domain errors of the job queue, each with the problem the API answers it with."""
+
+from core.problems import DomainError
 
 
-class JobNotFound(Exception):
+class JobNotFound(DomainError):
     """No job with this id in this tenant (also when it exists in another tenant)."""
 
+    status_code = 404
+    code = "not_found"
+    public_detail = "Not found."
 
-class InvalidTransition(Exception):
+
+class InvalidTransition(DomainError):
     """The job is not in a state that allows the requested change."""
+
+    status_code = 409
+    code = "invalid_transition"
 
 
 class UnknownJobType(Exception):
     """No job type is registered under this public name."""
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(DomainError):
     """The Idempotency-Key was already used with a different request."""
+
+    status_code = 422
+    code = "idempotency_key_reused"
+    public_detail = "This Idempotency-Key was already used with a different request."

@@ -46,7 +46,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
-from config.problems import problem_response
+from core.problems import problem_response
 from jobs import staff
 from jobs.models import JobStatus
 from jobs.signals import job_finished, job_started

@@ -10,7 +10,7 @@
 
 Options: ``task`` (required), ``payload`` (dotted path of a DRF serializer that validates
 and normalises the payload on submit), ``max_attempts`` (default ``JOBS_DEFAULT_MAX_ATTEMPTS``),
-``timeout`` (seconds, default ``JOBS_DEFAULT_TIMEOUT``), ``retry_after`` (the polling
+``timeout`` (seconds, default ``JOBS_DEFAULT_TIMEOUT``), ``poll_after`` (the polling
 interval suggested to clients, seconds). The API accepts only names listed here.
 """
 
@@ -35,7 +35,7 @@ class JobType:
     payload_serializer: type[serializers.Serializer] | None
     max_attempts: int
     timeout_seconds: int
-    retry_after: int
+    poll_after: int
 
     def validate_payload(self, payload: Any) -> dict:
         """Return the normalised payload; raise ``serializers.ValidationError`` if invalid."""
@@ -61,7 +61,7 @@ def _build(name: str, spec: str | dict) -> JobType:
         payload_serializer=import_string(payload) if payload else None,
         max_attempts=int(options.get("max_attempts", settings.JOBS_DEFAULT_MAX_ATTEMPTS)),
         timeout_seconds=int(options.get("timeout", settings.JOBS_DEFAULT_TIMEOUT)),
-        retry_after=max(1, int(options.get("retry_after", settings.JOBS_RETRY_AFTER))),
+        poll_after=max(1, int(options.get("poll_after", settings.JOBS_POLL_AFTER))),
     )
 
 
@@ -97,6 +97,6 @@ def _reload_on_settings_change(setting, **kwargs):
         "JOBS_TYPES",
         "JOBS_DEFAULT_MAX_ATTEMPTS",
         "JOBS_DEFAULT_TIMEOUT",
-        "JOBS_RETRY_AFTER",
+        "JOBS_POLL_AFTER",
     }:
         _registry.cache_clear()

@@ -284,8 +284,8 @@ def jobs_complete(*, worker_id: str, results: list[tuple[uuid.UUID, object]]) ->
 def backoff_seconds(attempts: int) -> float:
     """Exponential backoff with full jitter: up to base·2^(attempts-1), capped."""
     ceiling = min(
-        settings.JOBS_RETRY_BACKOFF_MAX,
-        settings.JOBS_RETRY_BACKOFF_BASE * 2 ** max(0, attempts - 1),
+        settings.JOBS_BACKOFF_MAX,
+        settings.JOBS_BACKOFF_BASE * 2 ** max(0, attempts - 1),
     )
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 

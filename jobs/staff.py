@@ -31,20 +31,6 @@ def parse_age(value: str) -> timedelta:
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
-# --- who sees what -------------------------------------------------------------------
-
-
-def staff_tenant(user):
-    """The tenant a staff user is confined to, or None for platform-wide access.
-
-    Superusers and platform staff (no tenant) are platform-wide; a staff user who belongs
-    to a tenant is confined to it, even if given broader model permissions.
-    """
-    if user.is_superuser or user.tenant_id is None:
-        return None
-    return user.tenant
-
-
 def jobs_for_staff(*, tenant) -> QuerySet[Job]:
     """Jobs of ``tenant`` (every tenant when None), newest first, with tenant and creator
     joined. Ordering by ``-created_at`` matches the listing index."""

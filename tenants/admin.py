@@ -13,8 +13,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from accounts.admin import PlatformStaffOnlyMixin
-from config.admin_filters import CheckedLookupsMixin
+from accounts.roles import PlatformStaffOnlyMixin
+from core.admin_filters import CheckedLookupsMixin
 from tenants.models import Domain, Tenant
 
 # Schema names are identifiers in SQL, tokens and logs: keep them plain.

@@ -5,7 +5,7 @@ case-insensitive: lookups and cache keys use the lowercased name (the admin stor
 domains lowercased). Whenever a Tenant or Domain row is saved or deleted (signals below)
 its hosts' entries are dropped, in every process at once since the cache is the shared
 Redis, and kept out for a moment after the change commits, so a request racing the change
-cannot cache the old row (``config.row_cache``). Unknown hosts are not cached, so random
+cannot cache the old row (``core.row_cache``). Unknown hosts are not cached, so random
 hostnames cannot fill the cache. If Redis is unreachable, resolution falls back to the
 database.
 """
@@ -15,7 +15,7 @@ import time
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from config import row_cache
+from core import row_cache
 from tenants.models import Domain, Tenant
 
 CACHE_TTL_SECONDS = 300

@@ -39,11 +39,12 @@ from urllib.parse import parse_qs
 import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.db import close_old_connections, connections
 from django_tenants.utils import remove_www
 
-from config.problems import Problem
+from core.problems import Problem
 from jobs.api import polling
 from jobs.models import Job
 
@@ -356,3 +357,25 @@ async def get_response(request):
         await _wait_for_change(request, job_id, wait)
     request.long_poll_done = True
     return await sync_to_async(_respond, thread_sensitive=False)(request)
+
+
+class LongPollASGIHandler(ASGIHandler):
+    """Django's ASGI handler, except for long polls (``GET /api/jobs/{id}?wait=N``), which
+    wait for a change without holding a thread and are then answered by the same
+    middleware and views as under WSGI (``config.asgi`` serves this)."""
+
+    async def __call__(self, scope, receive, send):
+        if is_long_poll_scope(scope):
+            # Without Django's per-request thread context, the few thread-sensitive calls
+            # (request_started/finished receivers) share asgiref's one sync thread, so a
+            # waiting client does not keep an idle thread of its own.
+            await self.handle(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def run_get_response(self, request):
+        if not is_long_poll(request):
+            return await super().run_get_response(request)
+        response = await get_response(request)
+        response._handler_class = self.__class__
+        return response

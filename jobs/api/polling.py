@@ -76,24 +76,24 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return any(candidate.removeprefix("W/") == etag for candidate in candidates)
 
 
-def retry_after_seconds(job: Job) -> int | None:
+def poll_after_seconds(job: Job) -> int | None:
     """Suggested seconds before the next poll: None for final jobs, else the job type's
-    ``retry_after`` (``JOBS_RETRY_AFTER`` for a type no longer registered), at least 1."""
+    ``poll_after`` (``JOBS_POLL_AFTER`` for a type no longer registered), at least 1."""
     if job.status in FINAL_STATUSES:
         return None
     try:
-        seconds = get_job_type(job.type).retry_after
+        seconds = get_job_type(job.type).poll_after
     except UnknownJobType:
-        seconds = settings.JOBS_RETRY_AFTER
+        seconds = settings.JOBS_POLL_AFTER
     return max(1, int(seconds))
 
 
 def poll_headers(job: Job) -> dict[str, str]:
     """Headers of a poll's 200 and 304: the validator, the caching rule, the next poll."""
     headers = {"ETag": job.etag, "Cache-Control": "private, no-cache"}
-    retry_after = retry_after_seconds(job)
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
+    poll_after = poll_after_seconds(job)
+    if poll_after is not None:
+        headers["Retry-After"] = str(poll_after)
     return headers
 
 

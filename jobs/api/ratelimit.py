@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django_ratelimit.core import _split_rate, get_usage
 
-from config.problems import RateLimited
+from core.problems import RateLimited
 
 GROUP = "jobs-api"
 POLICY_NAME = "jobs-api"

@@ -9,14 +9,12 @@ from django.utils.cache import patch_vary_headers
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.metadata import BaseMetadata
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from config import openapi
-from config.problems import Problem
+from core.problems import Problem
 from jobs import selectors, services
-from jobs.api import longpoll, polling
+from jobs.api import longpoll, polling, schema
 from jobs.api.ratelimit import charge_rate_limit, check_rate_limit
 from jobs.api.serializers import (
     JobCreateSerializer,
@@ -87,23 +85,13 @@ def _idempotency_key(request) -> str:
     return key
 
 
-class AllowOnlyMetadata(BaseMetadata):
-    """``OPTIONS``: 200 with ``Allow`` (set by DRF) and no body; /api/schema describes the
-    API. DRF's default would describe ``serializer_class``, the output shape, as the input
-    (and fails on it: it has no fields)."""
-
-    def determine_metadata(self, request, view):
-        return None
-
-
-@openapi.job_viewset_schema  # documentation only (config/openapi.py)
+@schema.job_viewset_schema  # documentation only (jobs/api/schema.py)
 class JobViewSet(viewsets.GenericViewSet):
     """``/api/jobs`` and ``/api/jobs/{id}`` for the authenticated user's tenant."""
 
     queryset = Job.objects.none()
     serializer_class = JobOutputSerializer
     pagination_class = JobCursorPagination
-    metadata_class = AllowOnlyMetadata
     lookup_value_regex = "[^/]+"
 
     def initial(self, request, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""Row-level security on the tenant-keyed tables of the public schema (config/rls.py).
+"""Row-level security on the tenant-keyed tables of the public schema (tenants/row_security.py).
 
 - Roles (cluster-wide, created once, never dropped: other databases of the cluster may use
   them): ``tenant_jobs_web``, the role web requests on tenant hosts run as, and

@@ -1,4 +1,4 @@
-"""The web role holds only what tenant-host requests use (config/rls.py).
+"""The web role holds only what tenant-host requests use (tenants/row_security.py).
 
 ``0005_row_level_security`` let ``tenant_jobs_web`` read and write every table and
 sequence of the public schema, and every table later migrations create there (default

@@ -122,8 +122,8 @@ def stack():
             JOBS_API_RATE="100000/m",
             AUTH_LOGIN_IP_RATE="1000/m",
             JWT_ACCESS_TOKEN_SECONDS="3600",
-            JOBS_RETRY_BACKOFF_BASE="0.2",
-            JOBS_RETRY_BACKOFF_MAX="1",
+            JOBS_BACKOFF_BASE="0.2",
+            JOBS_BACKOFF_MAX="1",
             JOBS_POLL_INTERVAL="0.2",
             JOBS_HEARTBEAT_SECONDS="0.5",
         )

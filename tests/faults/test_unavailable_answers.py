@@ -1,4 +1,4 @@
-"""In-process checks of the outage answers (config/errors.py): an unreachable PostgreSQL or
+"""In-process checks of the outage answers (core/errors.py): an unreachable PostgreSQL or
 Redis is a 503 problem with Retry-After wherever it surfaces, and only that is. The real
 outages are in the other modules of this package (marker ``faults``)."""
 
@@ -7,9 +7,9 @@ import redis
 from django.db import OperationalError
 from django.test import Client
 
-from config import rls
 from jobs import selectors
 from jobs.api import ratelimit
+from tenants import row_security as rls
 from tests.conftest import TENANTS
 from tests.factories import JobFactory
 

@@ -113,8 +113,8 @@ def test_job_fails_only_when_attempts_are_exhausted(acme):
 
 
 def test_backoff_grows_exponentially_with_jitter(settings):
-    settings.JOBS_RETRY_BACKOFF_BASE = 2
-    settings.JOBS_RETRY_BACKOFF_MAX = 30
+    settings.JOBS_BACKOFF_BASE = 2
+    settings.JOBS_BACKOFF_MAX = 30
     for attempts, ceiling in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 30), (9, 30)]:
         delays = {services.backoff_seconds(attempts) for _ in range(20)}
         assert all(ceiling / 2 <= delay <= ceiling for delay in delays)

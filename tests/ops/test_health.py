@@ -26,7 +26,7 @@ def closed_port():
 
 @pytest.fixture(autouse=True)
 def _recheck_migrations(monkeypatch):
-    monkeypatch.setattr("config.health._migrations_checked", False)
+    monkeypatch.setattr("core.health._migrations_checked", False)
 
 
 @pytest.mark.parametrize("host", ["localhost", "acme.localhost", "10.0.0.7:8000"])
@@ -44,8 +44,8 @@ def test_readyz_is_503_when_the_database_is_unreachable(
     broken = ConnectionHandler(
         {"default": {**connection.settings_dict, "HOST": "127.0.0.1", "PORT": closed_port}}
     )
-    monkeypatch.setattr("config.health.connections", broken)
-    with caplog.at_level(logging.WARNING, logger="config.health"):
+    monkeypatch.setattr("core.health.connections", broken)
+    with caplog.at_level(logging.WARNING, logger="core.health"):
         response = public_client.get("/readyz")
     broken.close_all()
     assert response.status_code == 503
@@ -66,7 +66,7 @@ def test_readyz_is_503_when_redis_is_unreachable(public_client, closed_port, set
             "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
         }
     }
-    with caplog.at_level(logging.WARNING, logger="config.health"):
+    with caplog.at_level(logging.WARNING, logger="core.health"):
         response = public_client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "ok", "redis": "unreachable"}

@@ -120,12 +120,12 @@ def test_final_jobs_have_no_retry_after(alice_client, acme, status):
 
 
 def test_retry_after_comes_from_settings_and_the_job_type(settings, alice_client, acme):
-    settings.JOBS_RETRY_AFTER = 3
+    settings.JOBS_POLL_AFTER = 3
     job = JobFactory(tenant=acme, type="demo.echo")
     assert alice_client.get(f"/api/jobs/{job.id}")["Retry-After"] == "3"
     settings.JOBS_TYPES = {
         **settings.JOBS_TYPES,
-        "demo.echo": {"task": "jobs.demo.echo", "retry_after": 7},
+        "demo.echo": {"task": "jobs.demo.echo", "poll_after": 7},
     }
     assert alice_client.get(f"/api/jobs/{job.id}")["Retry-After"] == "7"
 

@@ -1,5 +1,5 @@
 """Django's technical 500 page (DEBUG) masks connection strings and passwords
-(config/reporting.py): DATABASE_URL, REDIS_URL, the cache's LOCATION and the database's
+(core/reporting.py): DATABASE_URL, REDIS_URL, the cache's LOCATION and the database's
 PASSWORD, whether they appear among the settings or in request.META (under runserver,
 META holds the whole environment)."""
 

@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 
-from config.limits import JSON_MAX_DEPTH, BoundedJSONParser
-from config.problems import PayloadTooLarge
+from core.limits import JSON_MAX_DEPTH, BoundedJSONParser
+from core.problems import PayloadTooLarge
 from jobs.models import Job
 from tests.conftest import client_for
 
@@ -46,7 +46,7 @@ def _assert_problem(response, status: int, code: str):
 
 
 def test_default_limit_is_256_kib():
-    assert settings.JOBS_MAX_BODY_BYTES == LIMIT
+    assert settings.MAX_REQUEST_BODY_BYTES == LIMIT
 
 
 # --- size ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Row-level security, the second wall (config/rls.py, jobs/migrations/0005): a request on a
-tenant host sees and writes only its tenant's jobs and users, even through a query that
+"""Row-level security, the second wall (tenants/row_security.py, jobs/migrations/0005): a
+request on a tenant host sees and writes only its tenant's jobs and users, even through a query that
 forgets the tenant filter.
 
 The suite connects as a superuser, whom PostgreSQL exempts from RLS; these tests pass only
@@ -16,10 +16,10 @@ from django.test import Client
 from django.urls import path
 
 from accounts.models import User
-from config import rls
 from config.urls import urlpatterns as tenant_urlpatterns
 from jobs import selectors
 from jobs.models import Job, JobStatus
+from tenants import row_security as rls
 from tests.conftest import TENANTS, client_for
 from tests.factories import JobFactory, UserFactory
 
@@ -83,7 +83,7 @@ urlpatterns = [
     path("test/rls/write", unfiltered_writes),
     path("test/rls/fail", create_then_fail),
 ]
-handler500 = "config.errors.server_error_view"
+handler500 = "core.errors.server_error_view"
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.authentication import _user_key
 from accounts.tokens import tokens_for
-from config.client_ip import client_ip_key
+from core.client_ip import client_ip_key
 from tests.conftest import client_for
 from tests.factories import PASSWORD, JobFactory
 from tests.security.conftest import login

@@ -7,7 +7,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
 from accounts.models import User
-from config import rls
+from tenants import row_security as rls
 from tests.conftest import TENANTS
 from tests.factories import PASSWORD, UserFactory
 from tests.security.conftest import login

@@ -1,6 +1,6 @@
 """Problem-details (RFC 9457) exceptions and bodies, importable from anywhere.
 
-Kept apart from ``config.errors`` (the DRF exception handler) so that authentication
+Kept apart from ``core.errors`` (the DRF exception handler) so that authentication
 classes can raise these without importing DRF's views.
 """
 
@@ -19,6 +19,25 @@ class Problem(exceptions.APIException):
         self.status_code = status_code
         self.headers = headers or {}
         super().__init__(detail=detail, code=code)
+
+
+class DomainError(Exception):
+    """An app's domain error that the API answers with a fixed status and ``code``.
+
+    Apps subclass it (``jobs.exceptions``) so that ``core.errors`` can answer them without
+    knowing them. ``public_detail`` is the client-safe message; unset, ``str(exc)`` is.
+    """
+
+    status_code = 400
+    code = "invalid"
+    public_detail: str | None = None
+
+    def problem(self) -> Problem:
+        return Problem(
+            status_code=self.status_code,
+            code=self.code,
+            detail=self.public_detail or str(self),
+        )
 
 
 class RateLimited(exceptions.Throttled):

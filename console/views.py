@@ -1,7 +1,7 @@
 """The two HTML pages: the job console at ``/`` on tenant hosts, and the platform's front
 page at ``/`` on the public host.
 
-The console is a template plus one static ES module (``static/console/console.js``) that
+The console is a template plus one static ES module (``console/static/console/console.js``) that
 uses the JSON API exactly as a single-page app would: it logs in with a JWT, submits jobs
 and polls them. The view only hands the module what it cannot discover by itself, as a
 JSON block (no inline script, so the page runs under a strict Content-Security-Policy).

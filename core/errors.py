@@ -29,8 +29,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from config.problems import (
+from core.problems import (
     PROBLEM_CONTENT_TYPE,
+    DomainError,
     PayloadTooLarge,
     Problem,
     RateLimited,
@@ -87,20 +88,12 @@ def _log_unavailable(dependency: str, exc: BaseException, request) -> None:
 
 def _translate(exc: Exception) -> Exception:
     """Map Django, django-ratelimit and domain exceptions onto DRF API exceptions."""
-    from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound
-
     if isinstance(exc, Ratelimited):
         return RateLimited(wait=getattr(exc, "retry_after", 60))
-    if isinstance(exc, (Http404, JobNotFound)):
+    if isinstance(exc, DomainError):
+        return exc.problem()
+    if isinstance(exc, Http404):
         return exceptions.NotFound(detail="Not found.", code="not_found")
-    if isinstance(exc, InvalidTransition):
-        return Problem(status_code=409, code="invalid_transition", detail=str(exc))
-    if isinstance(exc, IdempotencyConflict):
-        return Problem(
-            status_code=422,
-            code="idempotency_key_reused",
-            detail="This Idempotency-Key was already used with a different request.",
-        )
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge()
     if isinstance(exc, DjangoPermissionDenied):

@@ -3,7 +3,7 @@
 Two layers, because each alone has a gap:
 
 - ``RequestBodyLimitMiddleware`` answers 413 before routing, authentication or any read
-  when ``Content-Length`` announces more than ``JOBS_MAX_BODY_BYTES``, and 400
+  when ``Content-Length`` announces more than ``MAX_REQUEST_BODY_BYTES``, and 400
   ``invalid_content_length`` when it is not ASCII digits. A body without
   ``Content-Length`` (``Transfer-Encoding: chunked``) is read here up to the limit and
   handed on with its length set, or refused with 413 (without this, Django under WSGI
@@ -30,7 +30,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from config.problems import PayloadTooLarge, problem_response
+from core.problems import PayloadTooLarge, problem_response
 
 JSON_MAX_DEPTH = 32
 
@@ -40,7 +40,7 @@ _DIGITS = re.compile(r"[0-9]+")
 
 
 def _too_large(request):
-    limit = settings.JOBS_MAX_BODY_BYTES
+    limit = settings.MAX_REQUEST_BODY_BYTES
     return problem_response(
         request,
         status_code=413,
@@ -50,13 +50,13 @@ def _too_large(request):
 
 
 class RequestBodyLimitMiddleware:
-    """413 for bodies over ``JOBS_MAX_BODY_BYTES``, decided before any other work."""
+    """413 for bodies over ``MAX_REQUEST_BODY_BYTES``, decided before any other work."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        limit = settings.JOBS_MAX_BODY_BYTES
+        limit = settings.MAX_REQUEST_BODY_BYTES
         announced = request.META.get("CONTENT_LENGTH", "").strip()
         if announced:
             if not _DIGITS.fullmatch(announced):
@@ -147,7 +147,7 @@ class BoundedJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
-        limit = settings.JOBS_MAX_BODY_BYTES
+        limit = settings.MAX_REQUEST_BODY_BYTES
         raw = stream.read(limit + 1)
         if len(raw) > limit:
             raise PayloadTooLarge()

@@ -1,16 +1,11 @@
-"""Request ids, the one JSON access-log line per request, and the admin's middleware kept
-to the platform host."""
+"""Request ids and the one JSON access-log line per request."""
 
 import logging
 import re
 import time
 import uuid
 
-from django.contrib.auth.middleware import AuthenticationMiddleware
-from django.contrib.messages.middleware import MessageMiddleware
-from django.contrib.sessions.middleware import SessionMiddleware
 from django.utils.functional import SimpleLazyObject, empty
-from django_tenants.utils import get_public_schema_name
 
 logger = logging.getLogger("api.access")
 
@@ -72,35 +67,3 @@ class RequestLogMiddleware:
             },
         )
         return response
-
-
-class _PlatformHostOnly:
-    """Runs the middleware it is mixed into only for the platform host (the public schema,
-    where the admin lives); on tenant hosts the request goes straight on.
-
-    Tenant hosts serve the API, authenticated by JWT, and the console, a static page that
-    logs in through the API: neither uses a session, a session user or messages, so a
-    tenant-host request reads no session, sets no session cookie and has no lazy
-    ``request.user``. Place after the tenant middleware. Subclasses of Django's classes, so
-    the admin's system checks still find them.
-    """
-
-    async_capable = False
-
-    def __call__(self, request):
-        tenant = getattr(request, "tenant", None)
-        if tenant is not None and tenant.schema_name == get_public_schema_name():
-            return super().__call__(request)
-        return self.get_response(request)
-
-
-class PlatformSessionMiddleware(_PlatformHostOnly, SessionMiddleware):
-    """Django's sessions, on the platform host only."""
-
-
-class PlatformAuthenticationMiddleware(_PlatformHostOnly, AuthenticationMiddleware):
-    """Django's ``request.user`` from the session, on the platform host only."""
-
-
-class PlatformMessageMiddleware(_PlatformHostOnly, MessageMiddleware):
-    """Django's messages (the admin's notices), on the platform host only."""

@@ -1,0 +1,52 @@
+"""Who may do what: every "is this staff / platform staff" predicate of the project.
+
+Superusers and staff without a tenant are *platform staff*: they see every tenant. Staff
+who belong to a tenant are confined to it, whatever model permissions they hold.
+"""
+
+
+def is_platform_staff(user) -> bool:
+    """Superusers and staff without a tenant."""
+    return user.is_active and user.is_staff and (user.is_superuser or user.tenant_id is None)
+
+
+class PlatformStaffOnlyMixin:
+    """A ModelAdmin hidden from, and closed to, staff who belong to a tenant."""
+
+    def has_module_permission(self, request):
+        return is_platform_staff(request.user) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return is_platform_staff(request.user) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args):
+        return is_platform_staff(request.user) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return is_platform_staff(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_platform_staff(request.user) and super().has_delete_permission(request, obj)
+
+
+def staff_tenant(user):
+    """The tenant a staff user is confined to, or None for platform-wide access.
+
+    Superusers and platform staff (no tenant) are platform-wide; a staff user who belongs
+    to a tenant is confined to it, even if given broader model permissions.
+    """
+    if user.is_superuser or user.tenant_id is None:
+        return None
+    return user.tenant
+
+
+def admin_tenant_is_active(user) -> bool:
+    """False for staff confined to a tenant (``staff_tenant``) that is inactive."""
+    tenant = staff_tenant(user)
+    return tenant is None or tenant.is_active
+
+
+def is_tenant_staff(user) -> bool:
+    """Active staff who belong to a tenant: they may view and operate that tenant's jobs
+    without model permissions, and see nothing else in the admin."""
+    return user.is_active and user.is_staff and staff_tenant(user) is not None
