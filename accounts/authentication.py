@@ -15,7 +15,7 @@ from rest_framework_simplejwt.settings import api_settings
 
 from accounts.tokens import TENANT_CLAIM
 from core import row_cache
-from core.problems import Problem
+from core.problems import Problem, ProblemCode
 
 
 def _user_key(user_id) -> str:
@@ -41,7 +41,7 @@ def forget_user(sender, instance, **kwargs) -> None:
 def tenant_mismatch() -> Problem:
     return Problem(
         status_code=403,
-        code="token_tenant_mismatch",
+        code=ProblemCode.TOKEN_TENANT_MISMATCH,
         detail="This token was issued for another tenant.",
     )
 
@@ -52,11 +52,13 @@ def user_for_tenant(user_id, tenant):
     Shared by API authentication and token refresh."""
     user = cached_user(user_id)
     if user is None:
-        raise exceptions.AuthenticationFailed("User not found.", code="user_not_found")
+        raise exceptions.AuthenticationFailed("User not found.", code=ProblemCode.USER_NOT_FOUND)
     if user.tenant_id != tenant.pk:
         raise tenant_mismatch()
     if not user.is_active:
-        raise Problem(status_code=403, code="user_inactive", detail="This user is inactive.")
+        raise Problem(
+            status_code=403, code=ProblemCode.USER_INACTIVE, detail="This user is inactive."
+        )
     return user
 
 
@@ -85,6 +87,7 @@ class TenantJWTAuthentication(JWTAuthentication):
             user_id = token[api_settings.USER_ID_CLAIM]
         except KeyError as exc:
             raise exceptions.AuthenticationFailed(
-                "Token contained no recognizable user identification", code="token_not_valid"
+                "Token contained no recognizable user identification",
+                code=ProblemCode.TOKEN_NOT_VALID,
             ) from exc
         return user_for_tenant(user_id, tenant), token

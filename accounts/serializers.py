@@ -14,6 +14,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from accounts import throttling
 from accounts.authentication import tenant_mismatch, user_for_tenant
 from accounts.tokens import TENANT_CLAIM, tokens_for
+from core.problems import ProblemCode
 
 # A JWT of ours is a few hundred bytes; anything much longer is not one.
 _TOKEN_MAX_LENGTH = 4096
@@ -51,7 +52,7 @@ class TenantTokenObtainPairSerializer(_StrictSerializer):
             throttling.record_failure(request, username)
             raise exceptions.AuthenticationFailed(
                 "No active account found with the given credentials.",
-                code="invalid_credentials",
+                code=ProblemCode.INVALID_CREDENTIALS,
             )
         refresh = tokens_for(user)
         return {"access": str(refresh.access_token), "refresh": str(refresh)}
@@ -64,7 +65,7 @@ def _refresh_token_of_this_tenant(raw: str, request) -> RefreshToken:
     try:
         refresh = RefreshToken(raw)
     except TokenError as exc:
-        raise InvalidToken({"detail": str(exc), "code": "token_not_valid"}) from None
+        raise InvalidToken({"detail": str(exc), "code": ProblemCode.TOKEN_NOT_VALID}) from None
     if refresh.get(TENANT_CLAIM) != request.tenant.schema_name:
         raise tenant_mismatch()
     return refresh
@@ -94,7 +95,9 @@ class TenantTokenRefreshSerializer(_StrictSerializer):
 
         _, revoked_now = refresh.blacklist()
         if not revoked_now:  # a concurrent refresh with this token got there first
-            raise InvalidToken({"detail": "Token is blacklisted", "code": "token_not_valid"})
+            raise InvalidToken(
+                {"detail": "Token is blacklisted", "code": ProblemCode.TOKEN_NOT_VALID}
+            )
         refresh.set_jti()
         refresh.set_iat()  # "exp" is kept: the chain's end was fixed at the login
         access = refresh.access_token

@@ -3,7 +3,8 @@
 ``problem_exception_handler`` is DRF's exception handler; the ``*_view`` functions are
 Django's handler404/handler500 for requests that never reach DRF (unknown URL or host).
 Bodies never carry internals: an unexpected exception is logged with its traceback and
-answered with a generic 500.
+answered with a generic 500. Every ``code`` is a ``core.problems.ProblemCode``: an exception
+whose code the enum lacks is a bug, answered with that 500.
 
 An outage of PostgreSQL or Redis is not a bug of the request: wherever it surfaces (a view,
 a middleware, the commit at the end of a tenant-host request), the answer is 503
@@ -34,6 +35,7 @@ from core.problems import (
     DomainError,
     PayloadTooLarge,
     Problem,
+    ProblemCode,
     RateLimited,
     problem_body,
     problem_response,
@@ -70,7 +72,7 @@ _UNAVAILABLE_DETAIL = "The service is temporarily unavailable; retry later."
 def _service_unavailable() -> Problem:
     return Problem(
         status_code=503,
-        code="service_unavailable",
+        code=ProblemCode.SERVICE_UNAVAILABLE,
         detail=_UNAVAILABLE_DETAIL,
         headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
     )
@@ -87,13 +89,16 @@ def _log_unavailable(dependency: str, exc: BaseException, request) -> None:
 
 
 def _translate(exc: Exception) -> Exception:
-    """Map Django, django-ratelimit and domain exceptions onto DRF API exceptions."""
+    """Map Django, django-ratelimit and domain exceptions onto DRF API exceptions, and
+    DRF's own throttling onto ours (one 429 code)."""
     if isinstance(exc, Ratelimited):
         return RateLimited(wait=getattr(exc, "retry_after", 60))
+    if isinstance(exc, exceptions.Throttled) and not isinstance(exc, RateLimited):
+        return RateLimited(wait=exc.wait)
     if isinstance(exc, DomainError):
         return exc.problem()
     if isinstance(exc, Http404):
-        return exceptions.NotFound(detail="Not found.", code="not_found")
+        return exceptions.NotFound(detail="Not found.", code=ProblemCode.NOT_FOUND)
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge()
     if isinstance(exc, DjangoPermissionDenied):
@@ -101,12 +106,14 @@ def _translate(exc: Exception) -> Exception:
     return exc
 
 
-def _first_code(codes) -> str:
+def _first_code(codes) -> ProblemCode:
+    """The code of an exception's first detail; ``ValueError`` when ``ProblemCode`` lacks
+    it (a new code must be added there, with its description)."""
     while isinstance(codes, dict | list):
         if not codes:
-            return "invalid"
+            return ProblemCode.INVALID
         codes = next(iter(codes.values())) if isinstance(codes, dict) else codes[0]
-    return str(codes)
+    return ProblemCode(str(codes))
 
 
 def problem_exception_handler(exc, context):
@@ -127,7 +134,7 @@ def problem_exception_handler(exc, context):
         set_rollback()
         body = problem_body(
             status_code=500,
-            code="server_error",
+            code=ProblemCode.SERVER_ERROR,
             detail="An unexpected error occurred.",
             request=request,
         )
@@ -141,12 +148,12 @@ def problem_exception_handler(exc, context):
 
     errors = None
     if isinstance(exc, exceptions.ValidationError):
-        code = "invalid"
+        code = ProblemCode.INVALID
         errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         detail = "The request is invalid."
     elif isinstance(exc.detail, dict):
         # simplejwt's InvalidToken carries {"detail", "code", "messages"}: keep the first two.
-        code = str(exc.detail.get("code") or exc.default_code)
+        code = ProblemCode(str(exc.detail.get("code") or exc.default_code))
         detail = str(exc.detail.get("detail") or exc.default_detail)
     else:
         code = _first_code(exc.get_codes())
@@ -162,20 +169,24 @@ def problem_exception_handler(exc, context):
 
 
 def bad_request_view(request, exception=None):
-    return problem_response(request, status_code=400, code="bad_request", detail="Bad request.")
+    return problem_response(
+        request, status_code=400, code=ProblemCode.BAD_REQUEST, detail="Bad request."
+    )
 
 
 def permission_denied_view(request, exception=None):
     return problem_response(
         request,
         status_code=403,
-        code="permission_denied",
+        code=ProblemCode.PERMISSION_DENIED,
         detail="You do not have permission to perform this action.",
     )
 
 
 def not_found_view(request, exception=None):
-    return problem_response(request, status_code=404, code="not_found", detail="Not found.")
+    return problem_response(
+        request, status_code=404, code=ProblemCode.NOT_FOUND, detail="Not found."
+    )
 
 
 def server_error_view(request):
@@ -186,10 +197,16 @@ def server_error_view(request):
     if dependency is not None:
         _log_unavailable(dependency, exc, request)
         response = problem_response(
-            request, status_code=503, code="service_unavailable", detail=_UNAVAILABLE_DETAIL
+            request,
+            status_code=503,
+            code=ProblemCode.SERVICE_UNAVAILABLE,
+            detail=_UNAVAILABLE_DETAIL,
         )
         response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
         return response
     return problem_response(
-        request, status_code=500, code="server_error", detail="An unexpected error occurred."
+        request,
+        status_code=500,
+        code=ProblemCode.SERVER_ERROR,
+        detail="An unexpected error occurred.",
     )

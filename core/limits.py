@@ -30,7 +30,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from core.problems import PayloadTooLarge, problem_response
+from core.problems import PayloadTooLarge, ProblemCode, problem_response
 
 JSON_MAX_DEPTH = 32
 
@@ -44,7 +44,7 @@ def _too_large(request):
     return problem_response(
         request,
         status_code=413,
-        code="payload_too_large",
+        code=ProblemCode.PAYLOAD_TOO_LARGE,
         detail=f"The request body is larger than {limit} bytes.",
     )
 
@@ -63,7 +63,7 @@ class RequestBodyLimitMiddleware:
                 return problem_response(
                     request,
                     status_code=400,
-                    code="invalid_content_length",
+                    code=ProblemCode.INVALID_CONTENT_LENGTH,
                     detail="Content-Length must be a number of bytes.",
                 )
             if _exceeds(announced, limit):
@@ -138,7 +138,9 @@ def _check_string(value: str) -> None:
 
 
 def _too_deep() -> ParseError:
-    return ParseError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels.", code="json_too_deep")
+    return ParseError(
+        f"JSON nested deeper than {JSON_MAX_DEPTH} levels.", code=ProblemCode.JSON_TOO_DEEP
+    )
 
 
 class BoundedJSONParser(JSONParser):

@@ -1,13 +1,13 @@
 """Domain errors of the job queue, each with the problem the API answers it with."""
 
-from core.problems import DomainError
+from core.problems import DomainError, ProblemCode
 
 
 class JobNotFound(DomainError):
     """No job with this id in this tenant (also when it exists in another tenant)."""
 
     status_code = 404
-    code = "not_found"
+    code = ProblemCode.NOT_FOUND
     public_detail = "Not found."
 
 
@@ -15,7 +15,7 @@ class InvalidTransition(DomainError):
     """The job is not in a state that allows the requested change."""
 
     status_code = 409
-    code = "invalid_transition"
+    code = ProblemCode.INVALID_TRANSITION
 
 
 class UnknownJobType(Exception):
@@ -26,5 +26,5 @@ class IdempotencyConflict(DomainError):
     """The Idempotency-Key was already used with a different request."""
 
     status_code = 422
-    code = "idempotency_key_reused"
+    code = ProblemCode.IDEMPOTENCY_KEY_REUSED
     public_detail = "This Idempotency-Key was already used with a different request."

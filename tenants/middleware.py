@@ -9,7 +9,7 @@ from django.db import connection
 from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import get_public_schema_name, remove_www
 
-from core.problems import problem_response
+from core.problems import ProblemCode, problem_response
 from tenants.resolution import tenant_for_host
 
 
@@ -35,7 +35,7 @@ class TenantMiddleware(TenantMainMiddleware):
         return problem_response(
             request,
             status_code=404,
-            code="unknown_host",
+            code=ProblemCode.UNKNOWN_HOST,
             detail="No tenant is served at this host.",
         )
 
@@ -46,7 +46,7 @@ class TenantMiddleware(TenantMainMiddleware):
             return problem_response(
                 request,
                 status_code=400,
-                code="invalid_host",
+                code=ProblemCode.INVALID_HOST,
                 detail="The Host header is not allowed.",
             )
         response = super().process_request(request)
@@ -54,7 +54,10 @@ class TenantMiddleware(TenantMainMiddleware):
             return response
         if not request.tenant.is_active:
             return problem_response(
-                request, status_code=403, code="tenant_inactive", detail="This tenant is inactive."
+                request,
+                status_code=403,
+                code=ProblemCode.TENANT_INACTIVE,
+                detail="This tenant is inactive.",
             )
         return None
 
