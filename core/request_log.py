@@ -5,7 +5,7 @@ import re
 import time
 import uuid
 
-from django.utils.functional import SimpleLazyObject, empty
+from core import log_context
 
 logger = logging.getLogger("api.access")
 
@@ -19,20 +19,6 @@ def _client_request_id(request) -> str | None:
     return supplied if _CLIENT_REQUEST_ID.fullmatch(supplied) else None
 
 
-def _resolved_user_id(request):
-    """The id of the user the request's own code identified, else None.
-
-    The API's authentication (DRF) puts its user on ``request.user``; on the platform host
-    Django's authentication middleware puts a lazy one there, which only the admin
-    resolves. An unresolved one is left alone: resolving it here would read the session
-    and the user after the request's transaction has ended.
-    """
-    user = vars(request).get("user")
-    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
-        return None
-    return getattr(user, "pk", None)
-
-
 class RequestLogMiddleware:
     """Outermost middleware: gives each request a server-generated ``request.request_id``
     (also the response's ``X-Request-ID``) and logs one line with its outcome.
@@ -40,7 +26,8 @@ class RequestLogMiddleware:
     A client-sent ``X-Request-ID`` is kept as ``request.client_request_id`` and logged
     beside it, never used as the request's id: a client cannot make its request look like
     another one in the logs. Placed before tenant routing so that even unknown-host answers
-    are logged.
+    are logged. Every record logged while the request is served carries its request id,
+    tenant and user (``core.log_context``).
     """
 
     def __init__(self, get_response):
@@ -50,16 +37,14 @@ class RequestLogMiddleware:
         request.request_id = uuid.uuid4().hex
         request.client_request_id = _client_request_id(request)
         started = time.perf_counter()
-        response = self.get_response(request)
+        with log_context.bind_request(request):
+            response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
-        tenant = getattr(request, "tenant", None)
         logger.info(
             "request",
             extra={
-                "request_id": request.request_id,
+                **log_context.request_fields(request),
                 "client_request_id": request.client_request_id,
-                "tenant": getattr(tenant, "schema_name", None),
-                "user_id": _resolved_user_id(request),
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
