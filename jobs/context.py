@@ -16,9 +16,12 @@ class JobError(Exception):
 class JobContext:
     """Passed as ``context`` to ``@task(takes_context=True)`` handlers run by the worker.
 
-    ``cancelled()`` is cheap (a flag the worker's heartbeat sets), so handlers may call it
-    in tight loops. ``report_progress`` writes through a guarded UPDATE, so a worker that
-    lost the job cannot overwrite someone else's progress.
+    ``cancelled()`` is cheap (flags the worker sets: its heartbeat, when cancellation is
+    requested or the job was taken away; its shutdown, when the job is handed back), so
+    handlers may call it in tight loops. The flags only ever go from unset to set; they
+    tell the handler to stop, while the worker records how the run ended.
+    ``report_progress`` writes through a guarded UPDATE, so a worker that lost the job
+    cannot overwrite someone else's progress.
     """
 
     def __init__(self, *, job, worker_id: str):
@@ -51,6 +54,10 @@ class JobContext:
 
     def mark_lost(self) -> None:
         self._lost.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancelled.is_set()
 
     @property
     def lost(self) -> bool:

@@ -2,14 +2,33 @@
 
 - ``job_started(sender=Worker, job=Job)``: a runner thread starts a handler. ``job``
   carries ``created_at``, ``run_at`` and ``started_at`` as claimed.
-- ``job_finished(sender=Worker, job=Job, outcome=str, duration=float)``: the handler
-  returned or raised; ``outcome`` is one of ``completed``, ``failed``, ``retrying``,
-  ``cancelled``, ``discarded``; ``duration`` in seconds.
+- ``job_finished(sender=Worker, job=Job, outcome=JobOutcome, duration=float)``: a run of
+  the job ended, and the worker recorded how; exactly one per run (claim). ``duration`` is
+  the handler's run time in seconds (so far, for a run ended while its handler runs; 0 for
+  one that never started).
 
-Receivers run in the runner thread: keep them fast and never raise.
+Receivers run in the worker's threads: keep them fast and never raise.
 """
 
+from enum import StrEnum
+
 from django.dispatch import Signal
+
+
+class JobOutcome(StrEnum):
+    """How a run of a job ended (``job_finished``'s ``outcome``, the worker's log line).
+
+    A StrEnum: each member equals its string, so consumers of the strings keep working.
+    """
+
+    COMPLETED = "completed"  # the result is recorded
+    FAILED = "failed"  # the failure is recorded and no attempt is left (or the type is unknown)
+    RETRYING = "retrying"  # the failure is recorded; pending again after a backoff
+    CANCELLED = "cancelled"  # cancellation was requested: ended cancelled, any result dropped
+    TIMED_OUT = "timed_out"  # the reaper failed it for running past its timeout; result dropped
+    LOST = "lost"  # taken from this worker (lease expired, then reaped); result dropped
+    HANDED_BACK = "handed_back"  # the worker stopped: pending again, the attempt not counted
+
 
 job_started = Signal()
 job_finished = Signal()

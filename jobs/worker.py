@@ -4,20 +4,31 @@ Delivery is at least once: a job runs again only if its worker lost it (crash, l
 expiry), never while its current run still owns it, because every outcome write is
 guarded by ``worker_id`` and status (see ``jobs.services``).
 
+How a run ended is decided, recorded and reported in one place, the outcome writer
+``Worker._record_outcomes``: one ``JobOutcome`` per run (claim), sent with ``job_finished``
+and logged as ``job <outcome>``. Whichever ending of a run reaches it first wins; a later
+one (a handler's result after its job was cancelled or handed back) changes nothing.
+
 Threads, each with its own database connection (Django connections are per thread):
 
 - the main thread waits for a ``NOTIFY`` (or the poll interval, or a freed slot), claims
-  up to as many jobs as it has free slots in one statement, and hands them to runners;
-- ``concurrency`` runner threads execute handlers and record failures, retries and
-  cancellations; a successful result goes to
-- the recorder thread, which writes the results that have piled up in one guarded UPDATE
-  (one round trip for many short jobs; a runner never waits for its write);
-- a heartbeat thread renews leases, notices cancellation requests and lost jobs, and
-  periodically runs the reaper (expired leases, timeouts) for the whole queue.
+  up to as many jobs as it has free slots in one statement, and hands them to runners; it
+  also runs the reaper (expired leases, timeouts) for the whole queue, at start-up and
+  every ``JOBS_REAP_INTERVAL``;
+- ``concurrency`` runner threads execute handlers; a failure goes to the outcome writer at
+  once, a result to
+- the recorder thread, which passes everything that has piled up to the outcome writer in
+  one call (so the results are one guarded UPDATE: one round trip for many short jobs; a
+  runner never waits for its write);
+- a heartbeat thread renews leases and raises flags on the runs' contexts: cancellation
+  requested, or job lost. A run to cancel is also handed to the recorder, which ends it
+  ``cancelled`` within the heartbeat, whether or not its handler notices. The heartbeat
+  writes no outcome.
 """
 
 import contextlib
 import dataclasses
+import enum
 import json
 import logging
 import os
@@ -35,11 +46,12 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
 from django_tenants.utils import tenant_context
 
-from jobs import services
+from jobs import selectors, services
 from jobs.context import JobContext, JobError
-from jobs.exceptions import UnknownJobType
+from jobs.exceptions import JobNotFound, UnknownJobType
+from jobs.models import JobStatus
 from jobs.registry import get_job_type
-from jobs.signals import job_finished, job_started
+from jobs.signals import JobOutcome, job_finished, job_started
 
 logger = logging.getLogger("jobs.worker")
 
@@ -80,26 +92,71 @@ def _retrying(record, *, patience: float | None = None, **kwargs):
 
 # Jobs shorter than this on average are claimed ahead of free threads (see _free_slots).
 _SHORT_JOB_SECONDS = 0.05
-# Most results written by one statement of the recorder.
+# Most endings passed to the outcome writer in one call of the recorder.
 _MAX_COMPLETION_BATCH = 500
+# Seconds the writes of a hand-back at shutdown wait for the database: a job not handed
+# back goes back to pending through the reaper once its lease expires.
+_HAND_BACK_PATIENCE = 5.0
+# The error the reaper (jobs.services.jobs_requeue_stale) fails a timed-out job with.
+_TIMED_OUT_ERROR = "timed out"
+# Outcomes logged as warnings: the run did not end the way its handler did.
+_UNTOWARD = frozenset({JobOutcome.TIMED_OUT, JobOutcome.LOST, JobOutcome.HANDED_BACK})
 
 
-@dataclasses.dataclass
-class _Succeeded:
-    """A handler's result, not yet recorded."""
+@dataclasses.dataclass(eq=False)
+class _Run:
+    """One claim of a job by this worker, from the claim until its outcome is reported."""
+
+    job: object
+    context: JobContext
+    started: float | None = None  # time.monotonic() when the handler started
+    duration: float | None = None  # the handler's run time, once it returned or raised
+    settled: bool = False  # taken by the outcome writer (under Worker._lock)
+
+    def elapsed(self) -> float:
+        """The handler's run time: so far while it runs, 0 if it never started."""
+        if self.duration is not None:
+            return self.duration
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+    def log_fields(self) -> dict:
+        return {
+            "job_id": str(self.job.id),
+            "type": self.job.type,
+            "tenant": self.job.tenant.schema_name,
+            "attempt": self.job.attempts,
+        }
+
+
+# How a run ended, as its worker saw it; the outcome writer maps it to a JobOutcome.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Returned:
+    """The handler returned this (JSON-serialisable) result."""
 
     result: object
 
 
-@dataclasses.dataclass
-class _Finished:
-    """A job whose handler returned, on its way to being recorded and reported."""
+@dataclasses.dataclass(frozen=True)
+class _Raised:
+    """The handler raised, or could not be run; ``error`` is safe to show the client."""
 
-    job: object
-    context: JobContext
-    duration: float
-    log: dict
-    result: object = None
+    error: str
+    traceback: str = ""
+    retry: bool = True
+
+
+class _Cut(enum.Enum):
+    """Endings with no handler result."""
+
+    # Cancellation requested or job lost: the handler never started, or is to stop now.
+    INTERRUPTED = "interrupted"
+    # The worker is stopping and the run was still queued or running after the grace.
+    HAND_BACK = "hand back"
+
+
+_Ending = _Returned | _Raised | _Cut
 
 
 def default_worker_id() -> str:
@@ -136,15 +193,15 @@ class Worker:
         self._stopped_heartbeat = threading.Event()
         self._lock = threading.Lock()
         self._wake_lock = threading.Lock()
-        # Jobs this worker claimed and has not finished (queued locally or running): their
-        # leases are renewed by the heartbeat, and they are handed back at shutdown.
-        self._owned: dict[uuid.UUID, JobContext] = {}
+        # Jobs this worker claimed whose handler has not ended (queued locally or running):
+        # their leases are renewed by the heartbeat, and they are handed back at shutdown.
+        self._owned: dict[uuid.UUID, _Run] = {}
         self._recent_duration = None  # moving average of handler run times, seconds
         self._claimed_total = 0
         self.finished_total = 0
         self._work: queue.Queue = queue.Queue()
         self._completions: queue.Queue = queue.Queue()
-        self._unrecorded = 0  # results handed to the recorder and not yet written
+        self._unrecorded = 0  # endings handed to the recorder and not yet written
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -176,7 +233,8 @@ class Worker:
     # --- main loop -----------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until stopped; returns the number of jobs this worker finished."""
+        """Run until stopped; returns the number of runs that ended here with any outcome
+        but ``handed_back``."""
         logger.info(
             "worker started",
             extra={
@@ -197,8 +255,8 @@ class Worker:
             self._claim_loop()
         finally:
             self._shutdown(runners)
-            # Results of finished handlers are written before the worker goes away (for as
-            # long as a lease: after that the reaper would hand the jobs on anyway).
+            # Endings handed to the recorder are written before the worker goes away (for
+            # as long as a lease: after that the reaper would hand the jobs on anyway).
             self._completions.put(_STOP)
             recorder.join(timeout=settings.JOBS_LEASE_SECONDS)
             self._stopped_heartbeat.set()
@@ -239,14 +297,21 @@ class Worker:
         return max(0, free)
 
     def _claim_loop(self) -> None:
-        """Claim and dispatch until stopped; survives database outages by reconnecting."""
+        """Claim and dispatch until stopped, reaping every ``JOBS_REAP_INTERVAL``; survives
+        database outages by reconnecting."""
         listener = None
         outage_delay = 0.0
+        last_reap = 0.0
         try:
             while not self._stop.is_set():
                 try:
+                    # At (re)connection first: recover what crashed workers left behind.
+                    if listener is None or (
+                        time.monotonic() - last_reap >= settings.JOBS_REAP_INTERVAL
+                    ):
+                        last_reap = time.monotonic()
+                        self._reap()
                     if listener is None:
-                        self._reap()  # recover what crashed workers left behind first
                         listener = self._listen()
                     if not self._claim_once(listener):
                         break
@@ -265,6 +330,20 @@ class Worker:
         finally:
             _close_quietly(listener)
 
+    def _reap(self) -> None:
+        """Run the reaper for the whole queue (at start-up, then every JOBS_REAP_INTERVAL)."""
+        reaped = services.jobs_requeue_stale()
+        if reaped.requeued or reaped.lost or reaped.timed_out:
+            logger.warning(
+                "reaper",
+                extra={
+                    "requeued": len(reaped.requeued),
+                    "lost": len(reaped.lost),
+                    "timed_out": len(reaped.timed_out),
+                },
+            )
+            self._wake()
+
     def _claim_once(self, listener: psycopg.Connection) -> bool:
         """One claim-and-wait round; False when the worker should exit (burst/max_jobs)."""
         if self.max_jobs is not None and self._claimed_total >= self.max_jobs:
@@ -275,8 +354,9 @@ class Worker:
             claimed = services.job_claim(worker_id=self.worker_id, queues=self.queues, limit=free)
             for job in claimed:
                 self._claimed_total += 1
+                context = JobContext(job=job, worker_id=self.worker_id)
                 with self._lock:
-                    self._owned[job.id] = JobContext(job=job, worker_id=self.worker_id)
+                    self._owned[job.id] = _Run(job=job, context=context)
                 self._work.put(job)
         if claimed and len(claimed) == free:
             return True  # there may be more: claim again as soon as a slot frees
@@ -323,18 +403,10 @@ class Worker:
                 thread.join(timeout=0.05)
         # Jobs still queued locally were never started; jobs still running overran grace.
         with self._lock:
-            leftovers = list(self._owned)
-            for context in self._owned.values():
-                context.mark_lost()  # late results from these threads are discarded
-        for job_id in leftovers:
-            released = _retrying(
-                services.job_release, job_id=job_id, worker_id=self.worker_id, patience=5
-            )
-            if released:
-                logger.warning(
-                    "job handed back at shutdown",
-                    extra={"job_id": str(job_id), "worker_id": self.worker_id},
-                )
+            leftovers = list(self._owned.values())
+        self._record_outcomes([(run, _Cut.HAND_BACK) for run in leftovers])
+        for run in leftovers:
+            run.context.mark_lost()  # tells a handler still running to stop
 
     # --- runners -----------------------------------------------------------------
 
@@ -350,107 +422,172 @@ class Worker:
                     # with health checks on each call costs a round trip.
                     close_old_connections()
                     last_checked = time.monotonic()
-                try:
-                    self._execute(job)
-                except Exception:
-                    # The outcome could not be recorded (database gone for longer than a
-                    # lease): the reaper will hand the job to another worker.
-                    logger.exception("job outcome not recorded", extra={"job_id": str(job.id)})
-                    connection.close()
+                self._execute(job)
                 self._wake()
         finally:
             connection.close()
 
     def _execute(self, job) -> None:
+        """Run a claimed job's handler and pass how it ended to the outcome writer: a
+        result through the recorder, anything else at once."""
         with self._lock:
-            context = self._owned[job.id]
-        started = time.monotonic()
-        log = {
-            "job_id": str(job.id),
-            "type": job.type,
-            "tenant": job.tenant.schema_name,
-            "worker_id": self.worker_id,
-            "attempt": job.attempts,
-        }
-        if context.cancelled():
+            run = self._owned[job.id]
+        if run.context.cancelled():
             # Cancelled or lost while it waited in this worker's queue: never started.
             with self._lock:
                 self._owned.pop(job.id, None)
-            self._report(_Finished(job, context, 0.0, log), self._finish_cancelled(job, context))
+            self._record_outcomes([(run, _Cut.INTERRUPTED)])
             return
+        run.started = time.monotonic()
         job_started.send_robust(sender=Worker, job=job)
         try:
-            outcome = self._run_handler(job, context)
+            ending = self._run_handler(run)
         finally:
-            duration = time.monotonic() - started
+            run.duration = time.monotonic() - run.started
             with self._lock:
                 self._owned.pop(job.id, None)
                 previous = self._recent_duration
                 self._recent_duration = (
-                    duration if previous is None else 0.8 * previous + 0.2 * duration
+                    run.duration if previous is None else 0.8 * previous + 0.2 * run.duration
                 )
-        finished = _Finished(job, context, duration, log)
-        if isinstance(outcome, _Succeeded):
-            # Recorded by the recorder thread, in a batch with other runners' results;
-            # this runner's slot is free for the next job at once.
-            finished.result = outcome.result
-            with self._lock:
-                self._unrecorded += 1
-            self._completions.put(finished)
+        if isinstance(ending, _Returned):
+            # Written by the recorder, in one statement with other runners' results; this
+            # runner's slot is free for the next job at once.
+            self._to_recorder(run, ending)
         else:
-            self._report(finished, outcome)
+            self._record_outcomes([(run, ending)])
 
-    def _report(self, finished: "_Finished", outcome: str) -> None:
-        with self._lock:
-            self.finished_total += 1
-        job_finished.send_robust(
-            sender=Worker, job=finished.job, outcome=outcome, duration=finished.duration
-        )
-        finished.log["duration_ms"] = round(finished.duration * 1000, 2)
-        logger.info("job %s", outcome, extra=finished.log)
-
-    def _run_handler(self, job, context: JobContext) -> "str | _Succeeded":
-        """Run the handler; returns the recorded outcome, or ``_Succeeded`` for a result
-        still to be recorded."""
+    def _run_handler(self, run: _Run) -> _Returned | _Raised:
+        """Run the job's handler inside its tenant; how it ended."""
+        job = run.job
         try:
             job_type = get_job_type(job.type)
         except UnknownJobType:
-            _retrying(
-                services.job_fail,
-                job_id=job.id,
-                worker_id=self.worker_id,
-                attempts=job.attempts,
-                error=f"unknown job type {job.type!r}",
-                retry=False,
-            )
-            return "failed"
+            return _Raised(f"unknown job type {job.type!r}", retry=False)
         try:
             with tenant_context(job.tenant):
-                result = job_type.task.func(context, **job.payload)
+                result = job_type.task.func(run.context, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
-        except Exception as exc:
-            if context.cancelled():
-                return self._finish_cancelled(job, context)
-            client_error = str(exc) if isinstance(exc, JobError) else "internal error"
-            if not isinstance(exc, JobError):
+        except JobError as exc:
+            return _Raised(str(exc), traceback.format_exc())
+        except Exception:
+            if not run.context.cancelled():  # a handler told to stop may raise anything
                 logger.exception("job handler raised", extra={"job_id": str(job.id)})
+            return _Raised("internal error", traceback.format_exc())
+        return _Returned(result)
+
+    # --- the outcome writer ----------------------------------------------------------
+
+    def _record_outcomes(self, endings: list[tuple[_Run, _Ending]]) -> None:
+        """The one outcome writer: decide how each run ended, record it through
+        ``jobs.services`` and report it (``_report``), once per run.
+
+        A run already taken by an earlier call is skipped. All results of the call are
+        written in one statement; each other run takes its own guarded writes
+        (``_write_outcome``). Whatever the handler did, a run whose job was cancelled,
+        timed out or taken away meanwhile ends so. A run whose writes fail for longer than
+        their patience is logged and not reported: the reaper hands its job on.
+        """
+        taken = []
+        with self._lock:
+            for run, ending in endings:
+                if not run.settled:
+                    run.settled = True
+                    taken.append((run, ending))
+        results = [(run.job.id, end.result) for run, end in taken if isinstance(end, _Returned)]
+        completed = set()
+        if results:
+            try:
+                completed = _retrying(
+                    services.jobs_complete, worker_id=self.worker_id, results=results
+                )
+            except Exception:
+                logger.exception("job results not recorded", extra={"jobs": len(results)})
+                connection.close()
+                taken = [(run, end) for run, end in taken if not isinstance(end, _Returned)]
+        for run, ending in taken:
+            try:
+                if run.job.id in completed:
+                    outcome = JobOutcome.COMPLETED
+                else:
+                    outcome = self._write_outcome(run, ending)
+            except Exception:
+                logger.exception("job outcome not recorded", extra=run.log_fields())
+                connection.close()
+            else:
+                self._report(run, outcome)
+
+    def _write_outcome(self, run: _Run, ending: _Ending) -> JobOutcome:
+        """Part of the outcome writer: the guarded writes of a run that the batch did not
+        complete, first to match wins: its failure; its cancellation; its hand-back; else
+        its job was taken from this worker (timed out or lost)."""
+        job = run.job
+        patience = _HAND_BACK_PATIENCE if ending is _Cut.HAND_BACK else None
+        if isinstance(ending, _Raised):
             status = _retrying(
                 services.job_fail,
                 job_id=job.id,
                 worker_id=self.worker_id,
                 attempts=job.attempts,
-                error=client_error,
-                traceback=traceback.format_exc(),
+                error=ending.error,
+                traceback=ending.traceback,
+                retry=ending.retry,
             )
-            return {None: "discarded", "pending": "retrying"}.get(status, "failed")
-        if context.cancelled():
-            return self._finish_cancelled(job, context)
-        return _Succeeded(result)
+            if status == JobStatus.PENDING:
+                return JobOutcome.RETRYING
+            if status == JobStatus.FAILED:
+                return JobOutcome.FAILED
+        # No handler outcome counts from here: cancellation was requested, the job was
+        # taken away, or it is being handed back.
+        owner = {"job_id": job.id, "worker_id": self.worker_id, "patience": patience}
+        if _retrying(services.job_finish_cancelled, **owner):
+            return JobOutcome.CANCELLED
+        if ending is _Cut.HAND_BACK and _retrying(services.job_release, **owner):
+            return JobOutcome.HANDED_BACK
+        return JobOutcome.TIMED_OUT if self._timed_out(run) else JobOutcome.LOST
+
+    def _timed_out(self, run: _Run) -> bool:
+        """Whether the reaper took the run's job for running past its timeout, rather than
+        for an expired lease: the job failed "timed out" at this very attempt."""
+        try:
+            job = selectors.job_get(tenant=run.job.tenant, job_id=run.job.id)
+        except JobNotFound:
+            return False  # deleted since
+        return (
+            job.status == JobStatus.FAILED
+            and job.error == _TIMED_OUT_ERROR
+            and job.attempts == run.job.attempts
+        )
+
+    def _report(self, run: _Run, outcome: JobOutcome) -> None:
+        """Tell observers how a run ended: ``job_finished`` and the line ``job <outcome>``."""
+        duration = run.elapsed()
+        if outcome is not JobOutcome.HANDED_BACK:
+            with self._lock:
+                self.finished_total += 1
+        job_finished.send_robust(sender=Worker, job=run.job, outcome=outcome, duration=duration)
+        logger.log(
+            logging.WARNING if outcome in _UNTOWARD else logging.INFO,
+            "job %s",
+            outcome.replace("_", " "),
+            extra={
+                **run.log_fields(),
+                "worker_id": self.worker_id,
+                "outcome": str(outcome),
+                "duration_ms": round(duration * 1000, 2),
+            },
+        )
 
     # --- recorder --------------------------------------------------------------------
 
+    def _to_recorder(self, run: _Run, ending: _Ending) -> None:
+        with self._lock:
+            self._unrecorded += 1
+        self._completions.put((run, ending))
+
     def _recorder_loop(self) -> None:
-        """Write succeeded jobs' results, as many per statement as have piled up."""
+        """Pass the endings handed to it to the outcome writer, as many per call as have
+        piled up."""
         try:
             stopping = False
             while not stopping:
@@ -465,7 +602,7 @@ class Worker:
                     batch = [item for item in batch if item is not _STOP]
                 if batch:
                     try:
-                        self._record(batch)
+                        self._record_outcomes(batch)
                     finally:
                         with self._lock:
                             self._unrecorded -= len(batch)
@@ -473,43 +610,14 @@ class Worker:
         finally:
             connection.close()
 
-    def _record(self, batch: list["_Finished"]) -> None:
-        try:
-            recorded = _retrying(
-                services.jobs_complete,
-                worker_id=self.worker_id,
-                results=[(finished.job.id, finished.result) for finished in batch],
-            )
-        except Exception:
-            # Not recorded (database gone for longer than a lease): the reaper will hand
-            # these jobs to another worker.
-            logger.exception("job results not recorded", extra={"jobs": len(batch)})
-            connection.close()
-            return
-        for finished in batch:
-            if finished.job.id in recorded:
-                outcome = "completed"
-            else:  # cancellation was requested meanwhile, or the job was taken away
-                outcome = self._finish_cancelled(finished.job, finished.context)
-            self._report(finished, outcome)
-
-    def _finish_cancelled(self, job, context: JobContext) -> str:
-        if _retrying(services.job_finish_cancelled, job_id=job.id, worker_id=self.worker_id):
-            return "cancelled"
-        return "discarded"
-
     # --- heartbeat -------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        last_reap = time.monotonic()  # run() reaped once at start-up
         try:
             while True:
                 close_old_connections()
                 try:
                     self._beat()
-                    if time.monotonic() - last_reap >= settings.JOBS_REAP_INTERVAL:
-                        last_reap = time.monotonic()
-                        self._reap()
                 except Exception:
                     # A database outage must not kill the heartbeat: retry next beat.
                     logger.exception("heartbeat failed", extra={"worker_id": self.worker_id})
@@ -519,30 +627,19 @@ class Worker:
         finally:
             connection.close()
 
-    def _reap(self) -> None:
-        """Run the reaper for the whole queue (at start-up, then every JOBS_REAP_INTERVAL)."""
-        reaped = services.jobs_requeue_stale()
-        if reaped.requeued or reaped.lost or reaped.timed_out:
-            logger.warning(
-                "reaper",
-                extra={
-                    "requeued": len(reaped.requeued),
-                    "lost": len(reaped.lost),
-                    "timed_out": len(reaped.timed_out),
-                },
-            )
-            self._wake()
-
     def _beat(self) -> None:
+        """Renew the leases of this worker's jobs and raise flags on their contexts: lost
+        for a job taken from it, cancel requested for a job to cancel. A run to cancel is
+        also handed to the recorder, whose outcome writer ends it now; a cancel requested
+        again in later beats changes nothing."""
         with self._lock:
-            running = dict(self._owned)
-        if not running:
+            runs = dict(self._owned)
+        if not runs:
             return
-        beat = services.job_heartbeat(worker_id=self.worker_id, job_ids=list(running))
-        for job_id, context in running.items():
+        beat = services.job_heartbeat(worker_id=self.worker_id, job_ids=list(runs))
+        for job_id, run in runs.items():
             if job_id not in beat.renewed:
-                context.mark_lost()
-            elif job_id in beat.cancel_requested:
-                context.mark_cancel_requested()
-                # End it now, within this heartbeat; the handler's late result is dropped.
-                services.job_finish_cancelled(job_id=job_id, worker_id=self.worker_id)
+                run.context.mark_lost()
+            elif job_id in beat.cancel_requested and not run.context.cancel_requested:
+                run.context.mark_cancel_requested()
+                self._to_recorder(run, _Cut.INTERRUPTED)
