@@ -151,8 +151,9 @@ DATABASE_POOL_MODE = env("DATABASE_POOL_MODE", "session", choice("session", "tra
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOL_MODE == "transaction"
 # PostgreSQL itself, never a transaction pooler, for what needs a real session: the LISTEN
 # connections of workers and long polls (core/listen.py). Migrations run with DATABASE_URL
-# set to it (README "Production"). Unset: DATABASE_URL.
-DATABASE_DIRECT_URL = env("DATABASE_DIRECT_URL") or DATABASE_URL
+# set to it (README "Production"). Unset (None): the default database's own settings, i.e.
+# DATABASE_URL.
+DATABASE_DIRECT_URL = env("DATABASE_DIRECT_URL")
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -3,14 +3,15 @@
 ``LISTEN`` registers the *server* session for notifications. Behind a transaction pooler
 (PgBouncer ``pool_mode = transaction``) the server connection that ran it goes back to the
 pool after the statement, so its notifications never reach the client that asked: a
-listener through ``DATABASE_URL`` would wait forever. ``DATABASE_DIRECT_URL`` (default:
-``DATABASE_URL``) is PostgreSQL itself; each listening process opens one such connection
-(the worker's wake-ups, the long-poll change listener).
+listener through ``DATABASE_URL`` would wait forever. ``DATABASE_DIRECT_URL`` (unset: the
+default database's settings, i.e. ``DATABASE_URL``) is PostgreSQL itself; each listening
+process opens one such connection (the worker's wake-ups, the long-poll change listener).
 """
 
 import dj_database_url
 import psycopg
 from django.conf import settings
+from django.db import connections
 from psycopg import sql
 
 # An idle LISTEN connection carries no traffic: TCP keepalives notice a peer that vanished
@@ -25,9 +26,11 @@ _CONNECT_TIMEOUT_SECONDS = 10
 
 
 def direct_connection_params(*, application_name: str) -> dict:
-    """psycopg connection parameters for ``DATABASE_DIRECT_URL``: its database, user,
-    password, host, port and ``ssl*`` options, keepalives, a bounded connect."""
-    db = dj_database_url.parse(settings.DATABASE_DIRECT_URL)
+    """psycopg connection parameters for ``DATABASE_DIRECT_URL`` (unset: the default
+    database's): its database, user, password, host, port and ``ssl*`` options,
+    keepalives, a bounded connect."""
+    url = settings.DATABASE_DIRECT_URL
+    db = dj_database_url.parse(url) if url else connections["default"].settings_dict
     params = {
         "dbname": db.get("NAME"),
         "user": db.get("USER"),
