@@ -46,6 +46,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
 from django_tenants.utils import tenant_context
 
+from core.log_context import bind_job
 from jobs import selectors, services
 from jobs.context import JobContext, JobError
 from jobs.exceptions import JobNotFound, UnknownJobType
@@ -465,7 +466,7 @@ class Worker:
         except UnknownJobType:
             return _Raised(f"unknown job type {job.type!r}", retry=False)
         try:
-            with tenant_context(job.tenant):
+            with bind_job(job), tenant_context(job.tenant):
                 result = job_type.task.func(run.context, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
         except JobError as exc:
