@@ -8,6 +8,7 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        from accounts import schema  # noqa: F401  (drf-spectacular: the bearer scheme)
         from accounts.authentication import forget_user
 
         # The API's cached user records (accounts.authentication) must drop on any change.

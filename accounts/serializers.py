@@ -2,7 +2,7 @@
 
 Every body is a JSON object of exactly the documented fields: an unknown field is a 400
 (``POST /api/jobs`` follows the same policy), so a client learns at once that it was not
-used.
+used. The read-only fields are the answers' keys, for the OpenAPI schema.
 """
 
 from django.contrib.auth import authenticate
@@ -18,6 +18,7 @@ from core.problems import ProblemCode
 
 # A JWT of ours is a few hundred bytes; anything much longer is not one.
 _TOKEN_MAX_LENGTH = 4096
+_ACCESS_HELP = "JWT for `Authorization: Bearer …` on this tenant's host; short-lived."
 
 
 class _StrictSerializer(serializers.Serializer):
@@ -40,8 +41,13 @@ class TenantTokenObtainPairSerializer(_StrictSerializer):
     username (``accounts.throttling``), which is refused with 429 once it has used them up.
     """
 
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=1024, trim_whitespace=False)
+    username = serializers.CharField(max_length=150, write_only=True)
+    password = serializers.CharField(max_length=1024, trim_whitespace=False, write_only=True)
+    access = serializers.CharField(read_only=True, help_text=_ACCESS_HELP)
+    refresh = serializers.CharField(
+        read_only=True,
+        help_text="JWT for /api/auth/token/refresh and /api/auth/logout; single use.",
+    )
 
     def validate(self, attrs):
         request = self.context["request"]
@@ -86,7 +92,11 @@ class TenantTokenRefreshSerializer(_StrictSerializer):
     refreshes with the same token only one wins.
     """
 
-    refresh = serializers.CharField(max_length=_TOKEN_MAX_LENGTH)
+    refresh = serializers.CharField(
+        max_length=_TOKEN_MAX_LENGTH,
+        help_text="Sent: the refresh token, revoked by this call. Returned: its replacement.",
+    )
+    access = serializers.CharField(read_only=True, help_text=_ACCESS_HELP)
 
     def validate(self, attrs):
         request = self.context["request"]

@@ -6,7 +6,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework_simplejwt.settings import api_settings
 
-from accounts import schema, throttling
+from accounts import throttling
 from accounts.serializers import (
     LogoutSerializer,
     TenantTokenObtainPairSerializer,
@@ -39,7 +39,7 @@ class _TokenView(GenericAPIView):
     ),
     request=TenantTokenObtainPairSerializer,
     responses={
-        200: schema.TokenPairSerializer,
+        200: TenantTokenObtainPairSerializer,
         **openapi.problems(400, 401, 403, 404, 413, 415, 429),
     },
     auth=[],
@@ -64,7 +64,7 @@ class TokenObtainView(_TokenView):
     ),
     request=TenantTokenRefreshSerializer,
     responses={
-        200: schema.TokenPairSerializer,
+        200: TenantTokenRefreshSerializer,
         **openapi.problems(400, 401, 403, 404, 413, 415),
     },
     auth=[],

@@ -49,7 +49,11 @@ class ProblemCode(StrEnum):
     )
     INVALID_HOST = "invalid_host", 400, "The `Host` header is not allowed."
     BAD_REQUEST = "bad_request", 400, "A request the server cannot read."
-    NOT_AUTHENTICATED = "not_authenticated", 401, "No token was sent."
+    NOT_AUTHENTICATED = (
+        "not_authenticated",
+        401,
+        "No token was sent (on /metrics: not the metrics token).",
+    )
     BAD_AUTHORIZATION_HEADER = (
         "bad_authorization_header",
         401,
@@ -102,6 +106,11 @@ class ProblemCode(StrEnum):
         503,
         "PostgreSQL or Redis cannot serve now: retry after `Retry-After` seconds.",
     )
+
+
+def codes_of(status: int) -> list[ProblemCode]:
+    """The codes a problem of HTTP ``status`` can carry, in ``ProblemCode``'s order."""
+    return [code for code in ProblemCode if code.status == status]
 
 
 class Problem(exceptions.APIException):

@@ -1,13 +1,8 @@
-"""The jobs API's OpenAPI description: the shapes it renders by hand and each
-operation's parameters, headers and problem responses.
-
-These serializers only describe; the views' own serializers parse and render.
-Settings-dependent parts (registered job types, the longest ``?wait=``) are read when the
-schema is generated, in serializers' ``__init__``, so the schema always matches the
-running configuration.
+"""The jobs API's OpenAPI description beyond its serializers: each operation's parameters,
+headers and problem responses. The shapes are the views' own serializers
+(``jobs.api.serializers``), documented in place.
 """
 
-from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -15,68 +10,14 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import serializers
 
 from core import openapi
-from jobs.api.serializers import JobListQuerySerializer
-from jobs.models import JobStatus
-
-
-class JobSerializer(serializers.Serializer):
-    """A job as polled. Keys other than id/type/status/created_at appear only in the
-    states named in their descriptions."""
-
-    id = serializers.UUIDField()
-    type = serializers.CharField()
-    status = serializers.ChoiceField(choices=JobStatus.choices)
-    created_at = serializers.DateTimeField()
-    attempts = serializers.IntegerField(required=False, help_text="Once tried.")
-    started_at = serializers.DateTimeField(required=False, allow_null=True, help_text="processing.")
-    progress = serializers.IntegerField(
-        required=False, min_value=0, max_value=100, help_text="processing, when reported."
-    )
-    progress_message = serializers.CharField(required=False, help_text="processing, when reported.")
-    result = serializers.JSONField(required=False, allow_null=True, help_text="completed.")
-    error = serializers.CharField(required=False, help_text="failed: a message safe to show.")
-    completed_at = serializers.DateTimeField(
-        required=False, allow_null=True, help_text="completed, failed."
-    )
-    cancelled_at = serializers.DateTimeField(
-        required=False, allow_null=True, help_text="cancelled."
-    )
-
-
-class JobSubmitSerializer(serializers.Serializer):
-    """``POST /api/jobs``; any other field is refused (400)."""
-
-    type = serializers.ChoiceField(choices=[], help_text="A registered job type.")
-    payload = serializers.DictField(
-        required=False, help_text="The job type's input (validated per type); default {}."
-    )
-    run_at = serializers.DateTimeField(required=False, help_text="Not before this time.")
-    priority = serializers.IntegerField(
-        required=False, min_value=-100, max_value=100, help_text="Higher runs first."
-    )
-
-    def __init__(self, *args, **kwargs):
-        from jobs.registry import job_types
-
-        super().__init__(*args, **kwargs)
-        self.fields["type"].choices = sorted(job_types())
-
-
-class JobPollQuerySerializer(serializers.Serializer):
-    wait = serializers.IntegerField(
-        required=False,
-        min_value=1,
-        help_text="Long poll: answer as soon as the job differs from If-None-Match (or from "
-        "its state when the request arrived), at the latest after this many seconds.",
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["wait"].max_value = settings.JOBS_LONGPOLL_MAX_WAIT
-
+from jobs.api.serializers import (
+    JobCreateSerializer,
+    JobListQuerySerializer,
+    JobOutputSerializer,
+    JobPollQuerySerializer,
+)
 
 _JOB_ID = OpenApiParameter(
     "id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id (400 if not a UUID)."
@@ -91,14 +32,17 @@ job_viewset_schema = extend_schema_view(
             *openapi.rate_limit_headers(200, 429),
             openapi.RETRY_AFTER_429,
         ],
-        responses={200: JobSerializer(many=True), **openapi.problems(400, 401, 403, 404, 429)},
+        responses={
+            200: JobOutputSerializer(many=True),
+            **openapi.problems(400, 401, 403, 404, 429),
+        },
         tags=["jobs"],
     ),
     create=extend_schema(
         summary="Submit a job",
         description="Enqueues a job (202). With `Idempotency-Key`, repeating the request "
         "returns the same job (202 while unfinished, 200 once final) instead of a new one.",
-        request=JobSubmitSerializer,
+        request=JobCreateSerializer,
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
@@ -113,9 +57,9 @@ job_viewset_schema = extend_schema_view(
             openapi.RETRY_AFTER_429,
         ],
         responses={
-            202: OpenApiResponse(JobSerializer, description="Accepted: the job, pending."),
+            202: OpenApiResponse(JobOutputSerializer, description="Accepted: the job, pending."),
             200: OpenApiResponse(
-                JobSerializer, description="Idempotent replay of a job that has ended."
+                JobOutputSerializer, description="Idempotent replay of a job that has ended."
             ),
             **openapi.problems(400, 401, 403, 404, 413, 415, 422, 429),
         },
@@ -147,7 +91,7 @@ job_viewset_schema = extend_schema_view(
             *openapi.rate_limit_headers(200, 304, 429),
         ],
         responses={
-            200: JobSerializer,
+            200: JobOutputSerializer,
             304: OpenApiResponse(description="Not modified: the client's copy is current."),
             **openapi.problems(400, 401, 403, 404, 429),
         },
@@ -160,8 +104,8 @@ job_viewset_schema = extend_schema_view(
         request=None,
         parameters=[_JOB_ID, *openapi.rate_limit_headers(200, 202, 429), openapi.RETRY_AFTER_429],
         responses={
-            200: OpenApiResponse(JobSerializer, description="Cancelled."),
-            202: OpenApiResponse(JobSerializer, description="Cancellation requested."),
+            200: OpenApiResponse(JobOutputSerializer, description="Cancelled."),
+            202: OpenApiResponse(JobOutputSerializer, description="Cancellation requested."),
             **openapi.problems(400, 401, 403, 404, 409, 429),
         },
         tags=["jobs"],

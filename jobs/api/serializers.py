@@ -1,26 +1,61 @@
-"""Input and output shapes of the jobs API. Clients can never write state fields."""
+"""Input and output shapes of the jobs API, and the source of its OpenAPI schema: each
+field's type, bounds, ``required`` and ``help_text`` are what ``/api/schema`` shows
+(``jobs.api.schema`` adds only the operations' parameters, headers and problems).
+Clients can never write state fields.
 
+Settings-dependent parts (the registered job types, the longest ``?wait=``) are read per
+instance, so the checks and the schema follow the running configuration.
+"""
+
+import re
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.fields import empty
 
-from jobs.exceptions import UnknownJobType
 from jobs.models import Job, JobStatus
 from jobs.registry import get_job_type, job_types
 
 _datetime = serializers.DateTimeField()
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
 def _iso(value):
     return _datetime.to_representation(value) if value is not None else None
 
 
-class JobOutputSerializer(serializers.BaseSerializer):
-    """The polling contract of DESIGN.md: each key appears only in the states it belongs to.
+@extend_schema_serializer(component_name="Job")
+class JobOutputSerializer(serializers.Serializer):
+    """A job as polled: ``id, type, status, created_at`` always, every other key only in
+    the states its description names.
 
-    pending/processing: ``id, type, status, created_at`` (+ ``attempts`` once tried,
-    ``started_at``, ``progress`` and ``progress_message`` while processing);
-    completed: + ``result, completed_at``; failed: + ``error, completed_at``;
-    cancelled: + ``cancelled_at``.
+    pending/processing: + ``attempts`` once tried, ``started_at``, ``progress`` and
+    ``progress_message`` while processing; completed: + ``result, completed_at``; failed:
+    + ``error, completed_at``; cancelled: + ``cancelled_at``.
     """
+
+    # Output only. The fields are the schema; to_representation writes the keys itself
+    # (the poll is the hot path), and tests/security/test_openapi.py holds it to them.
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    created_at = serializers.DateTimeField()
+    attempts = serializers.IntegerField(required=False, help_text="Once tried.")
+    started_at = serializers.DateTimeField(required=False, allow_null=True, help_text="processing.")
+    progress = serializers.IntegerField(
+        required=False, min_value=0, max_value=100, help_text="processing, when reported."
+    )
+    progress_message = serializers.CharField(required=False, help_text="processing, when reported.")
+    result = serializers.JSONField(required=False, allow_null=True, help_text="completed.")
+    error = serializers.CharField(required=False, help_text="failed: a message safe to show.")
+    completed_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="completed, failed."
+    )
+    cancelled_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="cancelled."
+    )
 
     def to_representation(self, job: Job) -> dict:
         body = {
@@ -48,6 +83,12 @@ class JobOutputSerializer(serializers.BaseSerializer):
         return body
 
 
+@extend_schema_field(OpenApiTypes.OBJECT)
+class _PayloadField(serializers.JSONField):
+    """Any JSON is read; the job type refuses what is not an object of its shape (400)."""
+
+
+@extend_schema_serializer(component_name="JobSubmit")
 class JobCreateSerializer(serializers.Serializer):
     """``POST /api/jobs``: ``type`` and ``payload``, optionally ``run_at`` and ``priority``.
 
@@ -55,10 +96,23 @@ class JobCreateSerializer(serializers.Serializer):
     so a client learns at once that it was not stored.
     """
 
-    type = serializers.CharField(max_length=100)
-    payload = serializers.JSONField(required=False, default=dict)
-    run_at = serializers.DateTimeField(required=False)
-    priority = serializers.IntegerField(required=False, default=0, min_value=-100, max_value=100)
+    type = serializers.ChoiceField(choices=(), help_text="A registered job type.")
+    payload = _PayloadField(
+        required=False,
+        default=dict,
+        help_text="The job type's input (validated per type); default {}.",
+    )
+    run_at = serializers.DateTimeField(required=False, help_text="Not before this time.")
+    priority = serializers.IntegerField(
+        required=False, default=0, min_value=-100, max_value=100, help_text="Higher runs first."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["type"]
+        field.choices = sorted(job_types())
+        known = ", ".join(field.choices)
+        field.error_messages["invalid_choice"] = f"Unknown job type. Registered types: {known}."
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
@@ -68,16 +122,6 @@ class JobCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
 
-    def validate_type(self, value: str) -> str:
-        try:
-            get_job_type(value)
-        except UnknownJobType:
-            known = ", ".join(sorted(job_types()))
-            raise serializers.ValidationError(
-                f"Unknown job type. Registered types: {known}."
-            ) from None
-        return value
-
     def validate(self, attrs):
         attrs["payload"] = get_job_type(attrs["type"]).validate_payload(attrs["payload"])
         return attrs
@@ -86,3 +130,34 @@ class JobCreateSerializer(serializers.Serializer):
 class JobListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
     type = serializers.CharField(max_length=100, required=False)
+
+
+class _WholeSecondsField(serializers.IntegerField):
+    """ASCII digits only: ``5``, never ``5.0``, `` 5``, ``+5`` or ``٥`` (which ``int()``
+    reads), and an empty value is refused rather than taken as absent."""
+
+    def get_value(self, dictionary):
+        return dictionary.get(self.field_name, empty)
+
+    def to_internal_value(self, data):
+        if not (isinstance(data, str) and _ASCII_DIGITS.fullmatch(data)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JobPollQuerySerializer(serializers.Serializer):
+    """``GET /api/jobs/{id}`` query: ``wait``, whole seconds from 1 to
+    ``JOBS_LONGPOLL_MAX_WAIT`` (``jobs.api.longpoll.wait_seconds`` answers 400
+    ``invalid_wait`` otherwise)."""
+
+    def get_fields(self):
+        return {
+            "wait": _WholeSecondsField(
+                required=False,
+                min_value=1,
+                max_value=settings.JOBS_LONGPOLL_MAX_WAIT,
+                help_text="Long poll: answer as soon as the job differs from If-None-Match "
+                "(or from its state when the request arrived), at the latest after this many "
+                "seconds.",
+            )
+        }

@@ -9,7 +9,10 @@ from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.core.management import call_command
 
+from core.problems import ProblemCode
+from jobs.api.serializers import JobOutputSerializer
 from tests.conftest import client_for
+from tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -65,6 +68,45 @@ def test_every_error_is_a_problem_document(schema):
             assert set(responses[status]["content"]) == {PROBLEM}, (path, method, status)
             ref = responses[status]["content"][PROBLEM]["schema"]["$ref"]
             assert ref == "#/components/schemas/Problem"
+
+
+def _component(schema, ref: dict) -> dict:
+    return schema["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]
+
+
+def test_problem_codes_are_the_enum_with_their_meanings(schema):
+    code = schema["components"]["schemas"]["Problem"]["properties"]["code"]
+    (enum_ref,) = code["allOf"]
+    assert _component(schema, enum_ref)["enum"] == [member.value for member in ProblemCode]
+    for member in ProblemCode:
+        assert f"`{member}` - {member.description}" in code["description"]
+
+
+def test_each_error_response_lists_exactly_the_codes_of_its_status(schema):
+    for path, method in OPERATIONS:
+        for status, response in _operation(schema, path, method)["responses"].items():
+            if int(status) < 400:
+                continue
+            listed = re.findall(r"^- `(\w+)`: (.+)$", response["description"], re.MULTILINE)
+            expected = [(m.value, m.description) for m in ProblemCode if m.status == int(status)]
+            assert listed == expected, (path, method, status)
+
+
+@pytest.mark.parametrize("state", ["pending", "processing", "completed", "failed", "cancelled"])
+def test_a_rendered_job_has_the_documented_keys(schema, acme, state):
+    """The Job component is JobOutputSerializer's fields; its hand-written rendering must
+    keep to them: every key documented, every required key present."""
+    job_component = schema["components"]["schemas"]["Job"]
+    assert set(job_component["properties"]) == set(JobOutputSerializer().fields)
+    rendered = JobOutputSerializer(JobFactory(tenant=acme, **{state: True})).data
+    assert set(job_component["required"]) <= set(rendered) <= set(job_component["properties"])
+
+
+def test_token_answers_are_documented_from_their_serializers(schema):
+    for path in ("/api/auth/token", "/api/auth/token/refresh"):
+        ok = _operation(schema, path, "post")["responses"]["200"]
+        answer = _component(schema, ok["content"]["application/json"]["schema"])
+        assert set(answer["properties"]) == set(answer["required"]) == {"access", "refresh"}
 
 
 def test_jobs_operations_require_a_token_and_auth_operations_do_not(schema):
