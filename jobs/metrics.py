@@ -46,7 +46,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
-from core.problems import problem_response
+from core.problems import ProblemCode, problem_response
 from jobs import staff
 from jobs.models import JobStatus
 from jobs.signals import job_finished, job_started
@@ -286,7 +286,7 @@ def metrics_view(request):
         response = problem_response(
             request,
             status_code=401,
-            code="not_authenticated",
+            code=ProblemCode.NOT_AUTHENTICATED,
             detail="A valid metrics token is required.",
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

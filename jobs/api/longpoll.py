@@ -44,31 +44,30 @@ from django.core.handlers.base import BaseHandler
 from django.db import close_old_connections, connections
 from django_tenants.utils import remove_www
 
-from core.problems import Problem
+from core.problems import Problem, ProblemCode
 from jobs.api import polling
+from jobs.api.serializers import JobPollQuerySerializer
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "job_changed"
 _STOP_CHECK_SECONDS = 1.0
-_WAIT_VALUE = re.compile(r"^[0-9]{1,3}$")
 _DETAIL_PATH = re.compile(r"^/api/jobs/(?P<pk>[^/]+)$")
 
 
 def wait_seconds(query_params) -> int | None:
-    """The ``wait`` query parameter in seconds, None when absent; 400 when invalid."""
-    raw = query_params.get("wait")
-    if raw is None:
-        return None
-    maximum = settings.JOBS_LONGPOLL_MAX_WAIT
-    if not _WAIT_VALUE.match(raw) or not 1 <= int(raw) <= maximum:
+    """The ``wait`` query parameter in seconds (``JobPollQuerySerializer``, which the schema
+    documents), None when absent; 400 ``invalid_wait`` when invalid."""
+    query = JobPollQuerySerializer(data=query_params)
+    if not query.is_valid():
         raise Problem(
             status_code=400,
-            code="invalid_wait",
-            detail=f"wait must be a whole number of seconds from 1 to {maximum}.",
+            code=ProblemCode.INVALID_WAIT,
+            detail="wait must be a whole number of seconds from 1 to "
+            f"{settings.JOBS_LONGPOLL_MAX_WAIT}.",
         )
-    return int(raw)
+    return query.validated_data.get("wait")
 
 
 # --- one listening connection per process --------------------------------------------------

@@ -12,7 +12,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from core.problems import Problem
+from core.problems import Problem, ProblemCode
 from jobs import selectors, services
 from jobs.api import longpoll, polling, schema
 from jobs.api.ratelimit import charge_rate_limit, check_rate_limit
@@ -60,7 +60,7 @@ def _is_utc_timestamp(position: str) -> bool:
 def _invalid_cursor() -> Problem:
     return Problem(
         status_code=400,
-        code="invalid_cursor",
+        code=ProblemCode.INVALID_CURSOR,
         detail="The cursor is not one this API returned; follow the next and previous links.",
     )
 
@@ -70,7 +70,7 @@ def _job_id(raw: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise Problem(
-            status_code=400, code="invalid_job_id", detail="The job id must be a UUID."
+            status_code=400, code=ProblemCode.INVALID_JOB_ID, detail="The job id must be a UUID."
         ) from None
 
 
@@ -79,7 +79,7 @@ def _idempotency_key(request) -> str:
     if key and not _IDEMPOTENCY_KEY.match(key):
         raise Problem(
             status_code=400,
-            code="invalid_idempotency_key",
+            code=ProblemCode.INVALID_IDEMPOTENCY_KEY,
             detail="Idempotency-Key must be 1-255 printable ASCII characters.",
         )
     return key
