@@ -52,7 +52,10 @@ class JobQueueBackend(BaseTaskBackend):
             tenant=tenant,
             type=job_type.name,
             payload=job_type.validate_payload(kwargs),
-            queue=task.queue_name,
+            # The registered queue, unless .using(queue_name=...) chose another.
+            queue=(
+                job_type.queue if task.queue_name == job_type.task.queue_name else task.queue_name
+            ),
             priority=task.priority,
             run_at=task.run_after,
         )

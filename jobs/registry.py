@@ -11,7 +11,9 @@
 Options: ``task`` (required), ``payload`` (dotted path of a DRF serializer that validates
 and normalises the payload on submit), ``max_attempts`` (default ``JOBS_DEFAULT_MAX_ATTEMPTS``),
 ``timeout`` (seconds, default ``JOBS_DEFAULT_TIMEOUT``), ``poll_after`` (the polling
-interval suggested to clients, seconds). The API accepts only names listed here.
+interval suggested to clients, seconds), ``queue`` (the queue its jobs land in, from the API
+and from ``@task.enqueue()``; default the task's ``queue_name``, itself ``"default"``
+unless the ``@task`` names one). The API accepts only names listed here.
 """
 
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ class JobType:
     max_attempts: int
     timeout_seconds: int
     poll_after: int
+    queue: str
 
     def validate_payload(self, payload: Any) -> dict:
         """Return the normalised payload; raise ``serializers.ValidationError`` if invalid."""
@@ -62,6 +65,7 @@ def _build(name: str, spec: str | dict) -> JobType:
         max_attempts=int(options.get("max_attempts", settings.JOBS_DEFAULT_MAX_ATTEMPTS)),
         timeout_seconds=int(options.get("timeout", settings.JOBS_DEFAULT_TIMEOUT)),
         poll_after=max(1, int(options.get("poll_after", settings.JOBS_POLL_AFTER))),
+        queue=str(options.get("queue", task.queue_name)),
     )
 
 

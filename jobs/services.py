@@ -46,18 +46,20 @@ def job_enqueue(
     type: str,
     payload: dict,
     created_by=None,
-    queue: str = "default",
+    queue: str | None = None,
     priority: int = 0,
     run_at: datetime | None = None,
     idempotency_key: str = "",
 ) -> Job:
     """Create a pending job of a registered type and wake an idle worker.
 
+    ``queue`` defaults to the job type's (``JOBS_TYPES``).
     The payload must already be validated (``JobType.validate_payload``). The NOTIFY is
     sent in the same transaction, so workers only hear of committed jobs. A duplicate
     ``idempotency_key`` of the tenant raises ``IntegrityError`` (see ``job_enqueue_once``).
     """
     job_type = get_job_type(type)
+    queue = queue or job_type.queue
     with transaction.atomic():
         job = Job(
             tenant=tenant,

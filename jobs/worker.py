@@ -15,8 +15,11 @@ Threads, each with its own database connection (Django connections are per threa
   up to as many jobs as it has free slots in one statement, and hands them to runners; it
   also runs the reaper (expired leases, timeouts) for the whole queue, at start-up and
   every ``JOBS_REAP_INTERVAL``;
-- ``concurrency`` runner threads execute handlers; a failure goes to the outcome writer at
-  once, a result to
+- runner threads execute handlers, in pools: each pool has its own queues, concurrency
+  and claims (``queues=["reports:2", "default:8"]``: two threads for ``reports``, eight for
+  ``default``; queues named without a count share one pool of ``concurrency`` threads), so
+  a flood in one queue never takes another queue's threads. A failure goes to the outcome
+  writer at once, a result to
 - the recorder thread, which passes everything that has piled up to the outcome writer in
   one call (so the results are one guarded UPDATE: one round trip for many short jobs; a
   runner never waits for its write);
@@ -47,7 +50,7 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 from django_tenants.utils import tenant_context
 
 from core.log_context import bind_job
-from jobs import selectors, services
+from jobs import schedules, selectors, services
 from jobs.context import JobContext, JobError
 from jobs.exceptions import JobNotFound, UnknownJobType
 from jobs.models import JobStatus
@@ -105,11 +108,46 @@ _UNTOWARD = frozenset({JobOutcome.TIMED_OUT, JobOutcome.LOST, JobOutcome.HANDED_
 
 
 @dataclasses.dataclass(eq=False)
+class _Pool:
+    """Runner threads serving some queues, with their own concurrency and claims."""
+
+    queues: tuple[str, ...]
+    concurrency: int
+    work: queue.Queue = dataclasses.field(default_factory=queue.Queue)
+    recent_duration: float | None = None  # moving average of handler run times, seconds
+
+
+def parse_pools(queues, concurrency: int) -> list[_Pool]:
+    """Pools from queue specs: ``"name:N"`` is a pool of N threads for that queue; plain
+    names share one pool of ``concurrency`` threads. Raises ``ValueError`` for a queue
+    named twice, an empty name or a count below 1."""
+    shared, pools, seen = [], [], set()
+    for spec in queues:
+        name, sep, count = spec.strip().partition(":")
+        name = name.strip()
+        if not name or name in seen:
+            raise ValueError(f"queue {name!r} is empty or named twice")
+        seen.add(name)
+        if not sep:
+            shared.append(name)
+            continue
+        if not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"queue {name!r}: the concurrency must be a whole number >= 1")
+        pools.append(_Pool(queues=(name,), concurrency=int(count)))
+    if shared:
+        pools.insert(0, _Pool(queues=tuple(shared), concurrency=max(1, concurrency)))
+    if not pools:
+        raise ValueError("no queue to take jobs from")
+    return pools
+
+
+@dataclasses.dataclass(eq=False)
 class _Run:
     """One claim of a job by this worker, from the claim until its outcome is reported."""
 
     job: object
     context: JobContext
+    pool: _Pool
     started: float | None = None  # time.monotonic() when the handler started
     duration: float | None = None  # the handler's run time, once it returned or raised
     settled: bool = False  # taken by the outcome writer (under Worker._lock)
@@ -167,6 +205,8 @@ def default_worker_id() -> str:
 class Worker:
     """Runs jobs until stopped (``request_stop``/SIGTERM), or until idle with ``burst``.
 
+    ``queues``: queue names, each optionally ``name:N`` for a pool of its own (see
+    ``parse_pools``); ``concurrency`` is the size of the pool of plain names.
     ``grace``: seconds running jobs get to finish after a stop request; jobs still running
     then are handed back (``pending``, attempt not counted).
     """
@@ -183,8 +223,9 @@ class Worker:
         poll_interval: float | None = None,
     ):
         self.worker_id = worker_id or default_worker_id()
-        self.queues = list(queues)
-        self.concurrency = max(1, concurrency)
+        self.pools = parse_pools(queues, concurrency)
+        self.queues = [name for pool in self.pools for name in pool.queues]
+        self.concurrency = sum(pool.concurrency for pool in self.pools)
         self.burst = burst
         self.max_jobs = max_jobs
         self.grace = grace
@@ -197,10 +238,8 @@ class Worker:
         # Jobs this worker claimed whose handler has not ended (queued locally or running):
         # their leases are renewed by the heartbeat, and they are handed back at shutdown.
         self._owned: dict[uuid.UUID, _Run] = {}
-        self._recent_duration = None  # moving average of handler run times, seconds
         self._claimed_total = 0
         self.finished_total = 0
-        self._work: queue.Queue = queue.Queue()
         self._completions: queue.Queue = queue.Queue()
         self._unrecorded = 0  # endings handed to the recorder and not yet written
         self._wake_r, self._wake_w = os.pipe()
@@ -242,11 +281,15 @@ class Worker:
                 "worker_id": self.worker_id,
                 "queues": self.queues,
                 "concurrency": self.concurrency,
+                "pools": {",".join(pool.queues): pool.concurrency for pool in self.pools},
             },
         )
         runners = [
-            threading.Thread(target=self._runner_loop, name=f"runner-{i}", daemon=True)
-            for i in range(self.concurrency)
+            threading.Thread(
+                target=self._runner_loop, args=(pool,), name=f"runner-{n}-{i}", daemon=True
+            )
+            for n, pool in enumerate(self.pools)
+            for i in range(pool.concurrency)
         ]
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         recorder = threading.Thread(target=self._recorder_loop, name="recorder", daemon=True)
@@ -283,16 +326,15 @@ class Worker:
         listener.execute(f"LISTEN {services.NOTIFY_CHANNEL}")
         return listener
 
-    def _free_slots(self) -> int:
-        """How many jobs to claim now: free threads, plus as many again queued ahead while
-        jobs are short (under ``_SHORT_JOB_SECONDS``), so one claim round trip feeds
-        several jobs. Long jobs are never queued ahead: another worker may run them."""
+    def _free_slots(self, pool: _Pool) -> int:
+        """How many jobs to claim now for ``pool``: its free threads, plus as many again
+        queued ahead while jobs are short (under ``_SHORT_JOB_SECONDS``), so one claim round
+        trip feeds several jobs. Long jobs are never queued ahead: another worker may run
+        them."""
         with self._lock:
-            busy = len(self._owned)
-            short = self._recent_duration is not None and (
-                self._recent_duration < _SHORT_JOB_SECONDS
-            )
-        free = self.concurrency * (2 if short else 1) - busy
+            busy = sum(1 for run in self._owned.values() if run.pool is pool)
+            short = pool.recent_duration is not None and (pool.recent_duration < _SHORT_JOB_SECONDS)
+        free = pool.concurrency * (2 if short else 1) - busy
         if self.max_jobs is not None:
             free = min(free, self.max_jobs - self._claimed_total)
         return max(0, free)
@@ -334,6 +376,7 @@ class Worker:
     def _reap(self) -> None:
         """Run the reaper for the whole queue (at start-up, then every JOBS_REAP_INTERVAL)."""
         reaped = services.jobs_requeue_stale()
+        schedules.tick()  # enqueue the schedules that are due
         if reaped.requeued or reaped.lost or reaped.timed_out:
             logger.warning(
                 "reaper",
@@ -349,19 +392,23 @@ class Worker:
         """One claim-and-wait round; False when the worker should exit (burst/max_jobs)."""
         if self.max_jobs is not None and self._claimed_total >= self.max_jobs:
             return False
-        free = self._free_slots()
-        claimed = []
-        if free:
-            claimed = services.job_claim(worker_id=self.worker_id, queues=self.queues, limit=free)
+        claimed_any = more = False
+        for pool in self.pools:
+            free = self._free_slots(pool)
+            if not free:
+                continue
+            claimed = services.job_claim(worker_id=self.worker_id, queues=pool.queues, limit=free)
             for job in claimed:
                 self._claimed_total += 1
                 context = JobContext(job=job, worker_id=self.worker_id)
                 with self._lock:
-                    self._owned[job.id] = _Run(job=job, context=context)
-                self._work.put(job)
-        if claimed and len(claimed) == free:
+                    self._owned[job.id] = _Run(job=job, context=context, pool=pool)
+                pool.work.put(job)
+            claimed_any = claimed_any or bool(claimed)
+            more = more or (bool(claimed) and len(claimed) == free)
+        if more:
             return True  # there may be more: claim again as soon as a slot frees
-        if self.burst and not claimed and self._idle():
+        if self.burst and not claimed_any and self._idle():
             return False
         self._wait(listener)
         return True
@@ -392,8 +439,9 @@ class Worker:
         After ``burst``/``max_jobs`` every claimed job runs to its end. After a stop
         request, running jobs get ``grace`` seconds from the request.
         """
-        for _ in runners:
-            self._work.put(_STOP)
+        for pool in self.pools:
+            for _ in range(pool.concurrency):
+                pool.work.put(_STOP)
         grace_deadline = None
         while any(thread.is_alive() for thread in runners):
             if self._stop.is_set():
@@ -411,11 +459,11 @@ class Worker:
 
     # --- runners -----------------------------------------------------------------
 
-    def _runner_loop(self) -> None:
+    def _runner_loop(self, pool: _Pool) -> None:
         last_checked = 0.0
         try:
             while True:
-                job = self._work.get()
+                job = pool.work.get()
                 if job is _STOP:
                     return
                 if time.monotonic() - last_checked > 1.0:
@@ -447,8 +495,8 @@ class Worker:
             run.duration = time.monotonic() - run.started
             with self._lock:
                 self._owned.pop(job.id, None)
-                previous = self._recent_duration
-                self._recent_duration = (
+                previous = run.pool.recent_duration
+                run.pool.recent_duration = (
                     run.duration if previous is None else 0.8 * previous + 0.2 * run.duration
                 )
         if isinstance(ending, _Returned):

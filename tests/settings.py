@@ -17,3 +17,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Fault tests (tests/faults): each execution recorded with its attempt number.
 JOBS_TYPES["test.record_attempt"] = {"task": "tests.tasks.record_attempt", "max_attempts": 5}
+
+# Queues (tests/jobs/test_queues.py): job types whose jobs land in queue "reports".
+JOBS_TYPES["test.report"] = {"task": "tests.tasks.record", "queue": "reports"}
+JOBS_TYPES["test.report_block"] = {"task": "tests.tasks.block", "queue": "reports", "timeout": 60}

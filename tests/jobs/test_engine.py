@@ -327,7 +327,7 @@ def test_short_jobs_are_claimed_ahead_and_a_queued_job_cancelled_meanwhile_never
     blocker = enqueue(acme, "test.block", {"seconds": 1}, priority=10)
     queued = enqueue(acme, "test.record")
     worker = Worker(concurrency=1, poll_interval=0.05, grace=5)
-    worker._recent_duration = 0.0  # recent jobs were short: claim one ahead of the thread
+    worker.pools[0].recent_duration = 0.0  # recent jobs were short: claim one ahead
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -346,7 +346,7 @@ def test_long_jobs_are_not_claimed_ahead(acme):
     first = enqueue(acme, "test.block", {"seconds": 0.5})
     second = enqueue(acme, "test.block", {"seconds": 0.5})
     worker = Worker(concurrency=1, poll_interval=0.05, grace=5)
-    worker._recent_duration = 1.0  # recent jobs were long
+    worker.pools[0].recent_duration = 1.0  # recent jobs were long
     with_thread = threading.Thread(target=worker.run, daemon=True)
     with_thread.start()
     try:

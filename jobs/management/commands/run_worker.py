@@ -1,6 +1,6 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from jobs.worker import Worker
+from jobs.worker import Worker, parse_pools
 
 
 class Command(BaseCommand):
@@ -16,7 +16,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queues",
             default="default",
-            help="Comma-separated queues to take jobs from (default: default).",
+            help="Comma-separated queues to take jobs from (default: default); name:N gives"
+            " a queue its own N threads (reports:2,default:8), plain names share"
+            " --concurrency threads.",
         )
         parser.add_argument("--burst", action="store_true", help="Exit once nothing is runnable.")
         parser.add_argument(
@@ -35,9 +37,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        try:
+            pools = [q.strip() for q in options["queues"].split(",") if q.strip()]
+            parse_pools(pools, options["concurrency"])
+        except ValueError as exc:
+            raise CommandError(f"--queues: {exc}") from None
         worker = Worker(
             worker_id=options["worker_id"],
-            queues=[q.strip() for q in options["queues"].split(",") if q.strip()],
+            queues=pools,
             concurrency=options["concurrency"],
             burst=options["burst"],
             max_jobs=options["max_jobs"],
