@@ -25,7 +25,7 @@ from django.http import Http404
 from django.urls import path
 
 from accounts import throttling
-from accounts.roles import admin_tenant_is_active, staff_tenant
+from accounts.roles import ALL_TENANTS, admin_tenant_is_active, staff_tenant
 from core.problems import RateLimited
 
 
@@ -100,6 +100,6 @@ class TenantJobsAdminSite(admin.AdminSite):
 
     def view_on_site(self, request, content_type_id, object_id):
         """Django's shortcut to an object's page, for platform staff only."""
-        if staff_tenant(request.user) is not None:
+        if staff_tenant(request.user) is not ALL_TENANTS:
             raise Http404
         return contenttype_views.shortcut(request, content_type_id, object_id)

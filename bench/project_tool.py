@@ -26,7 +26,7 @@ from django.db import connection  # noqa: E402
 from accounts.models import User  # noqa: E402
 from accounts.tokens import tokens_for  # noqa: E402
 from jobs import services  # noqa: E402
-from jobs.api.polling import job_poll_get  # noqa: E402
+from jobs.selectors import job_poll_get  # noqa: E402
 from tenants.models import Domain, Tenant  # noqa: E402
 
 HOST = "bench.localhost"

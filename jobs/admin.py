@@ -1,9 +1,10 @@
 """The job queue in the Django admin (public host): a read-only view with staff actions.
 
-Staff-only code: querysets here span tenants for superusers and platform staff, and are
-confined to their own tenant for staff who belong to one (``accounts.roles.staff_tenant``), in
-the list, filters, search, detail pages opened by URL and actions alike. Every change of a
-job goes through ``jobs.services``; nothing here sets a field.
+Staff-only code: querysets here span tenants for superusers and platform staff
+(``ALL_TENANTS``), and are confined to their own tenant for staff who belong to one
+(``accounts.roles.staff_tenant``), in the list, filters, search, detail pages opened by URL
+and actions alike. Every read comes from ``jobs.selectors`` and every change of a job goes
+through ``jobs.services``; nothing here sets a field.
 
 Built for a table of millions of rows: no full COUNT per page (``CappedCountPaginator``),
 tenant and creator joined in the page query, ordering by ``-created_at`` only, filters
@@ -25,11 +26,9 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-# Worker processes never load URLs, but every process runs admin autodiscovery: importing
-from accounts.models import User
-from accounts.roles import is_tenant_staff, staff_tenant
+from accounts.roles import ALL_TENANTS, is_tenant_staff, staff_tenant
 from core.admin_filters import CheckedLookupsMixin
-from jobs import services, staff
+from jobs import selectors, services
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import Job, JobStatus
 from jobs.registry import job_types
@@ -95,7 +94,7 @@ class TenantFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         own = staff_tenant(request.user)
-        if own is not None:
+        if own is not ALL_TENANTS:
             return [(str(own.pk), own.name)]
         tenants = Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
         return [(str(pk), name) for pk, name in tenants.values_list("pk", "name")]
@@ -183,7 +182,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     # --- scoping and permissions ------------------------------------------------------
 
     def get_queryset(self, request):
-        return staff.jobs_for_staff(tenant=staff_tenant(request.user))
+        return selectors.jobs_for_staff(tenant=staff_tenant(request.user))
 
     def has_module_permission(self, request):
         return is_tenant_staff(request.user) or super().has_module_permission(request)
@@ -213,22 +212,16 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         return actions
 
     def delete_model(self, request, obj):
-        if not staff.job_delete_finished(job_id=obj.id, tenant=staff_tenant(request.user)):
+        if not services.job_delete_finished(tenant=staff_tenant(request.user), job_id=obj.id):
             raise PermissionDenied("Only a finished job can be deleted.")
 
     # --- search ---------------------------------------------------------------------------
 
     def get_search_results(self, request, queryset, search_term):
-        if not search_term.strip():
-            return queryset, False
-        creators = User.objects.filter(username__iexact=search_term.strip())
-        own = staff_tenant(request.user)
-        if own is not None:
-            creators = creators.filter(tenant=own)
-        condition = staff.job_search_filter(
-            search_term, creator_ids=creators.values_list("pk", flat=True)
+        found = selectors.job_search(
+            tenant=staff_tenant(request.user), jobs=queryset, text=search_term
         )
-        return queryset.filter(condition), False
+        return found, False
 
     # --- columns and detail fields ---------------------------------------------------
 
@@ -302,7 +295,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     # --- the list page ---------------------------------------------------------------
 
     def changelist_view(self, request, extra_context=None):
-        summary = staff.queue_summary(tenant=staff_tenant(request.user))
+        summary = selectors.queue_summary(tenant=staff_tenant(request.user))
         extra_context = {
             **(extra_context or {}),
             "job_summary": summary,
@@ -319,16 +312,17 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
 
     # --- operations: on selected jobs in the list, or on one job from its page -----------
 
-    def _operate(self, request, queryset, operation: str, done_text: str) -> None:
-        """Apply ``operation`` (a ``jobs.services`` call) to at most ``ACTION_LIMIT`` jobs of
-        ``queryset``, which ``get_queryset`` has already scoped to the user's tenant; the
-        service is scoped again by that tenant. Jobs in another state are skipped."""
+    def _operate(self, request, queryset, operation, done_text: str) -> None:
+        """Apply ``operation`` (a ``jobs.services`` call taking ``tenant`` and ``job_id``) to
+        at most ``ACTION_LIMIT`` jobs of ``queryset``, which ``get_queryset`` has already
+        scoped to the user's tenant; the service is scoped again by that tenant. Jobs in
+        another state are skipped."""
         tenant = staff_tenant(request.user)
         candidates = list(queryset.order_by("-created_at", "-id")[: ACTION_LIMIT + 1])
         done, refusals = 0, []
         for job in candidates[:ACTION_LIMIT]:
             try:
-                operation(job=job, tenant=tenant)
+                operation(tenant=tenant, job_id=job.id)
             except (InvalidTransition, JobNotFound) as exc:
                 refusals.append(str(exc))
             else:
@@ -353,10 +347,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         location=BOTH_LOCATIONS,
     )
     def retry_jobs(self, request, queryset):
-        def retry(*, job, tenant):
-            services.job_retry(job_id=job.id, tenant=tenant)
-
-        self._operate(request, queryset, retry, "retried: pending again")
+        self._operate(request, queryset, services.job_retry, "retried: pending again")
 
     @admin.action(
         description="Cancel",
@@ -365,11 +356,11 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         location=BOTH_LOCATIONS,
     )
     def cancel_jobs(self, request, queryset):
-        def cancel(*, job, tenant):
-            services.job_cancel(tenant=tenant or job.tenant, job_id=job.id)
-
         self._operate(
-            request, queryset, cancel, "cancelled (running ones when their worker notices)"
+            request,
+            queryset,
+            services.job_cancel,
+            "cancelled (running ones when their worker notices)",
         )
 
     @admin.action(
@@ -379,10 +370,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         location=BOTH_LOCATIONS,
     )
     def run_jobs_now(self, request, queryset):
-        def run_now(*, job, tenant):
-            services.job_run_now(job_id=job.id, tenant=tenant)
-
-        self._operate(request, queryset, run_now, "due now")
+        self._operate(request, queryset, services.job_run_now, "due now")
 
 
 def _moment(moment: datetime | None, *, same_day_as: datetime | None = None) -> str:

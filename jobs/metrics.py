@@ -47,7 +47,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
 from core.problems import ProblemCode, problem_response
-from jobs import staff
+from jobs import selectors
 from jobs.models import JobStatus
 from jobs.signals import job_finished, job_started
 
@@ -231,7 +231,7 @@ def _queue_gauges():
     live = (JobStatus.PENDING, JobStatus.PROCESSING)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(live, 0))
     ages: dict[str, float] = {}
-    for status, queue, count, oldest_created, now in staff.live_queue_by_queue():
+    for status, queue, count, oldest_created, now in selectors.live_queue_by_queue():
         counts[queue][status] = count
         if oldest_created is not None:
             ages[queue] = max(0.0, (now - oldest_created).total_seconds())

@@ -1,16 +1,42 @@
-"""Reads of jobs that tenants can reach. Every function takes the tenant; none skips it."""
+"""Every read of jobs: the API's (one tenant), the poll's, and staff and operators'.
 
+Scoped reads take ``tenant`` first, keyword-only, with no default. Reads for a tenant's
+clients (``job_get``, ``job_list``, ``job_poll_get``) need a ``Tenant``; staff reads also
+accept ``ALL_TENANTS`` (``accounts.roles``). Anything else, None included, raises
+``TypeError`` (``jobs.conditions``). Platform-wide reads for operators and metrics
+(``jobs_stale_preview``, ``live_queue_by_queue``) take no scope at all.
+"""
+
+import re
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Count, DurationField, ExpressionWrapper, Min, Q, QuerySet
+from django.db.models.functions import Now
+from django_tenants.utils import get_public_schema_name
 
+from accounts.models import User
+from jobs.api.polling import REPRESENTATION_VERSION, REPRESENTED_COLUMNS
+from jobs.conditions import (
+    REAP_ATTEMPTS_LEFT,
+    REAP_CANCEL_REQUESTED,
+    REAP_LEASE_EXPIRED,
+    REAP_TIMED_OUT,
+    one_tenant,
+    tenant_scope,
+)
 from jobs.exceptions import JobNotFound
-from jobs.models import Job
+from jobs.models import FINAL_STATUSES, Job, JobStatus
+from tenants.search_path import without_search_path
+
+# --- a tenant's jobs (the API) ---------------------------------------------------------
 
 
 def job_get(*, tenant, job_id: uuid.UUID) -> Job:
     """The tenant's job ``job_id``; ``JobNotFound`` if missing or another tenant's."""
-    job = Job.objects.filter(tenant=tenant, id=job_id).first()
+    job = Job.objects.filter(tenant=one_tenant(tenant), id=job_id).first()
     if job is None:
         raise JobNotFound(job_id)
     return job
@@ -18,9 +44,267 @@ def job_get(*, tenant, job_id: uuid.UUID) -> Job:
 
 def job_list(*, tenant, status: str | None = None, type: str | None = None) -> QuerySet[Job]:
     """The tenant's jobs, newest first, optionally filtered by status and type."""
-    jobs = Job.objects.filter(tenant=tenant)
+    jobs = Job.objects.filter(tenant=one_tenant(tenant))
     if status:
         jobs = jobs.filter(status=status)
     if type:
         jobs = jobs.filter(type=type)
     return jobs.order_by("-created_at", "-id")
+
+
+# --- the poll ----------------------------------------------------------------------------
+#
+# One SQL statement returns what ``GET /api/jobs/{id}`` shows and its ETag. The ETag is
+# computed by PostgreSQL from the columns the representation is made of (defined with the
+# rest of the poll's HTTP side, ``jobs.api.polling``), so a conditional request is answered
+# (304) before anything is serialized, and it changes exactly when the representation can
+# change.
+#
+# The statement names ``public.job_queue`` explicitly and runs without django-tenants'
+# ``SET search_path``: the job table lives in the public schema only, so the schema path
+# cannot change what it reads, and skipping the SET saves a round trip per poll. The tenant
+# filter is part of the statement, as in every tenant-facing read.
+
+_SELECTED = ("id", "tenant_id", "created_at", *REPRESENTED_COLUMNS)
+
+
+def _poll_sql() -> str:
+    table = f"{connection.ops.quote_name(get_public_schema_name())}.job_queue"
+    digest = f"md5(row({', '.join(REPRESENTED_COLUMNS)})::text)"
+    return (
+        f"SELECT {', '.join(_SELECTED)}, {digest} AS representation_digest "  # noqa: S608
+        f"FROM {table} WHERE tenant_id = %s AND id = %s"
+    )
+
+
+def job_poll_get(*, tenant, job_id: uuid.UUID) -> Job:
+    """The tenant's job ``job_id`` with only the represented columns loaded and ``etag`` set.
+
+    Raises ``JobNotFound`` when the job is missing or belongs to another tenant.
+    """
+    tenant_id = one_tenant(tenant).pk
+    with without_search_path():
+        found = list(Job.objects.raw(_poll_sql(), [tenant_id, job_id]))
+    if not found:
+        raise JobNotFound(job_id)
+    job = found[0]
+    job.etag = f'"{REPRESENTATION_VERSION}-{job.representation_digest}"'
+    return job
+
+
+# --- staff: the admin ------------------------------------------------------------------
+
+
+def jobs_for_staff(*, tenant) -> QuerySet[Job]:
+    """Jobs of ``tenant`` (or ``ALL_TENANTS``), newest first, with tenant and creator
+    joined. Ordering by ``-created_at`` matches the listing index."""
+    jobs = Job.objects.filter(tenant_scope(tenant)).select_related("tenant", "created_by")
+    return jobs.order_by("-created_at", "-id")
+
+
+def short_id_range(text: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The UUID range covered by a hex prefix of 8+ digits (the admin's short id), so a
+    prefix search is a primary-key range scan; None when ``text`` is no such prefix."""
+    digits = text.replace("-", "").lower()
+    if not 8 <= len(digits) <= 32 or not re.fullmatch(r"[0-9a-f]+", digits):
+        return None
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
+
+def job_search(*, tenant, jobs: QuerySet[Job], text: str) -> QuerySet[Job]:
+    """``jobs`` narrowed to the admin's search ``text``: a job id (full or its first 8+ hex
+    digits), an exact type, or the username (any case) of their creator, looked up among
+    ``tenant``'s users (every user for ``ALL_TENANTS``). Blank text narrows nothing."""
+    scope = tenant_scope(tenant)
+    text = text.strip()
+    if not text:
+        return jobs
+    creators = User.objects.filter(scope, username__iexact=text)
+    condition = Q(type=text) | Q(created_by_id__in=creators.values("pk"))
+    id_range = short_id_range(text)
+    if id_range is not None:
+        condition |= Q(id__range=id_range)
+    return jobs.filter(condition)
+
+
+# Summary counts stop at this many rows each: exact for the live queue, "10000+" for the
+# history, so the admin page costs a few bounded index scans on any table size.
+SUMMARY_COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    counts: dict[str, int]  # every status, zero included, at most cap + 1
+    cap: int
+    oldest_pending_age: timedelta | None  # of the longest-waiting due pending job
+    completed_recently: int
+    failed_recently: int
+    window: timedelta
+
+    def capped(self, count: int) -> bool:
+        return count > self.cap
+
+
+def queue_summary(*, tenant, window: timedelta = timedelta(minutes=5)) -> QueueSummary:
+    """Counts per status (each stops at ``SUMMARY_COUNT_CAP + 1``), the age of the oldest
+    due pending job (scheduled jobs not yet due are not late) and jobs completed and failed
+    within ``window``, of ``tenant`` (or ``ALL_TENANTS``). One short query per status (each
+    served by the claim, lease or cleanup index) and two for the rest; times from the
+    database."""
+    scoped = Job.objects.filter(tenant_scope(tenant)).order_by()
+    counts = {
+        status: scoped.filter(status=status).values("pk")[: SUMMARY_COUNT_CAP + 1].count()
+        for status in JobStatus.values
+    }
+    oldest = scoped.filter(status=JobStatus.PENDING, run_at__lte=Now()).aggregate(
+        age=ExpressionWrapper(Now() - Min("created_at"), output_field=DurationField())
+    )["age"]
+    recent = scoped.filter(
+        status__in=[JobStatus.COMPLETED, JobStatus.FAILED], completed_at__gte=Now() - window
+    ).aggregate(
+        completed=Count("pk", filter=Q(status=JobStatus.COMPLETED)),
+        failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+    )
+    return QueueSummary(
+        counts=counts,
+        cap=SUMMARY_COUNT_CAP,
+        oldest_pending_age=max(oldest, timedelta(0)) if oldest is not None else None,
+        completed_recently=recent["completed"],
+        failed_recently=recent["failed"],
+        window=window,
+    )
+
+
+# --- operators: commands and metrics ----------------------------------------------------
+
+
+def _db_now() -> datetime:
+    """The database's clock; ``statement_timestamp()`` like Django's ``Now()`` (``now()`` is
+    the transaction's start)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def jobs_stats(*, tenant, throughput_window: timedelta = timedelta(hours=1)) -> dict:
+    """Statistics for operators, per tenant of ``tenant`` (or ``ALL_TENANTS``): counts per
+    status, the oldest due pending job's age in seconds and jobs finished (completed,
+    failed) within ``throughput_window``. One grouped query."""
+    window = Now() - throughput_window
+    rows = (
+        Job.objects.filter(tenant_scope(tenant))
+        .values("tenant__schema_name", "status")
+        .annotate(
+            n=Count("*"),
+            oldest=Min("created_at", filter=Q(status=JobStatus.PENDING, run_at__lte=Now())),
+            recent=Count("pk", filter=Q(completed_at__gte=window)),
+        )
+        .order_by("tenant__schema_name", "status")
+    )
+    now = _db_now()
+    tenants: dict[str, dict] = {}
+    for row in rows:
+        entry = tenants.setdefault(
+            row["tenant__schema_name"],
+            {
+                "counts": dict.fromkeys(JobStatus.values, 0),
+                "oldest_pending_age_seconds": None,
+                "completed_last_window": 0,
+                "failed_last_window": 0,
+            },
+        )
+        entry["counts"][row["status"]] = row["n"]
+        if row["oldest"] is not None:
+            entry["oldest_pending_age_seconds"] = round((now - row["oldest"]).total_seconds(), 1)
+        if row["status"] in (JobStatus.COMPLETED, JobStatus.FAILED):
+            entry[f"{row['status']}_last_window"] = row["recent"]
+    ages = [t["oldest_pending_age_seconds"] for t in tenants.values()]
+    ages = [age for age in ages if age is not None]
+    return {
+        "throughput_window_seconds": int(throughput_window.total_seconds()),
+        "totals": {
+            status: sum(t["counts"][status] for t in tenants.values())
+            for status in JobStatus.values
+        },
+        "oldest_pending_age_seconds": max(ages) if ages else None,
+        "completed_last_window": sum(t["completed_last_window"] for t in tenants.values()),
+        "failed_last_window": sum(t["failed_last_window"] for t in tenants.values()),
+        "tenants": tenants,
+    }
+
+
+def live_queue_by_queue() -> list[tuple[str, str, int, datetime | None, datetime]]:
+    """``(status, queue, count, oldest due pending created_at, db now)`` for the pending
+    and processing jobs (the live queue) of every tenant, for metrics. One statement served
+    by the partial claim and lease indexes, so its cost follows the backlog, not the
+    table's history."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT 'pending', queue, count(*),
+                   min(created_at) FILTER (WHERE run_at <= statement_timestamp()),
+                   statement_timestamp()
+            FROM job_queue WHERE status = 'pending' GROUP BY queue
+            UNION ALL
+            SELECT 'processing', queue, count(*), NULL, statement_timestamp()
+            FROM job_queue WHERE status = 'processing' GROUP BY queue
+            """
+        )
+        return cursor.fetchall()
+
+
+@dataclass(frozen=True)
+class StalePreview:
+    timed_out: int
+    requeue: int
+    lost: int
+    cancelled: int
+
+
+# The reaper's own conditions (jobs.conditions), counted instead of applied. A NULL
+# (no start time, no lease) is false, as in the reaper's WHERE.
+_STALE_PREVIEW_SQL = f"""
+SELECT count(*) FILTER (WHERE timed_out),
+       count(*) FILTER (WHERE reaped AND NOT cancelling AND attempts_left),
+       count(*) FILTER (WHERE reaped AND NOT cancelling AND NOT attempts_left),
+       count(*) FILTER (WHERE reaped AND cancelling)
+FROM (
+    SELECT timed_out, NOT timed_out AND lease_expired AS reaped, cancelling, attempts_left
+    FROM (
+        SELECT coalesce({REAP_TIMED_OUT}, false) AS timed_out,
+               coalesce({REAP_LEASE_EXPIRED}, false) AS lease_expired,
+               {REAP_CANCEL_REQUESTED} AS cancelling,
+               {REAP_ATTEMPTS_LEFT} AS attempts_left
+        FROM job_queue WHERE status = 'processing'
+    ) AS conditions
+) AS running
+"""  # noqa: S608 - composed of constant SQL only
+
+
+def jobs_stale_preview() -> StalePreview:
+    """What ``services.jobs_requeue_stale`` would do now, across every tenant, without
+    doing it: running jobs past their timeout, then (of the rest) expired leases that go
+    back to pending, fail as lost or end cancelled. One query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STALE_PREVIEW_SQL)
+        timed_out, requeue, lost, cancelled = cursor.fetchone()
+    return StalePreview(timed_out=timed_out, requeue=requeue, lost=lost, cancelled=cancelled)
+
+
+def cleanup_cutoff(older_than: timedelta) -> datetime:
+    """``now() - older_than`` by the database's clock."""
+    return _db_now() - older_than
+
+
+def jobs_count_finished(*, tenant, statuses: list[str], cutoff: datetime) -> dict[str, int]:
+    """What ``services.jobs_delete_finished`` would delete, per status (the dry run): jobs
+    of ``tenant`` (or ``ALL_TENANTS``) in the final ones of ``statuses`` that finished
+    before ``cutoff``."""
+    final = [status for status in statuses if status in FINAL_STATUSES]
+    rows = (
+        Job.objects.filter(tenant_scope(tenant), status__in=final, completed_at__lt=cutoff)
+        .values("status")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    return {row["status"]: row["n"] for row in rows}

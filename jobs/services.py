@@ -1,24 +1,40 @@
-"""Every change of a job's state. Nothing else writes ``Job.status``.
+"""Every write of jobs: each change of a job's state, and deleting finished jobs. Nothing
+else writes ``Job.status``.
 
 Each transition is one SQL statement guarded by the state it expects (compare-and-set):
 when it matches no row, another actor won, and the caller is told so through the return
 value. Times are PostgreSQL's ``now()``, never a worker's clock.
+
+Scoped writes take ``tenant`` first, keyword-only, with no default: ``job_enqueue`` needs a
+``Tenant``; staff operations (cancel, retry, run now, deletes) also accept ``ALL_TENANTS``
+(``accounts.roles``). Anything else, None included, raises ``TypeError``. A worker's writes
+are scoped by ``worker_id`` (the jobs it owns); the reaper covers every tenant.
 """
 
 import hashlib
 import json
 import random
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value, When
 from django.db.models.functions import Now
 
+from accounts.roles import ALL_TENANTS
+from jobs.conditions import (
+    REAP_ATTEMPTS_LEFT,
+    REAP_CANCEL_REQUESTED,
+    REAP_LEASE_EXPIRED,
+    REAP_TIMED_OUT,
+    one_tenant,
+    tenant_scope,
+)
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound
-from jobs.models import Job, JobStatus
+from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.registry import get_job_type
 from tenants.resolution import tenants_by_id
 
@@ -58,6 +74,7 @@ def job_enqueue(
     sent in the same transaction, so workers only hear of committed jobs. A duplicate
     ``idempotency_key`` of the tenant raises ``IntegrityError`` (see ``job_enqueue_once``).
     """
+    tenant = one_tenant(tenant)
     job_type = get_job_type(type)
     queue = queue or job_type.queue
     with transaction.atomic():
@@ -93,6 +110,7 @@ def job_enqueue_once(*, tenant, idempotency_key: str, **request) -> tuple[Job, b
     the tenant. Concurrent first requests are settled by the unique index: one inserts, the
     others return its job.
     """
+    tenant = one_tenant(tenant)
     fingerprint = request_fingerprint(
         type=request["type"],
         payload=request["payload"],
@@ -349,10 +367,16 @@ def job_finish_cancelled(*, job_id: uuid.UUID, worker_id: str) -> bool:
 
 
 def job_release(*, job_id: uuid.UUID, worker_id: str) -> bool:
-    """Hand a running job back (worker shutting down): pending again, attempt not counted."""
+    """Hand a running job back (worker shutting down): pending again, attempt not counted.
+    A job whose cancellation was requested ends ``cancelled`` instead: pending again, its
+    next claim would clear the request and run it. False if ``worker_id`` does not own it."""
+    cancelling = Q(cancel_requested=True)
     return bool(
         _owned(job_id, worker_id).update(
-            status=JobStatus.PENDING,
+            status=Case(
+                When(cancelling, then=Value(JobStatus.CANCELLED)), default=Value(JobStatus.PENDING)
+            ),
+            completed_at=Case(When(cancelling, then=Now()), default=None),
             worker_id="",
             lease_expires_at=None,
             started_at=None,
@@ -411,13 +435,14 @@ class CancelOutcome:
 
 
 def job_cancel(*, tenant, job_id: uuid.UUID) -> CancelOutcome:
-    """Cancel a tenant's job: a pending job ends ``cancelled`` at once; a processing job gets
-    ``cancel_requested`` and ends ``cancelled`` when its worker notices (within a heartbeat).
+    """Cancel a job of ``tenant`` (or ``ALL_TENANTS``): a pending job ends ``cancelled`` at
+    once; a processing job gets ``cancel_requested`` and ends ``cancelled`` when its worker
+    notices (within a heartbeat).
 
     Raises ``JobNotFound`` (also for another tenant's job) or ``InvalidTransition`` for a
     job that already ended.
     """
-    scoped = Job.objects.filter(tenant=tenant, id=job_id)
+    scoped = Job.objects.filter(tenant_scope(tenant), id=job_id)
     if scoped.filter(status=JobStatus.PENDING).update(
         status=JobStatus.CANCELLED, completed_at=Now(), updated_at=Now()
     ):
@@ -432,24 +457,28 @@ def job_cancel(*, tenant, job_id: uuid.UUID) -> CancelOutcome:
     raise InvalidTransition(f"A {job.status} job cannot be cancelled.")
 
 
-_REQUEUE_STALE_SQL = """
+# The reaper's two statements, built from its conditions (jobs.conditions), which its dry
+# run (selectors.jobs_stale_preview) counts.
+_REQUEUE_STALE_SQL = f"""
 UPDATE job_queue
-SET status = CASE WHEN attempts < max_attempts THEN 'pending' ELSE 'failed' END,
-    completed_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
-    error = CASE WHEN attempts < max_attempts THEN error ELSE 'worker lost' END,
+SET status = CASE WHEN {REAP_CANCEL_REQUESTED} THEN 'cancelled'
+                  WHEN {REAP_ATTEMPTS_LEFT} THEN 'pending' ELSE 'failed' END,
+    completed_at = CASE WHEN {REAP_ATTEMPTS_LEFT} AND NOT {REAP_CANCEL_REQUESTED}
+                        THEN NULL ELSE now() END,
+    error = CASE WHEN {REAP_CANCEL_REQUESTED} OR {REAP_ATTEMPTS_LEFT}
+                 THEN error ELSE 'worker lost' END,
     worker_id = '', lease_expires_at = NULL, updated_at = now()
-WHERE status = 'processing' AND lease_expires_at < now()
+WHERE status = 'processing' AND {REAP_LEASE_EXPIRED}
 RETURNING id, status
-"""
+"""  # noqa: S608 - composed of constant SQL only
 
-_TIME_OUT_SQL = """
+_TIME_OUT_SQL = f"""
 UPDATE job_queue
 SET status = 'failed', error = 'timed out', completed_at = now(), worker_id = '',
     lease_expires_at = NULL, updated_at = now()
-WHERE status = 'processing'
-  AND started_at + make_interval(secs => timeout_seconds) < now()
+WHERE status = 'processing' AND {REAP_TIMED_OUT}
 RETURNING id
-"""
+"""  # noqa: S608 - composed of constant SQL only
 
 
 @dataclass(frozen=True)
@@ -457,11 +486,13 @@ class ReapResult:
     requeued: list[uuid.UUID]
     lost: list[uuid.UUID]
     timed_out: list[uuid.UUID]
+    cancelled: list[uuid.UUID]  # lease expired after a cancellation request
 
 
 def jobs_requeue_stale() -> ReapResult:
     """The reaper: fail jobs past their timeout, then requeue jobs whose lease expired
-    (``pending`` while attempts remain, else ``failed`` with ``"worker lost"``).
+    (``pending`` while attempts remain, else ``failed`` with ``"worker lost"``; ``cancelled``
+    when their cancellation was requested).
 
     Safe to run from every worker at once: each UPDATE re-checks its condition on the
     locked row, so a job is reaped once.
@@ -475,18 +506,17 @@ def jobs_requeue_stale() -> ReapResult:
         requeued=[row[0] for row in rows if row[1] == JobStatus.PENDING],
         lost=[row[0] for row in rows if row[1] == JobStatus.FAILED],
         timed_out=timed_out,
+        cancelled=[row[0] for row in rows if row[1] == JobStatus.CANCELLED],
     )
 
 
-def job_retry(*, job_id: uuid.UUID, tenant=None) -> Job:
-    """Staff retry: a failed or cancelled job becomes a fresh pending job (attempts reset).
+def job_retry(*, tenant, job_id: uuid.UUID) -> Job:
+    """Staff retry: a failed or cancelled job of ``tenant`` (or ``ALL_TENANTS``) becomes a
+    fresh pending job (attempts reset).
 
-    ``tenant`` scopes the change; None (platform-wide) is for superuser code paths only.
     Raises ``JobNotFound`` or ``InvalidTransition`` (the job is not failed/cancelled).
     """
-    jobs = Job.objects.filter(id=job_id)
-    if tenant is not None:
-        jobs = jobs.filter(tenant=tenant)
+    jobs = Job.objects.filter(tenant_scope(tenant), id=job_id)
     with transaction.atomic():
         changed = jobs.filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
             status=JobStatus.PENDING,
@@ -513,14 +543,13 @@ def job_retry(*, job_id: uuid.UUID, tenant=None) -> Job:
     return job
 
 
-def job_run_now(*, job_id: uuid.UUID, tenant=None) -> Job:
-    """Make a pending job scheduled for later runnable at once.
+def job_run_now(*, tenant, job_id: uuid.UUID) -> Job:
+    """Make a pending job of ``tenant`` (or ``ALL_TENANTS``) scheduled for later runnable at
+    once.
 
-    ``tenant`` as in ``job_retry``. Raises ``JobNotFound`` or ``InvalidTransition``.
+    Raises ``JobNotFound`` or ``InvalidTransition``.
     """
-    jobs = Job.objects.filter(id=job_id)
-    if tenant is not None:
-        jobs = jobs.filter(tenant=tenant)
+    jobs = Job.objects.filter(tenant_scope(tenant), id=job_id)
     with transaction.atomic():
         changed = jobs.filter(status=JobStatus.PENDING, run_at__gt=Now()).update(
             run_at=Now(), updated_at=Now()
@@ -532,3 +561,85 @@ def job_run_now(*, job_id: uuid.UUID, tenant=None) -> Job:
             raise InvalidTransition("Only a pending job scheduled for later can be run now.")
         _notify_workers(job.queue)
     return job
+
+
+# --- deleting finished jobs --------------------------------------------------------------
+#
+# Deleting is not a transition, but each delete is guarded like one, by the final status it
+# expects: a pending or processing job is never deleted.
+
+
+def deletable_statuses(requested: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split requested statuses into ``(final ones, refused ones)``: pending and processing
+    jobs are never deleted, whatever an operator asks. Unknown names raise ``ValueError``."""
+    requested = [status.strip() for status in requested if status.strip()]
+    unknown = sorted(set(requested) - set(JobStatus.values))
+    if unknown:
+        raise ValueError(f"unknown status: {', '.join(unknown)}")
+    final = [status for status in JobStatus.values if status in FINAL_STATUSES]
+    return (
+        [status for status in final if status in requested],
+        [status for status in requested if status not in FINAL_STATUSES],
+    )
+
+
+_DELETE_BATCH_SQL = """
+WITH doomed AS (
+    SELECT id FROM job_queue
+    WHERE status = ANY(%(statuses)s) AND completed_at < %(cutoff)s {tenant_filter}
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM job_queue AS job USING doomed
+WHERE job.id = doomed.id AND job.status = ANY(%(statuses)s)
+RETURNING job.status
+"""
+
+
+def jobs_delete_finished(
+    *, tenant, statuses: list[str], cutoff: datetime, batch_size: int = 1000
+) -> Iterator[dict[str, int]]:
+    """Delete jobs of ``tenant`` (or ``ALL_TENANTS``) in final ``statuses`` that finished
+    before ``cutoff``, in batches.
+
+    Yields the counts per status of each batch after its transaction has committed, so
+    locks are held for one batch only and workers and the API carry on meanwhile. Rows
+    locked by someone else (e.g. a staff retry in progress) are skipped, and each row's
+    status is re-checked by the DELETE itself: a pending or processing job is never
+    deleted, whatever ``statuses`` says. Stops when a batch deletes nothing. The scope is
+    checked at the call, before the first batch is asked for.
+    """
+    params = {
+        "statuses": [status for status in statuses if status in FINAL_STATUSES],
+        "cutoff": cutoff,
+        "batch_size": batch_size,
+    }
+    if tenant is ALL_TENANTS:
+        sql = _DELETE_BATCH_SQL.format(tenant_filter="")
+    else:
+        params["tenant_id"] = one_tenant(tenant).pk
+        sql = _DELETE_BATCH_SQL.format(tenant_filter="AND tenant_id = %(tenant_id)s")
+    return _delete_batches(sql, params)
+
+
+def _delete_batches(sql: str, params: dict) -> Iterator[dict[str, int]]:
+    if not params["statuses"]:
+        return
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if not rows:
+            return
+        batch: dict[str, int] = {}
+        for (status,) in rows:
+            batch[status] = batch.get(status, 0) + 1
+        yield batch
+
+
+def job_delete_finished(*, tenant, job_id: uuid.UUID) -> bool:
+    """Delete one finished job of ``tenant`` (or ``ALL_TENANTS``): the admin's delete.
+    False when it is not final (any more, e.g. retried meanwhile) or not in ``tenant``."""
+    jobs = Job.objects.filter(tenant_scope(tenant), id=job_id, status__in=FINAL_STATUSES)
+    deleted, _ = jobs.delete()
+    return bool(deleted)

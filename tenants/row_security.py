@@ -97,7 +97,7 @@ class TenantRowSecurityMiddleware:
     """Runs every request on a tenant host inside ``tenant_row_security(request.tenant)``.
 
     Place right after the tenant middleware. The platform host (public schema: admin,
-    metrics) keeps the login role: its staff code scopes its own querysets (jobs.staff).
+    metrics) keeps the login role: its staff code scopes its own querysets (jobs.selectors).
     A response with a 5xx status rolls the request's transaction back, so a request that
     failed half-way leaves nothing behind.
     """

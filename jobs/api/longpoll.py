@@ -45,6 +45,7 @@ from django.db import close_old_connections, connections
 from django_tenants.utils import remove_www
 
 from core.problems import Problem, ProblemCode
+from jobs import selectors
 from jobs.api import polling
 from jobs.api.serializers import JobPollQuerySerializer
 from jobs.models import Job
@@ -282,7 +283,7 @@ def _peek(request, job_id: uuid.UUID) -> str | None:
             return None
         probe.user = authenticated[0]
         check_rate_limit(probe, charge=False)
-        job = polling.job_poll_get(tenant=tenant, job_id=job_id)
+        job = selectors.job_poll_get(tenant=tenant, job_id=job_id)
     except Exception:
         logger.debug("long poll ends early", exc_info=True)
         return None

@@ -124,7 +124,7 @@ class JobViewSet(viewsets.GenericViewSet):
         wait = longpoll.wait_seconds(request.query_params)
 
         def read():
-            return polling.job_poll_get(tenant=request.tenant, job_id=job_id)
+            return selectors.job_poll_get(tenant=request.tenant, job_id=job_id)
 
         job = (
             read()

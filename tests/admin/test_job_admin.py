@@ -20,25 +20,8 @@ pytestmark = pytest.mark.django_db
 LIST = "/admin/jobs/job/"
 
 
-def _set(job, **fields):
-    """Move a job to a state directly in SQL (test setup only)."""
-    Job.objects.filter(pk=job.pk).update(**fields)
-    job.refresh_from_db()
-    return job
-
-
 def failed_job(tenant, **fields):
-    job = JobFactory(tenant=tenant, type="demo.fail", **fields)
-    return _set(
-        job,
-        status=JobStatus.FAILED,
-        attempts=1,
-        max_attempts=1,
-        error="demo failure",
-        error_traceback="Traceback (most recent call last):\nJobError: demo failure",
-        started_at=Now(),
-        completed_at=Now(),
-    )
+    return JobFactory(tenant=tenant, type="demo.fail", failed=True, **fields)
 
 
 def listed(response) -> list:
@@ -62,20 +45,19 @@ def action(client, name: str, *jobs, select_across: bool = False):
 
 
 def test_superuser_sees_every_tenant_newest_first(superuser_client, acme, globex):
-    older = _set(JobFactory(tenant=acme), created_at=timezone.now() - timedelta(hours=1))
+    older = JobFactory(tenant=acme, created_at=timezone.now() - timedelta(hours=1))
     newer = JobFactory(tenant=globex)
     assert [job.id for job in listed(superuser_client.get(LIST))] == [newer.id, older.id]
 
 
 def test_list_columns(superuser_client, acme):
-    job = JobFactory(tenant=acme, type="ai_generation")
-    _set(
-        job,
-        status=JobStatus.COMPLETED,
-        attempts=1,
-        progress=100,
-        started_at=job.created_at,
-        completed_at=job.created_at + timedelta(seconds=2.5),
+    started = timezone.now() - timedelta(minutes=1)
+    job = JobFactory(
+        tenant=acme,
+        type="ai_generation",
+        completed=True,
+        started_at=started,
+        completed_at=started + timedelta(seconds=2.5),
     )
     body = superuser_client.get(LIST).content.decode()
     assert str(job.id)[:8] in body
@@ -120,15 +102,11 @@ def test_paginator_caps_the_count_and_says_so(superuser_client, acme, monkeypatc
 
 
 def test_summary_counts_oldest_pending_and_recent_throughput(superuser_client, acme, globex):
-    _set(JobFactory(tenant=acme), created_at=timezone.now() - timedelta(minutes=90))
-    JobFactory(tenant=globex, run_at=timezone.now() + timedelta(days=1))  # not due: not late
+    JobFactory(tenant=acme, created_at=timezone.now() - timedelta(minutes=90))
+    JobFactory(tenant=globex, scheduled=True)  # not due: not late
     failed_job(acme)
-    _set(JobFactory(tenant=globex), status=JobStatus.COMPLETED, completed_at=Now())
-    _set(
-        JobFactory(tenant=globex),
-        status=JobStatus.COMPLETED,
-        completed_at=timezone.now() - timedelta(hours=1),
-    )
+    JobFactory(tenant=globex, completed=True)
+    JobFactory(tenant=globex, completed=True, completed_at=timezone.now() - timedelta(hours=1))
     response = superuser_client.get(LIST)
     summary = response.context["job_summary"]
     assert summary.counts == {
@@ -144,7 +122,7 @@ def test_summary_counts_oldest_pending_and_recent_throughput(superuser_client, a
 
 
 def test_summary_counts_stop_at_the_cap(superuser_client, acme, monkeypatch):
-    monkeypatch.setattr("jobs.staff.SUMMARY_COUNT_CAP", 2)
+    monkeypatch.setattr("jobs.selectors.SUMMARY_COUNT_CAP", 2)
     JobFactory.create_batch(3, tenant=acme, created_by=None)
     failed_job(acme)
     response = superuser_client.get(LIST)
@@ -171,7 +149,7 @@ def test_filter_by_status_type_tenant_and_created_date(superuser_client, acme, g
     failed = failed_job(acme)
     echo = JobFactory(tenant=acme, type="demo.echo")
     other = JobFactory(tenant=globex, type="ai_generation")
-    old = _set(JobFactory(tenant=globex), created_at=timezone.now() - timedelta(days=30))
+    old = JobFactory(tenant=globex, created_at=timezone.now() - timedelta(days=30))
 
     def ids(query):
         return {job.id for job in listed(superuser_client.get(LIST + query))}
@@ -226,8 +204,9 @@ def test_search_for_nothing_matching_is_empty(superuser_client, acme):
 
 
 def test_detail_pretty_prints_payload_result_error_and_traceback(superuser_client, acme):
-    job = failed_job(acme, payload={"prompt": "Quarterly report", "pages": 3})
-    _set(job, result={"partial": True})
+    job = failed_job(
+        acme, payload={"prompt": "Quarterly report", "pages": 3}, result={"partial": True}
+    )
     response = superuser_client.get(f"{LIST}{job.pk}/change/")
     assert response.status_code == 200
     body = html.unescape(response.content.decode())
@@ -270,7 +249,7 @@ def test_no_add_no_edit_no_bulk_delete(superuser_client, acme):
 
 @pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.PROCESSING])
 def test_unfinished_job_cannot_be_deleted(superuser_client, acme, status):
-    job = _set(JobFactory(tenant=acme), status=status)
+    job = JobFactory(tenant=acme, **{status: True})
     assert superuser_client.get(f"{LIST}{job.pk}/delete/").status_code == 403
     assert superuser_client.post(f"{LIST}{job.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Job.objects.filter(pk=job.pk).exists()
@@ -288,8 +267,8 @@ def test_finished_job_can_be_deleted_by_superuser(superuser_client, acme):
 
 def test_retry_action_makes_failed_and_cancelled_jobs_pending(superuser_client, acme):
     failed = failed_job(acme)
-    cancelled = _set(JobFactory(tenant=acme), status=JobStatus.CANCELLED, completed_at=Now())
-    completed = _set(JobFactory(tenant=acme), status=JobStatus.COMPLETED, completed_at=Now())
+    cancelled = JobFactory(tenant=acme, cancelled=True)
+    completed = JobFactory(tenant=acme, completed=True)
     response = action(superuser_client, "retry_jobs", failed, cancelled, completed)
     assert response.status_code == 302
     for job in (failed, cancelled, completed):
@@ -304,7 +283,7 @@ def test_retry_action_makes_failed_and_cancelled_jobs_pending(superuser_client, 
 
 def test_cancel_action_cancels_pending_and_flags_processing(superuser_client, acme):
     pending = JobFactory(tenant=acme)
-    processing = _set(JobFactory(tenant=acme), status=JobStatus.PROCESSING, worker_id="w1")
+    processing = JobFactory(tenant=acme, processing=True)
     action(superuser_client, "cancel_jobs", pending, processing)
     pending.refresh_from_db()
     processing.refresh_from_db()
@@ -313,7 +292,7 @@ def test_cancel_action_cancels_pending_and_flags_processing(superuser_client, ac
 
 
 def test_run_now_action_makes_a_scheduled_job_due(superuser_client, acme):
-    scheduled = JobFactory(tenant=acme, run_at=timezone.now() + timedelta(days=1))
+    scheduled = JobFactory(tenant=acme, scheduled=True)
     action(superuser_client, "run_jobs_now", scheduled)
     assert Job.objects.filter(pk=scheduled.pk, run_at__lte=Now()).exists()
 
@@ -341,7 +320,7 @@ def detail_action(client, job, name: str):
         ("cancel_jobs", lambda t: JobFactory(tenant=t), {"status": JobStatus.CANCELLED}),
         (
             "run_jobs_now",
-            lambda t: JobFactory(tenant=t, run_at=timezone.now() + timedelta(days=1)),
+            lambda t: JobFactory(tenant=t, scheduled=True),
             {"status": JobStatus.PENDING, "run_at__lte": Now()},
         ),
     ],
@@ -355,7 +334,7 @@ def test_detail_page_runs_one_operation(superuser_client, acme, name, make, expe
 
 
 def test_detail_operation_on_a_job_in_the_wrong_state_changes_nothing(superuser_client, acme):
-    job = _set(JobFactory(tenant=acme), status=JobStatus.COMPLETED, completed_at=Now())
+    job = JobFactory(tenant=acme, completed=True)
     detail_action(superuser_client, job, "retry_jobs")
     messages = [str(m) for m in superuser_client.get(LIST).context["messages"]]
     assert messages == ["1 job(s) skipped: A completed job cannot be retried."]

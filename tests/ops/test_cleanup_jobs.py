@@ -9,32 +9,25 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import Count
-from django.db.models.functions import Now
 from django.utils import timezone
 
-from jobs import services, staff
+from accounts.roles import ALL_TENANTS
+from jobs import selectors, services
+from jobs.management.commands._durations import parse_age
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from tests.factories import JobFactory
 from tests.helpers import start_manage
 from tests.ops.helpers import insert_finished_jobs
 
 
-def _finished(tenant, status=JobStatus.COMPLETED, *, age: timedelta):
-    job = JobFactory(tenant=tenant, created_by=None)
-    Job.objects.filter(pk=job.pk).update(
-        status=status, completed_at=timezone.now() - age, created_at=timezone.now() - age
-    )
-    return job
-
-
-def _unfinished(tenant, status, *, age: timedelta):
-    """A pending or processing job that looks ancient, even by completed_at (a retried job
+def _aged(tenant, state=JobStatus.COMPLETED, *, age: timedelta):
+    """A job in ``state`` (a factory trait) created and completed ``age`` ago. Pending and
+    processing jobs get a completed_at too, so they look ancient even by it (a retried job
     keeps no completed_at, but the guard must not depend on that)."""
-    job = JobFactory(tenant=tenant, created_by=None)
-    Job.objects.filter(pk=job.pk).update(
-        status=status, completed_at=timezone.now() - age, created_at=timezone.now() - age
+    moment = timezone.now() - age
+    return JobFactory(
+        tenant=tenant, created_by=None, **{state: True}, completed_at=moment, created_at=moment
     )
-    return job
 
 
 def cleanup(*args) -> str:
@@ -52,10 +45,10 @@ OLD = timedelta(days=40)
 
 @pytest.mark.django_db
 def test_deletes_old_finished_jobs_and_keeps_unfinished_and_recent(acme):
-    old = [_finished(acme, status, age=OLD) for status in sorted(FINAL_STATUSES)]
-    pending = _unfinished(acme, JobStatus.PENDING, age=OLD)
-    processing = _unfinished(acme, JobStatus.PROCESSING, age=OLD)
-    recent = _finished(acme, age=timedelta(days=29))
+    old = [_aged(acme, status, age=OLD) for status in sorted(FINAL_STATUSES)]
+    pending = _aged(acme, JobStatus.PENDING, age=OLD)
+    processing = _aged(acme, JobStatus.PROCESSING, age=OLD)
+    recent = _aged(acme, age=timedelta(days=29))
     output = cleanup("--older-than", "30d")
     assert remaining(*old, pending, processing, recent) == {pending.pk, processing.pk, recent.pk}
     assert "completed: 1\nfailed: 1\ncancelled: 1\n" in output
@@ -64,10 +57,10 @@ def test_deletes_old_finished_jobs_and_keeps_unfinished_and_recent(acme):
 
 @pytest.mark.django_db
 def test_never_deletes_pending_or_processing_even_when_asked(acme):
-    pending = _unfinished(acme, JobStatus.PENDING, age=OLD)
-    processing = _unfinished(acme, JobStatus.PROCESSING, age=OLD)
-    completed = _finished(acme, age=OLD)
-    failed = _finished(acme, JobStatus.FAILED, age=OLD)
+    pending = _aged(acme, JobStatus.PENDING, age=OLD)
+    processing = _aged(acme, JobStatus.PROCESSING, age=OLD)
+    completed = _aged(acme, age=OLD)
+    failed = _aged(acme, JobStatus.FAILED, age=OLD)
     output = cleanup("--older-than", "1d", "--status", "pending,processing,completed")
     assert remaining(pending, processing, completed, failed) == {
         pending.pk,
@@ -81,7 +74,7 @@ def test_never_deletes_pending_or_processing_even_when_asked(acme):
 
 @pytest.mark.django_db
 def test_only_unfinished_statuses_asked_deletes_nothing(acme):
-    pending = _unfinished(acme, JobStatus.PENDING, age=OLD)
+    pending = _aged(acme, JobStatus.PENDING, age=OLD)
     output = cleanup("--older-than", "1d", "--status", "pending")
     assert remaining(pending) == {pending.pk}
     assert "Deleted 0 job(s)" in output
@@ -95,8 +88,8 @@ def test_unknown_status_is_an_error(acme):
 
 @pytest.mark.django_db
 def test_tenant_option_limits_to_that_tenant(acme, globex):
-    acme_job = _finished(acme, age=OLD)
-    globex_job = _finished(globex, age=OLD)
+    acme_job = _aged(acme, age=OLD)
+    globex_job = _aged(globex, age=OLD)
     cleanup("--older-than", "30d", "--tenant", "globex")
     assert remaining(acme_job, globex_job) == {acme_job.pk}
     with pytest.raises(CommandError, match="no tenant with schema 'nosuch'"):
@@ -105,7 +98,7 @@ def test_tenant_option_limits_to_that_tenant(acme, globex):
 
 @pytest.mark.django_db
 def test_dry_run_counts_and_deletes_nothing(acme):
-    jobs = [_finished(acme, age=OLD), _finished(acme, JobStatus.FAILED, age=OLD)]
+    jobs = [_aged(acme, age=OLD), _aged(acme, JobStatus.FAILED, age=OLD)]
     output = cleanup("--older-than", "30d", "--dry-run")
     assert remaining(*jobs) == {job.pk for job in jobs}
     assert "completed: 1\nfailed: 1\ncancelled: 0\n" in output
@@ -117,22 +110,45 @@ def test_dry_run_counts_and_deletes_nothing(acme):
     ("older_than", "deleted"), [("3h", False), ("90m", True), ("1d", False), ("1h", True)]
 )
 def test_older_than_units(acme, older_than, deleted):
-    job = _finished(acme, age=timedelta(hours=2))
+    job = _aged(acme, age=timedelta(hours=2))
     cleanup("--older-than", older_than)
     assert remaining(job) == (set() if deleted else {job.pk})
 
 
-@pytest.mark.parametrize("value", ["30", "30s", "d", "-1d", "1.5h", ""])
-def test_durations_other_than_days_hours_minutes_are_refused(value):
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("45s", timedelta(seconds=45)),
+        ("0s", timedelta(0)),
+        (" 7 d ", timedelta(days=7)),
+    ],
+)
+def test_durations_in_days_hours_minutes_or_seconds(value, expected):
+    assert parse_age(value) == expected
+
+
+@pytest.mark.parametrize("value", ["30", "d", "-1d", "1.5h", "1w", "10S", ""])
+def test_durations_other_than_whole_days_hours_minutes_seconds_are_refused(value):
     with pytest.raises(ValueError, match="not a duration"):
-        staff.parse_age(value)
+        parse_age(value)
+
+
+@pytest.mark.django_db
+def test_older_than_0s_deletes_every_finished_job(acme):
+    finished = _aged(acme, age=timedelta(seconds=1))
+    pending = _aged(acme, JobStatus.PENDING, age=timedelta(seconds=1))
+    assert "Deleted 1 job(s)" in cleanup("--older-than", "0s")
+    assert remaining(finished, pending) == {pending.pk}
 
 
 @pytest.mark.django_db
 def test_default_age_comes_from_jobs_retention(acme, settings):
     settings.JOBS_RETENTION = "2d"
-    old = _finished(acme, age=timedelta(days=3))
-    young = _finished(acme, age=timedelta(days=1))
+    old = _aged(acme, age=timedelta(days=3))
+    young = _aged(acme, age=timedelta(days=1))
     cleanup()
     assert remaining(old, young) == {young.pk}
 
@@ -141,7 +157,7 @@ def test_default_age_comes_from_jobs_retention(acme, settings):
 @pytest.mark.parametrize(("retention", "error"), [("23h", "at least 24h"), ("soon", "JOBS_")])
 def test_jobs_retention_must_be_a_duration_of_at_least_a_day(acme, settings, retention, error):
     settings.JOBS_RETENTION = retention
-    job = _finished(acme, age=timedelta(days=3))
+    job = _aged(acme, age=timedelta(days=3))
     with pytest.raises(CommandError, match=error):
         cleanup()
     assert remaining(job) == {job.pk}
@@ -150,7 +166,7 @@ def test_jobs_retention_must_be_a_duration_of_at_least_a_day(acme, settings, ret
 @pytest.mark.django_db
 def test_deletes_in_batches_of_the_given_size(acme):
     for _ in range(5):
-        _finished(acme, age=OLD)
+        _aged(acme, age=OLD)
     output = cleanup("--older-than", "30d", "--batch-size", "2", "-v", "2")
     assert "batch 1: deleted 2\nbatch 2: deleted 2\nbatch 3: deleted 1\n" in output
     assert "Deleted 5 job(s)" in output
@@ -167,9 +183,10 @@ def _second_connection() -> psycopg.Connection:
 @pytest.mark.django_db(transaction=True)
 def test_each_batch_commits_before_the_next_starts(acme):
     insert_finished_jobs(acme, 30, days_old=40)
-    batches = staff.jobs_delete_finished(
+    batches = services.jobs_delete_finished(
+        tenant=ALL_TENANTS,
         statuses=list(FINAL_STATUSES),
-        cutoff=staff.cleanup_cutoff(timedelta(days=30)),
+        cutoff=selectors.cleanup_cutoff(timedelta(days=30)),
         batch_size=10,
     )
     with _second_connection() as other:
@@ -228,10 +245,8 @@ def test_cleanup_of_100k_finished_jobs_in_batches_while_a_worker_completes_jobs(
         row["status"]: row["n"] for row in Job.objects.values("status").annotate(n=Count("*"))
     }
     assert sum(expected.values()) == 100_000
-    old_pending = _unfinished(acme, JobStatus.PENDING, age=OLD)
-    Job.objects.filter(pk=old_pending.pk).update(run_at=Now() + timedelta(days=1))  # not run
-    old_processing = _unfinished(globex, JobStatus.PROCESSING, age=OLD)
-    Job.objects.filter(pk=old_processing.pk).update(lease_expires_at=Now() + timedelta(hours=1))
+    old_pending = _aged(acme, "scheduled", age=OLD)  # not due: never run
+    old_processing = _aged(globex, JobStatus.PROCESSING, age=OLD)  # its lease is valid
 
     worker = start_manage("run_worker", "--concurrency", "2")
     try:

@@ -6,20 +6,12 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db.models import F
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def _set(job, **fields):
-    Job.objects.filter(pk=job.pk).update(**fields)
-    job.refresh_from_db()
-    return job
 
 
 def run(command, *args) -> str:
@@ -31,41 +23,18 @@ def run(command, *args) -> str:
 @pytest.fixture
 def stale_jobs(acme):
     """One running job past its timeout, one with an expired lease and attempts left, one
-    with an expired lease and none left, and a healthy one."""
-    hour_ago = timezone.now() - timedelta(hours=1)
-    running = {
-        "status": JobStatus.PROCESSING,
-        "worker_id": "gone",
-        "started_at": hour_ago,
-        "timeout_seconds": 7200,
-    }
+    with an expired lease and none left, one with an expired lease and a cancellation
+    request, and a healthy one."""
     return {
-        "timed_out": _set(
-            JobFactory(tenant=acme, created_by=None),
-            **{**running, "timeout_seconds": 60},
-            lease_expires_at=Now() + timedelta(minutes=5),
-            attempts=1,
+        "timed_out": JobFactory(tenant=acme, created_by=None, timed_out=True),
+        "requeue": JobFactory(tenant=acme, created_by=None, expired_lease=True),
+        "lost": JobFactory(
+            tenant=acme, created_by=None, expired_lease=True, attempts=3, max_attempts=3
         ),
-        "requeue": _set(
-            JobFactory(tenant=acme, created_by=None),
-            **running,
-            lease_expires_at=hour_ago,
-            attempts=1,
-            max_attempts=3,
+        "cancelled": JobFactory(
+            tenant=acme, created_by=None, expired_lease=True, cancel_requested=True
         ),
-        "lost": _set(
-            JobFactory(tenant=acme, created_by=None),
-            **running,
-            lease_expires_at=hour_ago,
-            attempts=3,
-            max_attempts=3,
-        ),
-        "healthy": _set(
-            JobFactory(tenant=acme, created_by=None),
-            **running,
-            lease_expires_at=Now() + timedelta(minutes=5),
-            attempts=1,
-        ),
+        "healthy": JobFactory(tenant=acme, created_by=None, processing=True),
     }
 
 
@@ -75,14 +44,20 @@ def test_requeue_stale_jobs_dry_run_reports_and_changes_nothing(stale_jobs):
         "timed out: 1",
         "requeued: 1",
         "failed (worker lost): 1",
+        "cancelled (as requested): 1",
         "Dry run: nothing changed.",
     ]
-    assert Job.objects.filter(status=JobStatus.PROCESSING).count() == 4
+    assert Job.objects.filter(status=JobStatus.PROCESSING).count() == 5
 
 
 def test_requeue_stale_jobs_runs_the_reaper(stale_jobs):
     output = run("requeue_stale_jobs")
-    assert output.splitlines() == ["timed out: 1", "requeued: 1", "failed (worker lost): 1"]
+    assert output.splitlines() == [
+        "timed out: 1",
+        "requeued: 1",
+        "failed (worker lost): 1",
+        "cancelled (as requested): 1",
+    ]
     for job in stale_jobs.values():
         job.refresh_from_db()
     assert (stale_jobs["timed_out"].status, stale_jobs["timed_out"].error) == (
@@ -94,19 +69,21 @@ def test_requeue_stale_jobs_runs_the_reaper(stale_jobs):
         JobStatus.FAILED,
         "worker lost",
     )
+    assert stale_jobs["cancelled"].status == JobStatus.CANCELLED
     assert stale_jobs["healthy"].status == JobStatus.PROCESSING
-    assert run("requeue_stale_jobs", "--dry-run").splitlines()[:3] == [
+    assert run("requeue_stale_jobs", "--dry-run").splitlines()[:4] == [
         "timed out: 0",
         "requeued: 0",
         "failed (worker lost): 0",
+        "cancelled (as requested): 0",
     ]
 
 
 @pytest.fixture
 def mixed_jobs(acme, globex):
     JobFactory(tenant=acme, created_by=None)  # pending, due
-    _set(JobFactory(tenant=acme, created_by=None), created_at=F("created_at") - timedelta(hours=2))
-    _set(JobFactory(tenant=globex, created_by=None), run_at=Now() + timedelta(days=1))  # not due
+    JobFactory(tenant=acme, created_by=None, created_at=timezone.now() - timedelta(hours=2))
+    JobFactory(tenant=globex, created_by=None, scheduled=True)  # not due
     for tenant, status, ago in [
         (acme, JobStatus.COMPLETED, timedelta(minutes=10)),
         (acme, JobStatus.COMPLETED, timedelta(hours=3)),
@@ -114,10 +91,8 @@ def mixed_jobs(acme, globex):
         (globex, JobStatus.COMPLETED, timedelta(minutes=5)),
         (globex, JobStatus.CANCELLED, timedelta(minutes=5)),
     ]:
-        _set(
-            JobFactory(tenant=tenant, created_by=None),
-            status=status,
-            completed_at=timezone.now() - ago,
+        JobFactory(
+            tenant=tenant, created_by=None, **{status: True}, completed_at=timezone.now() - ago
         )
 
 

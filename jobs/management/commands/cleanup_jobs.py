@@ -1,11 +1,13 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import staff
+from accounts.roles import ALL_TENANTS
+from jobs import selectors, services
+from jobs.management.commands._durations import parse_age
 from jobs.models import FINAL_STATUSES, JobStatus
 from tenants.models import Tenant
 
-MIN_RETENTION = staff.parse_age("24h")
+MIN_RETENTION = parse_age("24h")
 
 
 class Command(BaseCommand):
@@ -18,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--older-than",
             default=None,
-            help="Age of the jobs to delete, by completion time: 30d, 12h or 90m "
+            help="Age of the jobs to delete, by completion time: 30d, 12h, 90m or 45s "
             "(default: JOBS_RETENTION).",
         )
         parser.add_argument(
@@ -38,7 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         older_than = self._older_than(options["older_than"])
         try:
-            statuses, refused = staff.deletable_statuses(options["status"].split(","))
+            statuses, refused = services.deletable_statuses(options["status"].split(","))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if refused:
@@ -47,22 +49,22 @@ class Command(BaseCommand):
             )
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
-        tenant = None
+        tenant = ALL_TENANTS
         if options["tenant"]:
             tenant = Tenant.objects.filter(schema_name=options["tenant"]).first()
             if tenant is None:
                 raise CommandError(f"no tenant with schema {options['tenant']!r}")
 
-        cutoff = staff.cleanup_cutoff(older_than)
+        cutoff = selectors.cleanup_cutoff(older_than)
         if options["dry_run"]:
-            counts = staff.jobs_count_finished(statuses=statuses, cutoff=cutoff, tenant=tenant)
+            counts = selectors.jobs_count_finished(tenant=tenant, statuses=statuses, cutoff=cutoff)
             self._report(counts, statuses, "Would delete", cutoff)
             return
 
         counts = dict.fromkeys(statuses, 0)
         batches = 0
-        for batch in staff.jobs_delete_finished(
-            statuses=statuses, cutoff=cutoff, tenant=tenant, batch_size=options["batch_size"]
+        for batch in services.jobs_delete_finished(
+            tenant=tenant, statuses=statuses, cutoff=cutoff, batch_size=options["batch_size"]
         ):
             batches += 1
             for status, deleted in batch.items():
@@ -74,11 +76,11 @@ class Command(BaseCommand):
     def _older_than(self, value):
         if value is not None:
             try:
-                return staff.parse_age(value)
+                return parse_age(value)
             except ValueError as exc:
                 raise CommandError(f"--older-than: {exc}") from None
         try:
-            retention = staff.parse_age(settings.JOBS_RETENTION)
+            retention = parse_age(settings.JOBS_RETENTION)
         except ValueError as exc:
             raise CommandError(f"JOBS_RETENTION: {exc}") from None
         if retention < MIN_RETENTION:

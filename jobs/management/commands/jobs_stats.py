@@ -2,7 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from jobs import staff
+from accounts.roles import ALL_TENANTS
+from jobs import selectors
 from jobs.models import JobStatus
 
 
@@ -16,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args, **options):
-        stats = staff.jobs_stats()
+        stats = selectors.jobs_stats(tenant=ALL_TENANTS)
         if options["json"]:
             self.stdout.write(json.dumps(stats, indent=2, sort_keys=True))
             return

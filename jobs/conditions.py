@@ -1,0 +1,34 @@
+"""Conditions shared by reads (``jobs.selectors``) and writes (``jobs.services``), each
+defined once: which tenants a call covers, and which running jobs the reaper takes."""
+
+from django.db.models import Q
+
+from accounts.roles import ALL_TENANTS
+from tenants.models import Tenant
+
+
+def one_tenant(tenant) -> Tenant:
+    """``tenant`` itself, for calls that serve exactly one tenant; ``TypeError`` for
+    anything else, ``ALL_TENANTS`` and None included."""
+    if not isinstance(tenant, Tenant):
+        raise TypeError(f"tenant must be a Tenant, not {tenant!r}")
+    return tenant
+
+
+def tenant_scope(tenant) -> Q:
+    """The filter of a scoped call: its tenant's jobs, or every job for ``ALL_TENANTS``.
+    ``TypeError`` for anything else: a None is a forgotten tenant, never "all of them"."""
+    if tenant is ALL_TENANTS:
+        return Q()
+    return Q(tenant=one_tenant(tenant))
+
+
+# The reaper's view of a processing job, as SQL over job_queue's columns. Both the reaper
+# (``services.jobs_requeue_stale``) and its dry run (``selectors.jobs_stale_preview``) are
+# built from these. A timed-out job fails "timed out" first; of the rest, an expired lease
+# ends the job cancelled if its cancellation was requested, else sends it back to pending
+# while attempts remain, else fails it "worker lost".
+REAP_TIMED_OUT = "started_at + make_interval(secs => timeout_seconds) < now()"
+REAP_LEASE_EXPIRED = "lease_expires_at < now()"
+REAP_CANCEL_REQUESTED = "cancel_requested"
+REAP_ATTEMPTS_LEFT = "attempts < max_attempts"
