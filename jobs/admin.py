@@ -16,21 +16,23 @@ Django's "invalid filter" redirect, never a 500.
 import json
 from datetime import UTC, datetime, timedelta
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from accounts.roles import ALL_TENANTS, is_tenant_staff, staff_tenant
 from core.admin_filters import CheckedLookupsMixin
-from jobs import selectors, services
+from jobs import schedules, selectors, services
 from jobs.exceptions import InvalidTransition, JobNotFound
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, Schedule
 from jobs.registry import job_types
 from tenants.models import Tenant
 
@@ -420,3 +422,118 @@ def _timeline_rows(job):
         rows.append((job.get_status_display(), at(job.completed_at), ran))
     rows.append(("Last update", at(job.updated_at), ""))
     return rows
+
+
+# --- schedules (jobs.schedules) --------------------------------------------------------
+
+
+class ScheduleForm(forms.ModelForm):
+    """A schedule, validated by ``jobs.schedules.validate`` (type, payload, cron,
+    timezone) and unique by name in its tenant; ``scope`` is set per request: tenant
+    staff have no tenant field, their own tenant is the schedule's."""
+
+    scope = ALL_TENANTS
+    type = forms.ChoiceField(choices=lambda: [(name, name) for name in sorted(job_types())])
+
+    class Meta:
+        model = Schedule
+        fields = ["tenant", "name", "type", "payload", "cron", "timezone", "enabled"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.scope is not ALL_TENANTS:
+            self.fields.pop("tenant", None)
+            self.instance.tenant = self.scope
+        elif "tenant" in self.fields:
+            self.fields["tenant"].queryset = Tenant.objects.exclude(
+                schema_name=settings.PUBLIC_SCHEMA_NAME
+            )
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            data["payload"] = schedules.validate(
+                type=data["type"],
+                payload=data.get("payload"),
+                cron=data["cron"],
+                timezone=data["timezone"],
+            )
+        except ValidationError as exc:
+            self.add_error(None, exc)
+            return data
+        tenant = data.get("tenant", self.scope)
+        taken = Schedule.objects.filter(tenant=tenant, name=data["name"])
+        if taken.exclude(pk=self.instance.pk).exists():
+            self.add_error("name", "The tenant already has a schedule with this name.")
+        return data
+
+
+class _TenantOwnedAdmin(admin.ModelAdmin):
+    """Rows of one tenant each: tenant staff see and manage their own tenant's, platform
+    staff (with the model permissions) every tenant's."""
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request).select_related("tenant")
+        tenant = staff_tenant(request.user)
+        return rows if tenant is ALL_TENANTS else rows.filter(tenant=tenant)
+
+    def has_module_permission(self, request):
+        return is_tenant_staff(request.user) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return is_tenant_staff(request.user) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return is_tenant_staff(request.user) or super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return is_tenant_staff(request.user) or super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_tenant_staff(request.user) or super().has_delete_permission(request, obj)
+
+    @admin.display(description="tenant", ordering="tenant__name")
+    def tenant_name(self, obj):
+        return obj.tenant.name
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(_TenantOwnedAdmin):
+    form = ScheduleForm
+    list_display = [
+        "name",
+        "tenant_name",
+        "type",
+        "cron",
+        "timezone",
+        "enabled",
+        "next_run_at",
+        "last_tick_at",
+        "last_job_link",
+    ]
+    list_filter = ["enabled"]
+    search_fields = ["name"]
+    ordering = ["tenant__name", "name"]
+    readonly_fields = ["next_run_at", "last_tick_at", "last_job_link"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"scope": staff_tenant(request.user)})
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if staff_tenant(request.user) is not ALL_TENANTS:
+            fields = [field for field in fields if field != "tenant"]
+        return fields
+
+    def save_model(self, request, obj, form, change):
+        schedules.schedule_save(obj)
+
+    @admin.display(description="last job")
+    def last_job_link(self, obj):
+        if obj.last_job_id is None:
+            return "—"
+        url = reverse("admin:jobs_job_change", args=[obj.last_job_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.last_job_id)[:8])

@@ -1,0 +1,98 @@
+"""``manage.py jobs_schedule add|list|enable|disable|remove --tenant T …``: a tenant's
+schedules (``jobs.schedules``). An invalid schedule is refused with each error, and
+nothing is stored."""
+
+import json
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs import schedules
+from jobs.models import Schedule
+from tenants.models import Tenant
+
+
+def tenant_named(schema_name: str) -> Tenant:
+    """The tenant with this schema name; ``CommandError`` if there is none."""
+    tenant = Tenant.objects.filter(schema_name=schema_name).first()
+    if tenant is None:
+        raise CommandError(f"no tenant with schema {schema_name!r}")
+    return tenant
+
+
+def refusal(exc: ValidationError) -> CommandError:
+    """A ``CommandError`` listing every message of ``exc``, field by field."""
+    lines = [
+        f"{field}: {message}"
+        for field, messages in exc.message_dict.items()
+        for message in messages
+    ]
+    return CommandError("not stored:\n  " + "\n  ".join(lines))
+
+
+class Command(BaseCommand):
+    help = "Add, list, enable, disable or remove a tenant's schedules."
+
+    def add_arguments(self, parser):
+        actions = parser.add_subparsers(dest="action", required=True)
+        add = actions.add_parser("add", help="Add a schedule.")
+        add.add_argument("--name", required=True)
+        add.add_argument("--type", required=True, help="A registered job type.")
+        add.add_argument("--cron", required=True, help="5 fields, or 6 with seconds first.")
+        add.add_argument("--payload", default="{}", help="The job's payload (JSON object).")
+        add.add_argument("--timezone", default="UTC", help="IANA name, default UTC.")
+        actions.add_parser("list", help="List the tenant's schedules.")
+        for action in ("enable", "disable", "remove"):
+            sub = actions.add_parser(action, help=f"{action.title()} a schedule.")
+            sub.add_argument("name")
+        for sub in actions.choices.values():
+            sub.add_argument("--tenant", required=True, help="The tenant's schema name.")
+
+    def handle(self, *args, **options):
+        tenant = tenant_named(options["tenant"])
+        action = options["action"]
+        if action == "add":
+            self._add(tenant, options)
+        elif action == "list":
+            self._list(tenant)
+        elif action == "remove":
+            if not schedules.schedule_remove(tenant=tenant, name=options["name"]):
+                raise CommandError(f"no schedule {options['name']!r} in {tenant.schema_name}")
+            self.stdout.write(f"removed {options['name']}")
+        else:
+            try:
+                schedule = schedules.schedule_set_enabled(
+                    tenant=tenant, name=options["name"], enabled=action == "enable"
+                )
+            except Schedule.DoesNotExist:
+                raise CommandError(
+                    f"no schedule {options['name']!r} in {tenant.schema_name}"
+                ) from None
+            self.stdout.write(f"{action}d {schedule.name}; next run {schedule.next_run_at}")
+
+    def _add(self, tenant, options):
+        try:
+            payload = json.loads(options["payload"])
+        except ValueError as exc:
+            raise CommandError(f"not stored:\n  payload: not JSON ({exc})") from None
+        schedule = Schedule(
+            tenant=tenant,
+            name=options["name"],
+            type=options["type"],
+            payload=payload,
+            cron=options["cron"],
+            timezone=options["timezone"],
+        )
+        try:
+            schedules.schedule_save(schedule)
+        except ValidationError as exc:
+            raise refusal(exc) from None
+        self.stdout.write(f"added {schedule.name}; next run {schedule.next_run_at}")
+
+    def _list(self, tenant):
+        for schedule in schedules.schedules_for(tenant=tenant).order_by("name"):
+            state = "enabled" if schedule.enabled else "disabled"
+            self.stdout.write(
+                f"{schedule.name}\t{schedule.type}\t{schedule.cron}\t{schedule.timezone}\t"
+                f"{state}\tnext {schedule.next_run_at}\tlast job {schedule.last_job_id}"
+            )

@@ -1,0 +1,179 @@
+"""Schedules (jobs.schedules): validation on save, the command, ticks with an injected
+clock, and real worker processes ticking one schedule together."""
+
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from jobs import schedules
+from jobs.models import Job, Schedule
+from tests.helpers import start_manage
+from tests.jobs.test_engine import wait_for
+
+MINUTE = timedelta(minutes=1)
+
+
+def command(*args) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("jobs_schedule", *args, stdout=out)
+    return out.getvalue()
+
+
+def add(tenant, name="nightly", cron="*/1 * * * *", **options) -> Schedule:
+    args = ["add", "--tenant", tenant.schema_name, "--name", name, "--cron", cron]
+    args += ["--type", options.pop("type", "demo.echo")]
+    for option, value in options.items():
+        args += [f"--{option}", value]
+    command(*args)
+    return Schedule.objects.get(tenant=tenant, name=name)
+
+
+def keys_of(schedule) -> list[str]:
+    return list(
+        Job.objects.filter(tenant=schedule.tenant, idempotency_key__startswith="schedule:")
+        .order_by("created_at")
+        .values_list("idempotency_key", flat=True)
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"type": "no.such"}, "type: Unknown job type 'no.such'"),
+        ({"type": "demo.sleep", "payload": '{"seconds": "x"}'}, "payload: Invalid payload"),
+        ({"payload": "[1]"}, "payload: Invalid payload: Must be a JSON object."),
+        ({"payload": "{nope"}, "payload: not JSON"),
+        ({"cron": "61 * * * *"}, "cron: Invalid cron expression '61 * * * *'"),
+        ({"cron": "* * *"}, "cron: Invalid cron expression"),
+        ({"timezone": "Mars/Olympus"}, "timezone: Unknown timezone 'Mars/Olympus'"),
+    ],
+)
+def test_an_invalid_schedule_is_refused_with_a_clear_error_and_nothing_stored(
+    acme, options, message
+):
+    cron = options.pop("cron", "0 3 * * *")
+    with pytest.raises(CommandError, match="not stored") as refused:
+        add(acme, cron=cron, **options)
+    assert message in str(refused.value)
+    assert not Schedule.objects.exists()
+
+
+@pytest.mark.django_db
+def test_add_list_disable_enable_remove_per_tenant(acme, globex):
+    schedule = add(acme, cron="0 3 * * *", timezone="Europe/Paris", payload='{"n": 1}')
+    assert (schedule.payload, schedule.enabled) == ({"n": 1}, True)
+    assert schedule.next_run_at.astimezone(schedules.ZoneInfo("Europe/Paris")).hour == 3
+    add(globex)  # the same name in another tenant
+
+    with pytest.raises(CommandError, match="already has a schedule named 'nightly'"):
+        add(acme)
+    listed = command("list", "--tenant", "acme")
+    assert "nightly\tdemo.echo\t0 3 * * *\tEurope/Paris\tenabled" in listed
+    assert "*/1" not in listed  # globex's schedule is not acme's
+
+    command("disable", "nightly", "--tenant", "acme")
+    schedule.refresh_from_db()
+    assert (schedule.enabled, schedule.next_run_at) == (False, None)
+    command("enable", "nightly", "--tenant", "acme")
+    schedule.refresh_from_db()
+    assert schedule.enabled
+    assert schedule.next_run_at is not None
+
+    with pytest.raises(CommandError, match="no schedule 'other' in acme"):
+        command("enable", "other", "--tenant", "acme")
+    command("remove", "nightly", "--tenant", "acme")
+    assert list(Schedule.objects.values_list("tenant__schema_name", flat=True)) == ["globex"]
+    with pytest.raises(CommandError, match="no tenant with schema 'nope'"):
+        command("list", "--tenant", "nope")
+
+
+@pytest.mark.django_db
+def test_each_tick_enqueues_one_job_and_a_disabled_schedule_none(acme):
+    schedule = add(acme, payload='{"n": 1}')
+    first = schedule.next_run_at
+    assert first.second == 0
+
+    assert schedules.tick(now=first - timedelta(seconds=1)) == []  # not due yet
+    (job,) = schedules.tick(now=first)
+    assert (job.tenant, job.type, job.payload) == (acme, "demo.echo", {"n": 1})
+    assert schedules.tick(now=first) == []  # the same tick again: nothing
+    schedule.refresh_from_db()
+    assert (schedule.last_tick_at, schedule.last_job_id) == (first, job.id)
+    assert schedule.next_run_at == first + MINUTE
+
+    schedules.schedule_set_enabled(tenant=acme, name="nightly", enabled=False)
+    assert schedules.tick(now=first + MINUTE) == []
+    schedules.schedule_set_enabled(tenant=acme, name="nightly", enabled=True)
+    assert len(schedules.tick(now=first + 2 * MINUTE)) == 1
+    assert keys_of(schedule) == [
+        f"schedule:{schedule.pk}:{first.isoformat()}",
+        f"schedule:{schedule.pk}:{(first + 2 * MINUTE).isoformat()}",
+    ]
+
+
+@pytest.mark.django_db
+def test_after_downtime_only_the_latest_missed_tick_runs(acme):
+    schedule = add(acme)
+    first = schedule.next_run_at
+    (job,) = schedules.tick(now=first + 10 * MINUTE + timedelta(seconds=30))
+    assert job.idempotency_key == f"schedule:{schedule.pk}:{(first + 10 * MINUTE).isoformat()}"
+    schedule.refresh_from_db()
+    assert schedule.next_run_at == first + 11 * MINUTE
+
+
+@pytest.mark.django_db
+def test_an_inactive_tenants_schedule_does_not_tick(acme):
+    schedule = add(acme)
+    acme.is_active = False
+    acme.save(update_fields=["is_active"])
+    try:
+        assert schedules.tick(now=schedule.next_run_at) == []
+    finally:
+        acme.is_active = True
+        acme.save(update_fields=["is_active"])
+
+
+# --- real workers -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def processes():
+    started = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_worker_processes_enqueue_exactly_one_job_per_tick(acme, processes):
+    schedule = add(acme, name="every-second", cron="* * * * * *")
+    fast = {"JOBS_REAP_INTERVAL": "0.05", "JOBS_POLL_INTERVAL": "0.05"}
+    for _ in range(2):
+        processes.append(start_manage("run_worker", **fast))
+
+    wait_for(lambda: len(keys_of(schedule)) >= 4, timeout=60)
+    keys = keys_of(schedule)
+    assert len(keys) == len(set(keys)) == Job.objects.filter(tenant=acme).count() >= 4
+    ticks = [key.rsplit(":", 3)[-3:] for key in keys]
+    assert ticks == sorted(ticks)  # each tick once, in order
+
+    schedules.schedule_set_enabled(tenant=acme, name="every-second", enabled=False)
+    settled = len(keys_of(schedule))  # a tick in flight when it was disabled has committed
+    time.sleep(2)  # two ticks' worth: a disabled schedule enqueues nothing
+    assert len(keys_of(schedule)) == settled
+
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        assert process.wait(timeout=30) == 0
+        log = process.log_path.read_text()
+        assert "already enqueued" not in log, log  # the lock, not the unique key, decided
