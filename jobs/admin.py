@@ -32,7 +32,7 @@ from accounts.roles import ALL_TENANTS, is_tenant_staff, staff_tenant
 from core.admin_filters import CheckedLookupsMixin
 from jobs import schedules, selectors, services
 from jobs.exceptions import InvalidTransition, JobNotFound
-from jobs.models import Job, JobStatus, Schedule
+from jobs.models import Job, JobAttempt, JobStatus, Schedule
 from jobs.registry import job_types
 from tenants.models import Tenant
 
@@ -112,6 +112,30 @@ class TenantFilter(admin.SimpleListFilter):
         return queryset.filter(tenant_id=value)
 
 
+class JobAttemptInline(admin.TabularInline):
+    """The job page's attempt history, oldest first: read-only, seen by whoever may see
+    the job (the job admin's queryset already scoped it to the staff's tenant)."""
+
+    model = JobAttempt
+    fields = ["number", "worker_id", "started_at", "finished_at", "outcome", "error", "traceback"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "attempt"
+
+    def has_view_permission(self, request, obj=None):
+        return is_tenant_staff(request.user) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Job)
 class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     list_display = [
@@ -143,6 +167,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     search_fields = ["type"]  # shows the search box; get_search_results does the matching
     search_help_text = "A job id (or its first 8 characters), an exact job type, or a username."
     actions = ["retry_jobs", "cancel_jobs", "run_jobs_now"]
+    inlines = [JobAttemptInline]
     fieldsets = [
         (
             None,

@@ -134,6 +134,33 @@ class Job(models.Model):
         return self.status in FINAL_STATUSES
 
 
+class JobAttempt(models.Model):
+    """One run of a job, kept while the job is: opened at the claim (``outcome`` empty),
+    closed by the worker's outcome writer or by the reaper. ``error`` is safe to show the
+    client; ``traceback`` is for staff only. A run handed back at shutdown is no attempt:
+    its row is deleted. Deleted with its job."""
+
+    # CASCADE in Python (the admin, tenant deletion) and in PostgreSQL, for the raw DELETEs
+    # of finished jobs: the constraint is migration 0009's, with ON DELETE CASCADE.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="attempt_history", db_constraint=False
+    )
+    number = models.PositiveSmallIntegerField()
+    worker_id = models.CharField(max_length=100)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, blank=True, default="")
+    error = models.CharField(max_length=500, blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "job_attempt"
+        ordering = ("started_at", "id")
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.job_id} ({self.outcome or 'running'})"
+
+
 class Schedule(models.Model):
     """A job enqueued on a cron schedule, in its tenant (``jobs.schedules``).
 

@@ -256,12 +256,97 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]
                 params["tenants"] = [row[0] for row in cursor.fetchall()]
         # raw() maps the RETURNING columns onto Job fields, converters included.
         jobs = list(Job.objects.raw(claim_sql, params))
+        if jobs:
+            _open_attempts(jobs, worker_id)
     # Claimed rows come back whole; tenants come from a per-process cache, so a claim is
     # one round trip however many jobs it takes.
     tenants = tenants_by_id({job.tenant_id for job in jobs})
     for job in jobs:
         job.tenant = tenants[job.tenant_id]
     return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.created_at))
+
+
+_OPEN_ATTEMPTS_SQL = """
+INSERT INTO job_attempt (job_id, number, worker_id, started_at, outcome, error, traceback)
+SELECT job.id, job.attempts, %s, job.started_at, '', '', ''
+FROM job_queue job WHERE job.id = ANY(%s)
+"""
+
+
+def _open_attempts(jobs: list[Job], worker_id: str) -> None:
+    """One ``JobAttempt`` per claimed job, in the claim's transaction (one statement)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_OPEN_ATTEMPTS_SQL, [worker_id, [job.id for job in jobs]])
+
+
+_CLOSE_ATTEMPTS_SQL = """
+UPDATE job_attempt AS attempt
+SET finished_at = now(), outcome = ended.outcome, error = ended.error,
+    traceback = ended.traceback
+FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::text[])
+     AS ended(job_id, number, outcome, error, traceback)
+WHERE attempt.job_id = ended.job_id AND attempt.number = ended.number
+  AND attempt.worker_id = %s AND attempt.finished_at IS NULL
+"""
+_DROP_ATTEMPTS_SQL = """
+DELETE FROM job_attempt AS attempt USING unnest(%s::uuid[], %s::int[]) AS back(job_id, number)
+WHERE attempt.job_id = back.job_id AND attempt.number = back.number
+  AND attempt.worker_id = %s AND attempt.finished_at IS NULL
+"""
+
+
+@dataclass(frozen=True)
+class AttemptEnding:
+    job_id: uuid.UUID
+    number: int
+    outcome: str  # a jobs.signals.JobOutcome
+    error: str = ""
+    traceback: str = ""
+
+
+def job_attempts_close(*, worker_id: str, endings: list[AttemptEnding]) -> None:
+    """Close the open attempts of ``worker_id``'s runs with how they ended, in one
+    statement; a run handed back (``handed_back``) is no attempt and its row is deleted.
+    An attempt the reaper already closed (lost, timed out) is left as the reaper wrote it.
+    """
+    closing = [end for end in endings if end.outcome != "handed_back"]
+    back = [end for end in endings if end.outcome == "handed_back"]
+    with connection.cursor() as cursor:
+        if closing:
+            cursor.execute(
+                _CLOSE_ATTEMPTS_SQL,
+                [
+                    [end.job_id for end in closing],
+                    [end.number for end in closing],
+                    [end.outcome for end in closing],
+                    [end.error[:500] for end in closing],
+                    [end.traceback for end in closing],
+                    worker_id,
+                ],
+            )
+        if back:
+            cursor.execute(
+                _DROP_ATTEMPTS_SQL,
+                [[end.job_id for end in back], [end.number for end in back], worker_id],
+            )
+
+
+_REAPED_ATTEMPTS_SQL = """
+UPDATE job_attempt AS attempt
+SET finished_at = now(), outcome = reaped.outcome,
+    error = CASE reaped.outcome WHEN 'timed_out' THEN 'timed out'
+                                WHEN 'lost' THEN 'worker lost' ELSE '' END
+FROM unnest(%s::uuid[], %s::text[]) AS reaped(job_id, outcome), job_queue job
+WHERE attempt.job_id = reaped.job_id AND job.id = reaped.job_id
+  AND attempt.number = job.attempts AND attempt.finished_at IS NULL
+"""
+
+
+def _close_reaped_attempts(cursor, outcomes: dict[uuid.UUID, str]) -> None:
+    """The reaper's part of the attempt history: close the current attempt of each job it
+    took (``timed_out``, ``lost`` or ``cancelled``)."""
+    if outcomes:
+        cursor.execute(_REAPED_ATTEMPTS_SQL, [list(outcomes), list(outcomes.values())])
 
 
 def _owned(job_id: uuid.UUID, worker_id: str):
@@ -502,6 +587,10 @@ def jobs_requeue_stale() -> ReapResult:
         timed_out = [row[0] for row in cursor.fetchall()]
         cursor.execute(_REQUEUE_STALE_SQL)
         rows = cursor.fetchall()
+        reaped = {job_id: "timed_out" for job_id in timed_out}
+        for job_id, status in rows:
+            reaped[job_id] = "cancelled" if status == JobStatus.CANCELLED else "lost"
+        _close_reaped_attempts(cursor, reaped)
     return ReapResult(
         requeued=[row[0] for row in rows if row[1] == JobStatus.PENDING],
         lost=[row[0] for row in rows if row[1] == JobStatus.FAILED],

@@ -103,6 +103,8 @@ _MAX_COMPLETION_BATCH = 500
 _HAND_BACK_PATIENCE = 5.0
 # The error the reaper (jobs.services.jobs_requeue_stale) fails a timed-out job with.
 _TIMED_OUT_ERROR = "timed out"
+# Outcomes of a run whose handler failed (the ending is a _Raised).
+_FAILURES = frozenset({JobOutcome.FAILED, JobOutcome.RETRYING})
 # Outcomes logged as warnings: the run did not end the way its handler did.
 _UNTOWARD = frozenset({JobOutcome.TIMED_OUT, JobOutcome.LOST, JobOutcome.HANDED_BACK})
 
@@ -554,6 +556,7 @@ class Worker:
                 logger.exception("job results not recorded", extra={"jobs": len(results)})
                 connection.close()
                 taken = [(run, end) for run, end in taken if not isinstance(end, _Returned)]
+        decided = []
         for run, ending in taken:
             try:
                 if run.job.id in completed:
@@ -564,7 +567,33 @@ class Worker:
                 logger.exception("job outcome not recorded", extra=run.log_fields())
                 connection.close()
             else:
-                self._report(run, outcome)
+                decided.append((run, ending, outcome))
+        self._close_attempts(decided)
+        for run, _ending, outcome in decided:
+            self._report(run, outcome)
+
+    def _close_attempts(self, decided: list[tuple[_Run, _Ending, JobOutcome]]) -> None:
+        """Part of the outcome writer: close the runs' attempts (``JobAttempt``) in one
+        statement, with the client-safe error and the traceback of a failure. One the
+        database refused past its patience stays open (logged)."""
+        endings = [
+            services.AttemptEnding(
+                job_id=run.job.id,
+                number=run.job.attempts,
+                outcome=str(outcome),
+                error=ending.error if outcome in _FAILURES else "",
+                traceback=ending.traceback if outcome in _FAILURES else "",
+            )
+            for run, ending, outcome in decided
+            if outcome not in (JobOutcome.LOST, JobOutcome.TIMED_OUT)  # the reaper's
+        ]
+        if not endings:
+            return
+        try:
+            _retrying(services.job_attempts_close, worker_id=self.worker_id, endings=endings)
+        except Exception:
+            logger.exception("attempt history not recorded", extra={"jobs": len(endings)})
+            connection.close()
 
     def _write_outcome(self, run: _Run, ending: _Ending) -> JobOutcome:
         """Part of the outcome writer: the guarded writes of a run that the batch did not

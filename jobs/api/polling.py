@@ -25,10 +25,11 @@ REPRESENTED_COLUMNS = (
     "error",
     "started_at",
     "completed_at",
+    "run_at",  # next_attempt_at of a job waiting for its retry
 )
 # Bump when JobOutputSerializer changes what it renders from the same columns, so clients'
 # cached copies stop matching.
-REPRESENTATION_VERSION = "1"
+REPRESENTATION_VERSION = "2"
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:

@@ -31,9 +31,10 @@ class JobOutputSerializer(serializers.Serializer):
     """A job as polled: ``id, type, status, created_at`` always, every other key only in
     the states its description names.
 
-    pending/processing: + ``attempts`` once tried, ``started_at``, ``progress`` and
-    ``progress_message`` while processing; completed: + ``result, completed_at``; failed:
-    + ``error, completed_at``; cancelled: + ``cancelled_at``.
+    pending/processing: + ``attempts`` once tried, ``last_error`` and ``next_attempt_at``
+    while pending after a failed attempt (waiting for its retry), ``started_at``,
+    ``progress`` and ``progress_message`` while processing; completed: + ``result,
+    completed_at``; failed: + ``error, completed_at``; cancelled: + ``cancelled_at``.
     """
 
     # Output only. The fields are the schema; to_representation writes the keys itself
@@ -48,6 +49,14 @@ class JobOutputSerializer(serializers.Serializer):
         required=False, min_value=0, max_value=100, help_text="processing, when reported."
     )
     progress_message = serializers.CharField(required=False, help_text="processing, when reported.")
+    last_error = serializers.CharField(
+        required=False,
+        help_text="pending after a failed attempt: that attempt's message, safe to show.",
+    )
+    next_attempt_at = serializers.DateTimeField(
+        required=False,
+        help_text="pending after a failed attempt: the retry runs not before this time.",
+    )
     result = serializers.JSONField(required=False, allow_null=True, help_text="completed.")
     error = serializers.CharField(required=False, help_text="failed: a message safe to show.")
     completed_at = serializers.DateTimeField(
@@ -66,7 +75,11 @@ class JobOutputSerializer(serializers.Serializer):
         }
         if job.attempts:
             body["attempts"] = job.attempts
-        if job.status == JobStatus.PROCESSING:
+        if job.status == JobStatus.PENDING:
+            if job.attempts and job.error:
+                body["last_error"] = job.error
+                body["next_attempt_at"] = _iso(job.run_at)
+        elif job.status == JobStatus.PROCESSING:
             body["started_at"] = _iso(job.started_at)
             if job.progress is not None:
                 body["progress"] = job.progress
