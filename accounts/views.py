@@ -1,6 +1,6 @@
 """Token endpoints (login, refresh, logout), open to anonymous clients of a tenant host."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -31,6 +31,7 @@ class _TokenView(GenericAPIView):
         return Response(serializer.validated_data)
 
 
+@extend_schema_view(post=extend_schema(operation_id="login"))
 @extend_schema(
     summary="Log in",
     description=(
@@ -55,6 +56,7 @@ class TokenObtainView(_TokenView):
         throttling.check_client_ip(request)  # before the body is parsed: every try counts
 
 
+@extend_schema_view(post=extend_schema(operation_id="refreshToken"))
 @extend_schema(
     summary="Refresh tokens",
     description=(
@@ -77,6 +79,7 @@ class TokenRefreshTenantView(_TokenView):
     serializer_class = TenantTokenRefreshSerializer
 
 
+@extend_schema_view(post=extend_schema(operation_id="logout"))
 @extend_schema(
     summary="Log out",
     description=(

@@ -96,6 +96,8 @@ MIDDLEWARE = [
     "core.limits.RequestBodyLimitMiddleware",
     # Host → tenant (404 unknown host, 403 inactive tenant) and the tenant's schema.
     "tenants.middleware.TenantMiddleware",
+    # Long polls under WSGI wait here, outside the transaction below, holding no connection.
+    "jobs.api.longpoll.LongPollWaitMiddleware",
     # Right after routing: a tenant-host request runs in one transaction as the database
     # role tenant_jobs_web, which sees only that tenant's rows (README "Security").
     "tenants.row_security.TenantRowSecurityMiddleware",
@@ -149,6 +151,9 @@ DATABASES = {
 # Prepared statements already are (Django's psycopg default, prepare_threshold=None).
 DATABASE_POOL_MODE = env("DATABASE_POOL_MODE", "session", choice("session", "transaction"))
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOL_MODE == "transaction"
+# Seconds a tenant-host request's transaction may sit idle before PostgreSQL ends its session
+# (idle_in_transaction_session_timeout, set per transaction with the web role; 0: never).
+DB_IDLE_IN_TRANSACTION_TIMEOUT = env("DB_IDLE_IN_TRANSACTION_TIMEOUT", 60, int)
 # PostgreSQL itself, never a transaction pooler, for what needs a real session: the LISTEN
 # connections of workers and long polls (core/listen.py). Migrations run with DATABASE_URL
 # set to it (README "Production"). Unset (None): the default database's own settings, i.e.
@@ -254,6 +259,25 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # 500 and 503 on every operation, X-Request-ID on every response.
+        "core.openapi.every_operation_hook",
+    ],
+    # The host selects the tenant: a client is pointed at its tenant's host.
+    "SERVERS": [
+        {
+            "url": "{scheme}://{tenant}",
+            "description": "Your tenant's host: it selects the tenant whose jobs you see.",
+            "variables": {
+                "scheme": {"enum": ["https", "http"], "default": "https"},
+                "tenant": {
+                    "default": f"acme.{PUBLIC_HOST}",
+                    "description": "The tenant's host name (with `:port` if not the default).",
+                },
+            },
+        }
+    ],
 }
 
 # --- Jobs: types and the API -------------------------------------------------------------
@@ -266,6 +290,13 @@ JOBS_TYPES = {
     "ai_generation": {
         "task": "jobs.demo.ai_generation",
         "payload": "jobs.demo.AiGenerationPayload",
+    },
+    # Internal: a signed completion webhook (jobs/webhooks.py), retried with backoff.
+    "webhooks.deliver": {
+        "task": "jobs.webhooks.deliver",
+        "internal": True,
+        "max_attempts": 8,
+        "timeout": 60,
     },
 }
 # Django Tasks (@task functions) enqueue into job_queue.
@@ -282,6 +313,11 @@ JOBS_POLL_AFTER = env("JOBS_POLL_AFTER", 1, int)
 # Longest wait a client may ask for with GET /api/jobs/{id}?wait=N (seconds); larger
 # values are refused with 400. Keep it below the proxy's and load balancer's read timeout.
 JOBS_LONGPOLL_MAX_WAIT = env("JOBS_LONGPOLL_MAX_WAIT", 30, int)
+# Concurrent long polls and event streams one tenant + user may hold (across processes);
+# one more is 429 with Retry-After.
+JOBS_MAX_WAITS_PER_USER = env("JOBS_MAX_WAITS_PER_USER", 8, int)
+# Seconds between the comment lines that keep an idle event stream open through proxies.
+JOBS_EVENTS_HEARTBEAT_SECONDS = env("JOBS_EVENTS_HEARTBEAT_SECONDS", 15.0, float)
 
 # --- Jobs: workers -----------------------------------------------------------------------
 # Idle workers poll this often (seconds) as a fallback to LISTEN/NOTIFY wake-ups.
@@ -302,6 +338,13 @@ JOBS_BACKOFF_MAX = env("JOBS_BACKOFF_MAX", 300.0, float)
 # Most jobs of one tenant running at once across all workers (unset: unlimited). Claims
 # interleave tenants either way, so one tenant's flood never starves the others.
 JOBS_MAX_RUNNING_PER_TENANT = env("JOBS_MAX_RUNNING_PER_TENANT", None, int)
+
+# --- Jobs: completion webhooks (jobs/webhooks.py) -----------------------------------------
+# Seconds a webhook delivery may take to connect, and to send or read each part of it.
+JOBS_WEBHOOK_TIMEOUT = env("JOBS_WEBHOOK_TIMEOUT", 5.0, float)
+# Allow endpoints whose host resolves to loopback, private or link-local addresses (only
+# for development and tests: it lets a tenant make the service call internal hosts).
+JOBS_WEBHOOK_ALLOW_PRIVATE = env("JOBS_WEBHOOK_ALLOW_PRIVATE", False, boolean)
 
 # --- Operations: cleanup and metrics (README "Operating it") -----------------------------
 # Finished jobs older than this are deleted by `manage.py cleanup_jobs` when it is run

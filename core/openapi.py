@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from core.problems import PROBLEM_CONTENT_TYPE, ProblemCode, codes_of
+from core.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES_PATH, ProblemCode, codes_of
 
 # --- errors: RFC 9457 problem details ------------------------------------------------------
 
@@ -17,7 +17,10 @@ from core.problems import PROBLEM_CONTENT_TYPE, ProblemCode, codes_of
 class ProblemSerializer(serializers.Serializer):
     """Every error of the API (``application/problem+json``)."""
 
-    type = serializers.CharField(help_text='Always "about:blank": see `code`.')
+    type = serializers.CharField(
+        help_text="The problem type: a URI reference to the code's entry on the problems page "
+        f"(`{PROBLEM_TYPES_PATH}#<code>`); resolve it against the request's URL."
+    )
     title = serializers.CharField(help_text="The HTTP status phrase.")
     status = serializers.IntegerField()
     detail = serializers.CharField(help_text="Human-readable explanation.")
@@ -25,6 +28,7 @@ class ProblemSerializer(serializers.Serializer):
         choices=[(code.value, code.description) for code in ProblemCode],
         help_text="Stable machine code; each belongs to one status.",
     )
+    instance = serializers.CharField(required=False, help_text="The request's path.")
     request_id = serializers.CharField(allow_null=True, help_text="Also in X-Request-ID.")
     errors = serializers.DictField(
         child=serializers.JSONField(),
@@ -78,6 +82,40 @@ def rate_limit_headers(*codes) -> list[OpenApiParameter]:
             codes,
         ),
     ]
+
+
+# --- what every operation answers: postprocessing hook -------------------------------------
+
+_REQUEST_ID_HEADER = {
+    "description": "This request's id, also in problem documents and the server's logs.",
+    "schema": {"type": "string"},
+}
+_RETRY_AFTER_503 = {
+    "description": "Seconds to wait before retrying.",
+    "schema": {"type": "integer"},
+}
+
+
+def _problem_response(status: int) -> dict:
+    return {
+        "description": problem_description(status),
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def every_operation_hook(result, generator, request, public):
+    """SPECTACULAR_SETTINGS postprocessing hook: every operation documents 500 and 503 (any
+    request can meet a bug or an outage; 503 with ``Retry-After``) and every response its
+    ``X-Request-ID`` header (core.request_log sets it on all of them)."""
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation["responses"]
+            responses.setdefault("500", _problem_response(500))
+            unavailable = responses.setdefault("503", _problem_response(503))
+            unavailable.setdefault("headers", {}).setdefault("Retry-After", _RETRY_AFTER_503)
+            for response in responses.values():
+                response.setdefault("headers", {})["X-Request-ID"] = _REQUEST_ID_HEADER
+    return result
 
 
 RETRY_AFTER_429 = header(

@@ -108,6 +108,16 @@ class ProblemCode(StrEnum):
     )
 
 
+PROBLEM_TYPES_PATH = "/api/docs/problems"
+"""The page documenting every code (``core.problem_docs``), served on every host."""
+
+
+def problem_type(code: ProblemCode) -> str:
+    """The problem ``type`` of ``code``: a URI reference, the same on every host, to the
+    code's entry on the problems page."""
+    return f"{PROBLEM_TYPES_PATH}#{code.value}"
+
+
 def codes_of(status: int) -> list[ProblemCode]:
     """The codes a problem of HTTP ``status`` can carry, in ``ProblemCode``'s order."""
     return [code for code in ProblemCode if code.status == status]
@@ -160,18 +170,21 @@ def problem_body(
 ) -> dict:
     """The problem document. ``code`` must be a ``ProblemCode`` (or its value) of
     ``status_code``: anything else raises ``ValueError`` (a bug, answered 500), so no
-    undocumented code reaches a client."""
+    undocumented code reaches a client. ``type`` names the code's documentation
+    (``problem_type``); ``instance`` is the request's path, when there is a request."""
     code = ProblemCode(code)
     if code.status != status_code:
         raise ValueError(f"{code!r} is a code of status {code.status}, not {status_code}")
     body = {
-        "type": "about:blank",
+        "type": problem_type(code),
         "title": HTTPStatus(status_code).phrase,
         "status": status_code,
         "detail": detail,
         "code": code.value,
         "request_id": getattr(request, "request_id", None),
     }
+    if request is not None:
+        body["instance"] = request.path
     if errors is not None:
         body["errors"] = errors
     return body

@@ -25,6 +25,7 @@ _JOB_ID = OpenApiParameter(
 
 job_viewset_schema = extend_schema_view(
     list=extend_schema(
+        operation_id="listJobs",
         summary="List jobs",
         description="The tenant's jobs, newest first, with cursor pagination.",
         parameters=[
@@ -39,6 +40,7 @@ job_viewset_schema = extend_schema_view(
         tags=["jobs"],
     ),
     create=extend_schema(
+        operation_id="submitJob",
         summary="Submit a job",
         description="Enqueues a job (202). With `Idempotency-Key`, repeating the request "
         "returns the same job (202 while unfinished, 200 once final) instead of a new one.",
@@ -66,6 +68,7 @@ job_viewset_schema = extend_schema_view(
         tags=["jobs"],
     ),
     retrieve=extend_schema(
+        operation_id="getJob",
         summary="Poll a job",
         description="A cheap, conditional poll. Send the last `ETag` as `If-None-Match`: an "
         "unchanged job answers 304 (which does not count against the rate limit). "
@@ -98,6 +101,7 @@ job_viewset_schema = extend_schema_view(
         tags=["jobs"],
     ),
     cancel=extend_schema(
+        operation_id="cancelJob",
         summary="Cancel a job",
         description="A pending job is cancelled at once (200); a processing one is asked to "
         "stop (202: poll it); a job that has ended cannot be cancelled (409).",
