@@ -24,15 +24,23 @@ login role, which sees every tenant's rows.
 ``TenantRowSecurityMiddleware`` runs each tenant-host request in one transaction that
 starts with ``set_config('role', …, true)`` and ``set_config('app.tenant_id', …, true)``:
 transaction-local settings, gone at COMMIT or ROLLBACK, so a pooled or persistent
-connection never carries them to the next request. Superusers and BYPASSRLS roles ignore
+connection never carries them to the next request. The same statement sets
+``idle_in_transaction_session_timeout`` (``DB_IDLE_IN_TRANSACTION_TIMEOUT``) for the
+transaction: PostgreSQL ends a web request's session that leaves its transaction idle that
+long, so a stuck request cannot hold locks and a backend indefinitely. (``ALTER ROLE … SET``
+would not do: it applies at login, and the web role is entered with ``set_config``.) When
+the transaction is the block's own, ``BEGIN`` travels with that statement, in one round
+trip (``DatabaseWrapper.begin_with``). Superusers and BYPASSRLS roles ignore
 RLS even when FORCEd; that is why the web role is a separate, unprivileged role.
 """
 
 from contextlib import contextmanager
 
 import psycopg
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django_tenants.utils import get_public_schema_name
+from psycopg import sql as psycopg_sql
 
 from tenants.search_path import without_search_path
 
@@ -40,20 +48,42 @@ WEB_ROLE = "tenant_jobs_web"
 SERVICE_ROLE = "tenant_jobs_service"
 TENANT_SETTING = "app.tenant_id"
 
-# One statement, one round trip: the role, the tenant and the tenant's search_path, all
-# local to the transaction (the database backend then has nothing left to set).
+# One statement, one round trip: the role, the tenant, the tenant's search_path and the
+# idle timeout, all local to the transaction (the database backend then has nothing left
+# to set). Parameters in a transaction someone else opened; literals after BEGIN.
 _ENTER_SQL = (
-    "SELECT set_config('role', %s, true), set_config(%s, %s, true),"
-    " set_config('search_path', %s, true)"
+    "SELECT set_config('role', {}, true), set_config({}, {}, true),"
+    " set_config('search_path', {}, true),"
+    " set_config('idle_in_transaction_session_timeout', {}, true)"
 )
-_RESTORE_SQL = "SELECT set_config('role', %s, true), set_config(%s, %s, true)"
-_CURRENT_SQL = "SELECT current_setting('role'), coalesce(current_setting(%s, true), '')"
+_RESTORE_SQL = (
+    "SELECT set_config('role', %s, true), set_config(%s, %s, true),"
+    " set_config('idle_in_transaction_session_timeout', %s, true)"
+)
+_CURRENT_SQL = (
+    "SELECT current_setting('role'), coalesce(current_setting(%s, true), ''),"
+    " current_setting('idle_in_transaction_session_timeout')"
+)
+
+
+def _settings(connection, tenant) -> list[str]:
+    timeout = f"{settings.DB_IDLE_IN_TRANSACTION_TIMEOUT}s"
+    return [WEB_ROLE, TENANT_SETTING, str(tenant.pk), connection.search_path_value(), timeout]
 
 
 def _enter(connection, tenant) -> None:
-    search_path = connection.search_path_value()
+    """The web role's settings, in the transaction already open."""
     with without_search_path(connection), connection.cursor() as cursor:
-        cursor.execute(_ENTER_SQL, [WEB_ROLE, TENANT_SETTING, str(tenant.pk), search_path])
+        cursor.execute(_ENTER_SQL.format(*["%s"] * 5), _settings(connection, tenant))
+    connection.transaction_search_path = connection.wanted_search_path()
+
+
+def _begin(connection, tenant) -> None:
+    """BEGIN and the web role's settings in one round trip; atomic() must follow."""
+    values = [psycopg_sql.Literal(value) for value in _settings(connection, tenant)]
+    connection.ensure_connection()
+    statement = psycopg_sql.SQL(_ENTER_SQL).format(*values).as_string(connection.connection)
+    connection.begin_with(statement)
     connection.transaction_search_path = connection.wanted_search_path()
 
 
@@ -69,8 +99,8 @@ def tenant_row_security(tenant, *, using: str = DEFAULT_DB_ALIAS):
     """
     connection = connections[using]
     if not connection.in_atomic_block:
+        _begin(connection, tenant)
         with transaction.atomic(using=using):
-            _enter(connection, tenant)
             yield True
         return
 
@@ -79,14 +109,15 @@ def tenant_row_security(tenant, *, using: str = DEFAULT_DB_ALIAS):
     # Bookkeeping of the enclosing transaction, not part of a request's work: it runs on
     # the driver's connection, so Django's query log (and the query-budget tests) only see
     # what a production request executes.
-    previous_role, previous_tenant = driver.execute(_CURRENT_SQL, [TENANT_SETTING]).fetchone()
+    previous = driver.execute(_CURRENT_SQL, [TENANT_SETTING]).fetchone()
     _enter(connection, tenant)
     try:
         yield False
     finally:
         if not connection.needs_rollback:
             try:
-                driver.execute(_RESTORE_SQL, [previous_role, TENANT_SETTING, previous_tenant])
+                role, tenant_id, timeout = previous
+                driver.execute(_RESTORE_SQL, [role, TENANT_SETTING, tenant_id, timeout])
             except psycopg.Error:
                 # The transaction failed inside the block: its owner must roll it back,
                 # which undoes these settings too.

@@ -16,10 +16,15 @@ tenant's schema. This backend never changes the session's search_path:
 
 So no statement relies on a setting made in an earlier transaction. See
 docs/architecture.md, "Tenant schemas behind a pooler".
+
+``begin_with`` opens a transaction with ``BEGIN`` and the caller's settings in one round
+trip (psycopg alone sends ``BEGIN`` on its own before the first statement), and serves as
+the connection's health check: the request middleware uses it for each tenant-host request.
 """
 
 from contextlib import contextmanager
 
+from django.db import DatabaseError
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django_tenants.postgresql_backend import base as tenants_base
 from django_tenants.utils import get_public_schema_name, quote_schema_name
@@ -39,6 +44,9 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
         self.transaction_search_path = None
         # > 0 while statements that name their schemas run (search_path_independent()).
         self._independent_depth = 0
+        # True from begin_with() until the next autocommit change: the server transaction
+        # was opened by this backend, so psycopg is left in autocommit (no BEGIN of its own).
+        self._begun_with = False
         super().__init__(*args, **kwargs)
 
     # --- what the current schema needs ---------------------------------------------
@@ -124,6 +132,42 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
         finally:
             self._setting_search_path = False
 
+    # --- a transaction opened with its settings in one round trip -------------------
+
+    def begin_with(self, statement: str) -> None:
+        """Send ``BEGIN; <statement>`` as one simple query, outside any atomic block;
+        the caller enters ``transaction.atomic()`` right after, which then sends nothing.
+
+        ``statement`` must hold literals only (no parameters). It also stands for Django's
+        health check (CONN_HEALTH_CHECKS): on a connection that fails it, the connection is
+        replaced and the statement sent once more.
+        """
+        self.validate_no_atomic_block()
+        retry = self.connection is not None and self.health_check_enabled
+        retry = retry and not self.health_check_done
+        self.health_check_done = True
+        self.ensure_connection()
+        try:
+            self._bookkeeping(f"BEGIN; {statement}", None)
+        except DatabaseError:
+            if not retry or not self.connection.closed:
+                self._end_statement_transaction("ROLLBACK")
+                raise
+            self.close()
+            self.ensure_connection()
+            self._bookkeeping(f"BEGIN; {statement}", None)
+        self._begun_with = True
+
+    def _set_autocommit(self, autocommit):
+        if self._begun_with:
+            # atomic() entering a transaction begin_with() opened (psycopg stays in
+            # autocommit: it must not send a BEGIN of its own), or leaving it once the
+            # COMMIT or ROLLBACK has been sent.
+            self._begun_with = autocommit is False
+            if not autocommit:
+                return
+        super()._set_autocommit(autocommit)
+
     # --- the transaction's record ---------------------------------------------------
 
     def _commit(self):
@@ -147,6 +191,7 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
 
     def close(self):
         self.transaction_search_path = None
+        self._begun_with = False
         super().close()
 
     def make_cursor(self, cursor):

@@ -1,0 +1,96 @@
+"""The round-trip budget of a warm poll, counted at the servers (tests/polling/round_trips.py):
+at most 1 Redis and 3 PostgreSQL round trips, BEGIN and COMMIT included, for a 200 and a 304.
+
+These tests commit (``transaction=True``): a request opens and commits its own
+transaction, as in production, only outside a test's transaction."""
+
+import time
+import uuid
+
+import pytest
+from django.db import DEFAULT_DB_ALIAS, InternalError, connection, connections
+
+from jobs.models import Job
+from tenants.row_security import tenant_row_security
+from tests.conftest import client_for
+from tests.factories import JobFactory
+from tests.polling.round_trips import counted_round_trips
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def warm(alice, acme, settings):
+    """A job of acme's, alice's client, and its ETag from a first poll that warms every
+    cache (tenant, user, connection). The caches start empty under a prefix of their own:
+    creating the rows left tombstones (core.row_cache) that would keep them from caching."""
+    job = JobFactory(tenant=acme)
+    caches = {alias: dict(conf) for alias, conf in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
+    client = client_for(alice, host="acme.localhost")
+    etag = client.get(f"/api/jobs/{job.id}")["ETag"]
+    return job, client, etag
+
+
+def poll(client, job, **headers):
+    """One poll as a server serves it: Django's request_started handling first (the test
+    client skips it), which puts the connection's health check due."""
+    connection.close_if_unusable_or_obsolete()
+    return client.get(f"/api/jobs/{job.id}", **headers)
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["200", "304"])
+def test_warm_poll_makes_three_postgres_round_trips(warm, monkeypatch, conditional):
+    """BEGIN with the row-security settings (one simple query), the read, COMMIT."""
+    job, client, etag = warm
+    headers = {"HTTP_IF_NONE_MATCH": etag} if conditional else {}
+    with counted_round_trips(monkeypatch) as counted:
+        response = poll(client, job, **headers)
+    assert response.status_code == (304 if conditional else 200)
+    begin, read, commit = counted.postgres
+    assert begin.startswith("\"BEGIN; SELECT set_config('role', 'tenant_jobs_web', true)")
+    assert "set_config('idle_in_transaction_session_timeout', '60s', true)" in begin
+    assert "job_queue" in read
+    assert commit == '"COMMIT"'
+
+
+def test_a_connection_dropped_between_requests_is_replaced(warm):
+    """The BEGIN statement stands for Django's health check: a dead connection is replaced
+    and the request served."""
+    job, client, _ = warm
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
+            )
+    finally:
+        other.close()
+    assert poll(client, job).status_code == 200
+
+
+def _idle_timeout() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW idle_in_transaction_session_timeout")
+        return cursor.fetchone()[0]
+
+
+def test_the_idle_timeout_is_the_request_transactions_only(settings, acme):
+    settings.DB_IDLE_IN_TRANSACTION_TIMEOUT = 7
+    with tenant_row_security(acme):
+        assert _idle_timeout() == "7s"
+    assert _idle_timeout() == "0"
+
+
+def test_an_idle_request_transaction_is_ended_by_postgresql(settings, acme):
+    settings.DB_IDLE_IN_TRANSACTION_TIMEOUT = 1
+
+    def idle_then_read():
+        with tenant_row_security(acme):
+            time.sleep(1.5)  # idle for longer than the timeout: PostgreSQL ends the session
+            Job.objects.filter(tenant=acme).exists()
+
+    with pytest.raises(InternalError, match="idle-in-transaction timeout"):
+        idle_then_read()
+    connection.close()
