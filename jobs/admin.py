@@ -30,9 +30,17 @@ from django.utils.html import format_html, format_html_join
 
 from accounts.roles import ALL_TENANTS, is_tenant_staff, staff_tenant
 from core.admin_filters import CheckedLookupsMixin
-from jobs import schedules, selectors, services
+from jobs import schedules, selectors, services, webhooks
 from jobs.exceptions import InvalidTransition, JobNotFound
-from jobs.models import Job, JobAttempt, JobStatus, Schedule
+from jobs.models import (
+    FINAL_STATUSES,
+    Job,
+    JobAttempt,
+    JobStatus,
+    Schedule,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from jobs.registry import job_types
 from tenants.models import Tenant
 
@@ -562,3 +570,135 @@ class ScheduleAdmin(_TenantOwnedAdmin):
             return "—"
         url = reverse("admin:jobs_job_change", args=[obj.last_job_id])
         return format_html('<a href="{}">{}</a>', url, str(obj.last_job_id)[:8])
+
+
+# --- completion webhooks (jobs.webhooks) ------------------------------------------------
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    """An endpoint, validated by ``jobs.webhooks.endpoint_save`` rules; ``scope`` as for
+    ``ScheduleForm``."""
+
+    scope = ALL_TENANTS
+    statuses = forms.MultipleChoiceField(
+        choices=[(status, status) for status in sorted(FINAL_STATUSES)],
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["tenant", "url", "secret", "statuses"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.scope is not ALL_TENANTS:
+            self.fields.pop("tenant", None)
+            self.instance.tenant = self.scope
+        elif "tenant" in self.fields:
+            self.fields["tenant"].queryset = Tenant.objects.exclude(
+                schema_name=settings.PUBLIC_SCHEMA_NAME
+            )
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            webhooks.resolve(data["url"])
+        except webhooks.WebhookRefused as exc:
+            self.add_error("url", f"Refused: {exc}.")
+        try:
+            webhooks.signature(secret=data["secret"], message_id="", timestamp=0, body=b"")
+        except ValueError as exc:
+            self.add_error("secret", f"Invalid: {exc}.")
+        return data
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    fields = ["job_id", "job_status", "created_at", "delivered_at", "attempts_summary"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_view_permission(self, request, obj=None):
+        return is_tenant_staff(request.user) or super().has_view_permission(request, obj)
+
+    @admin.display(description="attempts")
+    def attempts_summary(self, obj):
+        return _attempts_summary(obj)
+
+
+def _attempts_summary(delivery) -> str:
+    return (
+        ", ".join(
+            str(attempt["status"]) if attempt["status"] is not None else attempt["error"]
+            for attempt in delivery.attempts
+        )
+        or "—"
+    )
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(_TenantOwnedAdmin):
+    form = WebhookEndpointForm
+    list_display = ["url", "tenant_name", "statuses", "created_at"]
+    ordering = ["tenant__name", "url"]
+    inlines = [WebhookDeliveryInline]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"scope": staff_tenant(request.user)})
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if staff_tenant(request.user) is not ALL_TENANTS:
+            fields = [field for field in fields if field != "tenant"]
+        return fields
+
+    def save_model(self, request, obj, form, change):
+        webhooks.endpoint_save(obj)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(_TenantOwnedAdmin):
+    """Read-only: each delivery's attempts, with response status and body excerpt."""
+
+    list_display = ["webhook_id", "tenant_name", "endpoint", "job_id", "job_status"]
+    list_display += ["created_at", "delivered_at", "attempts_display"]
+    list_select_related = ["tenant", "endpoint"]
+    ordering = ["-created_at"]
+    fields = ["endpoint", "job_id", "job_status", "created_at", "delivered_at", "attempt_rows"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="webhook-id")
+    def webhook_id(self, obj):
+        return str(obj)
+
+    @admin.display(description="attempts")
+    def attempts_display(self, obj):
+        return _attempts_summary(obj)
+
+    @admin.display(description="attempts")
+    def attempt_rows(self, obj):
+        return format_html(
+            "<table><tr><th>attempt</th><th>at</th><th>status</th><th>response</th>"
+            "<th>error</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                (
+                    (a["attempt"], a["at"], a["status"] or "—", a["body"], a["error"])
+                    for a in obj.attempts
+                ),
+            ),
+        )

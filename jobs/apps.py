@@ -6,5 +6,6 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Connects the metrics receivers of jobs.signals, in web and worker processes alike.
-        from jobs import metrics  # noqa: F401
+        # Connects the receivers of jobs.signals (metrics, completion webhooks), in web and
+        # worker processes alike.
+        from jobs import metrics, webhooks  # noqa: F401

@@ -198,3 +198,54 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class WebhookEndpoint(models.Model):
+    """A URL of a tenant told when its jobs end in one of ``statuses`` (``jobs.webhooks``):
+    validated on save (public address unless allowed, ``whsec_`` secret, final statuses)."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    url = models.URLField(max_length=2000)
+    secret = models.CharField(
+        max_length=200, help_text="whsec_ then base64 of 24 to 64 random bytes."
+    )
+    statuses = models.JSONField(default=list, help_text="The final statuses delivered.")
+    created_at = models.DateTimeField(db_default=models.functions.Now(), editable=False)
+
+    class Meta:
+        db_table = "job_webhook_endpoint"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One job's ending told to one endpoint: its id is the ``webhook-id`` of every
+    attempt; ``attempts`` lists each attempt's time, response status and body excerpt or
+    error."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    # No foreign key: finished jobs are deleted in SQL (cleanup_jobs); deliveries stay.
+    job_id = models.UUIDField()
+    job_status = models.CharField(max_length=16)
+    attempts = models.JSONField(default=list, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=models.functions.Now(), editable=False)
+
+    class Meta:
+        db_table = "job_webhook_delivery"
+        constraints = [
+            models.UniqueConstraint("endpoint", "job_id", name="job_webhook_delivery_once"),
+        ]
+        indexes = [
+            models.Index(
+                "tenant", models.F("created_at").desc(), name="job_webhook_delivery_recent"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"msg_{self.id.hex}"

@@ -13,7 +13,9 @@ and normalises the payload on submit), ``max_attempts`` (default ``JOBS_DEFAULT_
 ``timeout`` (seconds, default ``JOBS_DEFAULT_TIMEOUT``), ``poll_after`` (the polling
 interval suggested to clients, seconds), ``queue`` (the queue its jobs land in, from the API
 and from ``@task.enqueue()``; default the task's ``queue_name``, itself ``"default"``
-unless the ``@task`` names one). The API accepts only names listed here.
+unless the ``@task`` names one), ``internal`` (true: workers run it, but it is no public
+type: ``job_types()`` leaves it out, so the API and schedules refuse it). The API accepts
+only names listed here.
 """
 
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ class JobType:
     timeout_seconds: int
     poll_after: int
     queue: str
+    internal: bool = False
 
     def validate_payload(self, payload: Any) -> dict:
         """Return the normalised payload; raise ``serializers.ValidationError`` if invalid."""
@@ -66,6 +69,7 @@ def _build(name: str, spec: str | dict) -> JobType:
         timeout_seconds=int(options.get("timeout", settings.JOBS_DEFAULT_TIMEOUT)),
         poll_after=max(1, int(options.get("poll_after", settings.JOBS_POLL_AFTER))),
         queue=str(options.get("queue", task.queue_name)),
+        internal=bool(options.get("internal", False)),
     )
 
 
@@ -75,8 +79,8 @@ def _registry() -> dict[str, JobType]:
 
 
 def job_types() -> dict[str, JobType]:
-    """Every registered job type by public name."""
-    return _registry()
+    """Every public job type (not ``internal``) by name."""
+    return {name: job_type for name, job_type in _registry().items() if not job_type.internal}
 
 
 def get_job_type(name: str) -> JobType:

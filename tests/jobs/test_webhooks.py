@@ -1,0 +1,254 @@
+"""Signed completion webhooks (jobs.webhooks) against real HTTP receivers on loopback and
+the real worker loop: the Standard Webhooks signature, retries, tenant isolation, and
+refusal of non-public addresses at registration and at delivery."""
+
+import base64
+import hmac
+import json
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from jobs import services
+from jobs.models import Job, JobStatus, WebhookDelivery, WebhookEndpoint
+from jobs.worker import Worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def verify(secret: str, headers, body: bytes) -> bool:
+    """The Standard Webhooks check, written from the specification: the signed content is
+    ``{webhook-id}.{webhook-timestamp}.{body}``, the key the base64-decoded secret after
+    ``whsec_``; the header holds space-separated ``v1,<base64 HMAC-SHA256>`` entries."""
+    key = base64.b64decode(secret.split("_", 1)[1])
+    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.digest(key, content, "sha256")).decode()
+    return any(
+        hmac.compare_digest(entry.split(",", 1)[1], expected)
+        for entry in headers["webhook-signature"].split(" ")
+        if entry.startswith("v1,")
+    )
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records each request and answers the next status
+    of ``answers`` (then 200)."""
+
+    def __init__(self, answers=()):
+        self.requests = []
+        self.answers = list(answers)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((self.path, dict(self.headers), body))
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok" if status == 200 else b"try again")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/jobs"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers():
+    started = []
+
+    def start(answers=()):
+        receiver = Receiver(answers)
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.close()
+
+
+@pytest.fixture
+def allow_loopback(settings):
+    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = True
+    settings.JOBS_BACKOFF_BASE = 0.01
+    settings.JOBS_BACKOFF_MAX = 0.02
+
+
+def add_endpoint(tenant, url, secret, statuses=None) -> WebhookEndpoint:
+    args = ["add", "--tenant", tenant.schema_name, "--url", url, "--secret", secret]
+    if statuses:
+        args += ["--statuses", statuses]
+    call_command("jobs_webhook", *args, stdout=StringIO())
+    return WebhookEndpoint.objects.filter(tenant=tenant).latest("pk")
+
+
+def run_until(predicate, rounds=50):
+    """Burst workers, one after another, until ``predicate()`` (a retry waits its backoff:
+    a burst worker leaves when nothing is runnable yet)."""
+    for _ in range(rounds):
+        Worker(burst=True, poll_interval=0.05).run()
+        if predicate():
+            return
+    raise AssertionError("not reached")
+
+
+def test_a_finished_job_is_posted_signed_with_its_api_representation(
+    acme, alice_client, allow_loopback, receivers
+):
+    receiver = receivers()
+    secret = new_secret()
+    add_endpoint(acme, receiver.url, secret)
+    job = services.job_enqueue(tenant=acme, type="demo.echo", payload={"n": 1})
+
+    run_until(lambda: receiver.requests)
+
+    ((path, headers, body),) = receiver.requests
+    assert path == "/hooks/jobs"
+    assert headers["Content-Type"] == "application/json"
+    assert verify(secret, headers, body)
+    assert not verify(new_secret(), headers, body)
+    assert json.loads(body) == alice_client.get(f"/api/jobs/{job.id}").json()
+    assert json.loads(body)["status"] == JobStatus.COMPLETED
+    delivery = WebhookDelivery.objects.get()
+    assert headers["webhook-id"] == f"msg_{delivery.id.hex}"
+    assert delivery.delivered_at is not None
+    assert [(a["status"], a["body"]) for a in delivery.attempts] == [(200, "ok")]
+
+
+def test_a_failing_receiver_gets_retries_with_the_same_id(acme, allow_loopback, receivers):
+    receiver = receivers(answers=[500, 503])
+    secret = new_secret()
+    add_endpoint(acme, receiver.url, secret, statuses="failed")
+    services.job_enqueue(tenant=acme, type="demo.fail", payload={})
+
+    run_until(lambda: len(receiver.requests) == 3)
+
+    ids = {headers["webhook-id"] for _, headers, _ in receiver.requests}
+    assert len(ids) == 1
+    assert all(verify(secret, headers, body) for _, headers, body in receiver.requests)
+    assert json.loads(receiver.requests[0][2])["error"] == "demo failure"
+    delivery = WebhookDelivery.objects.get()
+    assert [a["status"] for a in delivery.attempts] == [500, 503, 200]
+    assert delivery.attempts[0]["body"] == "try again"
+    deliverer = Job.objects.get(type="webhooks.deliver")
+    assert (deliverer.status, deliverer.attempts) == (JobStatus.COMPLETED, 3)
+
+
+def test_a_job_of_another_tenant_is_never_delivered_here(acme, globex, allow_loopback, receivers):
+    acme_receiver, globex_receiver = receivers(), receivers()
+    add_endpoint(acme, acme_receiver.url, new_secret())
+    add_endpoint(globex, globex_receiver.url, new_secret())
+    acme_job = services.job_enqueue(tenant=acme, type="demo.echo", payload={"who": "acme"})
+
+    run_until(lambda: acme_receiver.requests)
+    globex_job = services.job_enqueue(tenant=globex, type="demo.echo", payload={})
+    run_until(lambda: globex_receiver.requests)
+
+    assert [json.loads(body)["id"] for _, _, body in acme_receiver.requests] == [str(acme_job.id)]
+    assert [json.loads(body)["id"] for _, _, body in globex_receiver.requests] == [
+        str(globex_job.id)
+    ]
+    for delivery in WebhookDelivery.objects.select_related("endpoint"):
+        assert delivery.tenant_id == delivery.endpoint.tenant_id
+        assert Job.objects.get(pk=delivery.job_id).tenant_id == delivery.tenant_id
+
+
+def test_statuses_not_listed_are_not_delivered(acme, allow_loopback, receivers):
+    receiver = receivers()
+    add_endpoint(acme, receiver.url, new_secret(), statuses="failed,cancelled")
+    services.job_enqueue(tenant=acme, type="demo.echo", payload={})
+    Worker(burst=True, poll_interval=0.05).run()
+    assert receiver.requests == []
+    assert not WebhookDelivery.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:9/x", "resolves to a non-public address (127.0.0.1)"),
+        ("http://localhost/x", "resolves to a non-public address"),
+        ("http://10.1.2.3/x", "non-public address (10.1.2.3)"),
+        ("http://169.254.169.254/latest", "non-public address (169.254.169.254)"),
+        ("http://[::1]/x", "non-public address (::1)"),
+        ("http://[::ffff:127.0.0.1]/x", "non-public address"),
+        ("ftp://example.com/x", "must be http:// or https://"),
+        ("http://user:pw@example.com/x", "must not carry credentials"),
+    ],
+)
+def test_registration_refuses_urls_that_are_not_public(acme, url, message):
+    with pytest.raises(CommandError, match="not stored") as refused:
+        add_endpoint(acme, url, new_secret())
+    assert message in str(refused.value)
+    assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("secret", "statuses", "message"),
+    [
+        ("plain", None, "secret: Invalid: the secret must start with whsec_"),
+        ("whsec_not base64!", None, "must be base64"),
+        ("whsec_" + base64.b64encode(b"short").decode(), None, "24 to 64 bytes"),
+        (None, "completed,pending", "statuses: A non-empty list of final statuses"),
+    ],
+)
+def test_registration_refuses_bad_secrets_and_statuses(
+    acme, allow_loopback, secret, statuses, message
+):
+    with pytest.raises(CommandError, match="not stored") as refused:
+        add_endpoint(acme, "http://127.0.0.1:9/x", secret or new_secret(), statuses)
+    assert message in str(refused.value)
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_delivery_time_check_refuses_an_address_no_longer_allowed(
+    acme, settings, allow_loopback, receivers
+):
+    """What DNS rebinding would exploit: a URL that was public when registered and now
+    resolves to a private address is checked again, and never called."""
+    receiver = receivers()
+    add_endpoint(acme, receiver.url, new_secret())
+    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
+    services.job_enqueue(tenant=acme, type="demo.echo", payload={})
+    Worker(burst=True, poll_interval=0.05).run()
+
+    assert receiver.requests == []
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.delivered_at is None
+    assert delivery.attempts[0]["error"].startswith("refused: the host '127.0.0.1' resolves")
+
+
+def test_list_and_remove_per_tenant(acme, globex, allow_loopback):
+    mine = add_endpoint(acme, "http://127.0.0.1:9/a", new_secret())
+    theirs = add_endpoint(globex, "http://127.0.0.1:9/b", new_secret())
+    out = StringIO()
+    call_command("jobs_webhook", "list", "--tenant", "acme", stdout=out)
+    assert out.getvalue() == f"{mine.pk}\thttp://127.0.0.1:9/a\tcancelled,completed,failed\n"
+    assert "whsec_" not in out.getvalue()
+    with pytest.raises(CommandError, match=f"no endpoint {theirs.pk} in acme"):
+        call_command("jobs_webhook", "remove", str(theirs.pk), "--tenant", "acme")
+    call_command("jobs_webhook", "remove", str(mine.pk), "--tenant", "acme", stdout=StringIO())
+    assert list(WebhookEndpoint.objects.all()) == [theirs]
+
+
+def test_the_delivery_type_is_not_offered_to_clients(alice_client):
+    response = alice_client.post(
+        "/api/jobs", {"type": "webhooks.deliver", "payload": {}}, format="json"
+    )
+    assert response.status_code == 400
+    assert "webhooks.deliver" not in json.dumps(response.json())
