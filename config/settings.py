@@ -154,9 +154,6 @@ DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOL_MODE == "tra
 # Seconds a tenant-host request's transaction may sit idle before PostgreSQL ends its session
 # (idle_in_transaction_session_timeout, set per transaction with the web role; 0: never).
 DB_IDLE_IN_TRANSACTION_TIMEOUT = env("DB_IDLE_IN_TRANSACTION_TIMEOUT", 60, int)
-# Seconds a tenant-host request's transaction may sit idle before PostgreSQL ends its session
-# (idle_in_transaction_session_timeout, set per transaction with the web role; 0: never).
-DB_IDLE_IN_TRANSACTION_TIMEOUT = env("DB_IDLE_IN_TRANSACTION_TIMEOUT", 60, int)
 # PostgreSQL itself, never a transaction pooler, for what needs a real session: the LISTEN
 # connections of workers and long polls (core/listen.py). Migrations run with DATABASE_URL
 # set to it (README "Production"). Unset (None): the default database's own settings, i.e.
