@@ -2,6 +2,8 @@
 
 import threading
 
+from django.tasks import TaskContext, TaskResult
+
 from jobs import services
 
 
@@ -13,8 +15,12 @@ class JobError(Exception):
     """
 
 
-class JobContext:
+class JobContext(TaskContext):
     """Passed as ``context`` to ``@task(takes_context=True)`` handlers run by the worker.
+
+    It is a Django ``TaskContext``: ``task_result`` is the job as a ``TaskResult`` (status
+    RUNNING, one worker id per attempt so far, this one included), built on first use;
+    ``attempt`` is the job's attempt number, 1 for the first run.
 
     ``cancelled()`` is cheap (flags the worker sets: its heartbeat, when cancellation is
     requested or the job was taken away; its shutdown, when the job is handed back), so
@@ -24,13 +30,33 @@ class JobContext:
     cannot overwrite someone else's progress.
     """
 
+    # TaskContext is a frozen, slotted dataclass; its one field is a lazy property here, and
+    # this subclass keeps its own state in ordinary (settable) attributes.
+    __setattr__ = object.__setattr__
+    __delattr__ = object.__delattr__
+
     def __init__(self, *, job, worker_id: str):
+        self._task_result = None
         self.job = job
         self.job_id = job.id
         self.worker_id = worker_id
-        self.attempt = job.attempts
         self._cancelled = threading.Event()
         self._lost = threading.Event()
+
+    @property
+    def task_result(self) -> TaskResult:
+        if self._task_result is None:
+            from jobs.backends import running_result  # the backend imports this module
+
+            self._task_result = running_result(self.job, worker_id=self.worker_id)
+        return self._task_result
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempts
+
+    def __repr__(self) -> str:
+        return f"JobContext(job_id={self.job_id}, attempt={self.attempt})"
 
     def report_progress(self, percent: float, message: str | None = None) -> bool:
         """Record 0–100 % progress; returns False if this worker no longer owns the job."""

@@ -47,10 +47,15 @@ import uuid
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
+from django.tasks import TaskResultStatus
+from django.tasks.base import TaskError
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from core.log_context import bind_job
 from jobs import schedules, selectors, services
+from jobs.backends import JobQueueBackend
 from jobs.context import JobContext, JobError
 from jobs.exceptions import JobNotFound, UnknownJobType
 from jobs.models import JobStatus
@@ -103,6 +108,8 @@ _MAX_COMPLETION_BATCH = 500
 _HAND_BACK_PATIENCE = 5.0
 # The error the reaper (jobs.services.jobs_requeue_stale) fails a timed-out job with.
 _TIMED_OUT_ERROR = "timed out"
+# TaskError.exception_class_path of a failed run (the service's client-safe error class).
+_JOB_ERROR = "jobs.context.JobError"
 # Outcomes of a run whose handler failed (the ending is a _Raised).
 _FAILURES = frozenset({JobOutcome.FAILED, JobOutcome.RETRYING})
 # Outcomes logged as warnings: the run did not end the way its handler did.
@@ -150,6 +157,7 @@ class _Run:
     job: object
     context: JobContext
     pool: _Pool
+    task: object = None  # the job type's django.tasks Task; None for an unknown type
     started: float | None = None  # time.monotonic() when the handler started
     duration: float | None = None  # the handler's run time, once it returned or raised
     settled: bool = False  # taken by the outcome writer (under Worker._lock)
@@ -198,6 +206,13 @@ class _Cut(enum.Enum):
 
 
 _Ending = _Returned | _Raised | _Cut
+
+
+def _task_of(job):
+    try:
+        return get_job_type(job.type).task
+    except UnknownJobType:
+        return None
 
 
 def default_worker_id() -> str:
@@ -404,7 +419,9 @@ class Worker:
                 self._claimed_total += 1
                 context = JobContext(job=job, worker_id=self.worker_id)
                 with self._lock:
-                    self._owned[job.id] = _Run(job=job, context=context, pool=pool)
+                    self._owned[job.id] = _Run(
+                        job=job, context=context, pool=pool, task=_task_of(job)
+                    )
                 pool.work.put(job)
             claimed_any = claimed_any or bool(claimed)
             more = more or (bool(claimed) and len(claimed) == free)
@@ -491,6 +508,7 @@ class Worker:
             return
         run.started = time.monotonic()
         job_started.send_robust(sender=Worker, job=job)
+        self._send_task_signal(run, task_started, run.context.task_result if run.task else None)
         try:
             ending = self._run_handler(run)
         finally:
@@ -516,8 +534,11 @@ class Worker:
         except UnknownJobType:
             return _Raised(f"unknown job type {job.type!r}", retry=False)
         try:
+            task = job_type.task
+            arguments = (run.context,) if task.takes_context else ()
             with bind_job(job), tenant_context(job.tenant):
-                result = job_type.task.func(run.context, **job.payload)
+                # Task.call runs an async def task to its end in this thread (async_to_sync).
+                result = task.call(*arguments, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
         except JobError as exc:
             return _Raised(str(exc), traceback.format_exc())
@@ -571,6 +592,9 @@ class Worker:
         self._close_attempts(decided)
         for run, _ending, outcome in decided:
             self._report(run, outcome)
+            if run.started is not None:  # task_started was sent
+                finished = self._finished_result(run, ending, outcome)
+                self._send_task_signal(run, task_finished, finished)
 
     def _close_attempts(self, decided: list[tuple[_Run, _Ending, JobOutcome]]) -> None:
         """Part of the outcome writer: close the runs' attempts (``JobAttempt``) in one
@@ -636,6 +660,46 @@ class Worker:
             and job.error == _TIMED_OUT_ERROR
             and job.attempts == run.job.attempts
         )
+
+    def _finished_result(self, run: _Run, ending: _Ending, outcome: JobOutcome):
+        """The run's ``TaskResult`` as it ended, for ``task_finished``: SUCCESSFUL with the
+        return value, READY when the job will run again, else FAILED; a failed run adds
+        its ``TaskError``. None for a job type no longer registered."""
+        if run.task is None:
+            return None
+        running = run.context.task_result
+        if outcome is JobOutcome.COMPLETED:
+            status = TaskResultStatus.SUCCESSFUL
+        elif outcome in (JobOutcome.RETRYING, JobOutcome.HANDED_BACK) or (
+            outcome is JobOutcome.LOST and run.job.attempts < run.job.max_attempts
+        ):
+            status = TaskResultStatus.READY
+        else:
+            status = TaskResultStatus.FAILED
+        errors = list(running.errors)
+        if isinstance(ending, _Raised):
+            errors.append(TaskError(exception_class_path=_JOB_ERROR, traceback=ending.traceback))
+        finished = dataclasses.replace(
+            running, status=status, errors=errors, finished_at=timezone.now()
+        )
+        if isinstance(ending, _Returned) and outcome is JobOutcome.COMPLETED:
+            object.__setattr__(finished, "_return_value", ending.result)
+        return finished
+
+    def _send_task_signal(self, run: _Run, signal, task_result) -> None:
+        """Send a ``django.tasks`` signal like Django's own backends (sender: the backend
+        class); a receiver that raises is logged, never the worker's problem."""
+        if task_result is None:
+            return
+        for receiver, response in signal.send_robust(
+            sender=JobQueueBackend, task_result=task_result
+        ):
+            if isinstance(response, Exception):
+                logger.error(
+                    "task signal receiver raised",
+                    extra={**run.log_fields(), "receiver": repr(receiver)},
+                    exc_info=response,
+                )
 
     def _report(self, run: _Run, outcome: JobOutcome) -> None:
         """Tell observers how a run ended: ``job_finished`` and the line ``job <outcome>``."""
