@@ -177,3 +177,37 @@ def test_two_worker_processes_enqueue_exactly_one_job_per_tick(acme, processes):
         assert process.wait(timeout=30) == 0
         log = process.log_path.read_text()
         assert "already enqueued" not in log, log  # the lock, not the unique key, decided
+
+
+# --- the admin ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def carol_admin(public_tenant, acme):
+    from tests.admin.conftest import admin_client_for
+    from tests.factories import UserFactory
+
+    return admin_client_for(UserFactory(username="carol", tenant=acme, is_staff=True))
+
+
+@pytest.mark.django_db
+def test_tenant_staff_see_and_add_only_their_tenants_schedules(carol_admin, acme, globex):
+    add(acme, name="acme-nightly")
+    add(globex, name="globex-nightly")
+    listing = carol_admin.get("/admin/jobs/schedule/").content.decode()
+    assert "acme-nightly" in listing
+    assert "globex-nightly" not in listing
+    theirs = Schedule.objects.get(tenant=globex)
+    assert carol_admin.get(f"/admin/jobs/schedule/{theirs.pk}/change/").status_code == 302
+
+    form = {"name": "hourly", "type": "demo.echo", "payload": "{}", "cron": "0 * * * *"}
+    form |= {"timezone": "UTC", "enabled": "on", "tenant": str(globex.pk)}
+    bad = carol_admin.post("/admin/jobs/schedule/add/", {**form, "cron": "0 * *"})
+    assert bad.status_code == 200
+    assert "Invalid cron expression" in bad.content.decode()
+    assert carol_admin.post("/admin/jobs/schedule/add/", form).status_code == 302
+    created = Schedule.objects.get(name="hourly")
+    assert created.tenant == acme  # never the tenant the form was sent
+    assert created.next_run_at is not None
+    duplicate = carol_admin.post("/admin/jobs/schedule/add/", form)
+    assert "already has a schedule with this name" in duplicate.content.decode()

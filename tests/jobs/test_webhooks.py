@@ -252,3 +252,38 @@ def test_the_delivery_type_is_not_offered_to_clients(alice_client):
     )
     assert response.status_code == 400
     assert "webhooks.deliver" not in json.dumps(response.json())
+
+
+@pytest.fixture
+def carol_admin(public_tenant, acme):
+    from tests.admin.conftest import admin_client_for
+    from tests.factories import UserFactory
+
+    return admin_client_for(UserFactory(username="carol", tenant=acme, is_staff=True))
+
+
+def test_tenant_staff_manage_their_endpoints_and_see_their_deliveries(
+    carol_admin, acme, globex, allow_loopback, receivers, settings
+):
+    receiver = receivers()
+    add_endpoint(globex, "http://127.0.0.1:9/globex", new_secret())
+    form = {"url": receiver.url, "secret": new_secret(), "statuses": ["completed"]}
+    form |= {"tenant": str(globex.pk), "deliveries-TOTAL_FORMS": "0"}
+    form |= {"deliveries-INITIAL_FORMS": "0"}  # the inline of deliveries (read-only)
+    assert carol_admin.post("/admin/jobs/webhookendpoint/add/", form).status_code == 302
+    mine = WebhookEndpoint.objects.get(url=receiver.url)
+    assert mine.tenant == acme
+    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
+    refused = carol_admin.post("/admin/jobs/webhookendpoint/add/", form)
+    assert "resolves to a non-public address" in refused.content.decode()
+    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = True
+
+    services.job_enqueue(tenant=acme, type="demo.echo", payload={})
+    run_until(lambda: receiver.requests)
+    listing = carol_admin.get("/admin/jobs/webhookendpoint/").content.decode()
+    assert receiver.url in listing
+    assert "/globex" not in listing
+    delivery = WebhookDelivery.objects.get()
+    page = carol_admin.get(f"/admin/jobs/webhookdelivery/{delivery.pk}/change/").content
+    assert b"<td>200</td>" in page
+    assert carol_admin.get("/admin/jobs/webhookdelivery/").status_code == 200
