@@ -42,7 +42,6 @@ from django.utils import timezone
 
 from accounts.roles import ALL_TENANTS
 from jobs import services
-from jobs.api.serializers import JobOutputSerializer
 from jobs.context import JobError
 from jobs.models import FINAL_STATUSES, Job, WebhookDelivery, WebhookEndpoint
 from jobs.signals import JobOutcome, job_finished
@@ -163,22 +162,27 @@ def endpoint_remove(*, tenant, endpoint_id: int) -> bool:
 
 @receiver(job_finished)
 def _on_job_finished(sender, job, outcome, **kwargs) -> None:
-    """After a run's outcome is recorded: deliveries for a job that is now final."""
+    """After a run's outcome is recorded: deliveries for a job that is now final. One
+    query for a tenant without endpoints."""
     if outcome not in _ENDINGS or job.type == DELIVERY_TYPE:
         return
-    status = Job.objects.filter(pk=job.pk, tenant_id=job.tenant_id).values_list("status", flat=True)
-    status = status.first()
+    endpoints = list(WebhookEndpoint.objects.filter(tenant_id=job.tenant_id))
+    if not endpoints:
+        return
+    status = (
+        Job.objects.filter(pk=job.pk, tenant_id=job.tenant_id)
+        .values_list("status", flat=True)
+        .first()
+    )
     if status in FINAL_STATUSES:
-        deliveries_enqueue(job=job, status=status)
+        _enqueue_deliveries(job, status, endpoints)
 
 
-def deliveries_enqueue(*, job: Job, status: str) -> list[WebhookDelivery]:
-    """One delivery (and its delivery job) per endpoint of the job's tenant that lists
+def _enqueue_deliveries(job: Job, status: str, endpoints) -> None:
+    """One delivery (and its delivery job) per endpoint of the job's own tenant that lists
     ``status``; an endpoint already told of this job is skipped."""
-    created = []
-    endpoints = WebhookEndpoint.objects.filter(tenant_id=job.tenant_id)
     for endpoint in endpoints:
-        if status not in endpoint.statuses:
+        if status not in endpoint.statuses or endpoint.tenant_id != job.tenant_id:
             continue
         try:
             with transaction.atomic():
@@ -193,8 +197,6 @@ def deliveries_enqueue(*, job: Job, status: str) -> list[WebhookDelivery]:
                 )
         except IntegrityError:
             continue  # this endpoint already has this job's delivery
-        created.append(delivery)
-    return created
 
 
 # --- delivering ----------------------------------------------------------------------------
@@ -251,6 +253,10 @@ def deliver(context, delivery: str):
     """``webhooks.deliver``: POST one delivery's signed job JSON to its endpoint. A non-2xx
     answer or a network error raises ``JobError`` (the engine retries); a refused URL
     ends the delivery at once."""
+    # Imported here: jobs.api.serializers builds the registry at import, which imports
+    # this module.
+    from jobs.api.serializers import JobOutputSerializer
+
     tenant_id = context.job.tenant_id
     found = (
         WebhookDelivery.objects.select_related("endpoint")
