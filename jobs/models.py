@@ -72,6 +72,9 @@ class Job(models.Model):
 
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # The jobs of one POST /api/jobs/batch; their ids are in the batch's order, and the
+    # first carries the batch's Idempotency-Key (jobs.services.jobs_enqueue_batch).
+    batch_id = models.UUIDField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(db_default=models.functions.Now())
     started_at = models.DateTimeField(null=True, blank=True)
@@ -109,6 +112,10 @@ class Job(models.Model):
             ),
             # Cleanup of finished jobs.
             models.Index("status", "completed_at", name="job_queue_cleanup_idx"),
+            # An idempotent batch's replay: its jobs.
+            models.Index(
+                "batch_id", name="job_queue_batch_idx", condition=Q(batch_id__isnull=False)
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -211,6 +218,8 @@ class WebhookEndpoint(models.Model):
     )
     statuses = models.JSONField(default=list, help_text="The final statuses delivered.")
     created_at = models.DateTimeField(db_default=models.functions.Now(), editable=False)
+    # Jobs that ended before this have been looked at by the sweep (jobs.webhooks.sweep).
+    swept_until = models.DateTimeField(db_default=models.functions.Now(), editable=False)
 
     class Meta:
         db_table = "job_webhook_endpoint"

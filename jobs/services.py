@@ -136,6 +136,83 @@ def job_enqueue_once(*, tenant, idempotency_key: str, **request) -> tuple[Job, b
     raise IdempotencyConflict(idempotency_key)
 
 
+def batch_fingerprint(items: list[dict]) -> str:
+    """A stable hash of a whole batch (each item as ``request_fingerprint`` sees it)."""
+    parts = [
+        request_fingerprint(
+            type=item["type"],
+            payload=item["payload"],
+            run_at=item.get("run_at"),
+            priority=item.get("priority", 0),
+        )
+        for item in items
+    ]
+    return hashlib.sha256(("batch:" + ",".join(parts)).encode()).hexdigest()
+
+
+def jobs_enqueue_batch(
+    *, tenant, items: list[dict], created_by=None, idempotency_key: str = ""
+) -> tuple[list[Job], bool]:
+    """Create the pending jobs ``items`` (each ``type``, validated ``payload``, optional
+    ``run_at`` and ``priority``) in one INSERT and wake workers with one NOTIFY; returns
+    them in the items' order and ``created``.
+
+    The jobs share a ``batch_id`` and get ids in ascending order, so the batch reads back
+    in order. With an ``idempotency_key`` the first job carries it and the whole batch's
+    fingerprint: within ``JOBS_IDEMPOTENCY_TTL`` the same key and the same batch return the
+    stored jobs with ``created=False``; the same key with anything else (another batch, a
+    single job) raises ``IdempotencyConflict``.
+    """
+    tenant = one_tenant(tenant)
+    fingerprint = batch_fingerprint(items) if idempotency_key else ""
+    keyed = Job.objects.filter(tenant=tenant, idempotency_key=idempotency_key)
+    for _ in range(3):
+        if idempotency_key:
+            existing = keyed.first()
+            if existing is not None:
+                if not keyed.filter(created_at__gte=_idempotency_cutoff()).exists():
+                    keyed.filter(pk=existing.pk).update(idempotency_key="")
+                elif existing.batch_id is None or existing.request_fingerprint != fingerprint:
+                    raise IdempotencyConflict(idempotency_key)
+                else:
+                    batch = Job.objects.filter(tenant=tenant, batch_id=existing.batch_id)
+                    return list(batch.order_by("id")), False
+        try:
+            return _insert_batch(tenant, items, created_by, idempotency_key, fingerprint), True
+        except IntegrityError:
+            continue  # a concurrent request with this key won the insert: read its jobs
+    raise IdempotencyConflict(idempotency_key)
+
+
+def _insert_batch(tenant, items, created_by, idempotency_key, fingerprint) -> list[Job]:
+    ids = sorted(uuid.uuid4() for _ in items)
+    jobs = []
+    for index, (job_id, item) in enumerate(zip(ids, items, strict=True)):
+        job_type = get_job_type(item["type"])
+        job = Job(
+            id=job_id,
+            tenant=tenant,
+            created_by=created_by,
+            type=item["type"],
+            payload=item["payload"],
+            queue=job_type.queue,
+            priority=item.get("priority", 0),
+            max_attempts=job_type.max_attempts,
+            timeout_seconds=job_type.timeout_seconds,
+            batch_id=ids[0],
+            idempotency_key=idempotency_key if index == 0 else "",
+            request_fingerprint=fingerprint if index == 0 else "",
+        )
+        if item.get("run_at") is not None:
+            job.run_at = item["run_at"]
+        jobs.append(job)
+    with transaction.atomic():
+        # One INSERT; created_at and run_at (database defaults) come back from PostgreSQL.
+        Job.objects.bulk_create(jobs)
+        _notify_workers(",".join(sorted({job.queue for job in jobs})))
+    return jobs
+
+
 def _idempotency_cutoff():
     return ExpressionWrapper(Now() - settings.JOBS_IDEMPOTENCY_TTL, output_field=DateTimeField())
 

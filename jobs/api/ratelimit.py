@@ -10,10 +10,13 @@ draft (draft-ietf-httpapi-ratelimit-headers) ``RateLimit-Policy`` and ``RateLimi
 for the caller's partition.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 from django.conf import settings
-from django_ratelimit.core import _split_rate, get_usage
+from django.core.cache import caches
+from django_ratelimit import ALL
+from django_ratelimit.core import _get_window, _make_cache_key, _split_rate, get_usage
 
 from core.problems import RateLimited
 
@@ -74,6 +77,27 @@ def check_rate_limit(request, *, charge: bool = True) -> RateLimitUsage | None:
         spent = usage.count > usage.limit if charge else usage.count >= usage.limit
         if spent:
             raise RateLimited(wait=usage.reset_seconds)
+    return usage
+
+
+def charge_rate_limit_units(request, units: int) -> RateLimitUsage | None:
+    """Charge ``units`` requests' worth at once (a batch: one per job): raises
+    ``RateLimited``, charging nothing, when fewer are left. Two concurrent batches can
+    both pass the check and overshoot the limit by at most one batch."""
+    usage = _usage(request, increment=False)
+    request.rate_limit_usage = usage
+    if usage is None:
+        return None
+    if usage.count + units > usage.limit:
+        raise RateLimited(wait=usage.reset_seconds)
+    usage = _usage(request, increment=True)  # starts the window's counter if need be
+    if units > 1:
+        rate = settings.JOBS_API_RATE
+        value = tenant_user_key(GROUP, request)
+        key = _make_cache_key(GROUP, _get_window(value, _split_rate(rate)[1]), rate, value, ALL)
+        cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+        usage = dataclasses.replace(usage, count=cache.incr(key, units - 1))
+    request.rate_limit_usage = usage
     return usage
 
 

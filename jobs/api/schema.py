@@ -13,10 +13,21 @@ from drf_spectacular.utils import (
 
 from core import openapi
 from jobs.api.serializers import (
+    JobBatchCreateSerializer,
+    JobBatchOutputSerializer,
     JobCreateSerializer,
     JobListQuerySerializer,
     JobOutputSerializer,
     JobPollQuerySerializer,
+)
+
+_IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="1–255 printable ASCII characters; the same key returns the same "
+    "job for JOBS_IDEMPOTENCY_TTL_HOURS.",
+    pattern=r"^[\x21-\x7e]{1,255}$",
 )
 
 _JOB_ID = OpenApiParameter(
@@ -46,14 +57,7 @@ job_viewset_schema = extend_schema_view(
         "returns the same job (202 while unfinished, 200 once final) instead of a new one.",
         request=JobCreateSerializer,
         parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                str,
-                OpenApiParameter.HEADER,
-                description="1–255 printable ASCII characters; the same key returns the same "
-                "job for JOBS_IDEMPOTENCY_TTL_HOURS.",
-                pattern=r"^[\x21-\x7e]{1,255}$",
-            ),
+            _IDEMPOTENCY_KEY,
             openapi.header("Location", "The job's URL: `/api/jobs/{id}`.", [200, 202]),
             *openapi.rate_limit_headers(200, 202, 429),
             openapi.RETRY_AFTER_429,
@@ -62,6 +66,29 @@ job_viewset_schema = extend_schema_view(
             202: OpenApiResponse(JobOutputSerializer, description="Accepted: the job, pending."),
             200: OpenApiResponse(
                 JobOutputSerializer, description="Idempotent replay of a job that has ended."
+            ),
+            **openapi.problems(400, 401, 403, 404, 413, 415, 422, 429),
+        },
+        tags=["jobs"],
+    ),
+    batch=extend_schema(
+        operation_id="submitJobBatch",
+        summary="Submit a batch of jobs",
+        description="Enqueues 1 to 1,000 jobs at once, all or none: 202 with the jobs in the "
+        "order submitted; if any item is invalid, 400 with its errors under `errors.jobs.<index>` "
+        "(0-based) and nothing stored. Costs one unit of rate limit per job (429, nothing "
+        "stored, if fewer are left). An `Idempotency-Key` covers the whole batch: repeating "
+        "it returns the same jobs (202 while any is unfinished, 200 once all are final).",
+        request=JobBatchCreateSerializer,
+        parameters=[
+            _IDEMPOTENCY_KEY,
+            *openapi.rate_limit_headers(200, 202, 429),
+            openapi.RETRY_AFTER_429,
+        ],
+        responses={
+            202: OpenApiResponse(JobBatchOutputSerializer, description="Accepted: the jobs."),
+            200: OpenApiResponse(
+                JobBatchOutputSerializer, description="Idempotent replay; every job has ended."
             ),
             **openapi.problems(400, 401, 403, 404, 413, 415, 422, 429),
         },

@@ -140,6 +140,50 @@ class JobCreateSerializer(serializers.Serializer):
         return attrs
 
 
+# Most jobs in one POST /api/jobs/batch (the body limit, MAX_REQUEST_BODY_BYTES, also holds).
+BATCH_MAX_JOBS = 1000
+
+
+@extend_schema_serializer(component_name="JobBatchSubmit")
+class JobBatchCreateSerializer(serializers.Serializer):
+    """``POST /api/jobs/batch``: ``{"jobs": [JobSubmit, ...]}``, 1 to 1,000 items, each
+    checked as ``POST /api/jobs`` checks one. Any bad item makes the whole batch 400, its
+    errors under ``jobs.<index>`` (0-based); nothing is stored."""
+
+    jobs = JobCreateSerializer(
+        many=True, help_text="The jobs to submit, 1 to 1,000; stored in this order."
+    )
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        unknown = sorted(set(data) - {"jobs"})
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        items = data.get("jobs")
+        if not isinstance(items, list) or not 1 <= len(items) <= BATCH_MAX_JOBS:
+            raise serializers.ValidationError(
+                {"jobs": [f"Expected a list of 1 to {BATCH_MAX_JOBS} jobs."]}
+            )
+        validated, errors = [], {}
+        for index, item in enumerate(items):
+            one = JobCreateSerializer(data=item)
+            if one.is_valid():
+                validated.append(one.validated_data)
+            else:
+                errors[str(index)] = one.errors
+        if errors:
+            raise serializers.ValidationError({"jobs": errors})
+        return {"jobs": validated}
+
+
+@extend_schema_serializer(component_name="JobBatch")
+class JobBatchOutputSerializer(serializers.Serializer):
+    """The jobs of a batch, in the order submitted."""
+
+    jobs = JobOutputSerializer(many=True)
+
+
 class JobListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
     type = serializers.CharField(max_length=100, required=False)

@@ -8,15 +8,17 @@ from datetime import datetime, timedelta
 from django.utils.cache import patch_vary_headers
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from core.problems import Problem, ProblemCode
 from jobs import selectors, services
 from jobs.api import longpoll, polling, schema
-from jobs.api.ratelimit import charge_rate_limit, check_rate_limit
+from jobs.api.ratelimit import charge_rate_limit, charge_rate_limit_units, check_rate_limit
 from jobs.api.serializers import (
+    JobBatchCreateSerializer,
+    JobBatchOutputSerializer,
     JobCreateSerializer,
     JobListQuerySerializer,
     JobOutputSerializer,
@@ -96,6 +98,8 @@ class JobViewSet(viewsets.GenericViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication and permissions first
+        if self.action == "batch":
+            return  # the batch charges one unit of rate limit per job, in the view
         # A poll is only checked here; finalize_response charges it unless it is a 304.
         check_rate_limit(request, charge=self.action != "retrieve")
 
@@ -161,6 +165,26 @@ class JobViewSet(viewsets.GenericViewSet):
             JobOutputSerializer(job).data,
             status=code,
             headers={"Location": f"/api/jobs/{job.id}"},
+        )
+
+    @action(detail=False, methods=["post"], url_path="batch")
+    def batch(self, request):
+        """``POST /api/jobs/batch``: all the jobs or none, one INSERT, one NOTIFY. An
+        invalid batch costs one unit of rate limit, a valid one a unit per job."""
+        serializer = JobBatchCreateSerializer(data=request.data)
+        if not serializer.is_valid():
+            charge_rate_limit_units(request, 1)
+            raise ValidationError(serializer.errors)
+        items = serializer.validated_data["jobs"]
+        key = _idempotency_key(request)
+        charge_rate_limit_units(request, len(items))
+        jobs, created = services.jobs_enqueue_batch(
+            tenant=request.tenant, items=items, created_by=request.user, idempotency_key=key
+        )
+        replayed_final = not created and all(job.is_final for job in jobs)
+        return Response(
+            JobBatchOutputSerializer({"jobs": jobs}).data,
+            status=status.HTTP_200_OK if replayed_final else status.HTTP_202_ACCEPTED,
         )
 
     @action(detail=True, methods=["post"])

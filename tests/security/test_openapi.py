@@ -26,6 +26,7 @@ OPERATIONS = {
     ("/api/auth/logout", "post"),
     ("/api/jobs", "get"),
     ("/api/jobs", "post"),
+    ("/api/jobs/batch", "post"),
     ("/api/jobs/{id}", "get"),
     ("/api/jobs/{id}/cancel", "post"),
 }
