@@ -75,10 +75,15 @@ def test_reload_restarts_the_worker_when_a_python_file_changes(tmp_path):
     )
     try:
         _wait_for_log(worker, "worker started", 1)
-        module.write_text(module.read_text() + "# changed\n")
-        later = time.time() + 5  # a newer mtime than any the reloader has seen
-        os.utime(module, (later, later))
-        _wait_for_log(worker, "worker stopped", 1)
+        # The reloader's first look at the file may come after the worker started: change it
+        # (a newer mtime each time) until the worker stops for the reload.
+        edits = 0
+        while not _logged(worker, "worker stopped", 1):
+            edits += 1
+            module.write_text(module.read_text() + f"# edit {edits}\n")
+            os.utime(module, (time.time() + edits, time.time() + edits))
+            assert edits < 120, worker.log_path.read_text()
+            time.sleep(0.5)
         _wait_for_log(worker, "worker started", 2)
         assert worker.poll() is None
     finally:
@@ -86,12 +91,16 @@ def test_reload_restarts_the_worker_when_a_python_file_changes(tmp_path):
         worker.wait(timeout=30)
 
 
+def _logged(process, message: str, count: int) -> bool:
+    log = process.log_path.read_text()
+    assert process.poll() is None, log
+    return log.count(f'"message": "{message}"') >= count
+
+
 def _wait_for_log(process, message: str, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        log = process.log_path.read_text()
-        if log.count(f'"message": "{message}"') >= count:
+        if _logged(process, message, count):
             return
-        assert process.poll() is None, log
         time.sleep(0.1)
     raise AssertionError(f"{message!r} not logged {count} times:\n{process.log_path.read_text()}")
