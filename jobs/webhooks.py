@@ -16,8 +16,9 @@ address is refused at registration and again at each delivery (the host is resol
 and the connection goes to that very address, so a DNS answer changed in between cannot
 redirect it), unless ``JOBS_WEBHOOK_ALLOW_PRIVATE``.
 
-Endings no worker reports send nothing: a pending job cancelled by its client or staff,
-and a job the reaper fails after its worker died.
+Endings no worker reports (a pending job cancelled by its client or staff, a job the
+reaper fails after its worker died) are found by ``sweep``, which every worker runs at
+each reaper round: they are delivered up to ``JOBS_REAP_INTERVAL`` later.
 """
 
 import base64
@@ -31,11 +32,13 @@ import logging
 import socket
 import ssl
 import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.dispatch import receiver
 from django.tasks import task
 from django.utils import timezone
@@ -62,6 +65,11 @@ _ENDINGS = frozenset(
 )
 # The most bytes of a response body kept per attempt.
 BODY_EXCERPT = 500
+# How far behind its last sweep each sweep of an endpoint looks again: a final status
+# is stamped with its transaction's start, and may commit that much later.
+SWEEP_OVERLAP = timedelta(seconds=60)
+# Most jobs one sweep of an endpoint takes (the next sweep takes the rest).
+SWEEP_BATCH = 500
 
 
 class WebhookRefused(Exception):
@@ -178,9 +186,10 @@ def _on_job_finished(sender, job, outcome, **kwargs) -> None:
         _enqueue_deliveries(job, status, endpoints)
 
 
-def _enqueue_deliveries(job: Job, status: str, endpoints) -> None:
+def _enqueue_deliveries(job: Job, status: str, endpoints) -> int:
     """One delivery (and its delivery job) per endpoint of the job's own tenant that lists
-    ``status``; an endpoint already told of this job is skipped."""
+    ``status``; an endpoint already told of this job is skipped. Returns how many."""
+    enqueued = 0
     for endpoint in endpoints:
         if status not in endpoint.statuses or endpoint.tenant_id != job.tenant_id:
             continue
@@ -197,6 +206,42 @@ def _enqueue_deliveries(job: Job, status: str, endpoints) -> None:
                 )
         except IntegrityError:
             continue  # this endpoint already has this job's delivery
+        enqueued += 1
+    return enqueued
+
+
+def sweep() -> int:
+    """Deliveries for the final jobs no worker reported: for each endpoint, its tenant's
+    jobs that ended (in a status it lists) since its last sweep, less ``SWEEP_OVERLAP``,
+    and have no delivery to it yet. Returns how many were enqueued. Safe from every
+    worker at once: an endpoint another worker is sweeping is skipped."""
+    enqueued = 0
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT now()")
+            now = cursor.fetchone()[0]
+        endpoints = WebhookEndpoint.objects.select_for_update(skip_locked=True).filter(
+            tenant__is_active=True
+        )
+        for endpoint in endpoints:
+            delivered = WebhookDelivery.objects.filter(endpoint=endpoint, job_id=OuterRef("pk"))
+            ended = list(
+                Job.objects.select_related("tenant")
+                .filter(
+                    tenant_id=endpoint.tenant_id,
+                    status__in=endpoint.statuses,
+                    completed_at__gt=endpoint.swept_until - SWEEP_OVERLAP,
+                    completed_at__gte=endpoint.created_at,
+                )
+                .exclude(type=DELIVERY_TYPE)
+                .exclude(Exists(delivered))
+                .order_by("completed_at")[:SWEEP_BATCH]
+            )
+            for job in ended:
+                enqueued += _enqueue_deliveries(job, job.status, [endpoint])
+            swept = ended[-1].completed_at if len(ended) == SWEEP_BATCH else now
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(swept_until=swept)
+    return enqueued
 
 
 # --- delivering ----------------------------------------------------------------------------

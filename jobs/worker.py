@@ -54,7 +54,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from core.log_context import bind_job
-from jobs import schedules, selectors, services
+from jobs import schedules, selectors, services, webhooks
 from jobs.backends import JobQueueBackend
 from jobs.context import JobContext, JobError
 from jobs.exceptions import JobNotFound, UnknownJobType
@@ -394,6 +394,7 @@ class Worker:
         """Run the reaper for the whole queue (at start-up, then every JOBS_REAP_INTERVAL)."""
         reaped = services.jobs_requeue_stale()
         schedules.tick()  # enqueue the schedules that are due
+        webhooks.sweep()  # deliveries for endings no worker reported
         if reaped.requeued or reaped.lost or reaped.timed_out:
             logger.warning(
                 "reaper",
