@@ -7,6 +7,10 @@ callback table), and a poll makes several cache calls (tenant, user, rate limit)
 it can be shared.
 """
 
+import hashlib
+
+import redis
+from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 
@@ -27,3 +31,24 @@ class SharedClientRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = SharedClientRedisCacheClient
+
+
+def client() -> redis.Redis:
+    """The shared redis-py client of the default cache (writes go to its primary)."""
+    return cache._cache.get_client(write=True)
+
+
+class Script:
+    """A Lua script run with EVALSHA: one round trip once Redis holds it (EVAL, which
+    loads it, the first time and after a Redis restart or SCRIPT FLUSH)."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's script id
+
+    def __call__(self, keys: list[str], args: list) -> object:
+        redis_client = client()
+        try:
+            return redis_client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return redis_client.eval(self.source, len(keys), *keys, *args)

@@ -42,6 +42,15 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return any(candidate.removeprefix("W/") == etag for candidate in candidates)
 
 
+def names_etags(if_none_match: str | None) -> bool:
+    """Whether ``If-None-Match`` names ETags the client holds (not ``*``, which holds none):
+    only such a poll may be answered 304 without being charged (jobs.api.ratelimit)."""
+    if not if_none_match:
+        return False
+    candidates = parse_etags(if_none_match)
+    return bool(candidates) and "*" not in candidates
+
+
 def poll_after_seconds(job: Job) -> int | None:
     """Suggested seconds before the next poll: None for final jobs, else the job type's
     ``poll_after`` (``JOBS_POLL_AFTER`` for a type no longer registered), at least 1."""

@@ -1,27 +1,52 @@
-"""Rate limiting of the jobs API with django-ratelimit counters in the shared Redis cache.
+"""Rate limiting of the jobs API: one counter per tenant + user in the shared Redis.
 
-The check runs after authentication, keyed by tenant + user, and raises ``RateLimited``
-(429 with ``Retry-After``) instead of django-ratelimit's default 403.
+The check runs after authentication and raises ``RateLimited`` (429 with ``Retry-After``).
+Each check is one Lua script (``_COUNT``), one Redis round trip: it reads or increments the
+counter and returns it with the time left in its window, which starts at the first request
+charged and lasts the window of ``JOBS_API_RATE`` (``N/[k]s|m|h|d``). If Redis cannot be
+reached the check fails closed: the redis-py error becomes 503 (``core.errors``).
 
-Polls that the client could answer from its own copy cost nothing: a poll of one job is
-checked against the limit first and charged only when it returns something other than
-304 (GitHub's rule for conditional requests). Every response of the API carries the IETF
-draft (draft-ietf-httpapi-ratelimit-headers) ``RateLimit-Policy`` and ``RateLimit`` fields
-for the caller's partition.
+Polls that the client could answer from its own copy cost nothing: a poll that names the
+ETags it holds (``If-None-Match`` without ``*``) is checked against the limit first and
+charged only when it returns something other than 304 (GitHub's rule for conditional
+requests), which costs a second round trip only when the job changed. Every other request,
+a poll with ``If-None-Match: *`` included, is checked and charged at once. Every response of
+the API carries the IETF draft (draft-ietf-httpapi-ratelimit-headers) ``RateLimit-Policy``
+and ``RateLimit`` fields for the caller's partition.
 """
 
-import dataclasses
+import math
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import caches
-from django_ratelimit import ALL
-from django_ratelimit.core import _get_window, _make_cache_key, _split_rate, get_usage
+from django.core.cache import cache
+from django_ratelimit.core import _split_rate
 
 from core.problems import RateLimited
+from core.redis_cache import Script
+from jobs.api.polling import names_etags
 
 GROUP = "jobs-api"
 POLICY_NAME = "jobs-api"
+
+# KEYS[1]: the counter. ARGV[1]: the window (ms); ARGV[2]: '1' to charge, '0' to read.
+# Returns {count, milliseconds left in the window}.
+_COUNT = Script(
+    """
+local count
+if ARGV[2] == '1' then
+  count = redis.call('INCR', KEYS[1])
+else
+  count = tonumber(redis.call('GET', KEYS[1]) or '0')
+end
+local left = redis.call('PTTL', KEYS[1])
+if count > 0 and left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {count, left}
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -48,31 +73,33 @@ def tenant_user_key(group, request) -> str:
 
 
 def _usage(request, *, increment: bool) -> RateLimitUsage | None:
-    rate = settings.JOBS_API_RATE
-    usage = get_usage(request, group=GROUP, key=tenant_user_key, rate=rate, increment=increment)
-    if usage is None:  # RATELIMIT_ENABLE = False
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
-    if usage["limit"] == 0 and usage["time_left"] == -1:
-        # django-ratelimit could not read the counter: it fails closed (RATELIMIT_FAIL_OPEN).
-        raise RateLimited(wait=1)
-    _, window = _split_rate(rate)
+    limit, window = _split_rate(settings.JOBS_API_RATE)
+    key = cache.make_key(f"rl:{GROUP}:{tenant_user_key(GROUP, request)}")
+    count, left_ms = _COUNT([key], [window * 1000, "1" if increment else "0"])
+    left_ms = left_ms if left_ms >= 0 else window * 1000
     return RateLimitUsage(
-        limit=usage["limit"],
+        limit=limit,
         window_seconds=window,
-        count=usage["count"],
-        reset_seconds=usage["time_left"],
+        count=int(count),
+        reset_seconds=math.ceil(left_ms / 1000),
     )
 
 
 def check_rate_limit(request, *, charge: bool = True) -> RateLimitUsage | None:
-    """Check the caller's partition and, when ``charge``, count this request against it.
+    """Check the caller's partition and count this request against it, unless ``charge``
+    is False and the request names the ETags it holds (``polling.names_etags``): then call
+    ``charge_rate_limit`` once the response is known to cost (it does nothing for a request
+    already charged).
 
     Raises ``RateLimited`` when the partition is spent. The usage is also kept on the
     request (``request.rate_limit_usage``) so the 429 carries the RateLimit fields too.
-    Without ``charge``, call ``charge_rate_limit`` once the response is known to cost.
     """
+    charge = charge or not names_etags(request.headers.get("If-None-Match"))
     usage = _usage(request, increment=charge)
     request.rate_limit_usage = usage
+    request.rate_limit_charged = charge
     if usage is not None:
         spent = usage.count > usage.limit if charge else usage.count >= usage.limit
         if spent:
@@ -80,29 +107,54 @@ def check_rate_limit(request, *, charge: bool = True) -> RateLimitUsage | None:
     return usage
 
 
+# KEYS[1]: the counter. ARGV[1]: the window (ms); ARGV[2]: units; ARGV[3]: the limit.
+# Adds the units only if they all fit under the limit. Returns {count, ms left, charged}.
+_CHARGE_UNITS = Script(
+    """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local units = tonumber(ARGV[2])
+local charged = 0
+if count + units <= tonumber(ARGV[3]) then
+  count = redis.call('INCRBY', KEYS[1], units)
+  charged = 1
+end
+local left = redis.call('PTTL', KEYS[1])
+if count > 0 and left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {count, left, charged}
+"""
+)
+
+
 def charge_rate_limit_units(request, units: int) -> RateLimitUsage | None:
-    """Charge ``units`` requests' worth at once (a batch: one per job): raises
-    ``RateLimited``, charging nothing, when fewer are left. Two concurrent batches can
-    both pass the check and overshoot the limit by at most one batch."""
-    usage = _usage(request, increment=False)
-    request.rate_limit_usage = usage
-    if usage is None:
+    """Charge ``units`` requests' worth at once (a batch: one per job), all or nothing:
+    raises ``RateLimited`` and charges nothing when fewer are left. One round trip."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
-    if usage.count + units > usage.limit:
-        raise RateLimited(wait=usage.reset_seconds)
-    usage = _usage(request, increment=True)  # starts the window's counter if need be
-    if units > 1:
-        rate = settings.JOBS_API_RATE
-        value = tenant_user_key(GROUP, request)
-        key = _make_cache_key(GROUP, _get_window(value, _split_rate(rate)[1]), rate, value, ALL)
-        cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
-        usage = dataclasses.replace(usage, count=cache.incr(key, units - 1))
+    limit, window = _split_rate(settings.JOBS_API_RATE)
+    key = cache.make_key(f"rl:{GROUP}:{tenant_user_key(GROUP, request)}")
+    count, left_ms, charged = _CHARGE_UNITS([key], [window * 1000, units, limit])
+    left_ms = left_ms if left_ms >= 0 else window * 1000
+    usage = RateLimitUsage(
+        limit=limit,
+        window_seconds=window,
+        count=int(count),
+        reset_seconds=math.ceil(left_ms / 1000),
+    )
     request.rate_limit_usage = usage
+    request.rate_limit_charged = True
+    if not charged:
+        raise RateLimited(wait=usage.reset_seconds)
     return usage
 
 
 def charge_rate_limit(request) -> RateLimitUsage | None:
-    """Count a request that was only checked (``charge=False``) against the partition."""
+    """Count a request that was only checked against the partition (once)."""
+    if getattr(request, "rate_limit_charged", False):
+        return request.rate_limit_usage
     usage = _usage(request, increment=True)
     request.rate_limit_usage = usage
+    request.rate_limit_charged = True
     return usage
