@@ -7,6 +7,8 @@ environment itself; every one has a default that suits a container behind a prox
 """
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -63,3 +65,37 @@ control_socket_disable = True
 _SHM = "/dev/shm"  # noqa: S108
 if Path(_SHM).is_dir():
     worker_tmp_dir = _SHM
+
+# Prometheus multiprocess mode (core.metrics): the workers write their samples to files in
+# PROMETHEUS_MULTIPROC_DIR and the one answering /metrics sums them. Unset, each server
+# gets its own directory (on the RAM disk where there is one, removed at exit). Either is
+# made empty when the server starts, and a dead worker's live gauges are dropped
+# (mark_process_dead). One directory per server: two servers sharing one would add up each
+# other's numbers and erase them at start.
+_OWN_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+_METRICS_DIR = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    str(
+        Path(_SHM if Path(_SHM).is_dir() else tempfile.gettempdir()) / f"tenant-jobs-{os.getpid()}"
+    ),
+)
+
+
+def on_starting(server):
+    """Before the workers fork: an empty metrics directory, so counters start at zero."""
+    directory = Path(_METRICS_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """The directory this file chose is removed with the server (a set one is kept)."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)

@@ -86,8 +86,12 @@ APPEND_SLASH = False
 
 # --- Middleware: the whole chain, outermost first ---------------------------------------
 MIDDLEWARE = [
-    # Outermost: every answer gets a request id and one access-log line, even the ones
-    # the middleware below gives without a view (413, unknown host, 503).
+    # Outermost: every answer is timed and counted for /metrics by its route pattern,
+    # method and status, even the ones the middleware below gives without a view (413,
+    # unknown host, inactive tenant, 503) and any the request log adds.
+    "core.metrics.RequestMetricsMiddleware",
+    # Every answer gets a request id and one access-log line, even the ones the middleware
+    # below gives without a view.
     "core.request_log.RequestLogMiddleware",
     # /healthz and /readyz answer before tenant routing, on any Host (probes use pod IPs),
     # and report a database outage as 503 instead of failing in host lookup.
@@ -111,8 +115,6 @@ MIDDLEWARE = [
     "tenants.middleware.PlatformAuthenticationMiddleware",
     "tenants.middleware.PlatformMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Innermost: counts API responses and rate-limit rejections for /metrics.
-    "jobs.metrics.ApiMetricsMiddleware",
 ]
 
 TEMPLATES = [

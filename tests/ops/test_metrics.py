@@ -1,11 +1,16 @@
 """GET /metrics: Prometheus text, public host only, METRICS_TOKEN, and each family fed by
-its real source (the database, worker signals across processes, API middleware)."""
+its real source: the database (queue gauges), the worker (job histograms, on its own port),
+the outermost middleware (request histogram) and prometheus-client's process collectors.
+A process's metrics only grow, so the tests compare a scrape with the one before."""
 
+import signal
+import socket
+import time
+import urllib.request
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 from django.db.models.functions import Now
 from django.test import Client
@@ -19,16 +24,20 @@ from tests.factories import JobFactory
 from tests.helpers import start_manage
 
 
+def parse(text: str) -> dict[tuple, float]:
+    """``{(sample name, sorted label items): value}`` of a scrape's text."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def scrape(client) -> dict[tuple, float]:
-    """``{(sample name, sorted label items): value}`` of one scrape."""
     response = client.get("/metrics")
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.content.decode())
-        for sample in family.samples
-    }
+    return parse(response.content.decode())
 
 
 @pytest.mark.django_db
@@ -81,7 +90,8 @@ def _histogram(samples, name, **labels) -> dict:
     wanted = tuple(sorted(labels.items()))
 
     def value(suffix, **extra):
-        return samples[(f"{name}_{suffix}", tuple(sorted({**dict(wanted), **extra}.items())))]
+        key = (f"{name}_{suffix}", tuple(sorted({**dict(wanted), **extra}.items())))
+        return samples.get(key, 0.0)
 
     return {
         "count": value("count"),
@@ -91,80 +101,106 @@ def _histogram(samples, name, **labels) -> dict:
     }
 
 
+def _grown(before, after, name, **labels) -> dict:
+    old, new = _histogram(before, name, **labels), _histogram(after, name, **labels)
+    return {key: new[key] - old[key] for key in new}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_job_histograms_are_fed_by_a_worker(public_client, acme):
+    before = scrape(public_client)
     for _ in range(2):
         services.job_enqueue(tenant=acme, type="demo.echo", payload={})
     services.job_enqueue(tenant=acme, type="demo.fail", payload={})
     assert Worker(burst=True, poll_interval=0.1).run() == 3
 
-    samples = scrape(public_client)
-    echo = _histogram(samples, "job_duration_seconds", type="demo.echo", outcome="completed")
+    after = scrape(public_client)
+    echo = _grown(before, after, "job_duration_seconds", type="demo.echo", outcome="completed")
     assert echo["count"] == echo["inf"] == echo["le_60"] == 2
     assert echo["sum"] > 0
-    fail = _histogram(samples, "job_duration_seconds", type="demo.fail", outcome="failed")
+    fail = _grown(before, after, "job_duration_seconds", type="demo.fail", outcome="failed")
     assert fail["count"] == 1
-    wait = _histogram(samples, "job_queue_wait_seconds", type="demo.echo")
+    wait = _grown(before, after, "job_queue_wait_seconds", type="demo.echo")
     assert wait["count"] == wait["inf"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http, loopback)
+            return response.read().decode()
+    except OSError:
+        return None
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_worker_processes_report_to_the_web_process(public_client, acme):
-    """Workers are other processes (other machines): what one records, /metrics shows."""
-    for _ in range(3):
-        services.job_enqueue(tenant=acme, type="demo.echo", payload={})
-    worker = start_manage(
-        "run_worker",
-        "--burst",
-        CACHE_KEY_PREFIX=django_settings.CACHES["default"]["KEY_PREFIX"],
-    )
-    output, _ = worker.communicate(timeout=120)
-    assert worker.returncode == 0, output
-    samples = scrape(public_client)
-    assert (
-        _histogram(samples, "job_duration_seconds", type="demo.echo", outcome="completed")["count"]
-        == 3
-    )
-    assert _histogram(samples, "job_queue_wait_seconds", type="demo.echo")["count"] == 3
+def test_a_worker_process_serves_its_metrics_on_its_own_port(acme):
+    """A worker is another process (another machine): it is scraped itself."""
+    port = _free_port()
+    worker = start_manage("run_worker", "--metrics-port", str(port), "--grace", "1")
+    try:
+        for _ in range(3):
+            services.job_enqueue(tenant=acme, type="demo.echo", payload={})
+        deadline = time.monotonic() + 60
+        samples = {}
+        while time.monotonic() < deadline:
+            text = _get(f"http://127.0.0.1:{port}/")
+            samples = parse(text) if text else {}
+            done = _histogram(
+                samples, "job_duration_seconds", type="demo.echo", outcome="completed"
+            )
+            if done["count"] == 3:
+                break
+            assert worker.poll() is None, worker.log_path.read_text()
+            time.sleep(0.2)
+        assert _histogram(samples, "job_queue_wait_seconds", type="demo.echo")["count"] == 3
+        assert samples[("process_cpu_seconds_total", ())] > 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, worker.log_path.read_text()
+
+
+def _requests(samples, route, method, status) -> float:
+    labels = (("method", method), ("route", route), ("status", status))
+    return samples.get(("http_request_duration_seconds_count", labels), 0.0)
 
 
 @pytest.mark.django_db
-def test_api_requests_by_endpoint_and_status_and_rate_limit_rejections(
-    public_client, alice_client, settings
+def test_every_answer_is_in_the_request_histogram_by_route_method_and_status(
+    public_client, alice_client, acme, settings
 ):
     settings.JOBS_API_RATE = "3/m"
+    settings.MAX_REQUEST_BODY_BYTES = 1024
+    before = scrape(public_client)
     assert alice_client.get("/api/jobs").status_code == 200
-    assert alice_client.get(f"/api/jobs/{uuid.uuid4()}").status_code == 404
+    missing = uuid.uuid4()
+    assert alice_client.get(f"/api/jobs/{missing}").status_code == 404
     assert alice_client.get("/api/jobs").status_code == 200
     assert alice_client.get("/api/jobs").status_code == 429
-    samples = scrape(public_client)
+    too_large = alice_client.post("/api/jobs", data="x" * 2048, content_type="application/json")
+    assert too_large.status_code == 413
+    assert Client(HTTP_HOST="nobody.localhost").get("/api/jobs").status_code == 404
+    after = scrape(public_client)
 
-    def requests(endpoint, status):
-        labels = (("endpoint", endpoint), ("method", "GET"), ("status", status))
-        return samples.get(("api_requests_total", labels))
+    def grown(route, method, status):
+        return _requests(after, route, method, status) - _requests(before, route, method, status)
 
-    assert requests("job-list", "200") == 2
-    assert requests("job-detail", "404") == 1
-    assert requests("job-list", "429") == 1
-    assert samples[("api_rate_limited_total", (("endpoint", "job-list"),))] == 1
-    assert not any(
-        name == "api_requests_total" and ("endpoint", "metrics") in labels
-        for name, labels in samples
-    )  # /metrics itself is not an API request
-
-
-@pytest.mark.django_db
-def test_metric_writes_never_fail_when_redis_is_down(alice_client, settings, caplog):
-    location = settings.CACHES["default"]["LOCATION"]
-    broken = {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}
-    metrics.increment(metrics.API_REQUESTS, "probe", "GET", "200")
-    metrics.flush()  # works with Redis up
-    settings.CACHES = {"default": broken}
-    metrics.increment(metrics.API_REQUESTS, "probe", "GET", "200")
-    metrics.observe(metrics.JOB_DURATION, "demo.echo", "completed", value=0.5)
-    metrics.flush()  # buffered increments are dropped with one warning, never raised
-    assert [r.getMessage() for r in caplog.records].count(
-        "metrics: redis unavailable, dropping 3 increments"
-    ) == 1
-    assert settings.CACHES["default"]["LOCATION"] != location
+    list_route = alice_client.get("/api/jobs").wsgi_request.resolver_match.route
+    detail_route = alice_client.get(f"/api/jobs/{missing}").wsgi_request.resolver_match.route
+    assert grown(list_route, "GET", "200") == 2
+    assert grown(list_route, "GET", "429") == 1
+    assert grown(detail_route, "GET", "404") == 1
+    assert not any(str(missing) in str(labels) for _, labels in after)  # patterns, never paths
+    # Answered before routing: no route pattern, still counted with their status.
+    assert grown("unrouted", "POST", "413") == 1
+    assert grown("unrouted", "GET", "404") == 1
+    # prometheus-client's default collectors: this process, its platform and its GC.
+    assert after[("process_cpu_seconds_total", ())] > 0
+    assert ("python_gc_collections_total", (("generation", "0"),)) in after
+    assert any(name == "python_info" for name, _ in after)

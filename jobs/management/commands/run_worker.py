@@ -9,13 +9,16 @@ leases expire.
 """
 
 import argparse
+import os
 import signal
 import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import autoreload
+from prometheus_client import start_http_server
 
+from core.metrics import scrape_registry
 from jobs.worker import Worker, parse_pools
 
 
@@ -78,6 +81,19 @@ class Command(BaseCommand):
             help="Seconds running jobs get to finish after SIGTERM (default 30).",
         )
         parser.add_argument(
+            "--metrics-port",
+            type=_whole_number(1),
+            default=None,
+            help="Serve this worker's Prometheus metrics (job histograms, process and GC) "
+            "at http://<--metrics-host>:<port>/ (default: not served).",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="Address the metrics port listens on (default 127.0.0.1; it has no "
+            "authentication: expose it to the scraper only).",
+        )
+        parser.add_argument(
             "--reload",
             action="store_true",
             help="Development (DEBUG only): restart when a Python file changes.",
@@ -101,11 +117,21 @@ class Command(BaseCommand):
             max_jobs=options["max_jobs"],
             grace=options["grace"],
         )
+        # Under --reload, the reloaded child serves them (the parent only restarts it).
+        reloader_parent = options["reload"] and not _reloaded_child()
+        if options["metrics_port"] and not reloader_parent:
+            start_http_server(
+                options["metrics_port"], addr=options["metrics_host"], registry=scrape_registry()
+            )
         if options["reload"]:
             _run_with_reloader(worker, options["grace"])
             return
         worker.install_signal_handlers()
         worker.run()
+
+
+def _reloaded_child() -> bool:
+    return os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) == "true"
 
 
 def _run_with_reloader(worker: Worker, grace: float) -> None:
