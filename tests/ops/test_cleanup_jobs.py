@@ -164,11 +164,24 @@ def test_jobs_retention_must_be_a_duration_of_at_least_a_day(acme, settings, ret
 
 
 @pytest.mark.django_db
+def test_a_long_delete_reports_progress_at_the_default_verbosity(acme):
+    for _ in range(3):
+        _aged(acme, age=OLD)
+    output = cleanup("--older-than", "0s", "--batch-size", "1")
+    assert output.startswith("batch 1: deleted 1 (1 so far)\n")  # at once, then every 5 s
+    assert "Deleted 3 job(s)" in output
+    assert "in 3 batch(es)" in output
+
+
+@pytest.mark.django_db
 def test_deletes_in_batches_of_the_given_size(acme):
     for _ in range(5):
         _aged(acme, age=OLD)
     output = cleanup("--older-than", "30d", "--batch-size", "2", "-v", "2")
-    assert "batch 1: deleted 2\nbatch 2: deleted 2\nbatch 3: deleted 1\n" in output
+    assert (
+        "batch 1: deleted 2 (2 so far)\nbatch 2: deleted 2 (4 so far)\n"
+        "batch 3: deleted 1 (5 so far)\n"
+    ) in output
     assert "Deleted 5 job(s)" in output
     assert "in 3 batch(es)" in output
 
@@ -260,7 +273,7 @@ def test_cleanup_of_100k_finished_jobs_in_batches_while_a_worker_completes_jobs(
 
     text = output.getvalue()
     assert "in 100 batch(es)" in text
-    assert text.count("deleted 1000\n") == 100
+    assert text.count(": deleted 1000 (") == 100
     for status, count in expected.items():
         assert f"{status}: {count}\n" in text
     assert len(output.jobs) == 10

@@ -2,10 +2,11 @@
 
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus
@@ -161,3 +162,28 @@ def test_jobs_stats_of_an_empty_queue(db):
         "0",
         "0",
     ]
+
+
+def test_jobs_stats_of_one_tenant_over_a_chosen_window(mixed_jobs):
+    stats = json.loads(run("jobs_stats", "--json", "--tenant", "globex", "--window", "90m"))
+    assert set(stats["tenants"]) == {"globex"}
+    assert stats["throughput_window_seconds"] == 5400
+    assert run("jobs_stats", "--window", "45s").splitlines()[0].split()[-4:] == [
+        "completed",
+        "45s",
+        "failed",
+        "45s",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tenant", "nobody"], "no tenant with schema 'nobody'"),
+        (["--window", "1 hour"], "--window: '1 hour' is not a duration"),
+        (["--window", "0s"], "--window must be longer than 0s"),
+    ],
+)
+def test_jobs_stats_refuses_an_unknown_tenant_or_a_bad_window(db, args, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        run("jobs_stats", *args)

@@ -1,3 +1,5 @@
+import time
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -8,6 +10,7 @@ from jobs.models import FINAL_STATUSES, JobStatus
 from tenants.models import Tenant
 
 MIN_RETENTION = parse_age("24h")
+PROGRESS_SECONDS = 5  # between progress lines of a long delete (default verbosity)
 
 
 class Command(BaseCommand):
@@ -63,14 +66,24 @@ class Command(BaseCommand):
 
         counts = dict.fromkeys(statuses, 0)
         batches = 0
+        reported = None
         for batch in services.jobs_delete_finished(
             tenant=tenant, statuses=statuses, cutoff=cutoff, batch_size=options["batch_size"]
         ):
             batches += 1
             for status, deleted in batch.items():
                 counts[status] += deleted
-            if options["verbosity"] >= 2:
-                self.stdout.write(f"batch {batches}: deleted {sum(batch.values())}")
+            # Progress: every batch with -v 2, else the first and one every PROGRESS_SECONDS.
+            now = time.monotonic()
+            if options["verbosity"] >= 2 or (
+                options["verbosity"] >= 1
+                and (reported is None or now - reported >= PROGRESS_SECONDS)
+            ):
+                reported = now
+                self.stdout.write(
+                    f"batch {batches}: deleted {sum(batch.values())} "
+                    f"({sum(counts.values())} so far)"
+                )
         self._report(counts, statuses, "Deleted", cutoff, batches=batches)
 
     def _older_than(self, value):

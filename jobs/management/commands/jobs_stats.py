@@ -1,28 +1,48 @@
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts.roles import ALL_TENANTS
 from jobs import selectors
+from jobs.management.commands._durations import parse_age
 from jobs.models import JobStatus
+from tenants.models import Tenant
 
 
 class Command(BaseCommand):
     help = (
         "Jobs per tenant and status, the age of the oldest due pending job, and throughput "
-        "(jobs completed and failed) over the last hour."
+        "(jobs completed and failed) over the last hour, or --window."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument("--tenant", default=None, help="Only this tenant's schema name.")
+        parser.add_argument(
+            "--window",
+            default="1h",
+            help="Throughput over this last stretch: 30d, 12h, 90m or 45s (default 1h).",
+        )
 
     def handle(self, *args, **options):
-        stats = selectors.jobs_stats(tenant=ALL_TENANTS)
+        try:
+            window = parse_age(options["window"])
+        except ValueError as exc:
+            raise CommandError(f"--window: {exc}") from None
+        if not window:
+            raise CommandError("--window must be longer than 0s")
+        tenant = ALL_TENANTS
+        if options["tenant"]:
+            tenant = Tenant.objects.filter(schema_name=options["tenant"]).first()
+            if tenant is None:
+                raise CommandError(f"no tenant with schema {options['tenant']!r}")
+        stats = selectors.jobs_stats(tenant=tenant, throughput_window=window)
         if options["json"]:
             self.stdout.write(json.dumps(stats, indent=2, sort_keys=True))
             return
         statuses = JobStatus.values
-        header = ["tenant", *statuses, "oldest pending", "completed 1h", "failed 1h"]
+        span = options["window"].strip()
+        header = ["tenant", *statuses, "oldest pending", f"completed {span}", f"failed {span}"]
         rows = [
             [
                 schema,
