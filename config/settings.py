@@ -85,6 +85,22 @@ PUBLIC_SCHEMA_URLCONF = "config.urls_public"  # the platform host: admin, health
 APPEND_SLASH = False
 
 # --- Middleware: the whole chain, outermost first ---------------------------------------
+# CORS (core/cors.py): no origin is allowed globally; each tenant's Tenant.allowed_origins
+# are, through django-cors-headers' check_request_enabled signal. A SPA's API calls send
+# Authorization, If-None-Match (polls) and Idempotency-Key (submits), and read these headers.
+CORS_URLS_REGEX = r"(?!)"  # matches no path: the signal alone enables CORS
+CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "if-none-match", "idempotency-key"]
+CORS_EXPOSE_HEADERS = [
+    "ETag",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Location",
+    "X-Request-ID",
+]
+CORS_PREFLIGHT_MAX_AGE = 600
+
 MIDDLEWARE = [
     # Outermost: every answer is timed and counted for /metrics by its route pattern,
     # method and status, even the ones the middleware below gives without a view (413,
@@ -100,6 +116,9 @@ MIDDLEWARE = [
     "core.limits.RequestBodyLimitMiddleware",
     # Host → tenant (404 unknown host, 403 inactive tenant) and the tenant's schema.
     "tenants.middleware.TenantMiddleware",
+    # CORS per tenant (core/cors.py): preflights from a tenant's allowed origins answered
+    # here, before the transaction below; CORS headers on the API's answers to them.
+    "corsheaders.middleware.CorsMiddleware",
     # Long polls under WSGI wait here, outside the transaction below, holding no connection.
     "jobs.api.longpoll.LongPollWaitMiddleware",
     # Right after routing: a tenant-host request runs in one transaction as the database

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.roles import PlatformStaffOnlyMixin
 from core.admin_filters import CheckedLookupsMixin
-from tenants.models import Domain, Tenant
+from tenants.models import Domain, Tenant, normalize_origin
 
 # Schema names are identifiers in SQL, tokens and logs: keep them plain.
 _SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -58,6 +58,44 @@ class TenantCreationForm(forms.ModelForm):
         return hostname
 
 
+class AllowedOriginsField(forms.CharField):
+    """One origin per line; each normalised (``tenants.models.normalize_origin``), blank
+    lines and duplicates dropped, every bad line named in the error."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        origins, errors = [], []
+        for line in (value or "").splitlines():
+            if not line.strip():
+                continue
+            try:
+                origin = normalize_origin(line)
+            except ValidationError as exc:
+                errors.extend(exc.messages)
+                continue
+            if origin not in origins:
+                origins.append(origin)
+        if errors:
+            raise ValidationError(errors)
+        return origins
+
+
+class TenantChangeForm(forms.ModelForm):
+    allowed_origins = AllowedOriginsField(
+        required=False,
+        help_text="One per line, e.g. https://app.example.com: pages served from these "
+        "origins may call this tenant's API (CORS).",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ["name", "is_active", "allowed_origins"]
+
+
 class DomainForm(forms.ModelForm):
     class Meta:
         model = Domain
@@ -88,14 +126,13 @@ class TenantAdmin(PlatformStaffOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin)
         return next((d.domain for d in tenant.domains.all() if d.is_primary), "—")
 
     def get_form(self, request, obj=None, **kwargs):
-        if obj is None:
-            kwargs["form"] = TenantCreationForm
+        kwargs["form"] = TenantCreationForm if obj is None else TenantChangeForm
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["schema_name", "name", "primary_domain", "is_active"]
-        return ["schema_name", "name", "is_active", "created_at"]
+        return ["schema_name", "name", "is_active", "allowed_origins", "created_at"]
 
     def get_inlines(self, request, obj):
         return [DomainInline] if obj is not None else []
