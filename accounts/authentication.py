@@ -1,10 +1,11 @@
 """JWT authentication that binds a token to the tenant of the host it is presented on.
 
-The token's user is read from a Redis-cached record, so a poll pays no SQL for it. The
-record is dropped whenever the user is saved or deleted (signals below, connected in
-``AccountsConfig.ready``), so a deactivated user is refused on the very next request by
-every process. It holds no password hash (the field is deferred), and it expires after
-``AUTH_USER_CACHE_SECONDS`` to bound changes made by bulk UPDATEs, which send no signal.
+The token's user is read from a cached record (this process's memory, else Redis:
+``core.row_cache``), so a warm poll pays no round trip for it. The record is dropped
+whenever the user is saved or deleted (signals below, connected in ``AccountsConfig.ready``),
+in every process, so a deactivated user is refused on the next request. It holds no
+password hash (the field is deferred), and it expires after ``AUTH_USER_CACHE_SECONDS`` to
+bound changes made by bulk UPDATEs, which send no signal.
 """
 
 from django.conf import settings

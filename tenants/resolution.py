@@ -3,8 +3,8 @@
 A poll must not pay a database round trip to find its tenant. Hostnames are
 case-insensitive: lookups and cache keys use the lowercased name (the admin stores
 domains lowercased). Whenever a Tenant or Domain row is saved or deleted (signals below)
-its hosts' entries are dropped, in every process at once since the cache is the shared
-Redis, and kept out for a moment after the change commits, so a request racing the change
+its hosts' entries are dropped, in Redis and in every process's memory (``core.row_cache``),
+and kept out for a moment after the change commits, so a request racing the change
 cannot cache the old row (``core.row_cache``). Unknown hosts are not cached, so random
 hostnames cannot fill the cache. If Redis is unreachable, resolution falls back to the
 database.

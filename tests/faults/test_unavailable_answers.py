@@ -40,7 +40,7 @@ def test_redis_error_in_the_rate_limit_is_503(monkeypatch, alice_client, acme):
     def redis_down(*args, **kwargs):
         raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379.")
 
-    monkeypatch.setattr(ratelimit, "get_usage", redis_down)
+    monkeypatch.setattr(ratelimit, "_COUNT", redis_down)
     _assert_unavailable(alice_client.get(f"/api/jobs/{job.id}"))
 
 

@@ -9,12 +9,15 @@ whole pipeline written to the socket, then answered.
 
 import re
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import connection
 from psycopg import pq
 from redis.connection import AbstractConnection
+
+from core import row_cache
 
 _MESSAGE = re.compile(r"^F\t\d+\t(Query|Sync)\b(.*)$")
 
@@ -52,3 +55,12 @@ def counted_round_trips(monkeypatch):
             for line in trace:
                 if match := _MESSAGE.match(line.rstrip("\n")):
                     counted.postgres.append(match[2].strip() or match[1])
+
+
+def wait_for_invalidations():
+    """Until this process listens to the row caches' invalidations (core.row_cache): its
+    in-memory copies are used only then."""
+    deadline = time.monotonic() + 10
+    while not row_cache._local().live:
+        assert time.monotonic() < deadline, "no subscription to the invalidations"
+        time.sleep(0.01)

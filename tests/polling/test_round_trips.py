@@ -14,7 +14,7 @@ from jobs.models import Job
 from tenants.row_security import tenant_row_security
 from tests.conftest import client_for
 from tests.factories import JobFactory
-from tests.polling.round_trips import counted_round_trips
+from tests.polling.round_trips import counted_round_trips, wait_for_invalidations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,6 +30,8 @@ def warm(alice, acme, settings):
     settings.CACHES = caches
     client = client_for(alice, host="acme.localhost")
     etag = client.get(f"/api/jobs/{job.id}")["ETag"]
+    wait_for_invalidations()
+    client.get(f"/api/jobs/{job.id}")  # copies in this process's memory too
     return job, client, etag
 
 
@@ -53,6 +55,18 @@ def test_warm_poll_makes_three_postgres_round_trips(warm, monkeypatch, condition
     assert "set_config('idle_in_transaction_session_timeout', '60s', true)" in begin
     assert "job_queue" in read
     assert commit == '"COMMIT"'
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["200", "304"])
+def test_warm_poll_makes_one_redis_round_trip(warm, monkeypatch, conditional):
+    """The rate limit's; the tenant and the user come from this process's memory."""
+    job, client, etag = warm
+    headers = {"HTTP_IF_NONE_MATCH": etag} if conditional else {}
+    with counted_round_trips(monkeypatch) as counted:
+        response = poll(client, job, **headers)
+    assert response.status_code == (304 if conditional else 200)
+    assert len(counted.redis) == 1, counted.redis
+    assert b"EVALSHA" in counted.redis[0]
 
 
 def test_a_connection_dropped_between_requests_is_replaced(warm):
