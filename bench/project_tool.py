@@ -4,6 +4,8 @@
     python bench/project_tool.py seed           tenant "bench" + 99 SQL-only tenants, a user
     python bench/project_tool.py rows N         INSERT … SELECT generate_series: N finished jobs
     python bench/project_tool.py poll-target    a pending job of "bench", its ETag, a token
+    python bench/project_tool.py round-trips J E T  Redis and PostgreSQL round trips of a warm
+                                                poll of job J (200, and 304 with ETag E)
     python bench/project_tool.py fill N         N pending no-op jobs (demo.echo) in one INSERT
     python bench/project_tool.py latency K S    enqueue K jobs through job_enqueue, S s apart
 """
@@ -100,6 +102,32 @@ def poll_target() -> dict:
     }
 
 
+def round_trips(job_id: str, etag: str, token: str) -> dict:
+    """Round trips of one warm poll, counted at the protocol level as the tests count them
+    (tests/polling/round_trips.py), served in this process by Django's test client."""
+    import pytest
+    from django.test import Client
+
+    from tests.polling.round_trips import counted_round_trips, wait_for_invalidations
+
+    client = Client(HTTP_HOST=HOST, HTTP_AUTHORIZATION=f"Bearer {token}")
+    path = f"/api/jobs/{job_id}"
+    counts = {}
+    for case, headers in (("200", {}), ("304", {"HTTP_IF_NONE_MATCH": etag})):
+        client.get(path, **headers)
+        wait_for_invalidations()
+        client.get(path, **headers)
+        connection.close_if_unusable_or_obsolete()  # what a server does at request start
+        with pytest.MonkeyPatch.context() as patch, counted_round_trips(patch) as counted:
+            status = client.get(path, **headers).status_code
+        counts[case] = {
+            "status": status,
+            "redis": len(counted.redis),
+            "postgres": len(counted.postgres),
+        }
+    return counts
+
+
 def fill(count: int) -> dict:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -134,6 +162,8 @@ def main() -> None:
         result = rows(int(args[0]))
     elif command == "poll-target":
         result = poll_target()
+    elif command == "round-trips":
+        result = round_trips(*args)
     elif command == "fill":
         result = fill(int(args[0]))
     elif command == "latency":
