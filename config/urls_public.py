@@ -6,6 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", include("console.urls_platform")),
+    # The queue dashboard (jobs/dashboard.py), a page of the admin.
+    path("admin/jobs/dashboard/", include("jobs.dashboard")),
     path("admin/", admin.site.urls),
     path("", include("core.urls")),
     path("", include("jobs.urls_platform")),

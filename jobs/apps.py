@@ -6,6 +6,6 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Connects the receivers of jobs.signals (metrics, completion webhooks), in web and
-        # worker processes alike.
-        from jobs import metrics, webhooks  # noqa: F401
+        # Connects the receivers of jobs.signals (metrics, the dashboard's rollup,
+        # completion webhooks), in web and worker processes alike.
+        from jobs import dashboard, metrics, webhooks  # noqa: F401

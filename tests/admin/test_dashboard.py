@@ -1,0 +1,138 @@
+"""The queue dashboard (/admin/jobs/dashboard/) and its rollup: runs counted as they end by
+a real worker, percentiles from the buckets, platform staff see every tenant and tenant
+staff their own, and the page never reads job_queue's history."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs import services
+from jobs.dashboard import percentile, rollup_record
+from jobs.models import ROLLUP_BUCKETS, JobRollup
+from jobs.worker import Worker
+from tests.admin.conftest import admin_client_for
+from tests.factories import JobFactory, UserFactory
+
+URL = "/admin/jobs/dashboard/"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_counts_each_run_that_ends_in_the_rollup(acme, globex):
+    for _ in range(2):
+        services.job_enqueue(tenant=acme, type="demo.echo", payload={})
+    services.job_enqueue(tenant=acme, type="demo.fail", payload={})
+    services.job_enqueue(tenant=globex, type="demo.echo", payload={})
+    assert Worker(burst=True, poll_interval=0.1).run() == 4
+
+    totals = {}
+    for row in JobRollup.objects.all():
+        key = (row.tenant_id, row.queue, row.type)
+        done, failed, runs = totals.get(key, (0, 0, 0))
+        totals[key] = (done + row.completed, failed + row.failed, runs + sum(row.run_buckets))
+    assert totals == {
+        (acme.pk, "default", "demo.echo"): (2, 0, 2),
+        (acme.pk, "default", "demo.fail"): (0, 1, 1),
+        (globex.pk, "default", "demo.echo"): (1, 0, 1),
+    }
+    slots = len(ROLLUP_BUCKETS) + 1
+    for row in JobRollup.objects.all():
+        assert len(row.wait_buckets) == len(row.run_buckets) == slots
+
+
+@pytest.mark.django_db
+def test_runs_of_one_minute_add_up_in_one_row(acme):
+    minute = timezone.now().replace(second=0, microsecond=0)
+    for wait, run in ((0.05, 0.2), (3, 40), (3, 40)):
+        rollup_record(
+            tenant_id=acme.pk,
+            queue="q",
+            type="t",
+            outcome="completed",
+            wait=wait,
+            run=run,
+            at=minute,
+        )
+    rollup_record(
+        tenant_id=acme.pk, queue="q", type="t", outcome="failed", wait=0, run=0, at=minute
+    )
+    (row,) = JobRollup.objects.all()
+    assert (row.minute, row.completed, row.failed) == (minute, 3, 1)
+    assert sum(row.wait_buckets) == sum(row.run_buckets) == 4
+    assert row.run_buckets[ROLLUP_BUCKETS.index(60)] == 2  # 40 s is in (30, 60]
+
+
+def test_percentiles_interpolate_within_buckets_like_histogram_quantile():
+    counts = [0] * (len(ROLLUP_BUCKETS) + 1)
+    assert percentile(counts, 0.5) is None
+    counts[ROLLUP_BUCKETS.index(10)] = 10  # ten runs in (5, 10]
+    assert percentile(counts, 0.5) == pytest.approx(7.5)
+    assert percentile(counts, 0.95) == pytest.approx(9.75)
+    counts[-1] = 90  # most above the largest bound: reported as that bound
+    assert percentile(counts, 0.95) == ROLLUP_BUCKETS[-1]
+
+
+def _seed(tenant, type_, count, *, minutes_ago=5):
+    at = timezone.now() - timedelta(minutes=minutes_ago)
+    for _ in range(count):
+        rollup_record(
+            tenant_id=tenant.pk,
+            queue="default",
+            type=type_,
+            outcome="completed",
+            wait=1,
+            run=2,
+            at=at,
+        )
+
+
+@pytest.mark.django_db
+def test_platform_staff_see_every_tenant_and_tenant_staff_their_own(acme, globex, superuser):
+    _seed(acme, "acme.only", 3)
+    _seed(globex, "globex.only", 4)
+    JobFactory(tenant=acme, created_by=None)
+    JobFactory(tenant=globex, created_by=None, queue="reports")
+
+    everything = admin_client_for(superuser).get(URL)
+    assert everything.status_code == 200
+    page = everything.content.decode()
+    assert "acme.only" in page
+    assert "globex.only" in page
+    assert "<svg" in page
+    assert "<polyline" in page
+    assert everything.context["live"] == {
+        "default": {"pending": 1, "processing": 0},
+        "reports": {"pending": 1, "processing": 0},
+    }
+    assert '<meta http-equiv="refresh" content="30">' in page
+
+    carol = UserFactory(username="carol2", tenant=acme, is_staff=True)
+    own = admin_client_for(carol).get(URL, {"range": "day"})
+    assert own.status_code == 200
+    page = own.content.decode()
+    assert "acme.only" in page
+    assert "globex.only" not in page
+    assert own.context["live"] == {"default": {"pending": 1, "processing": 0}}
+    assert [row["completed"] for row in own.context["breakdown"]] == [3]
+
+
+@pytest.mark.django_db
+def test_only_staff_may_open_it(acme, public_tenant):
+    outsider = UserFactory(username="dave", tenant=acme, is_staff=False)
+    response = admin_client_for(outsider).get(URL)
+    assert response.status_code == 302  # to the admin's login page
+    assert "/admin/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_the_page_reads_the_rollup_and_only_the_live_queue(acme, superuser):
+    _seed(acme, "demo.echo", 2)
+    client = admin_client_for(superuser)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(URL, {"range": "day"}).status_code == 200
+    job_queue = [q["sql"] for q in queries if "job_queue" in q["sql"]]
+    assert len(job_queue) == 1, job_queue
+    assert "IN ('pending', 'processing')" in job_queue[0] or 'status" IN' in job_queue[0]
+    assert any("job_rollup" in q["sql"] for q in queries)
