@@ -20,14 +20,15 @@ from datetime import datetime, timedelta
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
-from django.db.models import Count
+from django.db.models import Count, Min, Q, Sum
+from django.db.models.functions import Now
 from django.dispatch import receiver
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from accounts.roles import ALL_TENANTS, admin_tenant_is_active, is_platform_staff, staff_tenant
 from jobs.conditions import tenant_scope
-from jobs.models import ROLLUP_BUCKETS, Job, JobStatus
+from jobs.models import ROLLUP_BUCKETS, Job, JobRollup, JobStatus
 from jobs.signals import JobOutcome, job_finished
 
 logger = logging.getLogger(__name__)
@@ -206,6 +207,58 @@ def live_queue(*, tenant) -> dict[str, dict[str, int]]:
     return dict(sorted(queues.items()))
 
 
+def stats_by_tenant(*, tenant, window: timedelta) -> dict[str, dict]:
+    """Per tenant of ``tenant`` (or ``ALL_TENANTS``): pending and processing jobs, the oldest
+    due pending job's age (live queue, partial indexes) and the runs completed and failed
+    within ``window`` (the rollup, in whole minutes: the current one included). Costs the
+    same at any history size."""
+    live = (
+        Job.objects.filter(
+            tenant_scope(tenant), status__in=(JobStatus.PENDING, JobStatus.PROCESSING)
+        )
+        .values("tenant__schema_name", "status")
+        .annotate(
+            n=Count("*"),
+            oldest=Min("created_at", filter=Q(status=JobStatus.PENDING, run_at__lte=Now())),
+        )
+        .order_by()
+    )
+    now = _db_now(truncate=False)
+    tenants: dict[str, dict] = {}
+
+    def entry(schema: str) -> dict:
+        return tenants.setdefault(
+            schema,
+            {
+                "pending": 0,
+                "processing": 0,
+                "oldest_pending_age_seconds": None,
+                "completed": 0,
+                "failed": 0,
+            },
+        )
+
+    for row in live:
+        item = entry(row["tenant__schema_name"])
+        item[row["status"]] = row["n"]
+        if row["oldest"] is not None:
+            item["oldest_pending_age_seconds"] = round((now - row["oldest"]).total_seconds(), 1)
+    finished = (
+        JobRollup.objects.filter(tenant_scope(tenant), minute__gte=_minute(now - window))
+        .values("tenant__schema_name")
+        .annotate(completed=Sum("completed"), failed=Sum("failed"))
+        .order_by()
+    )
+    for row in finished:
+        item = entry(row["tenant__schema_name"])
+        item["completed"], item["failed"] = row["completed"], row["failed"]
+    return dict(sorted(tenants.items()))
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
 # --- SVG charts --------------------------------------------------------------------------
 
 WIDTH, HEIGHT, PAD = 640, 160, 4
@@ -252,10 +305,12 @@ def _bins(start: datetime, span: timedelta, step: timedelta) -> list[datetime]:
     return [start + step * i for i in range(int(span / step))]
 
 
-def _db_now() -> datetime:
+def _db_now(*, truncate: bool = True) -> datetime:
+    """The database's now, to the minute unless ``truncate`` is false."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT date_trunc('minute', now())")
-        return cursor.fetchone()[0]
+        cursor.execute("SELECT now()")
+        now = cursor.fetchone()[0]
+    return _minute(now) if truncate else now
 
 
 def dashboard_view(request):
