@@ -100,13 +100,15 @@ class JobViewSet(viewsets.GenericViewSet):
         super().initial(request, *args, **kwargs)  # authentication and permissions first
         if self.action == "batch":
             return  # the batch charges one unit of rate limit per job, in the view
-        # A poll is only checked here; finalize_response charges it unless it is a 304.
-        check_rate_limit(request, charge=self.action != "retrieve")
+        # A plain poll is only checked here; finalize_response charges it unless it is a
+        # 304. A long poll is charged here, once, however long it waits and what it answers.
+        self.charge_later = self.action == "retrieve" and "wait" not in request.query_params
+        check_rate_limit(request, charge=not self.charge_later)
 
     def finalize_response(self, request, response, *args, **kwargs):
         usage = getattr(request, "rate_limit_usage", None)
         if usage is not None:
-            if self.action == "retrieve" and response.status_code not in (304, 429):
+            if getattr(self, "charge_later", False) and response.status_code not in (304, 429):
                 usage = charge_rate_limit(request)
             for name, value in usage.headers().items():
                 response[name] = value
@@ -126,21 +128,16 @@ class JobViewSet(viewsets.GenericViewSet):
         serializing), ``?wait=N`` to long-poll (jobs.api.longpoll)."""
         job_id = _job_id(pk)
         wait = longpoll.wait_seconds(request.query_params)
-
-        def read():
-            return selectors.job_poll_get(tenant=request.tenant, job_id=job_id)
-
-        job = (
-            read()
-            if wait is None
-            else longpoll.read_and_wait(request, job_id=job_id, wait=wait, read=read)
-        )
+        seq = longpoll.listen_before_read() if wait is not None else None
+        job = selectors.job_poll_get(tenant=request.tenant, job_id=job_id)
         headers = polling.poll_headers(job)
         if polling.etag_matches(request.headers.get("If-None-Match"), job.etag):
             response = Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
         else:
             response = Response(JobOutputSerializer(job).data, headers=headers)
         patch_vary_headers(response, ("Authorization",))
+        if wait is not None:
+            longpoll.defer(request, response, job=job, wait=wait, seq=seq)
         return response
 
     def create(self, request):

@@ -221,10 +221,11 @@ def test_asgi_wait_answers_304_at_its_limit_and_400_for_bad_values(alice, alice_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_asgi_waits_hold_no_thread_each(alice, acme):
+def test_asgi_waits_hold_no_thread_each(settings, alice, acme):
     """Fifty clients wait at once on a one-thread pool; one change wakes them all."""
     job = JobFactory(tenant=acme)
     clients = 50
+    settings.JOBS_MAX_WAITS_PER_USER = clients
     auth = _auth(alice)
 
     async def many():

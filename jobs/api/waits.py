@@ -1,0 +1,80 @@
+"""The cap on concurrent waits: each tenant + user holds at most ``JOBS_MAX_WAITS_PER_USER``
+long polls and event streams at once, across every process.
+
+A slot is a member of a Redis sorted set per tenant + user, scored by when its lease ends;
+taking one drops expired leases and counts the rest in one Lua script (one round trip),
+so a process that dies without giving its slots back frees them when their leases end. A
+long poll's lease covers its wait; a stream renews its lease at every heartbeat.
+"""
+
+import math
+import time
+import uuid
+
+from django.conf import settings
+from django.core.cache import cache
+
+from core.problems import RateLimited
+from jobs.api.ratelimit import tenant_user_key
+
+# Margin past a long poll's wait: the answer's read and sending it.
+LEASE_MARGIN_SECONDS = 30
+
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return false
+"""
+
+
+def _client():
+    return cache._cache.get_client(write=True)
+
+
+def stream_lease_seconds() -> float:
+    return max(60.0, 4 * settings.JOBS_EVENTS_HEARTBEAT_SECONDS)
+
+
+class WaitSlot:
+    """One of the caller's concurrent waits; ``release`` it when the wait ends."""
+
+    def __init__(self, key: str, member: str):
+        self.key = key
+        self.member = member
+
+    def renew(self, lease_seconds: float) -> None:
+        _client().zadd(self.key, {self.member: time.time() + lease_seconds}, xx=True)
+
+    def release(self) -> None:
+        _client().zrem(self.key, self.member)
+
+
+def acquire(request, *, lease_seconds: float) -> WaitSlot:
+    """Take a wait slot for the request's tenant + user, or raise ``RateLimited`` (429,
+    ``Retry-After``: when the oldest lease ends, at most ``JOBS_LONGPOLL_MAX_WAIT``)."""
+    key = cache.make_key(f"waits:{tenant_user_key(None, request)}")
+    member = uuid.uuid4().hex
+    now = time.time()
+    expiry = now + lease_seconds
+    soonest = _client().eval(
+        _ACQUIRE,
+        1,
+        key,
+        now,
+        expiry,
+        settings.JOBS_MAX_WAITS_PER_USER,
+        member,
+        math.ceil(lease_seconds) + LEASE_MARGIN_SECONDS,
+    )
+    if soonest is not None:
+        wait = min(settings.JOBS_LONGPOLL_MAX_WAIT, math.ceil(float(soonest) - now))
+        raise RateLimited(
+            wait=max(1, wait),
+            detail=f"At most {settings.JOBS_MAX_WAITS_PER_USER} long polls and event "
+            "streams at once per user.",
+        )
+    return WaitSlot(key, member)
