@@ -255,6 +255,17 @@ def stats_by_tenant(*, tenant, window: timedelta) -> dict[str, dict]:
     return dict(sorted(tenants.items()))
 
 
+ROLLUP_KEPT = RANGES["day"][0]  # cleanup never prunes what the dashboard's day shows
+
+
+def rollup_prune(*, tenant, before: datetime) -> int:
+    """Delete the rollup rows of ``tenant`` (or ``ALL_TENANTS``) older than ``before``, but
+    never those of the last ``ROLLUP_KEPT``; the number deleted."""
+    before = min(before, _db_now() - ROLLUP_KEPT)
+    deleted, _ = JobRollup.objects.filter(tenant_scope(tenant), minute__lt=before).delete()
+    return deleted
+
+
 def _minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.roles import ALL_TENANTS
-from jobs import selectors, services
+from jobs import dashboard, selectors, services
 from jobs.management.commands._durations import parse_age
 from jobs.models import FINAL_STATUSES, JobStatus
 from tenants.models import Tenant
@@ -16,7 +16,8 @@ PROGRESS_SECONDS = 5  # between progress lines of a long delete (default verbosi
 class Command(BaseCommand):
     help = (
         "Delete finished jobs older than a cutoff, in batches that each commit on their own, "
-        "so it can run beside busy workers. Pending and processing jobs are never deleted."
+        "so it can run beside busy workers, and the dashboard's rollup rows as old (never "
+        "those of the last day). Pending and processing jobs are never deleted."
     )
 
     def add_arguments(self, parser):
@@ -85,6 +86,8 @@ class Command(BaseCommand):
                     f"({sum(counts.values())} so far)"
                 )
         self._report(counts, statuses, "Deleted", cutoff, batches=batches)
+        pruned = dashboard.rollup_prune(tenant=tenant, before=cutoff)
+        self.stdout.write(f"Pruned {pruned} dashboard rollup row(s) (the last day is kept).")
 
     def _older_than(self, value):
         if value is not None:
