@@ -8,6 +8,7 @@ to completion → 304 → list → a problem document whose ``type`` page exists
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -102,7 +103,11 @@ def test_operations_have_ids_500_503_and_request_id_headers(schema):
         for path, item in schema["paths"].items()
         for method, operation in item.items()
     }
-    assert {key: op["operationId"] for key, op in operations.items()} == OPERATION_IDS
+    ids = {key: op["operationId"] for key, op in operations.items()}
+    assert {key: ids.get(key) for key in OPERATION_IDS} == OPERATION_IDS
+    # Every other operation too: a camelCase verb-noun name, unique (a client's function).
+    assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]+)+|login|logout", i) for i in ids.values())
+    assert len(set(ids.values())) == len(ids)
     for key, operation in operations.items():
         responses = operation["responses"]
         for status in ("500", "503"):
