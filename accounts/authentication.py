@@ -8,6 +8,8 @@ password hash (the field is deferred), and it expires after ``AUTH_USER_CACHE_SE
 bound changes made by bulk UPDATEs, which send no signal.
 """
 
+import time
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework import exceptions
@@ -63,6 +65,24 @@ def user_for_tenant(user_id, tenant):
     return user
 
 
+# Access tokens this process has verified, by their exact bytes: the signature of the same
+# bytes cannot stop verifying, so only the expiry is checked again. Access tokens are never
+# revoked one by one (only refresh tokens are blacklisted), so nothing else can change.
+_VERIFIED_MAX = 10_000
+_verified: dict[bytes, tuple[float, object]] = {}  # raw token → (exp, validated token)
+
+
+def _validated_token(authentication, raw_token: bytes):
+    entry = _verified.get(raw_token)
+    if entry is not None and time.time() < entry[0]:
+        return entry[1]
+    token = JWTAuthentication.get_validated_token(authentication, raw_token)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[raw_token] = (float(token["exp"]), token)
+    return token
+
+
 class TenantJWTAuthentication(JWTAuthentication):
     """simplejwt's signature and expiry checks, plus the tenant checks simplejwt lacks.
 
@@ -70,7 +90,11 @@ class TenantJWTAuthentication(JWTAuthentication):
       checked before any database access;
     - the user must belong to that tenant and be active (``user_for_tenant``).
     An inactive tenant never gets here: the tenant middleware refuses its hosts.
+    A token verified once is not verified again by this process until it expires.
     """
+
+    def get_validated_token(self, raw_token):
+        return _validated_token(self, raw_token)
 
     def authenticate(self, request):
         header = self.get_header(request)
