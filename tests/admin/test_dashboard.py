@@ -136,3 +136,9 @@ def test_the_page_reads_the_rollup_and_only_the_live_queue(acme, superuser):
     assert len(job_queue) == 1, job_queue
     assert "IN ('pending', 'processing')" in job_queue[0] or 'status" IN' in job_queue[0]
     assert any("job_rollup" in q["sql"] for q in queries)
+
+
+@pytest.mark.django_db
+def test_the_job_list_links_to_it(superuser):
+    page = admin_client_for(superuser).get("/admin/jobs/job/").content.decode()
+    assert f'href="{URL}" id="job-summary-dashboard"' in page
