@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -54,7 +54,7 @@ def serve(handler, path, token, etag, count: int) -> float:
     started = time.perf_counter()
     for _ in range(count):
         statuses = []
-        response = handler(environ(path, token, etag), lambda s, h: statuses.append(s))
+        response = handler(environ(path, token, etag), lambda s, h, seen=statuses: seen.append(s))
         b"".join(response)
         response.close()  # request_finished, as a WSGI server does
         assert statuses[0][:3] in ("200", "304"), statuses
