@@ -233,7 +233,8 @@ listener = ChangeListener()
 
 
 class StreamEnded(Exception):
-    """A tenant stream must end: changes may have gone unheard (the listener reconnected)."""
+    """A stream must end: its job is gone, or changes may have gone unheard (a tenant
+    stream, when the listener reconnected)."""
 
 
 class _Watch:
@@ -249,7 +250,7 @@ class _Watch:
 
     def offer(self, snapshot: Snapshot | None) -> None:
         if self.queue is not None:
-            self.queue.put_nowait(snapshot)
+            self.queue.put_nowait(StreamEnded() if snapshot is None else snapshot)
         elif not self.future.done() and (snapshot is None or snapshot.etag != self.baseline):
             self.future.set_result(snapshot)
 

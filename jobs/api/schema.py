@@ -142,3 +142,54 @@ job_viewset_schema = extend_schema_view(
         tags=["jobs"],
     ),
 )
+
+_EVENTS_DESCRIPTION = (
+    " Each event is `event: job`, `id:` the job's `ETag` and `data:` exactly the JSON of "
+    "`GET /api/jobs/{id}`; a comment line (`: keep-alive`) is sent every 15 s while nothing "
+    "changes. Authenticate with the `Authorization` header (read it with `fetch()`: "
+    "`EventSource` cannot send one); a token in the URL is refused. Charged once against "
+    "the rate limit; long polls and streams share a cap of concurrent waits per user (429). "
+    "Served by the ASGI server (503 under WSGI: long-poll instead)."
+)
+
+
+def _events_schema(operation_id: str, summary: str, description: str, parameters: list):
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        description=description + _EVENTS_DESCRIPTION,
+        parameters=[*parameters, *openapi.rate_limit_headers(200, 429), openapi.RETRY_AFTER_429],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR, description="A `text/event-stream` of `job` events."
+            ),
+            **openapi.problems(400, 401, 403, 404, 429, 503),
+        },
+        tags=["jobs"],
+    )
+
+
+job_events_schema = _events_schema(
+    "streamJobEvents",
+    "Stream a job's changes",
+    "The job's state at once, then every change; the stream ends after the final state. "
+    "Reconnect with `Last-Event-ID` (the last event's `id`): nothing is sent until the job "
+    "differs from it.",
+    [
+        _JOB_ID,
+        OpenApiParameter(
+            "Last-Event-ID",
+            str,
+            OpenApiParameter.HEADER,
+            description="The `id` (`ETag`) of the last event received.",
+        ),
+    ],
+)
+tenant_events_schema = _events_schema(
+    "streamEvents",
+    "Stream every job's changes",
+    "The state of each unfinished job of the tenant at once (the newest 200), then every "
+    "change of any of its jobs. The stream ends when changes may have gone unheard; "
+    "reconnect to get the current states again.",
+    [],
+)

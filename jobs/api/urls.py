@@ -1,8 +1,14 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from jobs.api.events import JobEventsView, TenantEventsView
 from jobs.api.views import JobViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("jobs", JobViewSet, basename="job")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("events", TenantEventsView.as_view(), name="events"),
+    path("jobs/<str:pk>/events", JobEventsView.as_view(), name="job-events"),
+    *router.urls,
+]

@@ -29,6 +29,8 @@ OPERATIONS = {
     ("/api/jobs/batch", "post"),
     ("/api/jobs/{id}", "get"),
     ("/api/jobs/{id}/cancel", "post"),
+    ("/api/jobs/{id}/events", "get"),
+    ("/api/events", "get"),
 }
 
 
@@ -145,7 +147,7 @@ def test_jobs_operations_require_a_token_and_auth_operations_do_not(schema):
     assert schema["components"]["securitySchemes"]["jwtAuth"]["scheme"] == "bearer"
     for path, method in OPERATIONS:
         security = _operation(schema, path, method).get("security")
-        if path.startswith("/api/jobs"):
+        if path.startswith(("/api/jobs", "/api/events")):
             assert security == [{"jwtAuth": []}], path
         else:
             assert not security, path
