@@ -369,7 +369,7 @@ JOBS_WEBHOOK_ALLOW_PRIVATE = env("JOBS_WEBHOOK_ALLOW_PRIVATE", False, boolean)
 
 # --- Operations: cleanup and metrics (README "Operating it") -----------------------------
 # Finished jobs older than this are deleted by `manage.py cleanup_jobs` when it is run
-# without --older-than: <n>d, <n>h or <n>m, at least 24h (results clients may still poll).
+# without --older-than: <n>d, <n>h, <n>m or <n>s, at least 24h (results clients may still poll).
 JOBS_RETENTION = env("JOBS_RETENTION", "30d")
 # GET /metrics (public host) requires "Authorization: Bearer <METRICS_TOKEN>"; required in
 # production; empty (development only), /metrics is open.

@@ -247,6 +247,7 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         db_table = "job_webhook_delivery"
+        verbose_name_plural = "webhook deliveries"
         constraints = [
             models.UniqueConstraint("endpoint", "job_id", name="job_webhook_delivery_once"),
         ]
