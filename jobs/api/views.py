@@ -127,7 +127,10 @@ class JobViewSet(viewsets.GenericViewSet):
         """A poll: 304 when ``If-None-Match`` holds the current ETag (decided before
         serializing), ``?wait=N`` to long-poll (jobs.api.longpoll)."""
         job_id = _job_id(pk)
-        wait = longpoll.wait_seconds(request.query_params)
+        # A plain poll skips the query serializer: without ?wait= it has nothing to check.
+        wait = (
+            longpoll.wait_seconds(request.query_params) if "wait" in request.query_params else None
+        )
         seq = longpoll.listen_before_read() if wait is not None else None
         job = selectors.job_poll_get(tenant=request.tenant, job_id=job_id)
         headers = polling.poll_headers(job)
