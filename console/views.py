@@ -61,6 +61,8 @@ def console(request):
         "token": "/api/auth/token",
         "refresh": "/api/auth/token/refresh",
         "jobs": "/api/jobs",
+        # One stream of the tenant's job changes for the page (long polls when it fails).
+        "events": "/api/events" if _route_exists(request, "/api/events") else None,
         # Revoking the refresh token on log out, where the service offers it.
         "logout": "/api/auth/logout" if _route_exists(request, "/api/auth/logout") else None,
     }

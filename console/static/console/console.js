@@ -2,6 +2,11 @@
 // single-page apps to poll. No framework, no build step; the page passes its settings as
 // a JSON block (#console-config) and server-rendered markup, so no inline script runs.
 //
+// Changes arrive on one stream, GET /api/events (read with fetch(): EventSource cannot send
+// the Authorization header), which carries every job of the tenant. While it is open no
+// job is polled; when it fails or ends, the polling below takes over until it reconnects
+// (with backoff); a server without streams (404, 503) is polled only.
+//
 // Polling rules, per unfinished job:
 // - send If-None-Match with the last ETag (when the server gave one): 304 = unchanged;
 // - ask for a long poll with ?wait= (a 400 for it means "unsupported": plain polls after);
@@ -174,6 +179,7 @@ class Slots {
 
 let session = null;
 let waitSupported = true;
+let streamLive = false; // the events stream is open: pollers stand down
 let pausedUntil = 0; // after a 429, no API request leaves before this time (ms)
 
 function tokenLifetimeMs(token) {
@@ -298,6 +304,7 @@ function startSession(username, tokens) {
   fillSample(true);
   ui.submitTitle.focus();
   loadJobs();
+  streamEvents(session);
 }
 
 function endSession(message = "") {
@@ -517,8 +524,79 @@ function upsert(job) {
   if (FINAL_STATES.has(job.status)) entry.cancelling = false;
   render(entry);
   if (isNew) placeRows();
-  if (!FINAL_STATES.has(job.status) && !entry.polling) pollJob(entry);
+  if (!FINAL_STATES.has(job.status) && !entry.polling && !streamLive) pollJob(entry);
   return entry;
+}
+
+// --- the events stream -------------------------------------------------------------------
+
+// Calls onEvent(type, id, data) for each event of a text/event-stream response body.
+async function readEvents(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let type = "message";
+      let id = null;
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue; // a heartbeat comment
+        const colon = line.indexOf(":");
+        const name = colon < 0 ? line : line.slice(0, colon);
+        const field = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (name === "event") type = field;
+        else if (name === "id") id = field;
+        else if (name === "data") data.push(field);
+      }
+      if (data.length) onEvent(type, id, data.join("\n"));
+    }
+  }
+}
+
+// Keeps the page's one stream open; polls take over whenever it is down.
+async function streamEvents(s) {
+  let failures = 0;
+  while (session === s && config.api.events) {
+    await whenVisible();
+    let response;
+    try {
+      response = await api(config.api.events, { headers: { Accept: "text/event-stream" } });
+    } catch (error) {
+      if (error instanceof SessionEnded || session !== s) return;
+      response = null;
+    }
+    if (response && !response.ok && response.status !== 429) {
+      return; // no streams here (404, 503 under WSGI): the long polls carry on
+    }
+    if (response && response.ok) {
+      failures = 0;
+      streamLive = true;
+      try {
+        await readEvents(response, (type, id, data) => {
+          if (type !== "job" || session !== s) return;
+          const entry = upsert(JSON.parse(data));
+          entry.etag = id;
+        });
+      } catch (error) {
+        // The connection broke: poll until it is back.
+      } finally {
+        streamLive = false;
+      }
+      if (session !== s) return;
+      // Changes made while no stream was open are picked up by the pollers.
+      for (const entry of jobs.values()) {
+        if (!FINAL_STATES.has(entry.job.status) && !entry.polling) pollJob(entry);
+      }
+    }
+    failures += 1;
+    await sleep(backoffSeconds(failures) * 1000);
+  }
 }
 
 async function loadJobs(url = `${config.api.jobs}?page_size=${PAGE_SIZE}`, { older = false } = {}) {
@@ -554,10 +632,11 @@ async function pollJob(entry) {
   if (!s) return;
   entry.polling = true;
   const id = entry.job.id;
-  let etag = null;
+  let etag = entry.etag ?? null;
   let failures = 0;
   try {
     while (session === s && jobs.get(id) === entry && !FINAL_STATES.has(entry.job.status)) {
+      if (streamLive) return; // the stream carries this job's changes
       await whenVisible();
       await s.slots.acquire();
       if (session !== s) return;
@@ -595,7 +674,7 @@ async function pollJob(entry) {
         etag = response.headers.get("ETag");
         const job = await response.json();
         if (session !== s) return;
-        upsert(job);
+        upsert(job).etag = etag;
       } else if (response.status === 429) {
         continue; // api() paused every request until Retry-After
       } else if (response.status === 400 && useWait) {
