@@ -6,10 +6,12 @@ import uuid
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.tokens import tokens_for
 from tests.factories import UserFactory
+from tests.helpers import admin_client_for
 
 TENANTS = {"acme": "acme.localhost", "globex": "globex.localhost"}
 
@@ -94,3 +96,30 @@ def alice_client(alice):
 @pytest.fixture
 def bob_client(bob):
     return client_for(bob, host=TENANTS["globex"])
+
+
+@pytest.fixture
+def superuser(public_tenant):
+    return UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def carol(public_tenant, acme):
+    """Staff of acme."""
+    return UserFactory(username="carol", tenant=acme, is_staff=True)
+
+
+@pytest.fixture
+def superuser_client(superuser):
+    return admin_client_for(superuser)
+
+
+@pytest.fixture
+def carol_client(carol):
+    return admin_client_for(carol)
+
+
+@pytest.fixture
+def public_client(public_tenant):
+    """An anonymous client on the platform host (admin, health, metrics)."""
+    return Client(HTTP_HOST=django_settings.PUBLIC_HOST)

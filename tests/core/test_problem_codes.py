@@ -17,8 +17,8 @@ from rest_framework_simplejwt import exceptions as simplejwt_exceptions
 
 from core.errors import problem_exception_handler
 from core.problems import ProblemCode, codes_of, problem_body
+from tests.config.test_layout import APPS, ROOT
 from tests.conftest import TENANTS, client_for
-from tests.test_layout import APPS, ROOT
 
 PROBLEM = "application/problem+json"
 # Where a code given by name becomes a problem's ``code``: a call's ``code=`` (except

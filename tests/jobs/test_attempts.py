@@ -11,8 +11,8 @@ from django.utils import timezone
 from jobs import services
 from jobs.api.serializers import JobOutputSerializer
 from jobs.models import Job, JobAttempt
-from tests.admin.conftest import admin_client_for
 from tests.factories import UserFactory
+from tests.helpers import admin_client_for
 from tests.jobs.test_engine import enqueue, make_runnable, run_burst
 
 pytestmark = pytest.mark.django_db(transaction=True)

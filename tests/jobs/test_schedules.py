@@ -184,8 +184,8 @@ def test_two_worker_processes_enqueue_exactly_one_job_per_tick(acme, processes):
 
 @pytest.fixture
 def carol_admin(public_tenant, acme):
-    from tests.admin.conftest import admin_client_for
     from tests.factories import UserFactory
+    from tests.helpers import admin_client_for
 
     return admin_client_for(UserFactory(username="carol", tenant=acme, is_staff=True))
 

@@ -296,8 +296,8 @@ def test_the_delivery_type_is_not_offered_to_clients(alice_client):
 
 @pytest.fixture
 def carol_admin(public_tenant, acme):
-    from tests.admin.conftest import admin_client_for
     from tests.factories import UserFactory
+    from tests.helpers import admin_client_for
 
     return admin_client_for(UserFactory(username="carol", tenant=acme, is_staff=True))
 

@@ -14,10 +14,10 @@ from django.core.exceptions import ValidationError
 from accounts.tokens import tokens_for
 from tenants.admin import TenantChangeForm
 from tenants.models import normalize_origin
-from tests.admin.conftest import admin_client_for
 from tests.browser import chromium_page
 from tests.console.conftest import worker  # noqa: F401 - the fixture
 from tests.factories import UserFactory
+from tests.helpers import admin_client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,8 +17,7 @@ from jobs.dashboard import rollup_record
 from jobs.management.commands._durations import parse_age
 from jobs.models import FINAL_STATUSES, Job, JobRollup, JobStatus
 from tests.factories import JobFactory
-from tests.helpers import start_manage
-from tests.ops.helpers import insert_finished_jobs
+from tests.helpers import insert_finished_jobs, start_manage
 
 
 def _aged(tenant, state=JobStatus.COMPLETED, *, age: timedelta):

@@ -8,9 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from jobs.models import Job, JobStatus
-from tests.admin.conftest import admin_client_for
-from tests.admin.test_admin_login_limits import WRONG_PASSWORD, admin_login
+from tests.accounts.test_admin_login_limits import WRONG_PASSWORD, admin_login
 from tests.factories import JobFactory, UserFactory
+from tests.helpers import admin_client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ message (429, Retry-After) and no session. A screenshot is kept under artifacts/
 import pytest
 from playwright.sync_api import expect
 
-from tests.admin.test_admin_login_limits import LIMITED, WRONG_PASSWORD
+from tests.accounts.test_admin_login_limits import LIMITED, WRONG_PASSWORD
 from tests.browser import chromium_page, screenshot
 from tests.factories import PASSWORD, UserFactory
 

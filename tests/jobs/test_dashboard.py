@@ -13,8 +13,8 @@ from jobs import services
 from jobs.dashboard import percentile, rollup_record
 from jobs.models import ROLLUP_BUCKETS, JobRollup
 from jobs.worker import Worker
-from tests.admin.conftest import admin_client_for
 from tests.factories import JobFactory, UserFactory
+from tests.helpers import admin_client_for
 
 URL = "/admin/jobs/dashboard/"
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from jobs.admin import CappedCountPaginator, JobAdmin
 from jobs.models import Job, JobStatus
-from tests.admin.conftest import admin_client_for
 from tests.factories import JobFactory, UserFactory
+from tests.helpers import admin_client_for
 
 pytestmark = pytest.mark.django_db
 
