@@ -35,7 +35,7 @@ from rest_framework.renderers import JSONRenderer
 
 from core import listen
 from jobs import selectors
-from jobs.api import polling
+from jobs.api import polling, waits
 from jobs.api.serializers import JobOutputSerializer
 from jobs.exceptions import JobNotFound
 from jobs.models import FINAL_STATUSES
@@ -266,7 +266,20 @@ class Hub:
         self._reads: dict[tuple[int, str], asyncio.Future] = {}
         self._again: set[tuple[int, str]] = set()
         self._executor = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="fanout-read")
+        self._releases: list = []
         listener.add_hub(self)
+
+    def release_soon(self, slot) -> None:
+        """Give ``slot`` back without delaying the answer: the slots of every waiter a
+        change answers go back together, in one Redis round trip."""
+        self._releases.append(slot)
+        if len(self._releases) == 1:
+            self.loop.call_soon(self._release_batch)
+
+    def _release_batch(self) -> None:
+        batch, self._releases = self._releases, []
+        future = self.loop.run_in_executor(None, waits.release_many, batch)
+        future.add_done_callback(_log_release_failure)
 
     def watching(self) -> int:
         return sum(len(w) for group in self._jobs.values() for w in group.values()) + sum(
@@ -387,6 +400,11 @@ class Hub:
                 pass
         # The wait ran out without a change being heard: one may have been lost.
         return await self.read(tenant, job_id)
+
+
+def _log_release_failure(future) -> None:
+    if future.exception() is not None:  # the slots' leases end them anyway
+        logger.warning("could not give wait slots back", exc_info=future.exception())
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

@@ -19,7 +19,6 @@ with a fresh read however it ends (a change, the deadline, a lost notification):
 The access log line and the API metrics of a long poll are written when its wait starts.
 """
 
-import asyncio
 import re
 import threading
 import time
@@ -214,8 +213,9 @@ async def get_response(request):
     if pending is None:
         return response
     del response.long_poll
+    hub = fanout.hub()
     try:
-        snapshot = await fanout.hub().wait_for_change(
+        snapshot = await hub.wait_for_change(
             pending.tenant,
             pending.job_id,
             baseline=pending.baseline,
@@ -223,7 +223,7 @@ async def get_response(request):
             timeout=pending.wait,
         )
     finally:
-        await asyncio.shield(sync_to_async(pending.slot.release, thread_sensitive=False)())
+        hub.release_soon(pending.slot)
     if snapshot is None:  # the job is gone: the chain answers (404)
         request.defer_waits = False
         request.long_poll_done = True

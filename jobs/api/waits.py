@@ -53,6 +53,14 @@ class WaitSlot:
         _client().zrem(self.key, self.member)
 
 
+def release_many(slots: list[WaitSlot]) -> None:
+    """Give back many slots in one round trip (the waiters a change has answered)."""
+    pipeline = _client().pipeline(transaction=False)
+    for slot in slots:
+        pipeline.zrem(slot.key, slot.member)
+    pipeline.execute()
+
+
 def acquire(request, *, lease_seconds: float) -> WaitSlot:
     """Take a wait slot for the request's tenant + user, or raise ``RateLimited`` (429,
     ``Retry-After``: when the oldest lease ends, at most ``JOBS_LONGPOLL_MAX_WAIT``)."""
