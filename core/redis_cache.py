@@ -8,16 +8,32 @@ it can be shared.
 """
 
 import hashlib
+import threading
 
 import redis
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+# One pool per server and options for the whole process. Django keeps a cache instance per
+# async context (each ASGI request): with a pool each, every waiting long poll or open
+# stream would hold a Redis connection of its own (10,000 waiters reach maxclients).
+_POOLS: dict = {}
+_POOLS_LOCK = threading.Lock()
 
 
 class SharedClientRedisCacheClient(RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._clients = {}
+
+    def _get_connection_pool(self, write):
+        server = self._servers[self._get_connection_pool_index(write)]
+        key = (server, self._pool_class, repr(sorted(self._pool_options.items())))
+        with _POOLS_LOCK:
+            pool = _POOLS.get(key)
+            if pool is None:
+                pool = _POOLS[key] = self._pool_class.from_url(server, **self._pool_options)
+        return pool
 
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)

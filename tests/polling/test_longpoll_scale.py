@@ -4,6 +4,7 @@ charge, a fresh read when the wait runs out with a notification lost, and a disc
 freeing its waiter. Real uvicorn processes, and config.asgi in process."""
 
 import asyncio
+import os
 import re
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from django.db import connection, connections
@@ -113,6 +115,22 @@ def _backends() -> list[tuple[str, str]]:
     return rows
 
 
+def _redis_connections(pid: int) -> int:
+    """TCP connections of process ``pid`` to port 6379 (Redis)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[2].endswith(":18EB") and fields[9] in inodes:
+                count += 1
+    return count
+
+
 def _update(job_id, **fields) -> None:
     try:
         Job.objects.filter(pk=job_id).update(**fields)
@@ -145,17 +163,19 @@ def test_200_waiters_hold_no_connection_and_one_change_answers_them_all(asgi_ser
         ]
         await asyncio.sleep(3)  # every request has run its chain and waits
         during = await asyncio.to_thread(_backends)
+        redis_during = _redis_connections(asgi_server.pid)
         assert not any(poll.done() for poll in polls)
         await asyncio.to_thread(_update, job.id, **START)
-        return baseline, during, await asyncio.gather(*polls)
+        return baseline, during, redis_during, await asyncio.gather(*polls)
 
-    baseline, during, results = asyncio.run(scenario())
+    baseline, during, redis_during, results = asyncio.run(scenario())
     connection.close()
     assert [status for status, _, _ in results] == [200] * waiters
     assert all(b'"processing"' in body for _, _, body in results)
     assert not [state for state, _ in during if state.startswith("idle in transaction")]
     # The listener's LISTEN connection and the server's thread pool, nothing per waiter.
     assert len(during) <= len(baseline) + 10
+    assert redis_during <= 10  # one pool for the process, not a connection per waiter
 
 
 @pytest.mark.parametrize("asgi_server", [{"JOBS_MAX_WAITS_PER_USER": "2"}], indirect=True)
