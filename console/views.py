@@ -10,6 +10,7 @@ JSON block (no inline script, so the page runs under a strict Content-Security-P
 import json
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
 from django.utils.csp import CSP, build_policy
@@ -62,7 +63,13 @@ def console(request):
         "refresh": "/api/auth/token/refresh",
         "jobs": "/api/jobs",
         # One stream of the tenant's job changes for the page (long polls when it fails).
-        "events": "/api/events" if _route_exists(request, "/api/events") else None,
+        # Only the ASGI server serves streams (WSGI answers them 503), so a page served
+        # under WSGI long-polls from the start instead of logging a refused request.
+        "events": (
+            "/api/events"
+            if isinstance(request, ASGIRequest) and _route_exists(request, "/api/events")
+            else None
+        ),
         # Revoking the refresh token on log out, where the service offers it.
         "logout": "/api/auth/logout" if _route_exists(request, "/api/auth/logout") else None,
     }
