@@ -52,8 +52,10 @@ class Stack:
         return self.root / f"{name}-{len(self.started)}.log"
 
     def gunicorn(self, workers: int = 2, **extra_env) -> servers.Process:
+        # No recycling after GUNICORN_MAX_REQUESTS: these tests assert that an outage
+        # restarts no process, and a planned recycle under their polling load would too.
         process = servers.start_gunicorn(
-            env={**self.env, **extra_env},
+            env={**self.env, "GUNICORN_MAX_REQUESTS": "0", **extra_env},
             port=servers.free_port(),
             log_path=self.log("gunicorn"),
             workers=workers,
