@@ -96,6 +96,11 @@ class TypeFilter(admin.SimpleListFilter):
         return queryset.filter(type=self.value()) if self.value() else queryset
 
 
+def _customer_tenants():
+    """Every tenant but the public schema's (the platform's own)."""
+    return Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+
+
 class TenantFilter(admin.SimpleListFilter):
     """Tenants the user may see: every customer tenant, or only the user's own."""
 
@@ -106,8 +111,8 @@ class TenantFilter(admin.SimpleListFilter):
         own = staff_tenant(request.user)
         if own is not ALL_TENANTS:
             return [(str(own.pk), own.name)]
-        tenants = Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
-        return [(str(pk), name) for pk, name in tenants.values_list("pk", "name")]
+        tenants = _customer_tenants().values_list("pk", "name")
+        return [(str(pk), name) for pk, name in tenants]
 
     def queryset(self, request, queryset):
         """A value that is not an id in ASCII digits (``abc``, ``1.5``, ``²``) is an invalid
@@ -457,20 +462,15 @@ def _timeline_rows(job):
     return rows
 
 
-# --- schedules (jobs.schedules) --------------------------------------------------------
+# --- rows of one tenant (schedules, webhook endpoints and deliveries) ------------------
 
 
-class ScheduleForm(forms.ModelForm):
-    """A schedule, validated by ``jobs.schedules.validate`` (type, payload, cron,
-    timezone) and unique by name in its tenant; ``scope`` is set per request: tenant
-    staff have no tenant field, their own tenant is the schedule's."""
+class TenantScopedFormMixin:
+    """A form for a row of one tenant. ``scope`` is set per request (``staff_tenant``):
+    for tenant staff the form has no tenant field and the row is their tenant's; for
+    platform staff (``ALL_TENANTS``) the tenant is chosen among customer tenants."""
 
     scope = ALL_TENANTS
-    type = forms.ChoiceField(choices=lambda: [(name, name) for name in sorted(job_types())])
-
-    class Meta:
-        model = Schedule
-        fields = ["tenant", "name", "type", "payload", "cron", "timezone", "enabled"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -478,29 +478,7 @@ class ScheduleForm(forms.ModelForm):
             self.fields.pop("tenant", None)
             self.instance.tenant = self.scope
         elif "tenant" in self.fields:
-            self.fields["tenant"].queryset = Tenant.objects.exclude(
-                schema_name=settings.PUBLIC_SCHEMA_NAME
-            )
-
-    def clean(self):
-        data = super().clean()
-        if self.errors:
-            return data
-        try:
-            data["payload"] = schedules.validate(
-                type=data["type"],
-                payload=data.get("payload"),
-                cron=data["cron"],
-                timezone=data["timezone"],
-            )
-        except ValidationError as exc:
-            self.add_error(None, exc)
-            return data
-        tenant = data.get("tenant", self.scope)
-        taken = Schedule.objects.filter(tenant=tenant, name=data["name"])
-        if taken.exclude(pk=self.instance.pk).exists():
-            self.add_error("name", "The tenant already has a schedule with this name.")
-        return data
+            self.fields["tenant"].queryset = _customer_tenants()
 
 
 class _TenantOwnedAdmin(admin.ModelAdmin):
@@ -532,8 +510,58 @@ class _TenantOwnedAdmin(admin.ModelAdmin):
         return obj.tenant.name
 
 
+class _TenantScopedFormAdmin(_TenantOwnedAdmin):
+    """Editable rows of one tenant: the form (a ``TenantScopedFormMixin``) gets the
+    user's ``scope``, and tenant staff see no tenant field."""
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"scope": staff_tenant(request.user)})
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if staff_tenant(request.user) is not ALL_TENANTS:
+            fields = [field for field in fields if field != "tenant"]
+        return fields
+
+
+# --- schedules (jobs.schedules) --------------------------------------------------------
+
+
+class ScheduleForm(TenantScopedFormMixin, forms.ModelForm):
+    """A schedule, validated by ``jobs.schedules.validate`` (type, payload, cron,
+    timezone) and unique by name in its tenant; its tenant as ``TenantScopedFormMixin``
+    says."""
+
+    type = forms.ChoiceField(choices=lambda: [(name, name) for name in sorted(job_types())])
+
+    class Meta:
+        model = Schedule
+        fields = ["tenant", "name", "type", "payload", "cron", "timezone", "enabled"]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            data["payload"] = schedules.validate(
+                type=data["type"],
+                payload=data.get("payload"),
+                cron=data["cron"],
+                timezone=data["timezone"],
+            )
+        except ValidationError as exc:
+            self.add_error(None, exc)
+            return data
+        tenant = data.get("tenant", self.scope)
+        taken = Schedule.objects.filter(tenant=tenant, name=data["name"])
+        if taken.exclude(pk=self.instance.pk).exists():
+            self.add_error("name", "The tenant already has a schedule with this name.")
+        return data
+
+
 @admin.register(Schedule)
-class ScheduleAdmin(_TenantOwnedAdmin):
+class ScheduleAdmin(_TenantScopedFormAdmin):
     form = ScheduleForm
     list_display = [
         "name",
@@ -550,16 +578,6 @@ class ScheduleAdmin(_TenantOwnedAdmin):
     search_fields = ["name"]
     ordering = ["tenant__name", "name"]
     readonly_fields = ["next_run_at", "last_tick_at", "last_job_link"]
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change=change, **kwargs)
-        return type(form.__name__, (form,), {"scope": staff_tenant(request.user)})
-
-    def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        if staff_tenant(request.user) is not ALL_TENANTS:
-            fields = [field for field in fields if field != "tenant"]
-        return fields
 
     def save_model(self, request, obj, form, change):
         schedules.schedule_save(obj)
@@ -578,11 +596,10 @@ class ScheduleAdmin(_TenantOwnedAdmin):
 RECENT_DELIVERIES = 20
 
 
-class WebhookEndpointForm(forms.ModelForm):
-    """An endpoint, validated by ``jobs.webhooks.endpoint_save`` rules; ``scope`` as for
-    ``ScheduleForm``."""
+class WebhookEndpointForm(TenantScopedFormMixin, forms.ModelForm):
+    """An endpoint, validated by ``jobs.webhooks.endpoint_save`` rules; its tenant as
+    ``TenantScopedFormMixin`` says."""
 
-    scope = ALL_TENANTS
     statuses = forms.MultipleChoiceField(
         choices=[(status, status) for status in sorted(FINAL_STATUSES)],
         widget=forms.CheckboxSelectMultiple,
@@ -591,16 +608,6 @@ class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ["tenant", "url", "secret", "statuses"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.scope is not ALL_TENANTS:
-            self.fields.pop("tenant", None)
-            self.instance.tenant = self.scope
-        elif "tenant" in self.fields:
-            self.fields["tenant"].queryset = Tenant.objects.exclude(
-                schema_name=settings.PUBLIC_SCHEMA_NAME
-            )
 
     def clean(self):
         data = super().clean()
@@ -628,21 +635,11 @@ def _attempts_summary(delivery) -> str:
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(_TenantOwnedAdmin):
+class WebhookEndpointAdmin(_TenantScopedFormAdmin):
     form = WebhookEndpointForm
     list_display = ["url", "tenant_name", "statuses", "created_at"]
     ordering = ["tenant__name", "url"]
     readonly_fields = ["recent_deliveries"]
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change=change, **kwargs)
-        return type(form.__name__, (form,), {"scope": staff_tenant(request.user)})
-
-    def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        if staff_tenant(request.user) is not ALL_TENANTS:
-            fields = [field for field in fields if field != "tenant"]
-        return fields
 
     def save_model(self, request, obj, form, change):
         webhooks.endpoint_save(obj)
