@@ -186,53 +186,6 @@ def _db_now() -> datetime:
         return cursor.fetchone()[0]
 
 
-def jobs_stats(*, tenant, throughput_window: timedelta = timedelta(hours=1)) -> dict:
-    """Statistics for operators, per tenant of ``tenant`` (or ``ALL_TENANTS``): counts per
-    status, the oldest due pending job's age in seconds and jobs finished (completed,
-    failed) within ``throughput_window``. One grouped query."""
-    window = Now() - throughput_window
-    rows = (
-        Job.objects.filter(tenant_scope(tenant))
-        .values("tenant__schema_name", "status")
-        .annotate(
-            n=Count("*"),
-            oldest=Min("created_at", filter=Q(status=JobStatus.PENDING, run_at__lte=Now())),
-            recent=Count("pk", filter=Q(completed_at__gte=window)),
-        )
-        .order_by("tenant__schema_name", "status")
-    )
-    now = _db_now()
-    tenants: dict[str, dict] = {}
-    for row in rows:
-        entry = tenants.setdefault(
-            row["tenant__schema_name"],
-            {
-                "counts": dict.fromkeys(JobStatus.values, 0),
-                "oldest_pending_age_seconds": None,
-                "completed_last_window": 0,
-                "failed_last_window": 0,
-            },
-        )
-        entry["counts"][row["status"]] = row["n"]
-        if row["oldest"] is not None:
-            entry["oldest_pending_age_seconds"] = round((now - row["oldest"]).total_seconds(), 1)
-        if row["status"] in (JobStatus.COMPLETED, JobStatus.FAILED):
-            entry[f"{row['status']}_last_window"] = row["recent"]
-    ages = [t["oldest_pending_age_seconds"] for t in tenants.values()]
-    ages = [age for age in ages if age is not None]
-    return {
-        "throughput_window_seconds": int(throughput_window.total_seconds()),
-        "totals": {
-            status: sum(t["counts"][status] for t in tenants.values())
-            for status in JobStatus.values
-        },
-        "oldest_pending_age_seconds": max(ages) if ages else None,
-        "completed_last_window": sum(t["completed_last_window"] for t in tenants.values()),
-        "failed_last_window": sum(t["failed_last_window"] for t in tenants.values()),
-        "tenants": tenants,
-    }
-
-
 def live_queue_by_queue() -> list[tuple[str, str, int, datetime | None, datetime]]:
     """``(status, queue, count, oldest due pending created_at, db now)`` for the pending
     and processing jobs (the live queue) of every tenant, for metrics. One statement served
