@@ -76,7 +76,7 @@ system-packages:
 
 # The suite, without the fault tests (make test-faults).
 test: install system-packages
-	$(PY) -m pytest -m "not faults"
+	$(PY) -m pytest -m "not faults and not cluster"
 
 # Outages on private PostgreSQL and Redis servers the tests start on loopback ports (never
 # the machine's): PostgreSQL restarted under load, Redis stopped, workers SIGKILLed while
@@ -84,6 +84,17 @@ test: install system-packages
 .PHONY: test-faults
 test-faults: install
 	$(PY) -m pytest -m faults tests/faults
+
+# Six hosts in Linux network namespaces, 1 ms apart (database + PgBouncer, Redis, two web,
+# two worker hosts), made and removed by the test: mixed load, a worker cut off, a web host
+# lost, pooler and database restarts, each ending with every job counted. Root only (it
+# makes namespaces); about five minutes; CI runs it once. See docs/deploy.md.
+CLUSTER_PACKAGES := /usr/sbin/pgbouncer:pgbouncer /usr/sbin/ethtool:ethtool /usr/sbin/ip:iproute2
+.PHONY: test-cluster
+test-cluster: install
+	@[ "$$(id -u)" = 0 ] || { echo "error: make test-cluster makes network namespaces: run it as root" >&2; exit 1; }
+	@$(MAKE) --no-print-directory system-packages SYSTEM_PACKAGES="$(CLUSTER_PACKAGES)"
+	$(PY) -m pytest -m cluster -rP tests/cluster
 
 lint: install
 	$(VENV)/bin/ruff check .

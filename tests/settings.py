@@ -21,3 +21,6 @@ JOBS_TYPES["test.record_attempt"] = {"task": "tests.tasks.record_attempt", "max_
 # Queues (tests/jobs/test_queues.py): job types whose jobs land in queue "reports".
 JOBS_TYPES["test.report"] = {"task": "tests.tasks.record", "queue": "reports"}
 JOBS_TYPES["test.report_block"] = {"task": "tests.tasks.block", "queue": "reports", "timeout": 60}
+
+# Cluster tests (tests/cluster): a write into the tenant's schema, plus the execution record.
+JOBS_TYPES["test.cluster_work"] = {"task": "tests.tasks.cluster_work", "max_attempts": 5}

