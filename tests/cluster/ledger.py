@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from tests.cluster.conftest import TENANTS, Cluster
+from tests.cluster.stack import TENANTS, Cluster
 
 _PER_JOB = """
 SELECT j.id::text, j.status, j.attempts, j.result,

@@ -1,4 +1,4 @@
-"""Scenarios on six hosts (tests/cluster/conftest.py), each bounded in time and each ending
+"""Scenarios on six hosts (tests/cluster/stack.py), each bounded in time and each ending
 with every job counted (tests/cluster/ledger.py): every job completed, ended exactly once,
 no execution beyond the first without a lost lease to explain it, every tenant row in its
 tenant's schema. The counts are printed (``make test-cluster`` shows them)."""
@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.cluster import ledger
-from tests.cluster.conftest import TENANTS, WEB_HOSTS
+from tests.cluster.stack import TENANTS, WEB_HOSTS
 from tests.cluster.traffic import FINAL, Clients, Pollers, unfinished
 from tests.faults import servers
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from tests.cluster.conftest import TENANTS, WEB_HOSTS, Cluster
+from tests.cluster.stack import TENANTS, WEB_HOSTS, Cluster
 from tests.faults import servers
 
 FINAL = {"completed", "failed", "cancelled"}

@@ -15,29 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.management.commands.seed_demo import DEMO_PASSWORD
 from tests.faults import servers
-
-# Every final transition of a job, recorded by PostgreSQL itself, whoever makes it: a job
-# that ended twice would show two rows.
-FAULT_TABLES = """
-CREATE TABLE public.fault_executions (
-    seq bigserial PRIMARY KEY, job_id uuid NOT NULL, attempt int NOT NULL,
-    worker_id text, pid int, at timestamptz NOT NULL DEFAULT clock_timestamp());
-CREATE TABLE public.fault_finals (
-    seq bigserial PRIMARY KEY, job_id uuid NOT NULL, status text NOT NULL,
-    at timestamptz NOT NULL DEFAULT clock_timestamp());
-CREATE FUNCTION public.fault_record_final() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO public.fault_finals (job_id, status) VALUES (NEW.id, NEW.status);
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER fault_record_final AFTER UPDATE OF status ON public.job_queue FOR EACH ROW
-WHEN (NEW.status IN ('completed', 'failed', 'cancelled') AND OLD.status IS DISTINCT FROM NEW.status)
-EXECUTE FUNCTION public.fault_record_final();
-"""
-
-DEMO_PASSWORD = "demo-password"
 
 
 @dataclass
@@ -132,7 +111,7 @@ def stack():
         servers.run_manage("migrate_schemas", "--noinput", env=env, log_path=root / "migrate.log")
         servers.run_manage("seed_demo", env=env, log_path=root / "seed.log")
         with postgres.connect(user="app", database="faults") as connection:
-            connection.execute(FAULT_TABLES)
+            connection.execute(servers.FAULT_TABLES)
         yield Stack(root=root, postgres=postgres, redis=redis, env=env)
     finally:
         redis.stop()
