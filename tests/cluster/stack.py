@@ -90,6 +90,11 @@ class Pooler:
             "pool_mode = transaction\n"
             "default_pool_size = 20\n"
             "max_client_conn = 1000\n"
+            # While PostgreSQL is down, retry its login every second (default 15 s, which holds
+            # queued requests that long after it is back), and answer a client that waited
+            # 5 s for a server with an error (the app's 503) rather than after 120 s.
+            "server_login_retry = 1\n"
+            "query_wait_timeout = 5\n"
             f"logfile = {self.dir / 'pgbouncer.log'}\n"
         )
         if run_as:

@@ -191,7 +191,8 @@ def test_web_host_lost_clients_retry_on_the_other(cluster):
 
 @pytest.mark.parametrize("outage", ["pooler", "database"])
 def test_restart_under_load_is_503_then_recovers_without_restarts(cluster, outage):
-    clients = Clients(cluster)
+    # Longer than PgBouncer's query_wait_timeout: every request gets an answer, 200 or 503.
+    clients = Clients(cluster, timeout=10.0)
     job_ids = [job for schema in TENANTS for job in clients.submit(schema, 12, sleep=0.3)]
     webs_before = {name: web.pids() for name, web in cluster.webs.items()}
     workers_before = {name: worker.pid for name, worker in cluster.workers.items()}
