@@ -46,13 +46,14 @@ import uuid
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from core import listen
 from core.log_context import bind_job
 from jobs import schedules, selectors, services, webhooks
 from jobs.backends import JobQueueBackend
@@ -334,14 +335,11 @@ class Worker:
         return self.finished_total
 
     def _listen(self) -> psycopg.Connection:
-        """A dedicated autocommit connection LISTENing for new jobs."""
-        params = connections["default"].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.pop("prepare_threshold", None)
-        listener = psycopg.connect(**params, autocommit=True)
-        listener.execute(f"LISTEN {services.NOTIFY_CHANNEL}")
-        return listener
+        """A dedicated autocommit connection LISTENing for new jobs, to
+        ``DATABASE_DIRECT_URL`` (``core.listen``): through a transaction pooler the LISTEN
+        would register a server session the pooler hands to other clients, and no wake-up
+        would arrive. Raises ``psycopg.Error`` (one of ``DB_ERRORS``) when unreachable."""
+        return listen.listen(services.NOTIFY_CHANNEL, application_name="tenant-jobs-worker")
 
     def _free_slots(self, pool: _Pool) -> int:
         """How many jobs to claim now for ``pool``: its free threads, plus as many again
