@@ -1,0 +1,162 @@
+"""A long poll behind PgBouncer in transaction mode: a uvicorn whose ``DATABASE_URL`` goes
+through the pooler and whose ``DATABASE_DIRECT_URL`` is PostgreSQL answers within a second
+of the change. The control: without ``DATABASE_DIRECT_URL`` its LISTEN goes through the
+pooler, no notification ever reaches it, and the wait only ends at its limit."""
+
+import http.client
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from jobs.models import Job, JobStatus
+from tests.factories import JobFactory
+from tests.helpers import ROOT, subprocess_env
+from tests.pgbouncer import PgBouncer
+from tests.polling.test_longpoll_scale import _auth
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ANSWER_WITHIN = 1.0  # seconds after the change
+CHANGE_AFTER = 2.0  # seconds into the wait
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def bouncer():
+    bouncer = PgBouncer(connection.settings_dict, pool_size=2).start()
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture
+def pooled_uvicorn(bouncer):
+    """``start(direct=…)``: a uvicorn with ``DATABASE_URL`` through ``bouncer`` (transaction
+    mode) and ``DATABASE_DIRECT_URL`` set to PostgreSQL, or unset; returns its port."""
+    started: list[subprocess.Popen] = []
+
+    def start(*, direct: bool) -> int:
+        port = _free_port()
+        log = tempfile.NamedTemporaryFile("w+", prefix="uvicorn-", suffix=".log", delete=False)
+        env = subprocess_env(CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
+        direct_url = env["DATABASE_URL"]
+        env.update(
+            DATABASE_URL=bouncer.url(connection.settings_dict["NAME"]),
+            DATABASE_POOL_MODE="transaction",
+        )
+        env.pop("DATABASE_DIRECT_URL", None)
+        if direct:
+            env["DATABASE_DIRECT_URL"] = direct_url
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "config.asgi:application"),
+                *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        server.log_path = Path(log.name)
+        started.append(server)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return port
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(server.log_path.read_text()[-4000:]) from None
+                time.sleep(0.1)
+
+    yield start
+    for server in started:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def _complete_later(job_id, delay: float, changed: list[float]) -> threading.Thread:
+    """Complete the job (directly on PostgreSQL, autocommit) after ``delay``; append the
+    time the change was committed to ``changed``."""
+
+    def change():
+        time.sleep(delay)
+        try:
+            Job.objects.filter(pk=job_id).update(
+                status=JobStatus.COMPLETED, result={"ok": True}, completed_at=timezone.now()
+            )
+            changed.append(time.monotonic())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=change)
+    thread.start()
+    return thread
+
+
+def _long_poll(port: int, alice, job, *, wait: int, change_after: float):
+    """Read the job's ETag, then long-poll it while it is completed ``change_after``
+    seconds into the wait: (status, body, seconds from the change to the answer)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=wait + 10)
+    try:
+        conn.request("GET", f"/api/jobs/{job.id}", headers=_auth(alice))
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200
+        etag = first.getheader("ETag")
+        changed: list[float] = []
+        changer = _complete_later(job.id, change_after, changed)
+        try:
+            conn.request(
+                "GET",
+                f"/api/jobs/{job.id}?wait={wait}",
+                headers={**_auth(alice), "If-None-Match": etag},
+            )
+            response = conn.getresponse()
+            body = response.read()
+            answered = time.monotonic()
+        finally:
+            changer.join(timeout=30)
+    finally:
+        conn.close()
+    assert changed, "the change was not made"
+    return response.status, body, answered - changed[0]
+
+
+def test_a_long_poll_behind_the_pooler_answers_within_a_second_of_the_change(
+    pooled_uvicorn, alice, acme
+):
+    port = pooled_uvicorn(direct=True)
+    job = JobFactory(tenant=acme)
+    status, body, latency = _long_poll(port, alice, job, wait=20, change_after=CHANGE_AFTER)
+    assert status == 200
+    assert b'"completed"' in body
+    assert 0 <= latency < ANSWER_WITHIN, latency
+
+
+def test_control_a_listener_through_the_pooler_hears_nothing(pooled_uvicorn, alice, acme):
+    port = pooled_uvicorn(direct=False)
+    job = JobFactory(tenant=acme)
+    status, body, latency = _long_poll(port, alice, job, wait=4, change_after=1)
+    # Answered at the wait's limit (3 s after the change) by its fresh read, not by a
+    # notification.
+    assert status == 200
+    assert b'"completed"' in body
+    assert latency > 2, latency
