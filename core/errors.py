@@ -6,12 +6,13 @@ Bodies never carry internals: an unexpected exception is logged with its traceba
 answered with a generic 500. Every ``code`` is a ``core.problems.ProblemCode``: an exception
 whose code the enum lacks is a bug, answered with that 500.
 
-An outage of PostgreSQL or Redis is not a bug of the request: wherever it surfaces (a view,
-a middleware, the commit at the end of a tenant-host request), the answer is 503
-``service_unavailable`` with ``Retry-After``, and the next request after the server is back
-succeeds without a restart (CONN_HEALTH_CHECKS drops broken connections; redis-py
-reconnects). Redis being down fails closed: the rate limits cannot count, so the requests
-they guard get 503 rather than going unlimited (README "Security").
+An outage of PostgreSQL, of a pooler in front of it (PgBouncer, docs/pooler.md) or of Redis
+is not a bug of the request: wherever it surfaces (a view, a middleware, the commit at the
+end of a tenant-host request), the answer is 503 ``service_unavailable`` with
+``Retry-After``, and the next request after the server is back succeeds without a restart
+(CONN_HEALTH_CHECKS drops broken connections; redis-py reconnects). Redis being down fails
+closed: the rate limits cannot count, so the requests they guard get 503 rather than going
+unlimited (README "Security").
 """
 
 import logging
@@ -51,6 +52,23 @@ UNAVAILABLE_RETRY_AFTER = 5
 # shutting down, statement or lock timeout, serialization failure), from Django's wrapper
 # or from the driver used directly; and "Redis cannot serve now".
 _DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, psycopg.OperationalError)
+# PostgreSQL gives every error it reports an SQLSTATE. A plain ``DatabaseError`` or an
+# ``InternalError`` without one was made by the driver or by a pooler in between: the
+# conversation with the server broke (PgBouncer stopped or restarting mid-query, a result
+# that never came, "no more connections allowed", "server login failed", "pgbouncer cannot
+# connect to server"). So is any error without one that names a pooler's or a lost
+# connection's message, whatever class the driver gave it.
+_DRIVER_LOST = (psycopg.DatabaseError, psycopg.InternalError)
+_LOST_MESSAGES = (
+    "pgbouncer",
+    "no more connections allowed",
+    "server login failed",
+    "cannot connect to server",
+    "query_wait_timeout",
+    "server conn crashed",
+    "server closed the connection",
+    "connection to server",
+)
 _CACHE_UNAVAILABLE = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -58,8 +76,22 @@ _CACHE_UNAVAILABLE = (
 )
 
 
-def _unavailable_dependency(exc: BaseException | None) -> str | None:
+def _database_unavailable(exc: BaseException | None) -> bool:
     if isinstance(exc, _DATABASE_UNAVAILABLE):
+        return True
+    # Django's wrapper (django.db.DatabaseError and subclasses) keeps the driver's error as
+    # its cause; a DatabaseError Django raises itself has none and is not an outage.
+    driver = exc if isinstance(exc, psycopg.Error) else getattr(exc, "__cause__", None)
+    if not isinstance(driver, psycopg.DatabaseError) or driver.sqlstate:
+        return False
+    if type(driver) in _DRIVER_LOST:
+        return True
+    message = str(driver).lower()
+    return any(lost in message for lost in _LOST_MESSAGES)
+
+
+def _unavailable_dependency(exc: BaseException | None) -> str | None:
+    if _database_unavailable(exc):
         return "database"
     if isinstance(exc, _CACHE_UNAVAILABLE):
         return "cache"

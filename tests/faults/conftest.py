@@ -17,6 +17,7 @@ import pytest
 
 from jobs.management.commands.seed_demo import DEMO_PASSWORD
 from tests.faults import servers
+from tests.pgbouncer import PgBouncer
 
 
 @dataclass
@@ -130,3 +131,46 @@ def faults(stack):
         stack.postgres.start()
     if not stack.redis.answers():
         stack.redis.start()
+
+
+class Pooler:
+    """A PgBouncer (transaction mode) in front of the stack's PostgreSQL, logging in as
+    ``app``; ``stop``/``start`` simulate an outage and a restart on the same port. ``env``:
+    what processes behind it get (DATABASE_URL through it, DATABASE_DIRECT_URL direct)."""
+
+    def __init__(self, stack: Stack, pool_size: int = 10):
+        self.db = {"HOST": "127.0.0.1", "PORT": str(stack.postgres.port), "USER": "app"}
+        self.pool_size = pool_size
+        self.port = servers.free_port()
+        self.bouncer: PgBouncer | None = None
+        self.env = {
+            "DATABASE_URL": f"postgres://app@127.0.0.1:{self.port}/faults",
+            "DATABASE_POOL_MODE": "transaction",
+            "DATABASE_DIRECT_URL": stack.env["DATABASE_URL"],
+        }
+
+    def start(self) -> None:
+        bouncer = PgBouncer(self.db, pool_size=self.pool_size)
+        bouncer.port = self.port  # the same address every time: clients are not told
+        self.bouncer = bouncer.start()
+
+    def stop(self, *, crash: bool = False) -> None:
+        """Shut PgBouncer down (SIGINT: it lets running transactions end), or with
+        ``crash`` kill it (SIGKILL: every connection through it is cut mid-conversation)."""
+        if self.bouncer is not None:
+            if crash and self.bouncer.process.poll() is None:
+                self.bouncer.process.kill()
+                self.bouncer.process.wait(timeout=10)
+            self.bouncer.stop()
+            self.bouncer = None
+
+
+@pytest.fixture
+def pooler(faults):
+    """A running ``Pooler``; the test's processes are stopped before it, it is stopped
+    after them."""
+    pooler = Pooler(faults)
+    pooler.start()
+    yield pooler
+    faults.stop_started()
+    pooler.stop()
