@@ -111,9 +111,11 @@ stop: install
 clean: stop
 	rm -rf .data $(VENV)
 
-# Benchmarks (never run by CI): poll throughput, workers vs Procrastinate and django-tasks-db,
-# 10k vs 1M rows, on BENCH_DATABASE_URL / DATABASE_URL, else 127.0.0.1:5432, else the embedded
-# PostgreSQL (bench_* databases only). Appends to bench/RESULTS.md; see bench/README.md.
+# Benchmarks (never run by CI): poll throughput and round trips, a poll's profile, workers vs
+# Procrastinate and django-tasks-db, 10k vs 1M rows, fan-out to 10k waiters, the cluster case
+# (root only), on BENCH_DATABASE_URL / DATABASE_URL, else 127.0.0.1:5432, else the embedded
+# PostgreSQL (bench_* databases only). Appends one report to bench/RESULTS.md (--no-append:
+# print only); see bench/README.md.
 .PHONY: bench
 bench: install
 	$(PY) bench/run.py

@@ -1,14 +1,19 @@
 """Fan-out: N clients wait on one job in ONE uvicorn process (long polls ``?wait=`` with a
 current ``If-None-Match``, or ``/events`` streams with ``Last-Event-ID`` at the current
-ETag); then the job changes once. Measured: time from the change's COMMIT until each
-client has its answer (long poll: the whole response; stream: the ``job`` event), p50 /
-p99 / max, and the server's RSS before the clients and while they all wait.
+ETag); then the job changes once. Measured: time from sending the change (one autocommit
+UPDATE) until each client has its answer (long poll: the whole response; stream: the
+``job`` event), p50 / p99 / max, and the server's RSS before the clients and while they all
+wait.
 
-Uses its own database (``bench_fanout``, recreated) on bench/run.py's server, and the
-helpers of bench/run.py. Clients are raw asyncio sockets in this process (RLIMIT_NOFILE
-raised within the hard limit); only processes started here are stopped, by their PID.
+``make bench`` runs it as its ``fanout`` part (bench/run.py calls ``measure`` and
+``section`` with its own database and environment). Standalone, it uses its own database
+(``bench_fanout``, recreated) on bench/run.py's server and appends its section to
+bench/RESULTS.md unless ``--no-append``. Clients are raw asyncio sockets in the calling
+process (RLIMIT_NOFILE raised within the hard limit); only processes started here are
+stopped, by their PID.
 
     .venv/bin/python bench/fanout.py [--counts 1000,3000,10000] [--kinds poll,stream]
+                                     [--no-append]
 """
 
 import argparse
@@ -21,14 +26,20 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench
+import run as bench  # bench/run.py: the plumbing of make bench
 
-bench.PROJECT_DB = "bench_fanout"
-bench.ENV = bench.project_env(
-    JOBS_MAX_WAITS_PER_USER="1000000",  # one user holds every connection here
-    JOBS_LONGPOLL_MAX_WAIT="600",  # 10,000 clients take longer than 30 s to connect
-)
+DATABASE = "bench_fanout"  # the standalone entry's; make bench passes its own
+SETTINGS = {
+    "JOBS_MAX_WAITS_PER_USER": "1000000",  # one user holds every connection here
+    "JOBS_LONGPOLL_MAX_WAIT": "600",  # 10,000 clients take longer than 30 s to connect
+}
 CONNECT_BATCH = 500
+NAMES = {"poll": "long polls (`?wait=`)", "stream": "streams (`/events`)"}
+
+
+def fanout_env(database: str) -> dict:
+    """The benchmark's environment on ``database`` with the fan-out's settings."""
+    return bench.project_env(database=database, **SETTINGS)
 
 
 def raise_nofile() -> int:
@@ -88,7 +99,7 @@ class Client:
         self.writer.close()
 
 
-async def fan_out(kind: str, count: int, port: int, pid: int, target: dict) -> dict:
+async def fan_out(kind: str, count: int, port: int, pid: int, target: dict, database: str):
     path = f"/api/jobs/{target['job_id']}"
     headers = f"Host: {target['host']}\r\nAuthorization: Bearer {target['token']}\r\n"
     if kind == "poll":
@@ -110,7 +121,7 @@ async def fan_out(kind: str, count: int, port: int, pid: int, target: dict) -> d
     await settle(pid)
     rss_waiting = rss_mb(pid)
     early = sum(1 for task in waits if task.done())
-    with psycopg.connect(bench.conninfo(bench.PROJECT_DB), autocommit=True) as conn:
+    with psycopg.connect(bench.conninfo(database), autocommit=True) as conn:
         changed = time.monotonic()
         conn.execute(
             "UPDATE job_queue SET status = 'processing', attempts = 1, worker_id = 'bench'"
@@ -120,53 +131,53 @@ async def fan_out(kind: str, count: int, port: int, pid: int, target: dict) -> d
     await asyncio.gather(*waits)
     answered = [c for c in clients if c.status == 200 and c.answered >= changed]
     times = [(client.answered - changed) * 1000 for client in answered]
-    ok = len(answered)
     return {
         "kind": kind,
         "count": count,
-        "ok": ok,
+        "ok": len(answered),
         "early": early,
         "p50": bench.percentile(times, 50),
         "p99": bench.percentile(times, 99),
-        "max": max(times),
+        "max": max(times, default=float("nan")),
         "rss_before": rss_before,
         "rss_waiting": rss_waiting,
         "per_waiter_kb": (rss_waiting - rss_before) * 1024 / count,
     }
 
 
-def case(kind: str, count: int) -> dict:
-    target = bench.tool("poll-target")
+def case(kind: str, count: int, *, database: str, env: dict) -> dict:
+    """One fan-out on a fresh uvicorn process serving ``database`` with ``env``."""
+    started = time.monotonic()
+    target = bench.tool("poll-target", env=env)
     port = bench.free_port()
     args = [bench.PY, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
     args += ["--no-access-log", "--backlog", "4096", "--log-level", "warning"]
-    with bench.started(args) as server:
+    with bench.started(args, env=env) as server:
         bench.wait_for_port(port)
-        return asyncio.run(fan_out(kind, count, port, server.pid, target))
+        result = asyncio.run(fan_out(kind, count, port, server.pid, target, database))
+    result["seconds"] = time.monotonic() - started
+    return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--counts", default="1000,3000,10000")
-    parser.add_argument("--kinds", default="poll,stream")
-    options = parser.parse_args()
+def measure(counts: list[int], kinds: list[str], *, database: str, env: dict) -> dict:
+    """Every (kind, count) case on ``database`` (migrated and seeded by bench/project_tool.py
+    ``seed``), served with ``env`` (``fanout_env(database)``): {"rows": [...], "nofile": N}."""
     nofile = raise_nofile()
-    bench.recreate_database(bench.PROJECT_DB)
-    bench.run([bench.PY, "manage.py", "migrate_schemas", "-v", "0"], timeout=900)
-    bench.tool("seed")
     rows = []
-    for kind in options.kinds.split(","):
-        for count in map(int, options.counts.split(",")):
-            result = case(kind, count)
-            print(result, flush=True)
-            rows.append(result)
-    info = bench.machine()
-    names = {"poll": "long polls (`?wait=`)", "stream": "streams (`/events`)"}
+    for kind in kinds:
+        for count in counts:
+            rows.append(case(kind, count, database=database, env=env))
+            print(f"fan-out: {rows[-1]}", flush=True)
+    return {"rows": rows, "nofile": nofile}
+
+
+def section(measured: dict, *, title_suffix: str = "") -> str:
+    """The report's section for ``measure``'s result."""
     table = bench.table(
         ["waiting clients", "p50 ms", "p99 ms", "max ms", "200s", "server RSS MB", "KB/waiter"],
         [
             [
-                f"{r['count']:,} {names[r['kind']]}",
+                f"{r['count']:,} {NAMES[r['kind']]}",
                 f"{r['p50']:,.0f}",
                 f"{r['p99']:,.0f}",
                 f"{r['max']:,.0f}",
@@ -174,22 +185,57 @@ def main() -> None:
                 f"{r['rss_before']:.0f} → {r['rss_waiting']:.0f}",
                 f"{r['per_waiter_kb']:.1f}",
             ]
-            for r in rows
+            for r in measured["rows"]
         ],
     )
-    text = (
-        f"\n\n### Fan-out: N clients waiting on one job, one change, one uvicorn process "
-        f"({info['date']}; {info['cores']} cores, {info['cpu']}, load average {info['load']}; "
-        f"Python {info['python']}, PostgreSQL {info['postgresql']}, uvicorn {info['uvicorn']})"
-        f"\n\n`bench/fanout.py`: raw asyncio clients in one process on loopback "
-        f"(RLIMIT_NOFILE {nofile}); time from the change's COMMIT to each client's answer "
-        f"(long poll: the 200; stream: the `job` event), over the clients answered 200 after "
-        f'the change ("early": connections that ended before it). RSS before the clients '
-        f"and while all wait.\n\n{table}\n"
+    return (
+        "### Fan-out: N clients waiting on one job, one change, one uvicorn process"
+        f"{title_suffix}\n\n"
+        "`bench/fanout.py`: raw asyncio clients in one process on loopback (RLIMIT_NOFILE "
+        f"{measured['nofile']}), a fresh uvicorn process per case; time from sending the "
+        "change (one autocommit UPDATE) to each client's answer (long poll: the 200; stream: "
+        'the `job` event), over the clients answered 200 after the change ("early": '
+        "connections that ended before it). RSS before the clients and while all wait; "
+        "KB/waiter = the difference ÷ clients.\n\n"
+        f"{table}"
     )
-    with open(bench.BENCH / "RESULTS.md", "a") as results:
-        results.write(text)
-    print(text)
+
+
+def prepare(database: str, env: dict) -> None:
+    """Recreate ``database``, migrate it and seed the bench tenant and user."""
+    bench.recreate_database(database)
+    bench.run([bench.PY, "manage.py", "migrate_schemas", "-v", "0"], env=env, timeout=900)
+    bench.tool("seed", env=env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--counts", default="1000,3000,10000")
+    parser.add_argument("--kinds", default="poll,stream")
+    parser.add_argument("--no-append", action="store_true", help="print, do not append")
+    options = parser.parse_args()
+    env = fanout_env(DATABASE)
+    prepare(DATABASE, env)
+    info = bench.machine()
+    measured = measure(
+        [int(count) for count in options.counts.split(",")],
+        options.kinds.split(","),
+        database=DATABASE,
+        env=env,
+    )
+    text = section(
+        measured,
+        title_suffix=(
+            f" ({info['date']}; {info['cores']} cores, {info['cpu']}, load average "
+            f"{info['load']} before, {bench.load_average()} after; Python {info['python']}, "
+            f"PostgreSQL {info['postgresql']}, uvicorn {info['uvicorn']})"
+        ),
+    )
+    print(f"\n{text}")
+    if not options.no_append:
+        with (bench.BENCH / "RESULTS.md").open("a") as results:
+            results.write(f"\n\n{text}\n")
+        print(f"\nappended to {bench.BENCH / 'RESULTS.md'}")
 
 
 if __name__ == "__main__":

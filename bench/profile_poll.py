@@ -1,14 +1,22 @@
 """Profile of warm polls served in one process (pyinstrument), for bench/RESULTS.md.
 
-    python bench/profile_poll.py JOB_ID ETAG TOKEN [N]
+    python bench/profile_poll.py JOB_ID ETAG TOKEN [N] [--min-percent P] [--project-only]
 
 Run with the benchmark's environment (bench/run.py's ``project_env``: DATABASE_URL on
-``bench_tenant_jobs``, after ``bench/run.py`` seeded it). Serves N warm polls of the job
-(200, then N with ``If-None-Match``: 304) through Django's WSGI handler with the real
-PostgreSQL and Redis, the request_started/finished signals as a server sends them, and
-prints the microseconds per request and pyinstrument's call tree (frames of at least 2%).
+``bench_tenant_jobs``, after ``bench/run.py`` seeded it; bench/project_tool.py
+``poll-target`` gives JOB_ID, ETAG and TOKEN). ``make bench`` runs it as its ``profile``
+part. Serves N (default 2000) warm polls of the job (200, then N with ``If-None-Match``:
+304) through Django's WSGI handler with the real PostgreSQL and Redis, the
+request_started/finished signals as a server sends them, and prints per case the wall and
+CPU microseconds per request (both under the profiler) and pyinstrument's call tree, as
+shares of the case's total time, of the frames of at least P% (default 2).
+``--project-only`` (make bench's summary) keeps the project's own frames only: library and
+standard-library frames are taken out of the tree, their children moved up to the nearest
+project frame, whose share (inclusive) is unchanged; what the libraries spend directly under
+a project frame shows as its ``[self]`` line.
 """
 
+import argparse
 import os
 import sys
 import time
@@ -23,7 +31,9 @@ import django
 django.setup()
 
 from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
-from pyinstrument import Profiler  # noqa: E402
+from pyinstrument import Profiler, processors  # noqa: E402
+from pyinstrument.frame_ops import delete_frame_from_tree  # noqa: E402
+from pyinstrument.renderers import ConsoleRenderer  # noqa: E402
 
 from tests.polling.round_trips import wait_for_invalidations  # noqa: E402
 
@@ -61,9 +71,49 @@ def serve(handler, path, token, etag, count: int) -> float:
     return (time.perf_counter() - started) / count
 
 
+def project_frames_only(frame, options):
+    """A pyinstrument processor: library and standard-library frames replaced by their
+    children, so that the tree shows the project's frames only."""
+    if frame is None:
+        return None
+    for child in list(frame.children):
+        project_frames_only(child, options)
+        if not child.is_synthetic and not child.is_application_code:
+            delete_frame_from_tree(child, replace_with="children")
+    return frame
+
+
+def renderer(min_percent: float, project_only: bool) -> ConsoleRenderer:
+    console = ConsoleRenderer(
+        unicode=True,
+        color=False,
+        time="percent_of_total",
+        processor_options={"filter_threshold": min_percent / 100},
+    )
+    if project_only:
+        console.processors = [
+            processors.remove_importlib,
+            processors.remove_tracebackhide,
+            project_frames_only,
+            processors.merge_consecutive_self_time,
+            processors.aggregate_repeated_calls,
+            processors.remove_irrelevant_nodes,
+            processors.remove_unnecessary_self_time_nodes,
+            processors.remove_first_pyinstrument_frames_processor,
+        ]  # pyinstrument's default list, library grouping out (none are left to group)
+    return console
+
+
 def main() -> None:
-    job_id, etag, token = sys.argv[1:4]
-    count = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
+    parser = argparse.ArgumentParser()
+    parser.add_argument("job_id")
+    parser.add_argument("etag")
+    parser.add_argument("token")
+    parser.add_argument("count", nargs="?", type=int, default=2000)
+    parser.add_argument("--min-percent", type=float, default=2.0)
+    parser.add_argument("--project-only", action="store_true")
+    options = parser.parse_args()
+    job_id, etag, token, count = options.job_id, options.etag, options.token, options.count
     handler = WSGIHandler()
     path = f"/api/jobs/{job_id}"
     for case, validator in (("full poll, 200", None), ("conditional poll, 304", etag)):
@@ -73,10 +123,15 @@ def main() -> None:
         profiler = Profiler(interval=0.0002)
         profiler.start()
         per_request = serve(handler, path, token, validator, count)
-        profiler.stop()
-        print(f"#### {case}: {per_request * 1e6:,.0f} µs per request in one process\n")
+        session = profiler.stop()
+        cpu = session.cpu_time / count
+        print(
+            f"#### {case}: {per_request * 1e6:,.0f} µs per request, CPU {cpu * 1e6:,.0f} µs, "
+            f"in one process under the profiler ({count:,} requests)\n"
+        )
         print("```")
-        print(profiler.output_text(unicode=True, color=False, show_all=False, time="percent"))
+        tree = profiler.output(renderer(options.min_percent, options.project_only))
+        print(tree.strip("\n"))
         print("```\n")
 
 

@@ -1,6 +1,9 @@
-"""``make bench``: poll throughput, worker throughput and latency side by side with
-Procrastinate and django-tasks-db, the 10k vs 1M rows comparison, and a raw psycopg drain.
-Prints tables and appends them to bench/RESULTS.md with the machine, versions and date.
+"""``make bench``: poll throughput with each case's round trips, the profile of a poll,
+worker throughput and latency side by side with Procrastinate (its current and its best
+configuration) and django-tasks-db, a raw psycopg drain, the 10k vs 1M rows comparison, the
+fan-out to 1,000 / 3,000 / 10,000 waiting long polls and streams on one process, and the
+cluster case. Prints the sections and appends them, as one report with the machine,
+versions, load and date, to bench/RESULTS.md (``--no-append``: print only).
 
 Uses its own databases (``bench_*``, dropped and recreated here) on BENCH_DATABASE_URL's
 server (default: DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres), Redis at
@@ -8,9 +11,12 @@ REDIS_URL (default redis://127.0.0.1:6379/0) under its own key prefix, wrk for H
 (installed with apt-get when missing). Load is on loopback only, every run is bounded in
 time, and only processes started here are stopped, by their PID. Never run by CI.
 
-    .venv/bin/python bench/run.py [--quick] [--only poll,workers,scale,raw,cluster]
+    .venv/bin/python bench/run.py [--quick] [--no-append]
+                                  [--only poll,profile,workers,scale,raw,fanout,cluster]
 
-The ``cluster`` case (bench/cluster.py) runs the same measures across six hosts in network
+``profile`` runs bench/profile_poll.py (pyinstrument) on the seeded database; ``fanout``
+calls bench/fanout.py's functions with this run's database and environment. The
+``cluster`` case (bench/cluster.py) runs the same measures across six hosts in network
 namespaces, 1 ms apart, through PgBouncer and directly; it needs root and is left out,
 saying so, without it.
 """
@@ -35,6 +41,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 import psycopg.conninfo
+
+# Run as a script, this module is __main__; bench/fanout.py imports it as ``run``: one
+# module, not a second copy with its own globals.
+sys.modules.setdefault("run", sys.modules[__name__])
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -124,10 +134,11 @@ def sql(name: str, statement: str, params=None):
         return cursor.fetchall() if cursor.description else None
 
 
-def project_env(**extra) -> dict:
+def project_env(*, database: str | None = None, **extra) -> dict:
+    """The project's environment on ``database`` (default PROJECT_DB), a fresh cache prefix."""
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=db_url(PROJECT_DB),
+        DATABASE_URL=db_url(database or PROJECT_DB),
         REDIS_URL=REDIS_URL,
         CACHE_KEY_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
         SECRET_KEY="bench-secret-key-not-for-production-use-0123456789",  # noqa: S106
@@ -158,8 +169,9 @@ def run(args, *, env=None, timeout=600, cwd=ROOT) -> str:
     return done.stdout
 
 
-def tool(*args) -> dict:
-    return json.loads(run([PY, str(BENCH / "project_tool.py"), *map(str, args)]).splitlines()[-1])
+def tool(*args, env=None) -> dict:
+    output = run([PY, str(BENCH / "project_tool.py"), *map(str, args)], env=env)
+    return json.loads(output.splitlines()[-1])
 
 
 @contextmanager
@@ -576,6 +588,62 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+PROFILE_MIN_PERCENT = 5  # frames kept in the report's call trees, % of the case's time
+PROFILE_LINES = 30  # at most, per tree
+
+
+def profile_section(count: int, rows: str) -> str:
+    """bench/profile_poll.py on the seeded database, as a section (its whole output also goes
+    to the console)."""
+    target = tool("poll-target")
+    output = run(
+        [PY, str(BENCH / "profile_poll.py"), target["job_id"], target["etag"], target["token"],
+         str(count), "--min-percent", str(PROFILE_MIN_PERCENT), "--project-only"],
+        timeout=900,
+    )  # fmt: skip
+    print(output, flush=True)
+    return profile_summary(output, count, rows)
+
+
+def profile_summary(output: str, count: int, rows: str) -> str:
+    """µs per request of the 200 and 304 cases and each call tree from its root frame on
+    (pyinstrument's preamble left out), at most PROFILE_LINES lines."""
+    cases = re.findall(
+        r"^#### (.+?): ([\d,]+) µs per request, CPU ([\d,]+) µs[^\n]*\n\n```\n(.*?)\n```",
+        output,
+        re.M | re.S,
+    )
+    if len(cases) != 2:
+        raise RuntimeError(f"unexpected profile_poll.py output:\n{output[-3000:]}")
+    trees = []
+    for name, _, _, tree in cases:
+        lines = tree.splitlines()
+        start = next((i for i, line in enumerate(lines) if re.match(r"\s*[\d.]+%\s", line)), 0)
+        lines = lines[start:]
+        kept = lines[:PROFILE_LINES]
+        if len(lines) > PROFILE_LINES:
+            kept.append(f"… {len(lines) - PROFILE_LINES} more lines")
+        trees.append(f"#### {name}\n\n```\n" + "\n".join(kept) + "\n```")
+    return (
+        f"### Profile of a warm poll (pyinstrument, `bench/profile_poll.py`: {count:,} polls "
+        "per case through Django's WSGI handler in one process, real PostgreSQL and Redis; "
+        f"{rows} rows in job_queue)\n\n"
+        + table(
+            ["case", "µs per request (wall)", "CPU µs per request"],
+            [[name, wall, cpu] for name, wall, cpu, _ in cases],
+        )
+        + "\n\nBoth under the profiler (a sample every 0.2 ms), so above the unprofiled cost; "
+        "CPU is this process's only (PostgreSQL and Redis not included). Call trees: share of "
+        "the case's total time, inclusive, of the project's own frames of at least "
+        f"{PROFILE_MIN_PERCENT}% (`--project-only`: Django, DRF, psycopg, redis-py and the "
+        "standard library taken out, their children moved up); `[self]` is the time spent "
+        "directly under that frame in library code (for `job_poll_get`: the `RawQuerySet` "
+        "machinery around its query; under `serve`: Django's handler outside the middleware). "
+        "The whole tree: `bench/profile_poll.py JOB_ID ETAG TOKEN` (bench/README.md).\n\n"
+        + "\n\n".join(trees)
+    )
+
+
 def cluster_section(seconds: int, drain: int, latency_count: int, spacing: float) -> str:
     """The cluster case (bench/cluster.py) as a section, or why it did not run."""
     title = "### Across hosts: six network namespaces, 1 ms between hosts (bench/cluster.py)"
@@ -634,7 +702,8 @@ def cluster_section(seconds: int, drain: int, latency_count: int, spacing: float
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="shorter runs, 100k rows not 1M")
-    parser.add_argument("--only", default="poll,workers,scale,raw,cluster")
+    parser.add_argument("--only", default="poll,profile,workers,scale,raw,fanout,cluster")
+    parser.add_argument("--no-append", action="store_true", help="print the report only")
     parser.add_argument("--raw-worker", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.raw_worker:
@@ -646,17 +715,26 @@ def main() -> None:
     drain = 2000 if options.quick else 5000
     big = 100_000 if options.quick else 1_000_000
     latency_count, spacing = (100, 0.02) if options.quick else (300, 0.02)
+    fanout_counts = [300, 1000] if options.quick else [1000, 3000, 10000]
+    profile_count = 300 if options.quick else 2000
     gunicorn_workers, wrk_connections, concurrency = 4, 16, 4
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True)
 
     started_at = time.monotonic()
+    durations = {}  # part → seconds, for the header
+
+    def done(part: str) -> None:
+        durations[part] = time.monotonic() - started_at - sum(durations.values())
+
     recreate_database(PROJECT_DB)
     run([PY, "manage.py", "migrate_schemas", "-v", "0"], timeout=900)
     tool("seed")
     tool("rows", 10_000)
+    queue_rows = "10k"  # rows in job_queue now, for the sections that do not say
     info = machine()
     sections = []
+    done("set-up")
 
     print(f"machine: {info}", flush=True)
     poll_small = (
@@ -694,6 +772,13 @@ def main() -> None:
             "included); its '% of ceiling' is the throughput share the Python cost alone allows."
         )
         print(sections[-1], flush=True)
+    if poll_small:
+        done("poll")
+
+    if "profile" in parts:
+        sections.append(profile_section(profile_count, queue_rows))
+        print(sections[-1], flush=True)
+        done("profile")
 
     if "workers" in parts or "scale" in parts:
         ours = {p: project_drain(drain, p, concurrency) for p in (1, 2)}
@@ -784,9 +869,12 @@ def main() -> None:
             "(one thread; `--interval 0.1` for the drain, its default 1 s for latency)."
         )
         print(sections[-1], flush=True)
+    if "workers" in parts or "scale" in parts:
+        done("workers")
 
     if "scale" in parts:
         tool("rows", big - 10_000)
+        queue_rows = f"{big:,}"
         sql(PROJECT_DB, "VACUUM ANALYZE job_queue")
         poll_big = poll_bench(seconds, gunicorn_workers, wrk_connections, f"{big:,}")
         ours_big = project_drain(drain, 1, concurrency)
@@ -826,10 +914,31 @@ def main() -> None:
             + table(["measure", "10k rows", f"{big:,} rows", "cost ratio (target ≤ 1.3)"], rows)
         )
         print(sections[-1], flush=True)
+        done("scale")
+
+    if "fanout" in parts:
+        import fanout  # bench/fanout.py
+
+        # On this run's database (migrated, seeded), with the fan-out's settings.
+        measured = fanout.measure(
+            fanout_counts,
+            ["poll", "stream"],
+            database=PROJECT_DB,
+            env=fanout.fanout_env(PROJECT_DB),
+        )
+        sections.append(
+            fanout.section(measured, title_suffix=f" ({queue_rows} rows in job_queue)")
+            + "\n\nSeconds per case (connecting, settling, answering): "
+            + ", ".join(f"{r['count']:,} {r['kind']} {r['seconds']:.0f}" for r in measured["rows"])
+            + "."
+        )
+        print(sections[-1], flush=True)
+        done("fanout")
 
     if "cluster" in parts:
         sections.append(cluster_section(seconds, drain, latency_count, spacing))
         print(sections[-1], flush=True)
+        done("cluster")
 
     header = (
         f"## Run of {info['date']}{' (--quick)' if options.quick else ''}\n\n"
@@ -839,9 +948,14 @@ def main() -> None:
         f"Load generator, servers, workers, PostgreSQL and Redis share these cores. "
         f"Load average before the run {info['load']}, after it {load_average()}: anything "
         f"above ~1 is other work on the machine competing with the benchmark. "
-        f"Total time {time.monotonic() - started_at:.0f} s.\n\n"
+        f"Total time {time.monotonic() - started_at:.0f} s ("
+        + ", ".join(f"{part} {seconds:.0f} s" for part, seconds in durations.items())
+        + ").\n\n"
     )
     report = header + "\n\n".join(sections) + "\n\n"
+    if options.no_append:
+        print(f"\n--no-append: not appended to {BENCH / 'RESULTS.md'}\n\n{report}")
+        return
     with (BENCH / "RESULTS.md").open("a") as results:
         results.write(report)
     print(f"\nappended to {BENCH / 'RESULTS.md'}")
