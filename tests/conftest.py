@@ -6,12 +6,14 @@ import uuid
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.tokens import tokens_for
 from tests.factories import UserFactory
 from tests.helpers import admin_client_for
+from tests.pgbouncer import PgBouncer
 
 TENANTS = {"acme": "acme.localhost", "globex": "globex.localhost"}
 
@@ -123,3 +125,12 @@ def carol_client(carol):
 def public_client(public_tenant):
     """An anonymous client on the platform host (admin, health, metrics)."""
     return Client(HTTP_HOST=django_settings.PUBLIC_HOST)
+
+
+@pytest.fixture
+def bouncer(db):
+    """A PgBouncer of the test's own in transaction mode (tests/pgbouncer.py), two server
+    connections in front of the test database; ``bouncer.url(name)`` is a URL through it."""
+    bouncer = PgBouncer(connection.settings_dict, pool_size=2).start()
+    yield bouncer
+    bouncer.stop()

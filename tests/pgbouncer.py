@@ -19,7 +19,7 @@ from pathlib import Path
 BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -32,7 +32,7 @@ class PgBouncer:
     def __init__(self, db: dict, *, pool_size: int):
         self.db = db
         self.pool_size = pool_size
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
         self.process: subprocess.Popen | None = None
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -255,27 +254,13 @@ def running(*, workers: bool = True) -> Iterator[Cluster]:
         pooler.start()
         redis.start()
         direct = postgres.url("app", DATABASE)
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if name not in {"DATABASE_URL", "REDIS_URL", "TEST_DB_SUFFIX", "DEBUG", "DJANGO_ENV"}
-        }
-        env.update(
-            DATABASE_URL=f"postgres://app@{network.address('db')}:{POOLER_PORT}/{DATABASE}",
-            DATABASE_POOL_MODE="transaction",
-            DATABASE_DIRECT_URL=direct,
-            REDIS_URL=redis.url,
-            DJANGO_SETTINGS_MODULE="tests.settings",
-            SECRET_KEY=secrets.token_urlsafe(50),
-            DATA_DIR=str(root / "data"),
-            PYTHONUNBUFFERED="1",
-            CACHE_KEY_PREFIX="cluster",
-            JOBS_API_RATE="100000/m",
-            AUTH_LOGIN_IP_RATE="1000/m",
-            JWT_ACCESS_TOKEN_SECONDS="3600",
-            JOBS_BACKOFF_BASE="0.2",
-            JOBS_BACKOFF_MAX="1",
+        env = servers.app_env(
+            database_url=f"postgres://app@{network.address('db')}:{POOLER_PORT}/{DATABASE}",
+            redis_url=redis.url,
+            root=root,
+            cache_prefix="cluster",
         )
+        env.update(DATABASE_POOL_MODE="transaction", DATABASE_DIRECT_URL=direct)
         # Migrations need a real session: PostgreSQL itself (README "Production").
         setup_env = {**env, "DATABASE_URL": direct, "DATABASE_POOL_MODE": "session"}
         servers.run_manage(

@@ -9,6 +9,7 @@ Every answer is kept with the host that gave it.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 from tests.cluster.stack import TENANTS, WEB_HOSTS, Cluster
@@ -22,6 +23,7 @@ class Answered:
     web: str
     job_id: str | None
     answer: servers.Answer
+    sent_at: float  # time.monotonic() when the request was sent
 
 
 class Clients:
@@ -43,6 +45,7 @@ class Clients:
             first = self._turn % len(WEB_HOSTS)
         order = WEB_HOSTS[first:] + WEB_HOSTS[:first]
         for web in order:
+            sent_at = time.monotonic()
             try:
                 answer = self.cluster.request(
                     web, method, path, host=TENANTS[schema][0], token=self.tokens[schema],
@@ -52,7 +55,7 @@ class Clients:
                 with self._lock:
                     self.unreachable.append(web)
                 continue
-            answered = Answered(web, job_id, answer)
+            answered = Answered(web, job_id, answer, sent_at)
             with self._lock:
                 self.answers.append(answered)
             return answered
@@ -73,16 +76,21 @@ class Clients:
         schema = as_schema or self.tenant_of[job_id]
         return self._send(schema, "GET", f"/api/jobs/{job_id}", job_id=job_id)
 
-    def statuses(self, since: int = 0) -> set[int]:
+    def statuses(self) -> set[int]:
         with self._lock:
-            return {answered.answer.status for answered in self.answers[since:]}
+            return {answered.answer.status for answered in self.answers}
 
-    def count(self, status: int, since: int = 0, web: str | None = None) -> int:
+    def count(self, status: int, *, sent_after: float = 0.0, web: str | None = None) -> int:
+        """Answers with ``status`` (from ``web``) to requests sent after ``sent_after`` (a
+        ``time.monotonic()``): a request already on its way when a host is cut off is not
+        one sent after it."""
         with self._lock:
             return sum(
                 1
-                for answered in self.answers[since:]
-                if answered.answer.status == status and web in (None, answered.web)
+                for answered in self.answers
+                if answered.answer.status == status
+                and answered.sent_at > sent_after
+                and web in (None, answered.web)
             )
 
 

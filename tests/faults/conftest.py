@@ -6,8 +6,6 @@ managed PostgreSQL), so row-level security applies to it and workers pass throug
 ``tenant_jobs_service`` policy, not through superuser privileges.
 """
 
-import os
-import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -56,6 +54,25 @@ class Stack:
             cursor = connection.execute(statement, params)
             return cursor.fetchall() if cursor.description else []
 
+    def assert_each_completed_once(self, job_ids: list[str]) -> None:
+        """Each job completed, with one final transition; its handler ran at least once,
+        never the same attempt twice, and the last attempt is the one that completed it."""
+        rows = self.sql(
+            "SELECT j.id::text, j.status, j.attempts,"
+            " (SELECT count(*) FROM fault_finals f WHERE f.job_id = j.id),"
+            " (SELECT count(*) FROM fault_executions e WHERE e.job_id = j.id),"
+            " (SELECT count(DISTINCT attempt) FROM fault_executions e WHERE e.job_id = j.id),"
+            " (SELECT max(attempt) FROM fault_executions e WHERE e.job_id = j.id)"
+            " FROM job_queue j WHERE j.id = ANY(%s::uuid[])",
+            [job_ids],
+        )
+        assert len(rows) == len(job_ids)
+        for job_id, status, attempts, finals, executions, distinct_attempts, last in rows:
+            assert status == "completed", (job_id, status)
+            assert finals == 1, f"job {job_id} ended {finals} times"
+            assert executions == distinct_attempts >= 1
+            assert last == attempts
+
     def stop_started(self) -> None:
         for process in reversed(self.started):
             process.stop(timeout=20)
@@ -88,24 +105,13 @@ def stack():
             connection.execute("CREATE ROLE app LOGIN CREATEROLE")
             connection.execute("CREATE DATABASE faults OWNER app")
         redis.start()
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if name not in {"DATABASE_URL", "REDIS_URL", "TEST_DB_SUFFIX", "DEBUG", "DJANGO_ENV"}
-        }
+        env = servers.app_env(
+            database_url=postgres.url("app", "faults"),
+            redis_url=redis.url,
+            root=root,
+            cache_prefix="faults",
+        )
         env.update(
-            DATABASE_URL=postgres.url("app", "faults"),
-            REDIS_URL=redis.url,
-            DJANGO_SETTINGS_MODULE="tests.settings",
-            SECRET_KEY=secrets.token_urlsafe(50),
-            DATA_DIR=str(root / "data"),
-            PYTHONUNBUFFERED="1",
-            CACHE_KEY_PREFIX="faults",
-            JOBS_API_RATE="100000/m",
-            AUTH_LOGIN_IP_RATE="1000/m",
-            JWT_ACCESS_TOKEN_SECONDS="3600",
-            JOBS_BACKOFF_BASE="0.2",
-            JOBS_BACKOFF_MAX="1",
             JOBS_POLL_INTERVAL="0.2",
             JOBS_HEARTBEAT_SECONDS="0.5",
         )

@@ -14,6 +14,7 @@ import http.client
 import ipaddress
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -65,6 +66,32 @@ CREATE TRIGGER fault_record_final AFTER UPDATE OF status ON public.job_queue FOR
 WHEN (NEW.status IN ('completed', 'failed', 'cancelled') AND OLD.status IS DISTINCT FROM NEW.status)
 EXECUTE FUNCTION public.fault_record_final();
 """
+
+
+def app_env(*, database_url: str, redis_url: str, root: Path, cache_prefix: str) -> dict:
+    """The environment of the project's processes on a stack of the test's own: this
+    process's, without the test run's database settings, with fast retries, a high rate
+    limit (the tests' load must not hit it) and hour-long tokens."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DATABASE_URL", "REDIS_URL", "TEST_DB_SUFFIX", "DEBUG", "DJANGO_ENV"}
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DATA_DIR=str(root / "data"),
+        PYTHONUNBUFFERED="1",
+        CACHE_KEY_PREFIX=cache_prefix,
+        JOBS_API_RATE="100000/m",
+        AUTH_LOGIN_IP_RATE="1000/m",
+        JWT_ACCESS_TOKEN_SECONDS="3600",
+        JOBS_BACKOFF_BASE="0.2",
+        JOBS_BACKOFF_MAX="1",
+    )
+    return env
 
 
 # --- processes ---------------------------------------------------------------------------

@@ -102,21 +102,7 @@ def test_pgbouncer_restart_under_polling_and_workers(faults, pooler, crash):
     assert _web_worker_pids(web) == web_pids  # no web worker was restarted either
     assert "unhandled error" not in web.log()
 
-    rows = faults.sql(
-        "SELECT j.id::text, j.status, j.attempts,"
-        " (SELECT count(*) FROM fault_finals f WHERE f.job_id = j.id),"
-        " (SELECT count(*) FROM fault_executions e WHERE e.job_id = j.id),"
-        " (SELECT count(DISTINCT attempt) FROM fault_executions e WHERE e.job_id = j.id),"
-        " (SELECT max(attempt) FROM fault_executions e WHERE e.job_id = j.id)"
-        " FROM job_queue j WHERE j.id = ANY(%s::uuid[])",
-        [job_ids],
-    )
-    assert len(rows) == len(job_ids)
-    for job_id, status, attempts, finals, executions, distinct_attempts, last in rows:
-        assert status == "completed", (job_id, status)
-        assert finals == 1, f"job {job_id} ended {finals} times"
-        assert executions == distinct_attempts >= 1
-        assert last == attempts
+    faults.assert_each_completed_once(job_ids)
 
 
 # --- in process: what core/errors.py makes of the errors a pooler causes -----------------------

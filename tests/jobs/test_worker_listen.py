@@ -3,7 +3,6 @@ pooler: behind PgBouncer in transaction mode, a job enqueued while the worker sl
 started at once, not at the next poll; a listener that cannot connect is retried."""
 
 import logging
-import socket
 import subprocess
 import threading
 import time
@@ -16,25 +15,12 @@ from jobs import services
 from jobs.models import Job, JobStatus
 from jobs.worker import Worker
 from tests.helpers import start_manage, subprocess_env
-from tests.pgbouncer import PgBouncer
+from tests.pgbouncer import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 POLL_INTERVAL = 30  # seconds: a job started sooner was woken by the NOTIFY
 WOKEN_WITHIN = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def bouncer():
-    bouncer = PgBouncer(connection.settings_dict, pool_size=2).start()
-    yield bouncer
-    bouncer.stop()
 
 
 def _listening_backend_port() -> int | None:
@@ -103,7 +89,7 @@ def test_behind_a_transaction_pooler_a_sleeping_worker_is_woken_at_once(acme, bo
 def test_a_listener_that_cannot_connect_is_retried(settings, acme, caplog):
     job = services.job_enqueue(tenant=acme, type="demo.echo", payload={"n": 1})
     reachable = settings.DATABASE_DIRECT_URL
-    settings.DATABASE_DIRECT_URL = f"postgres://postgres@127.0.0.1:{_free_port()}/nowhere"
+    settings.DATABASE_DIRECT_URL = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
 
     def repair():
         time.sleep(1)

@@ -20,26 +20,13 @@ from django.utils import timezone
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
 from tests.helpers import ROOT, subprocess_env
-from tests.pgbouncer import PgBouncer
+from tests.pgbouncer import free_port
 from tests.polling.test_longpoll_scale import _auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ANSWER_WITHIN = 1.0  # seconds after the change
 CHANGE_AFTER = 2.0  # seconds into the wait
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def bouncer():
-    bouncer = PgBouncer(connection.settings_dict, pool_size=2).start()
-    yield bouncer
-    bouncer.stop()
 
 
 @pytest.fixture
@@ -49,7 +36,7 @@ def pooled_uvicorn(bouncer):
     started: list[subprocess.Popen] = []
 
     def start(*, direct: bool) -> int:
-        port = _free_port()
+        port = free_port()
         log = tempfile.NamedTemporaryFile("w+", prefix="uvicorn-", suffix=".log", delete=False)
         env = subprocess_env(CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
         direct_url = env["DATABASE_URL"]
