@@ -1,8 +1,9 @@
 """The queue dashboard (``/admin/jobs/dashboard/``) and the rollup that feeds it.
 
-As each run ends completed or failed (``job_finished``; a timeout counts as failed), one
-``job_rollup`` row per tenant, minute, queue and job type is upserted: the count, and the
-run's wait (due → start) and run time in fixed buckets (``ROLLUP_BUCKETS``). The page reads
+As runs end completed or failed (``jobs_finished``, per batch; a timeout counts as failed),
+one ``job_rollup`` row per tenant, minute, queue and job type is upserted: the counts, and
+the runs' wait (due → start) and run time in fixed buckets (``ROLLUP_BUCKETS``), the whole
+batch summed per row in one statement. The page reads
 only that table, grouped per bin in SQL, plus the live queue (pending and processing, on
 its partial indexes): its cost follows the window and the backlog, never the history in
 ``job_queue``.
@@ -14,7 +15,7 @@ refreshes itself every ``REFRESH_SECONDS``.
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.contrib import admin
@@ -29,7 +30,7 @@ from django.urls import path
 from accounts.roles import ALL_TENANTS, admin_tenant_is_active, is_platform_staff, staff_tenant
 from jobs.conditions import tenant_scope
 from jobs.models import ROLLUP_BUCKETS, Job, JobRollup, JobStatus
-from jobs.signals import JobOutcome, job_finished
+from jobs.signals import JobOutcome, jobs_finished
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +65,48 @@ def _add(column: str) -> str:
 _UPSERT = f"""
 INSERT INTO public.job_rollup
     (tenant_id, minute, queue, type, completed, failed, wait_buckets, run_buckets)
-VALUES (%(tenant)s, date_trunc('minute', COALESCE(%(at)s, now())), %(queue)s, %(type)s,
-        %(completed)s, %(failed)s, %(wait)s::jsonb, %(run)s::jsonb)
+VALUES {{values}}
 ON CONFLICT (tenant_id, minute, queue, type) DO UPDATE SET
     completed = job_rollup.completed + EXCLUDED.completed,
     failed = job_rollup.failed + EXCLUDED.failed,
     wait_buckets = {_add("wait_buckets")},
     run_buckets = {_add("run_buckets")}
 """  # noqa: S608 (the interpolations are constants of this module)
+_ROW = "(%s, date_trunc('minute', COALESCE(%s, now())), %s, %s, %s, %s, %s::jsonb, %s::jsonb)"
+
+
+@dataclass
+class RollupRow:
+    """The runs of one ``job_rollup`` key to add: counts and bucket counts."""
+
+    tenant_id: int
+    queue: str
+    type: str
+    at: datetime | None = None  # the minute's moment; None: the database's now
+    completed: int = 0
+    failed: int = 0
+    wait: list[int] = field(default_factory=lambda: [0] * _SLOTS)
+    run: list[int] = field(default_factory=lambda: [0] * _SLOTS)
+
+    def count(self, outcome: str, wait: float, run: float) -> None:
+        """Add one run that ended ``outcome`` (``completed`` or ``failed``)."""
+        self.completed += outcome == "completed"
+        self.failed += outcome == "failed"
+        self.wait = [a + b for a, b in zip(self.wait, _bucket(max(0.0, wait)), strict=True)]
+        self.run = [a + b for a, b in zip(self.run, _bucket(max(0.0, run)), strict=True)]
+
+
+def rollup_add(rows: list[RollupRow]) -> None:
+    """Add ``rows`` to the rollup in one statement. Their keys (tenant, minute of ``at``,
+    queue, type) must differ: ``ON CONFLICT`` may not touch one row twice."""
+    if not rows:
+        return
+    params = []
+    for row in rows:
+        params += [row.tenant_id, row.at, row.queue, row.type, row.completed, row.failed]
+        params += [json.dumps(row.wait), json.dumps(row.run)]
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT.format(values=", ".join([_ROW] * len(rows))), params)
 
 
 def rollup_record(
@@ -79,41 +114,35 @@ def rollup_record(
 ) -> None:
     """Count one run that ended ``outcome`` (``completed`` or ``failed``) in the minute of
     ``at`` (default: the database's now), with its wait and run time in seconds."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _UPSERT,
-            {
-                "tenant": tenant_id,
-                "at": at,
-                "queue": queue,
-                "type": type,
-                "completed": int(outcome == "completed"),
-                "failed": int(outcome == "failed"),
-                "wait": json.dumps(_bucket(max(0.0, wait))),
-                "run": json.dumps(_bucket(max(0.0, run))),
-            },
-        )
+    row = RollupRow(tenant_id=tenant_id, queue=queue, type=type, at=at)
+    row.count(outcome, wait, run)
+    rollup_add([row])
 
 
-@receiver(job_finished, dispatch_uid="jobs.dashboard.rollup")
-def _roll_up(sender, job, outcome, duration, **kwargs):
-    final = _FINAL.get(outcome)
-    if final is None:
-        return
-    wait = 0.0
-    if job.started_at is not None:
-        wait = (job.started_at - max(job.created_at, job.run_at)).total_seconds()
+@receiver(jobs_finished, dispatch_uid="jobs.dashboard.rollup")
+def _roll_up(sender, runs, **kwargs):
+    """Count a batch of runs: summed per tenant, queue and type in Python, then one
+    statement (the minute is the database's now, as for a single run)."""
+    rows: dict[tuple[int, str, str], RollupRow] = {}
+    for job, outcome, duration in runs:
+        final = _FINAL.get(outcome)
+        if final is None:
+            continue
+        wait = 0.0
+        if job.started_at is not None:
+            wait = (job.started_at - max(job.created_at, job.run_at)).total_seconds()
+        key = (job.tenant_id, job.queue, job.type)
+        if key not in rows:
+            rows[key] = RollupRow(tenant_id=job.tenant_id, queue=job.queue, type=job.type)
+        rows[key].count(final, wait, duration)
     try:
-        rollup_record(
-            tenant_id=job.tenant_id,
-            queue=job.queue,
-            type=job.type,
-            outcome=final,
-            wait=wait,
-            run=duration,
+        rollup_add(list(rows.values()))
+    except DatabaseError:  # the outcomes are recorded; only the dashboard misses these runs
+        logger.warning(
+            "rollup: could not count runs",
+            exc_info=True,
+            extra={"jobs": sum(r.completed + r.failed for r in rows.values())},
         )
-    except DatabaseError:  # the outcome is recorded; only the dashboard misses this run
-        logger.warning("rollup: could not count a run", exc_info=True, extra={"job_id": job.id})
 
 
 # --- reading it --------------------------------------------------------------------------

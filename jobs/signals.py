@@ -6,6 +6,10 @@
   the job ended, and the worker recorded how; exactly one per run (claim). ``duration`` is
   the handler's run time in seconds (so far, for a run ended while its handler runs; 0 for
   one that never started).
+- ``jobs_finished(sender=Worker, runs=[(Job, JobOutcome, float), ...])``: the same runs,
+  as ``(job, outcome, duration)``, once per call of the outcome writer that recorded any,
+  after their ``job_finished``. For receivers that query or write: one round trip for the
+  whole batch instead of one per run (the webhooks and the dashboard's rollup use it).
 
 Receivers run in the worker's threads: keep them fast and never raise.
 """
@@ -32,3 +36,4 @@ class JobOutcome(StrEnum):
 
 job_started = Signal()
 job_finished = Signal()
+jobs_finished = Signal()

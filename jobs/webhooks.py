@@ -1,8 +1,8 @@
 """Signed completion webhooks: a tenant's endpoints are told when its jobs end.
 
-When a worker records that a run ended its job in a final status (``job_finished``: the
-signal the outcome writer sends once per run, after the write), each endpoint of the job's
-tenant that lists that status gets one ``WebhookDelivery`` and one delivery job (the
+When a worker records that a run ended its job in a final status (``jobs_finished``: the
+signal the outcome writer sends once per batch of runs, after the writes), each endpoint of
+the job's tenant that lists that status gets one ``WebhookDelivery`` and one delivery job (the
 internal type ``webhooks.deliver``), both stored in one transaction. The delivery job
 POSTs the job's JSON, exactly the body of ``GET /api/jobs/{id}``, signed as the Standard
 Webhooks specification says (``webhook-id``, ``webhook-timestamp``, ``webhook-signature:
@@ -47,7 +47,7 @@ from accounts.roles import ALL_TENANTS
 from jobs import services
 from jobs.context import JobError
 from jobs.models import FINAL_STATUSES, Job, WebhookDelivery, WebhookEndpoint
-from jobs.signals import JobOutcome, job_finished
+from jobs.signals import JobOutcome, jobs_finished
 from tenants.models import Tenant
 
 logger = logging.getLogger("jobs.webhooks")
@@ -168,22 +168,30 @@ def endpoint_remove(*, tenant, endpoint_id: int) -> bool:
 # --- enqueueing deliveries -----------------------------------------------------------------
 
 
-@receiver(job_finished)
-def _on_job_finished(sender, job, outcome, **kwargs) -> None:
-    """After a run's outcome is recorded: deliveries for a job that is now final. One
-    query for a tenant without endpoints."""
-    if outcome not in _ENDINGS or job.type == DELIVERY_TYPE:
+@receiver(jobs_finished, dispatch_uid="jobs.webhooks.deliveries")
+def _on_jobs_finished(sender, runs, **kwargs) -> None:
+    """After a batch of runs' outcomes is recorded: deliveries for each job that is now
+    final. One query for a batch whose tenants have no endpoints; then, per job of a
+    tenant with endpoints, its status and its deliveries."""
+    jobs = [job for job, outcome, _ in runs if outcome in _ENDINGS and job.type != DELIVERY_TYPE]
+    if not jobs:
         return
-    endpoints = list(WebhookEndpoint.objects.filter(tenant_id=job.tenant_id))
-    if not endpoints:
-        return
-    status = (
-        Job.objects.filter(pk=job.pk, tenant_id=job.tenant_id)
-        .values_list("status", flat=True)
-        .first()
-    )
-    if status in FINAL_STATUSES:
-        _enqueue_deliveries(job, status, endpoints)
+    endpoints: dict[int, list[WebhookEndpoint]] = {}
+    for endpoint in WebhookEndpoint.objects.filter(tenant_id__in={job.tenant_id for job in jobs}):
+        endpoints.setdefault(endpoint.tenant_id, []).append(endpoint)
+    for job in jobs:
+        if job.tenant_id not in endpoints:
+            continue
+        try:
+            status = (
+                Job.objects.filter(pk=job.pk, tenant_id=job.tenant_id)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if status in FINAL_STATUSES:
+                _enqueue_deliveries(job, status, endpoints[job.tenant_id])
+        except Exception:  # one job's failure loses no other's deliveries (sweep retries)
+            logger.exception("webhooks: deliveries not enqueued", extra={"job_id": str(job.id)})
 
 
 def _enqueue_deliveries(job: Job, status: str, endpoints) -> int:

@@ -61,7 +61,7 @@ from jobs.context import JobContext, JobError
 from jobs.exceptions import JobNotFound, UnknownJobType
 from jobs.models import JobStatus
 from jobs.registry import get_job_type
-from jobs.signals import JobOutcome, job_finished, job_started
+from jobs.signals import JobOutcome, job_finished, job_started, jobs_finished
 
 logger = logging.getLogger("jobs.worker")
 
@@ -551,7 +551,8 @@ class Worker:
 
     def _record_outcomes(self, endings: list[tuple[_Run, _Ending]]) -> None:
         """The one outcome writer: decide how each run ended, record it through
-        ``jobs.services`` and report it (``_report``), once per run.
+        ``jobs.services`` and report it (``_report``), once per run; then the runs it
+        recorded, together, with one ``jobs_finished``.
 
         A run already taken by an earlier call is skipped. All results of the call are
         written in one statement; each other run takes its own guarded writes
@@ -594,6 +595,9 @@ class Worker:
             if run.started is not None:  # task_started was sent
                 finished = self._finished_result(run, ending, outcome)
                 self._send_task_signal(run, task_finished, finished)
+        if decided:  # the batch, for receivers that query: one round trip, not one per run
+            runs = [(run.job, outcome, run.elapsed()) for run, _ending, outcome in decided]
+            jobs_finished.send_robust(sender=Worker, runs=runs)
 
     def _close_attempts(self, decided: list[tuple[_Run, _Ending, JobOutcome]]) -> None:
         """Part of the outcome writer: close the runs' attempts (``JobAttempt``) in one

@@ -5,13 +5,14 @@ staff their own, and the page never reads job_queue's history."""
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import services
 from jobs.dashboard import percentile, rollup_record
 from jobs.models import ROLLUP_BUCKETS, JobRollup
+from jobs.signals import JobOutcome, jobs_finished
 from jobs.worker import Worker
 from tests.factories import JobFactory, UserFactory
 from tests.helpers import admin_client_for
@@ -142,3 +143,58 @@ def test_the_page_reads_the_rollup_and_only_the_live_queue(acme, superuser):
 def test_the_job_list_links_to_it(superuser):
     page = admin_client_for(superuser).get("/admin/jobs/job/").content.decode()
     assert f'href="{URL}" id="job-summary-dashboard"' in page
+
+
+@pytest.mark.django_db
+def test_a_batch_of_runs_is_summed_per_key_in_one_statement(acme, globex):
+    """``jobs_finished``: the runs of a batch summed per tenant, queue and type, all rows in
+    one upsert in the database's current minute; a retry or a hand-back is not counted."""
+    made = [
+        (JobFactory(tenant=acme, created_by=None, completed=True), JobOutcome.COMPLETED, 0.2),
+        (JobFactory(tenant=acme, created_by=None, completed=True), JobOutcome.COMPLETED, 40),
+        (JobFactory(tenant=acme, created_by=None, completed=True), JobOutcome.TIMED_OUT, 40),
+        (JobFactory(tenant=acme, created_by=None, completed=True), JobOutcome.RETRYING, 1),
+        (JobFactory(tenant=globex, created_by=None, completed=True), JobOutcome.FAILED, 1),
+        (JobFactory(tenant=globex, created_by=None, completed=True), JobOutcome.HANDED_BACK, 0),
+    ]
+    types = {job.tenant_id: job.type for job, _, _ in made}
+    for job, _, _ in made:  # one type per tenant, one queue
+        job.type, job.queue = types[job.tenant_id], "q"
+    with CaptureQueriesContext(connection) as queries:
+        jobs_finished.send(sender=Worker, runs=made)
+    upserts = [q["sql"] for q in queries if "job_rollup" in q["sql"]]
+    assert len(upserts) == 1
+    assert "now()" in upserts[0]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT date_trunc('minute', now())")
+        (minute,) = cursor.fetchone()
+    rows = {row.tenant_id: row for row in JobRollup.objects.all()}
+    assert set(rows) == {acme.pk, globex.pk}
+    assert (rows[acme.pk].minute, rows[acme.pk].completed, rows[acme.pk].failed) == (minute, 2, 1)
+    assert sum(rows[acme.pk].run_buckets) == sum(rows[acme.pk].wait_buckets) == 3
+    assert rows[acme.pk].run_buckets[ROLLUP_BUCKETS.index(60)] == 2
+    assert (rows[globex.pk].completed, rows[globex.pk].failed) == (0, 1)
+    jobs_finished.send(sender=Worker, runs=made)  # the next batch adds to the same rows
+    rows = {row.tenant_id: row for row in JobRollup.objects.all()}
+    assert (rows[acme.pk].completed, rows[acme.pk].failed, rows[globex.pk].failed) == (4, 2, 2)
+    assert sum(rows[acme.pk].run_buckets) == 6
+
+
+@pytest.mark.django_db
+def test_a_batch_the_rollup_cannot_store_is_logged_and_swallowed(acme, caplog, monkeypatch):
+    from jobs import dashboard
+
+    def refuse(rows):
+        raise DatabaseError("rollup unavailable")
+
+    monkeypatch.setattr(dashboard, "rollup_add", refuse)
+    job = JobFactory(tenant=acme, created_by=None, completed=True)
+    (response,) = [
+        r
+        for receiver, r in jobs_finished.send_robust(
+            sender=Worker, runs=[(job, JobOutcome.COMPLETED, 1.0)]
+        )
+        if getattr(receiver, "__module__", "") == "jobs.dashboard"
+    ]
+    assert response is None
+    assert "rollup: could not count runs" in caplog.text

@@ -13,12 +13,15 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.db.models import F
 from django.db.models.functions import Now
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import services, webhooks
-from jobs.models import Job, JobStatus, WebhookDelivery, WebhookEndpoint
+from jobs.models import Job, JobRollup, JobStatus, WebhookDelivery, WebhookEndpoint
+from jobs.signals import JobOutcome, jobs_finished
 from jobs.worker import Worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -330,3 +333,50 @@ def test_tenant_staff_manage_their_endpoints_and_see_their_deliveries(
         endpoint_page.content.decode()
     )
     assert carol_admin.get("/admin/jobs/webhookdelivery/").status_code == 200
+
+
+def _finished_batch(tenants, count):
+    """``count`` completed jobs spread over ``tenants``, as ``jobs_finished`` carries them."""
+    jobs = [
+        services.job_enqueue(tenant=tenants[n % len(tenants)], type="demo.echo", payload={})
+        for n in range(count)
+    ]
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
+        status=JobStatus.COMPLETED, completed_at=Now()
+    )
+    return [(job, JobOutcome.COMPLETED, 0.01) for job in jobs]
+
+
+def test_a_batch_costs_the_receivers_a_constant_number_of_round_trips(acme, globex):
+    """The webhook and rollup receivers of ``jobs_finished``: one query for the endpoints
+    of every tenant in the batch and one upsert for its counts, whatever its size."""
+    for count in (2, 20):
+        runs = _finished_batch([acme, globex], count)
+        with CaptureQueriesContext(connection) as queries:
+            jobs_finished.send(sender=Worker, runs=runs)
+        assert len(queries) == 2, [q["sql"] for q in queries]
+        (endpoints,) = [q["sql"] for q in queries if "webhook_endpoint" in q["sql"]]
+        assert " IN (" in endpoints
+    totals = {
+        (row.tenant_id, row.type): row.completed
+        for row in JobRollup.objects.filter(type="demo.echo")
+    }
+    assert totals == {(acme.pk, "demo.echo"): 11, (globex.pk, "demo.echo"): 11}
+
+
+def test_a_batch_enqueues_deliveries_only_for_tenants_with_endpoints(acme, globex, allow_loopback):
+    endpoint = WebhookEndpoint.objects.create(
+        tenant=acme, url="http://127.0.0.1:9/hooks", secret=new_secret(), statuses=["completed"]
+    )
+    runs = _finished_batch([acme, globex], 6)
+    retrying = services.job_enqueue(tenant=acme, type="demo.echo", payload={})
+    runs.append((retrying, JobOutcome.RETRYING, 0.0))
+    jobs_finished.send(sender=Worker, runs=runs)
+    acme_jobs = {job.pk for job, outcome, _ in runs if job.tenant_id == acme.pk}
+    acme_jobs.discard(retrying.pk)
+    delivered = set(WebhookDelivery.objects.values_list("job_id", flat=True))
+    assert delivered == acme_jobs
+    assert set(WebhookDelivery.objects.values_list("endpoint_id", flat=True)) == {endpoint.pk}
+    assert Job.objects.filter(type=webhooks.DELIVERY_TYPE).count() == 3
+    jobs_finished.send(sender=Worker, runs=runs)  # told twice: nothing twice
+    assert WebhookDelivery.objects.count() == 3

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import Job, JobStatus
-from jobs.signals import JobOutcome, job_finished
+from jobs.signals import JobOutcome, job_finished, jobs_finished
 from jobs.worker import Worker
 from tests.conftest import client_for
 from tests.jobs.test_engine import status_of, wait_for
@@ -207,3 +207,26 @@ def test_handed_back(acme, finished, worker_log):
     assert_reported(
         job, finished, worker_log, JobOutcome.HANDED_BACK, "job handed back", logging.WARNING
     )
+
+
+def test_each_outcome_writer_call_sends_its_runs_once_as_a_batch(acme, finished):
+    """``jobs_finished``: the runs of each outcome-writer call, once, after their
+    ``job_finished``, with the same jobs and outcomes."""
+    batches = []
+
+    def receiver(sender, runs, **kwargs):
+        assert sender is Worker
+        batches.append([(job.id, outcome, duration) for job, outcome, duration in runs])
+
+    jobs_finished.connect(receiver, weak=False, dispatch_uid="test_worker_outcomes_batch")
+    try:
+        jobs = [enqueue(acme, "demo.echo", {"n": n}) for n in range(5)]
+        jobs.append(enqueue(acme, "demo.fail"))
+        assert run_burst() == 6
+    finally:
+        jobs_finished.disconnect(dispatch_uid="test_worker_outcomes_batch")
+    assert all(batches)
+    flat = [(job_id, outcome) for batch in batches for job_id, outcome, _ in batch]
+    assert sorted(flat) == sorted(finished)
+    assert len(flat) == len({job_id for job_id, _ in flat}) == 6
+    assert all(duration >= 0 for batch in batches for _, _, duration in batch)
