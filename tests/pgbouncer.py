@@ -53,6 +53,9 @@ class PgBouncer:
             "[databases]\n"
             f"* = host={host} port={port} user={user}\n"
             "[pgbouncer]\n"
+            # A server connection's application_name says which client it serves
+            # ("name - host:port"), so a test can tell a pooled session from a direct one.
+            "application_name_add_host = 1\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {self.port}\n"
             "unix_socket_dir =\n"
