@@ -16,13 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.faults.servers import free_port
+
 BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PgBouncer:

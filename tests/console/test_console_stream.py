@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 
 from tests.browser import chromium_page, screenshot
 from tests.console.steps import log_in, status_of, submit
+from tests.faults.servers import free_port
 from tests.helpers import ROOT, subprocess_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -22,16 +23,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 STEP_TIMEOUT_MS = 20_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def uvicorn_url(transactional_db, acme):
     """A uvicorn process serving the console and the API on the test database."""
-    port = _free_port()
+    port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="uvicorn-console-", suffix=".log", delete=False)
     server = subprocess.Popen(
         [

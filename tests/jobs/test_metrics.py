@@ -4,7 +4,6 @@ the outermost middleware (request histogram) and prometheus-client's process col
 A process's metrics only grow, so the tests compare a scrape with the one before."""
 
 import signal
-import socket
 import time
 import urllib.request
 import uuid
@@ -21,6 +20,7 @@ from jobs import metrics, services
 from jobs.models import Job, JobStatus
 from jobs.worker import Worker
 from tests.factories import JobFactory
+from tests.faults.servers import free_port
 from tests.helpers import start_manage
 
 
@@ -124,12 +124,6 @@ def test_job_histograms_are_fed_by_a_worker(public_client, acme):
     assert wait["count"] == wait["inf"] == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get(url: str) -> str | None:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http, loopback)
@@ -142,7 +136,7 @@ def _get(url: str) -> str | None:
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_process_serves_its_metrics_on_its_own_port(acme):
     """A worker is another process (another machine): it is scraped itself."""
-    port = _free_port()
+    port = free_port()
     worker = start_manage("run_worker", "--metrics-port", str(port), "--grace", "1")
     try:
         for _ in range(3):

@@ -14,8 +14,8 @@ from django.db import connection
 from jobs import services
 from jobs.models import Job, JobStatus
 from jobs.worker import Worker
+from tests.faults.servers import free_port
 from tests.helpers import start_manage, subprocess_env
-from tests.pgbouncer import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

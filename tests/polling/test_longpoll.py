@@ -21,6 +21,7 @@ from config.asgi import application
 from jobs.api.longpoll import listener
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
+from tests.faults.servers import free_port
 from tests.helpers import ROOT, subprocess_env
 
 HOST = "acme.localhost"
@@ -256,15 +257,9 @@ def test_asgi_long_poll_without_token_is_401(acme):
 # --- a real uvicorn ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def uvicorn_server(transactional_db):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

@@ -25,6 +25,7 @@ from jobs.api.longpoll import listener
 from jobs.models import Job, JobStatus
 from tests.conftest import client_for
 from tests.factories import JobFactory
+from tests.faults.servers import free_port
 from tests.helpers import ROOT, subprocess_env
 
 HOST = "acme.localhost"
@@ -35,16 +36,10 @@ def _auth(user) -> dict[str, str]:
     return {"Host": HOST, "Authorization": f"Bearer {tokens_for(user).access_token}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def asgi_server(transactional_db, request):
     """A uvicorn process on the test database; ``request.param``: extra environment."""
-    port = _free_port()
+    port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="uvicorn-", suffix=".log", delete=False)
     extra = getattr(request, "param", {})
     server = subprocess.Popen(

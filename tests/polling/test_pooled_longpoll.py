@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
+from tests.faults.servers import free_port
 from tests.helpers import ROOT, subprocess_env
-from tests.pgbouncer import free_port
 from tests.polling.test_longpoll_scale import _auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
