@@ -1,9 +1,12 @@
 """Helpers for tests that start real processes against the test database."""
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -52,6 +55,45 @@ def start_manage(*args: str, **env: str) -> subprocess.Popen:
         )
     process.log_path = Path(log.name)
     return process
+
+
+def start_uvicorn(app: str = "config.asgi:application", env: dict | None = None):
+    """A uvicorn serving ``app`` on a free loopback port, with ``env`` (default: the test
+    database's, ``subprocess_env``, under a cache prefix of its own), returned once it
+    accepts connections; ``.port`` and ``.log_path`` say where. Stop it with
+    ``stop_process``."""
+    from tests.faults.servers import free_port
+
+    port = free_port()
+    env = env or subprocess_env(CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
+    with tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False) as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+             "--no-access-log"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    server.port = port
+    server.log_path = Path(log.name)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                stop_process(server)
+                raise AssertionError(server.log_path.read_text()[-4000:]) from None
+            time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def admin_client_for(user) -> Client:

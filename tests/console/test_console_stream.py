@@ -3,20 +3,14 @@ and completion to the page (headless Chromium, a uvicorn process, a real worker)
 job is polled while the stream is open; without streams (WSGI: 503) it long-polls."""
 
 import re
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser import chromium_page, screenshot
 from tests.console.steps import log_in, status_of, submit
-from tests.faults.servers import free_port
-from tests.helpers import ROOT, subprocess_env
+from tests.helpers import start_uvicorn, stop_process
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -26,30 +20,9 @@ STEP_TIMEOUT_MS = 20_000
 @pytest.fixture
 def uvicorn_url(transactional_db, acme):
     """A uvicorn process serving the console and the API on the test database."""
-    port = free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="uvicorn-console-", suffix=".log", delete=False)
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "tests.console.asgi_static:application"),
-            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-        ],
-        cwd=ROOT,
-        env=subprocess_env(CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"http://acme.localhost:{port}/"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    server = start_uvicorn("tests.console.asgi_static:application")
+    yield f"http://acme.localhost:{server.port}/"
+    stop_process(server)
 
 
 def _poll_of(job_id: str) -> re.Pattern:

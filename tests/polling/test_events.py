@@ -12,7 +12,7 @@ from django.db import connection
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
 from tests.polling import test_longpoll_scale
-from tests.polling.test_longpoll_scale import _auth
+from tests.polling.asgi import auth_headers
 
 asgi_server = test_longpoll_scale.asgi_server  # the fixture: a uvicorn on the test database
 
@@ -53,7 +53,7 @@ def _url(server, path: str) -> str:
 
 
 def _poll(server, alice, job) -> httpx.Response:
-    return httpx.get(_url(server, f"/api/jobs/{job.id}"), headers=_auth(alice))
+    return httpx.get(_url(server, f"/api/jobs/{job.id}"), headers=auth_headers(alice))
 
 
 on_uvicorn = pytest.mark.parametrize("asgi_server", [STREAM_ENV], indirect=True)
@@ -66,7 +66,7 @@ def test_a_job_stream_sends_each_state_as_the_poll_shows_it_and_ends_after_the_f
     job = JobFactory(tenant=acme)
     polled = _poll(asgi_server, alice, job)
     url = _url(asgi_server, f"/api/jobs/{job.id}/events")
-    with httpx.stream("GET", url, headers=_auth(alice), timeout=20) as response:
+    with httpx.stream("GET", url, headers=auth_headers(alice), timeout=20) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert "ratelimit" in response.headers
@@ -90,7 +90,7 @@ def test_last_event_id_at_the_current_etag_sends_only_heartbeats_until_the_next_
     job = JobFactory(tenant=acme)
     etag = _poll(asgi_server, alice, job).headers["ETag"]
     url = _url(asgi_server, f"/api/jobs/{job.id}/events")
-    headers = {**_auth(alice), "Last-Event-ID": etag}
+    headers = {**auth_headers(alice), "Last-Event-ID": etag}
     with httpx.stream("GET", url, headers=headers, timeout=20) as response:
         lines = response.iter_lines()
         changer = _later(job.id, delay=1.0, **START)
@@ -107,7 +107,7 @@ def test_a_final_job_named_by_last_event_id_ends_the_stream_at_once(asgi_server,
     job = JobFactory(tenant=acme, status=JobStatus.COMPLETED, result={"ok": True})
     etag = _poll(asgi_server, alice, job).headers["ETag"]
     url = _url(asgi_server, f"/api/jobs/{job.id}/events")
-    response = httpx.get(url, headers={**_auth(alice), "Last-Event-ID": etag}, timeout=20)
+    response = httpx.get(url, headers={**auth_headers(alice), "Last-Event-ID": etag}, timeout=20)
     assert (response.status_code, response.text) == (200, "")
 
 
@@ -117,7 +117,7 @@ def test_the_tenant_stream_carries_the_callers_tenants_jobs_only(asgi_server, al
     JobFactory(tenant=acme, status=JobStatus.COMPLETED, result={"ok": True})
     theirs = JobFactory(tenant=globex)
     url = _url(asgi_server, "/api/events")
-    with httpx.stream("GET", url, headers=_auth(alice), timeout=20) as response:
+    with httpx.stream("GET", url, headers=auth_headers(alice), timeout=20) as response:
         lines = response.iter_lines()
         _, first = _read(lines)
         assert first["data"] == _poll(asgi_server, alice, mine).text  # unfinished jobs only
@@ -131,20 +131,22 @@ def test_the_tenant_stream_carries_the_callers_tenants_jobs_only(asgi_server, al
 def test_streams_are_authenticated_tenant_scoped_and_capped(asgi_server, alice, acme, globex):
     theirs = JobFactory(tenant=globex)
     job = JobFactory(tenant=acme)
-    token = _auth(alice)["Authorization"].removeprefix("Bearer ")
+    token = auth_headers(alice)["Authorization"].removeprefix("Bearer ")
     events = _url(asgi_server, "/api/events")
     host = {"Host": "acme.localhost"}
     assert httpx.get(f"{events}?token={token}", headers=host).status_code == 401
-    other = httpx.get(_url(asgi_server, f"/api/jobs/{theirs.id}/events"), headers=_auth(alice))
+    other = httpx.get(
+        _url(asgi_server, f"/api/jobs/{theirs.id}/events"), headers=auth_headers(alice)
+    )
     assert other.status_code == 404
     assert other.headers["content-type"] == "application/problem+json"
     job_url = _url(asgi_server, f"/api/jobs/{job.id}/events")
     with (
-        httpx.stream("GET", events, headers=_auth(alice), timeout=20) as one,
-        httpx.stream("GET", job_url, headers=_auth(alice), timeout=20) as two,
+        httpx.stream("GET", events, headers=auth_headers(alice), timeout=20) as one,
+        httpx.stream("GET", job_url, headers=auth_headers(alice), timeout=20) as two,
     ):
         assert (one.status_code, two.status_code) == (200, 200)
-        third = httpx.get(events, headers=_auth(alice))
+        third = httpx.get(events, headers=auth_headers(alice))
         assert third.status_code == 429
         assert int(third.headers["Retry-After"]) >= 1
     # Closing a stream gives its slot back.
@@ -155,7 +157,7 @@ def test_streams_are_authenticated_tenant_scoped_and_capped(asgi_server, alice, 
 
 
 def _stream_status(url, alice) -> int:
-    with httpx.stream("GET", url, headers=_auth(alice), timeout=20) as response:
+    with httpx.stream("GET", url, headers=auth_headers(alice), timeout=20) as response:
         return response.status_code
 
 

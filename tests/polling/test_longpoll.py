@@ -5,26 +5,17 @@ ASGI in process (config.asgi.application) and under a real uvicorn."""
 
 import asyncio
 import http.client
-import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
-from accounts.tokens import tokens_for
-from config.asgi import application
 from jobs.api.longpoll import listener
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
-from tests.faults.servers import free_port
-from tests.helpers import ROOT, subprocess_env
-
-HOST = "acme.localhost"
+from tests.helpers import start_uvicorn, stop_process
+from tests.polling.asgi import HOST, asgi_get, auth_headers, run_app
 
 
 def _change_later(job_id, delay: float = 0.3, **fields) -> threading.Thread:
@@ -136,70 +127,13 @@ def test_wait_on_another_tenants_job_is_404(alice_client, globex):
 # --- ASGI in process: config.asgi.application ---------------------------------------------
 
 
-def _scope(path: str, query: str, headers: dict[str, str]) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-
-
-async def _asgi_get(path: str, query: str, headers: dict[str, str]):
-    sent = []
-    request_read = False
-
-    async def receive():
-        nonlocal request_read
-        if not request_read:
-            request_read = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()  # the client stays connected
-
-    async def send(message):
-        sent.append(message)
-
-    await application(_scope(path, query, headers), receive, send)
-    start = sent[0]
-    response_headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
-    body = b"".join(message.get("body", b"") for message in sent[1:])
-    return start["status"], response_headers, body
-
-
-def _run(coroutine_factory):
-    """Run the ASGI app on a fresh loop with a one-thread pool, whose DB connection is
-    closed at the end (it would outlive the test database otherwise)."""
-
-    async def main():
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
-        try:
-            return await coroutine_factory()
-        finally:
-            await loop.run_in_executor(None, connections.close_all)
-
-    return asyncio.run(main())
-
-
-def _auth(user) -> dict[str, str]:
-    return {"Host": HOST, "Authorization": f"Bearer {tokens_for(user).access_token}"}
-
-
 @pytest.mark.django_db(transaction=True)
 def test_asgi_wait_returns_when_the_job_changes(alice, acme):
     job = JobFactory(tenant=acme)
-    auth = _auth(alice)  # outside the event loop: issuing a token writes to the database
+    auth = auth_headers(alice)  # outside the event loop: issuing a token writes to the database
     changer = _change_later(job.id, delay=0.5, **START)
     started = time.monotonic()
-    status, headers, body = _run(lambda: _asgi_get(f"/api/jobs/{job.id}", "wait=20", auth))
+    status, headers, body = run_app(lambda: asgi_get(f"/api/jobs/{job.id}", "wait=20", auth))
     changer.join()
     assert status == 200
     assert b'"processing"' in body
@@ -213,10 +147,10 @@ def test_asgi_wait_answers_304_at_its_limit_and_400_for_bad_values(alice, alice_
     job = JobFactory(tenant=acme)
     etag = alice_client.get(f"/api/jobs/{job.id}")["ETag"]
     path = f"/api/jobs/{job.id}"
-    headers = {**_auth(alice), "If-None-Match": etag}
-    status, response_headers, body = _run(lambda: _asgi_get(path, "wait=1", headers))
+    headers = {**auth_headers(alice), "If-None-Match": etag}
+    status, response_headers, body = run_app(lambda: asgi_get(path, "wait=1", headers))
     assert (status, body, response_headers["etag"]) == (304, b"", etag)
-    status, _, body = _run(lambda: _asgi_get(path, "wait=31", headers))
+    status, _, body = run_app(lambda: asgi_get(path, "wait=31", headers))
     assert status == 400
     assert b"invalid_wait" in body
 
@@ -227,11 +161,11 @@ def test_asgi_waits_hold_no_thread_each(settings, alice, acme):
     job = JobFactory(tenant=acme)
     clients = 50
     settings.JOBS_MAX_WAITS_PER_USER = clients
-    auth = _auth(alice)
+    auth = auth_headers(alice)
 
     async def many():
         polls = [
-            asyncio.ensure_future(_asgi_get(f"/api/jobs/{job.id}", "wait=20", auth))
+            asyncio.ensure_future(asgi_get(f"/api/jobs/{job.id}", "wait=20", auth))
             for _ in range(clients)
         ]
         while listener.waiting() < clients:
@@ -241,7 +175,7 @@ def test_asgi_waits_hold_no_thread_each(settings, alice, acme):
         return threads_while_waiting, await asyncio.gather(*polls)
 
     threads_before = threading.active_count()
-    threads_while_waiting, results = _run(many)
+    threads_while_waiting, results = run_app(many)
     assert threads_while_waiting - threads_before < 10
     assert [status for status, _, _ in results] == [200] * clients
     assert all(b'"processing"' in body for _, _, body in results)
@@ -250,7 +184,7 @@ def test_asgi_waits_hold_no_thread_each(settings, alice, acme):
 @pytest.mark.django_db(transaction=True)
 def test_asgi_long_poll_without_token_is_401(acme):
     job = JobFactory(tenant=acme)
-    status, _, _ = _run(lambda: _asgi_get(f"/api/jobs/{job.id}", "wait=5", {"Host": HOST}))
+    status, _, _ = run_app(lambda: asgi_get(f"/api/jobs/{job.id}", "wait=5", {"Host": HOST}))
     assert status == 401
 
 
@@ -259,42 +193,15 @@ def test_asgi_long_poll_without_token_is_401(acme):
 
 @pytest.fixture
 def uvicorn_server(transactional_db):
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=subprocess_env(CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    server = start_uvicorn()
+    yield server.port
+    stop_process(server)
 
 
 def test_uvicorn_long_poll_returns_when_the_job_changes(uvicorn_server, alice, acme):
     job = JobFactory(tenant=acme)
     conn = http.client.HTTPConnection("127.0.0.1", uvicorn_server, timeout=30)
-    conn.request("GET", f"/api/jobs/{job.id}", headers=_auth(alice))
+    conn.request("GET", f"/api/jobs/{job.id}", headers=auth_headers(alice))
     first = conn.getresponse()
     etag = first.getheader("ETag")
     first.read()
@@ -302,7 +209,7 @@ def test_uvicorn_long_poll_returns_when_the_job_changes(uvicorn_server, alice, a
     changer = _change_later(job.id, delay=0.5, **START)
     started = time.monotonic()
     conn.request(
-        "GET", f"/api/jobs/{job.id}?wait=20", headers={**_auth(alice), "If-None-Match": etag}
+        "GET", f"/api/jobs/{job.id}?wait=20", headers={**auth_headers(alice), "If-None-Match": etag}
     )
     response = conn.getresponse()
     body = response.read()

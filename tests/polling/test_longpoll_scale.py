@@ -6,66 +6,34 @@ freeing its waiter. Real uvicorn processes, and config.asgi in process."""
 import asyncio
 import os
 import re
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
-from accounts.tokens import tokens_for
-from config.asgi import application
 from jobs.api import fanout
 from jobs.api.longpoll import listener
 from jobs.models import Job, JobStatus
 from tests.conftest import client_for
 from tests.factories import JobFactory
-from tests.faults.servers import free_port
-from tests.helpers import ROOT, subprocess_env
+from tests.helpers import start_uvicorn, stop_process, subprocess_env
+from tests.polling.asgi import HOST, asgi_get, auth_headers, run_app
 
-HOST = "acme.localhost"
 START = {"status": JobStatus.PROCESSING, "attempts": 1, "worker_id": "w1"}
-
-
-def _auth(user) -> dict[str, str]:
-    return {"Host": HOST, "Authorization": f"Bearer {tokens_for(user).access_token}"}
 
 
 @pytest.fixture
 def asgi_server(transactional_db, request):
     """A uvicorn process on the test database; ``request.param``: extra environment."""
-    port = free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="uvicorn-", suffix=".log", delete=False)
-    extra = getattr(request, "param", {})
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "config.asgi:application"),
-            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-        ],
-        cwd=ROOT,
-        env=subprocess_env(CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}", **extra),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    env = subprocess_env(
+        CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}", **getattr(request, "param", {})
     )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        server.log_path = log.name
-        server.port = port
-        yield server
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    server = start_uvicorn(env=env)
+    yield server
+    stop_process(server)
 
 
 async def http_get(port: int, path: str, headers: dict[str, str]):
@@ -139,7 +107,7 @@ def _update(job_id, **fields) -> None:
 @pytest.mark.parametrize("asgi_server", [{"JOBS_MAX_WAITS_PER_USER": "1000"}], indirect=True)
 def test_200_waiters_hold_no_connection_and_one_change_answers_them_all(asgi_server, alice, acme):
     job = JobFactory(tenant=acme)
-    auth = _auth(alice)
+    auth = auth_headers(alice)
     waiters = 200
 
     async def scenario():
@@ -180,7 +148,7 @@ def test_the_cap_on_concurrent_waits_holds_across_processes(
     settings.JOBS_MAX_WAITS_PER_USER = 2
     settings.CACHES = {**settings.CACHES}  # same Redis, the server's key prefix
     job = JobFactory(tenant=acme)
-    auth = _auth(alice)
+    auth = auth_headers(alice)
 
     async def scenario():
         polls = [
@@ -210,59 +178,6 @@ def test_the_cap_on_concurrent_waits_holds_across_processes(
 # --- config.asgi in process ----------------------------------------------------------------
 
 
-def _scope(path: str, query: str, headers: dict[str, str]) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-
-
-async def _asgi_get(path: str, query: str, headers: dict[str, str], disconnect=None):
-    """Call the app; ``disconnect``: an ``asyncio.Event`` after which the client leaves."""
-    sent = []
-    request_read = False
-
-    async def receive():
-        nonlocal request_read
-        if not request_read:
-            request_read = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await (disconnect or asyncio.Event()).wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        sent.append(message)
-
-    await application(_scope(path, query, headers), receive, send)
-    if not sent:
-        return None, {}, b""
-    response_headers = {k.decode().lower(): v.decode() for k, v in sent[0]["headers"]}
-    body = b"".join(message.get("body", b"") for message in sent[1:])
-    return sent[0]["status"], response_headers, body
-
-
-def _run(coroutine_factory):
-    async def main():
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
-        try:
-            return await coroutine_factory()
-        finally:
-            await loop.run_in_executor(None, connections.close_all)
-
-    return asyncio.run(main())
-
-
 def _remaining(headers: dict[str, str]) -> int:
     return int(re.search(r";r=(\d+)", headers["ratelimit"]).group(1))
 
@@ -272,7 +187,7 @@ def test_a_wait_that_runs_out_with_a_lost_notification_answers_a_fresh_read(
     monkeypatch, alice, alice_client, acme
 ):
     job = JobFactory(tenant=acme)
-    auth = _auth(alice)
+    auth = auth_headers(alice)
     path = f"/api/jobs/{job.id}"
     deliver = listener._deliver
     monkeypatch.setattr(
@@ -282,13 +197,13 @@ def test_a_wait_that_runs_out_with_a_lost_notification_answers_a_fresh_read(
     etag = alice_client.get(path)["ETag"]
 
     async def scenario():
-        poll = asyncio.ensure_future(_asgi_get(path, "wait=2", {**auth, "If-None-Match": etag}))
+        poll = asyncio.ensure_future(asgi_get(path, "wait=2", {**auth, "If-None-Match": etag}))
         while listener.waiting() < 1:
             await asyncio.sleep(0.05)
         await asyncio.to_thread(_update, job.id, **START)  # heard by nobody
         return await poll
 
-    status, headers, body = _run(scenario)
+    status, headers, body = run_app(scenario)
     assert status == 200
     assert b'"processing"' in body
     assert headers["etag"] != etag
@@ -297,11 +212,11 @@ def test_a_wait_that_runs_out_with_a_lost_notification_answers_a_fresh_read(
 @pytest.mark.django_db(transaction=True)
 def test_a_long_poll_is_charged_once_whatever_it_answers(alice, alice_client, acme):
     job = JobFactory(tenant=acme)
-    auth = _auth(alice)
+    auth = auth_headers(alice)
     path = f"/api/jobs/{job.id}"
     first = alice_client.get(path)
     conditional = {**auth, "If-None-Match": first["ETag"]}
-    status, _, _ = _run(lambda: _asgi_get(path, "wait=1", conditional))  # runs out: 304
+    status, _, _ = run_app(lambda: asgi_get(path, "wait=1", conditional))  # runs out: 304
     after = alice_client.get(path)
     assert status == 304
     # The long poll, then this plain poll.
@@ -316,21 +231,21 @@ def test_a_long_poll_is_charged_once_whatever_it_answers(alice, alice_client, ac
 def test_a_client_that_disconnects_frees_its_waiter_and_its_slot(settings, alice, acme):
     settings.JOBS_MAX_WAITS_PER_USER = 1
     job = JobFactory(tenant=acme)
-    auth = _auth(alice)
+    auth = auth_headers(alice)
     path = f"/api/jobs/{job.id}"
 
     async def scenario():
         gone = asyncio.Event()
-        poll = asyncio.ensure_future(_asgi_get(path, "wait=30", auth, disconnect=gone))
+        poll = asyncio.ensure_future(asgi_get(path, "wait=30", auth, disconnect=gone))
         while listener.waiting() < 1:
             await asyncio.sleep(0.05)
         gone.set()
         await asyncio.wait_for(poll, 1)
         waiting = listener.waiting()
-        status, _, _ = await _asgi_get(path, "wait=1", auth)  # the slot is free again
+        status, _, _ = await asgi_get(path, "wait=1", auth)  # the slot is free again
         return waiting, status
 
-    waiting, status = _run(scenario)
+    waiting, status = run_app(scenario)
     assert waiting == 0
     assert status == 304 or status == 200
 
@@ -339,7 +254,7 @@ def test_a_client_that_disconnects_frees_its_waiter_and_its_slot(settings, alice
 def test_one_read_answers_every_waiter_of_a_change(monkeypatch, settings, alice, acme):
     settings.JOBS_MAX_WAITS_PER_USER = 30
     job = JobFactory(tenant=acme)
-    auth = _auth(alice)
+    auth = auth_headers(alice)
     reads = []
     read_snapshot = fanout.read_snapshot
 
@@ -351,7 +266,7 @@ def test_one_read_answers_every_waiter_of_a_change(monkeypatch, settings, alice,
 
     async def scenario():
         polls = [
-            asyncio.ensure_future(_asgi_get(f"/api/jobs/{job.id}", "wait=20", auth))
+            asyncio.ensure_future(asgi_get(f"/api/jobs/{job.id}", "wait=20", auth))
             for _ in range(30)
         ]
         while listener.waiting() < 30:
@@ -359,7 +274,7 @@ def test_one_read_answers_every_waiter_of_a_change(monkeypatch, settings, alice,
         await asyncio.to_thread(_update, job.id, **START)
         return await asyncio.gather(*polls)
 
-    results = _run(scenario)
+    results = run_app(scenario)
     assert [status for status, _, _ in results] == [200] * 30
     assert reads == [job.id]
 

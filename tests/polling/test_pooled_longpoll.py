@@ -4,14 +4,10 @@ of the change. The control: without ``DATABASE_DIRECT_URL`` its LISTEN goes thro
 pooler, no notification ever reaches it, and the wait only ends at its limit."""
 
 import http.client
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -19,9 +15,8 @@ from django.utils import timezone
 
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
-from tests.faults.servers import free_port
-from tests.helpers import ROOT, subprocess_env
-from tests.polling.test_longpoll_scale import _auth
+from tests.helpers import start_uvicorn, stop_process, subprocess_env
+from tests.polling.asgi import auth_headers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,8 +31,6 @@ def pooled_uvicorn(bouncer):
     started: list[subprocess.Popen] = []
 
     def start(*, direct: bool) -> int:
-        port = free_port()
-        log = tempfile.NamedTemporaryFile("w+", prefix="uvicorn-", suffix=".log", delete=False)
         env = subprocess_env(CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
         direct_url = env["DATABASE_URL"]
         env.update(
@@ -47,36 +40,13 @@ def pooled_uvicorn(bouncer):
         env.pop("DATABASE_DIRECT_URL", None)
         if direct:
             env["DATABASE_DIRECT_URL"] = direct_url
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "uvicorn", "config.asgi:application"),
-                *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        server.log_path = Path(log.name)
+        server = start_uvicorn(env=env)
         started.append(server)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return port
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(server.log_path.read_text()[-4000:]) from None
-                time.sleep(0.1)
+        return server.port
 
     yield start
     for server in started:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server)
 
 
 def _complete_later(job_id, delay: float, changed: list[float]) -> threading.Thread:
@@ -103,7 +73,7 @@ def _long_poll(port: int, alice, job, *, wait: int, change_after: float):
     seconds into the wait: (status, body, seconds from the change to the answer)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=wait + 10)
     try:
-        conn.request("GET", f"/api/jobs/{job.id}", headers=_auth(alice))
+        conn.request("GET", f"/api/jobs/{job.id}", headers=auth_headers(alice))
         first = conn.getresponse()
         first.read()
         assert first.status == 200
@@ -114,7 +84,7 @@ def _long_poll(port: int, alice, job, *, wait: int, change_after: float):
             conn.request(
                 "GET",
                 f"/api/jobs/{job.id}?wait={wait}",
-                headers={**_auth(alice), "If-None-Match": etag},
+                headers={**auth_headers(alice), "If-None-Match": etag},
             )
             response = conn.getresponse()
             body = response.read()

@@ -1,0 +1,76 @@
+"""Calling ``config.asgi.application`` in this process, as an ASGI server would: the scope,
+a client that may leave (``disconnect``), and an event loop whose one executor thread's
+database connection is closed afterwards."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import connections
+
+from accounts.tokens import tokens_for
+from config.asgi import application
+
+HOST = "acme.localhost"
+
+
+def auth_headers(user) -> dict[str, str]:
+    """Host and a fresh access token of ``user`` (issuing it writes: call it outside the
+    event loop)."""
+    return {"Host": HOST, "Authorization": f"Bearer {tokens_for(user).access_token}"}
+
+
+def scope(path: str, query: str, headers: dict[str, str]) -> dict:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def asgi_get(path: str, query: str, headers: dict[str, str], disconnect=None):
+    """(status, headers, body) of one GET; ``disconnect``: an ``asyncio.Event`` after which
+    the client leaves (None: it stays). (None, {}, b"") when nothing was sent."""
+    sent = []
+    request_read = False
+
+    async def receive():
+        nonlocal request_read
+        if not request_read:
+            request_read = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await (disconnect or asyncio.Event()).wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await application(scope(path, query, headers), receive, send)
+    if not sent:
+        return None, {}, b""
+    response_headers = {k.decode().lower(): v.decode() for k, v in sent[0]["headers"]}
+    body = b"".join(message.get("body", b"") for message in sent[1:])
+    return sent[0]["status"], response_headers, body
+
+
+def run_app(coroutine_factory):
+    """Run the coroutine on a fresh loop with a one-thread pool, whose DB connection is
+    closed at the end (it would outlive the test database otherwise)."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+        try:
+            return await coroutine_factory()
+        finally:
+            await loop.run_in_executor(None, connections.close_all)
+
+    return asyncio.run(main())
