@@ -53,3 +53,23 @@ def required(name: str, *, when: bool) -> None:
     """Refuse to start when ``when`` holds and ``name`` is unset or empty."""
     if when and not os.environ.get(name):
         raise ImproperlyConfigured(f"{name} must be set when DJANGO_ENV=production")
+
+
+def strong_secret(name: str, *, when: bool, min_length: int, min_unique: int = 1) -> None:
+    """Refuse to start when ``when`` holds and ``name`` is shorter than ``min_length``
+    characters or has fewer than ``min_unique`` different ones (the value is never shown)."""
+    value = os.environ.get(name, "")
+    if when and (len(value) < min_length or len(set(value)) < min_unique):
+        unique = f" with at least {min_unique} different ones" if min_unique > 1 else ""
+        raise ImproperlyConfigured(
+            f"{name} must be at least {min_length} characters long{unique} "
+            "when DJANGO_ENV=production"
+        )
+
+
+def named_hosts(name: str, hosts: list[str], *, when: bool) -> None:
+    """Refuse to start when ``when`` holds and ``hosts`` (read from ``name``) has ``*``."""
+    if when and "*" in hosts:
+        raise ImproperlyConfigured(
+            f"{name} must name the service's hosts, not '*', when DJANGO_ENV=production"
+        )

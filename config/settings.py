@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 
 from config import embedded
-from config.env import boolean, choice, comma_list, env, required
+from config.env import boolean, choice, comma_list, env, named_hosts, required, strong_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env("DATA_DIR", BASE_DIR / ".data", Path)
@@ -27,6 +27,10 @@ PRODUCTION = DJANGO_ENV == "production"
 # serves /metrics to anyone who asks.
 for _name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN"):
     required(_name, when=PRODUCTION)
+# SECRET_KEY signs sessions and the API's JWTs: Django's own bar for it (check security.W009)
+# is refused here rather than warned about. METRICS_TOKEN is a bearer password: 32+ characters.
+strong_secret("SECRET_KEY", when=PRODUCTION, min_length=50, min_unique=5)
+strong_secret("METRICS_TOKEN", when=PRODUCTION, min_length=32)
 
 
 def _development_secret_key() -> str:
@@ -44,6 +48,8 @@ DEBUG = env("DEBUG", False, boolean) and not PRODUCTION
 # Error reports (the DEBUG 500 page, error e-mails) mask connection strings and passwords.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "core.reporting.SecretsExceptionReporterFilter"
 ALLOWED_HOSTS = env("ALLOWED_HOSTS", ["localhost", ".localhost", "127.0.0.1"], comma_list)
+# "*" would let any Host header reach the app (and pick a tenant by it): refused in production.
+named_hosts("ALLOWED_HOSTS", ALLOWED_HOSTS, when=PRODUCTION)
 
 # --- Applications -----------------------------------------------------------------------
 # Users and jobs live in the public schema (SHARED_APPS); tenant schemas hold the tenants'

@@ -119,6 +119,50 @@ def test_production_refuses_an_empty_metrics_token():
     assert "METRICS_TOKEN must be set when DJANGO_ENV=production" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        (
+            "SECRET_KEY",
+            secrets.token_urlsafe(64)[:49],
+            "SECRET_KEY must be at least 50 characters long with at least 5 different ones "
+            "when DJANGO_ENV=production",
+        ),
+        (
+            "SECRET_KEY",
+            "abcd" * 20,
+            "SECRET_KEY must be at least 50 characters long with at least 5 different ones "
+            "when DJANGO_ENV=production",
+        ),
+        (
+            "METRICS_TOKEN",
+            secrets.token_hex(15),
+            "METRICS_TOKEN must be at least 32 characters long when DJANGO_ENV=production",
+        ),
+        (
+            "ALLOWED_HOSTS",
+            ".example.com,*",
+            "ALLOWED_HOSTS must name the service's hosts, not '*', when DJANGO_ENV=production",
+        ),
+    ],
+    ids=["short-key", "repetitive-key", "short-metrics-token", "any-host"],
+)
+def test_production_refuses_weak_secrets_and_any_host(name, value, error):
+    """A short or repetitive SECRET_KEY (it signs the JWTs), a short METRICS_TOKEN and a
+    wildcard ALLOWED_HOSTS stop the process with one line naming the variable, never its
+    value; the bars themselves are accepted."""
+    result = manage("check", env=production_env(**{name: value}))
+    assert result.returncode != 0
+    assert f"django.core.exceptions.ImproperlyConfigured: {error}\n" in result.stderr
+    assert value not in result.stderr
+
+
+def test_production_accepts_secrets_at_the_bars():
+    env = production_env(SECRET_KEY="abcde" * 10, METRICS_TOKEN="m" * 32)
+    result = manage("check", env=env)
+    assert result.returncode == 0, result.stderr
+
+
 def test_seed_demo_refuses_to_run_in_production():
     """It would create a superuser whose password is in the README."""
     before = (User.objects.count(), Tenant.objects.count(), Domain.objects.count())
