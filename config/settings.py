@@ -173,6 +173,24 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Seconds after which a TCP connection to the database (or the pooler) whose peer has stopped
+# answering is given up: libpq's tcp_user_timeout (sent data unacknowledged this long) and
+# keepalives (an idle connection probed within it). Without them a statement sent into a
+# network partition waits on TCP retransmission for many minutes after the link heals, and
+# a worker stays idle that long. Also bounds each connection attempt. Unix sockets ignore it.
+DB_NETWORK_TIMEOUT = env("DB_NETWORK_TIMEOUT", 10, int)
+DATABASE_TCP_OPTIONS = {
+    "connect_timeout": DB_NETWORK_TIMEOUT,
+    "tcp_user_timeout": DB_NETWORK_TIMEOUT * 1000,
+    "keepalives": 1,
+    "keepalives_idle": max(1, DB_NETWORK_TIMEOUT // 2),
+    "keepalives_interval": max(1, DB_NETWORK_TIMEOUT // 6),
+    "keepalives_count": 3,
+}
+DATABASES["default"]["OPTIONS"] = {
+    **DATABASE_TCP_OPTIONS,
+    **(DATABASES["default"].get("OPTIONS") or {}),
+}
 # DATABASE_POOL_MODE=transaction when DATABASE_URL goes through a transaction pooler
 # (PgBouncer pool_mode=transaction): server-side cursors (session state) are turned off.
 # Prepared statements already are (Django's psycopg default, prepare_threshold=None).

@@ -14,21 +14,12 @@ from django.conf import settings
 from django.db import connections
 from psycopg import sql
 
-# An idle LISTEN connection carries no traffic: TCP keepalives notice a peer that vanished
-# (a cut link, a host that died) within idle + interval × count seconds.
-_KEEPALIVES = {
-    "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 3,
-}
-_CONNECT_TIMEOUT_SECONDS = 10
-
 
 def direct_connection_params(*, application_name: str) -> dict:
     """psycopg connection parameters for ``DATABASE_DIRECT_URL`` (unset: the default
     database's): its database, user, password, host, port and ``ssl*`` options,
-    keepalives, a bounded connect."""
+    and the TCP options of ``DATABASE_TCP_OPTIONS`` (a bounded connect; keepalives and a user
+    timeout, so an idle LISTEN connection whose peer vanished is noticed)."""
     url = settings.DATABASE_DIRECT_URL
     db = dj_database_url.parse(url) if url else connections["default"].settings_dict
     params = {
@@ -38,8 +29,7 @@ def direct_connection_params(*, application_name: str) -> dict:
         "host": db.get("HOST"),
         "port": db.get("PORT"),
         "application_name": application_name,
-        "connect_timeout": _CONNECT_TIMEOUT_SECONDS,
-        **_KEEPALIVES,
+        **settings.DATABASE_TCP_OPTIONS,
     }
     for name, value in (db.get("OPTIONS") or {}).items():
         if name.startswith("ssl"):

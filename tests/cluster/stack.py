@@ -94,6 +94,13 @@ class Pooler:
             # 5 s for a server with an error (the app's 503) rather than after 120 s.
             "server_login_retry = 1\n"
             "query_wait_timeout = 5\n"
+            # A client cut off by a partition is dropped within seconds (docs/deploy.md), so
+            # a transaction it left open does not hold its row locks for TCP's ~15 minutes.
+            "tcp_user_timeout = 10000\n"
+            "tcp_keepalive = 1\n"
+            "tcp_keepidle = 5\n"
+            "tcp_keepintvl = 2\n"
+            "tcp_keepcnt = 3\n"
             f"logfile = {self.dir / 'pgbouncer.log'}\n"
         )
         if run_as:
