@@ -3,8 +3,9 @@
 - **Log-in is limited like the API's.** The form spends the budgets of
   ``POST /api/auth/token`` (``accounts.throttling``: same settings, same keys), so there is
   one budget per client IP and one per username across the API and the admin. Both are
-  checked before the password is hashed; a spent budget answers the login page with the
-  message, status 429 and ``Retry-After``. Every refused log-in counts as a failure.
+  spent before the password is hashed (a successful log-in gives the username's unit
+  back); a spent budget answers the login page with the message, status 429 and
+  ``Retry-After``. Every refused log-in keeps its unit.
 - **Staff of an inactive tenant are refused** at log-in (the same error as a wrong
   password) and on every admin page, even with a session opened before the tenant was
   deactivated. Platform staff (no tenant, or superusers) are unaffected.
@@ -48,8 +49,7 @@ class LimitedAdminAuthenticationForm(AdminAuthenticationForm):
         username = self.cleaned_data.get("username")
         try:
             throttling.check_client_ip(self.request)
-            if username is not None:
-                throttling.check_username(self.request, username)
+            reservation = None if username is None else throttling.reserve_username(username)
         except RateLimited as exc:
             self.retry_after = max(1, math.ceil(exc.wait))
             raise ValidationError(
@@ -57,11 +57,10 @@ class LimitedAdminAuthenticationForm(AdminAuthenticationForm):
                 code="rate_limited",
                 params={"wait": _in_words(self.retry_after)},
             ) from None
-        try:
-            return super().clean()
-        except ValidationError:
-            throttling.record_failure(self.request, username)
-            raise
+        cleaned_data = super().clean()  # a refused log-in raises: its unit stays taken
+        if reservation is not None:
+            reservation.refund()
+        return cleaned_data
 
     def confirm_login_allowed(self, user):
         super().confirm_login_allowed(user)

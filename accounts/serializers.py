@@ -37,8 +37,9 @@ class TenantTokenObtainPairSerializer(_StrictSerializer):
     """``{username, password}`` → ``{access, refresh}`` for a user of ``request.tenant``.
 
     A user of another tenant gets the same 401 as a wrong password, so a login form can't
-    be used to discover which usernames exist elsewhere. Failed attempts count against the
-    username (``accounts.throttling``), which is refused with 429 once it has used them up.
+    be used to discover which usernames exist elsewhere. Each attempt reserves a unit of the
+    username's budget before the password is checked (``accounts.throttling``; a successful
+    login gives it back), and a spent budget is refused with 429.
     """
 
     username = serializers.CharField(max_length=150, write_only=True)
@@ -52,14 +53,14 @@ class TenantTokenObtainPairSerializer(_StrictSerializer):
     def validate(self, attrs):
         request = self.context["request"]
         username = attrs["username"]
-        throttling.check_username(request, username)
+        reservation = throttling.reserve_username(username)  # before the password hash
         user = authenticate(request=request, username=username, password=attrs["password"])
         if user is None or user.tenant_id != request.tenant.pk:
-            throttling.record_failure(request, username)
             raise exceptions.AuthenticationFailed(
                 "No active account found with the given credentials.",
                 code=ProblemCode.INVALID_CREDENTIALS,
             )
+        reservation.refund()
         refresh = tokens_for(user)
         return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
