@@ -93,10 +93,19 @@ APPEND_SLASH = False
 # --- Middleware: the whole chain, outermost first ---------------------------------------
 # CORS (core/cors.py): no origin is allowed globally; each tenant's Tenant.allowed_origins
 # are, through django-cors-headers' check_request_enabled signal. A SPA's API calls send
-# Authorization, If-None-Match (polls) and Idempotency-Key (submits), and read these headers.
+# Authorization, If-None-Match (polls), Idempotency-Key (submits), Last-Event-ID (a stream
+# reconnecting) and X-Request-ID (its own id, logged as client_request_id), and read these
+# headers.
 CORS_URLS_REGEX = r"(?!)"  # matches no path: the signal alone enables CORS
 CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
-CORS_ALLOW_HEADERS = ["authorization", "content-type", "if-none-match", "idempotency-key"]
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "if-none-match",
+    "idempotency-key",
+    "last-event-id",
+    "x-request-id",
+]
 CORS_EXPOSE_HEADERS = [
     "ETag",
     "Retry-After",

@@ -68,12 +68,14 @@ def job_list(*, tenant, status: str | None = None, type: str | None = None) -> Q
 _SELECTED = ("id", "tenant_id", "created_at", *REPRESENTED_COLUMNS)
 
 
-def _poll_sql() -> str:
+def _poll_sql(condition: str = "id = %s") -> str:
+    """The poll's statement for the tenant's jobs matching ``condition`` (SQL; its
+    parameters follow the tenant id)."""
     table = f"{connection.ops.quote_name(get_public_schema_name())}.job_queue"
     digest = f"md5(row({', '.join(REPRESENTED_COLUMNS)})::text)"
     return (
         f"SELECT {', '.join(_SELECTED)}, {digest} AS representation_digest "  # noqa: S608
-        f"FROM {table} WHERE tenant_id = %s AND id = %s"
+        f"FROM {table} WHERE tenant_id = %s AND {condition}"
     )
 
 
@@ -87,7 +89,19 @@ def job_poll_get(*, tenant, job_id: uuid.UUID) -> Job:
         found = list(Job.objects.raw(_poll_sql(), [tenant_id, job_id]))
     if not found:
         raise JobNotFound(job_id)
-    job = found[0]
+    return _with_etag(found[0])
+
+
+def job_poll_unfinished(*, tenant, limit: int) -> list[Job]:
+    """The tenant's newest ``limit`` pending and processing jobs, each as ``job_poll_get``
+    reads one, in one statement (a tenant event stream's first events)."""
+    sql = _poll_sql("status IN (%s, %s) ORDER BY created_at DESC, id DESC LIMIT %s")
+    params = [one_tenant(tenant).pk, JobStatus.PENDING, JobStatus.PROCESSING, limit]
+    with without_search_path():
+        return [_with_etag(job) for job in Job.objects.raw(sql, params)]
+
+
+def _with_etag(job: Job) -> Job:
     job.etag = f'"{REPRESENTATION_VERSION}-{job.representation_digest}"'
     return job
 

@@ -58,10 +58,10 @@ def start_manage(*args: str, **env: str) -> subprocess.Popen:
 
 
 def start_uvicorn(app: str = "config.asgi:application", env: dict | None = None):
-    """A uvicorn serving ``app`` on a free loopback port, with ``env`` (default: the test
-    database's, ``subprocess_env``, under a cache prefix of its own), returned once it
-    accepts connections; ``.port`` and ``.log_path`` say where. Stop it with
-    ``stop_process``."""
+    """A uvicorn serving ``app`` as the README runs it (``config.asgi_server``'s protocol) on
+    a free loopback port, with ``env`` (default: the test database's, ``subprocess_env``,
+    under a cache prefix of its own), returned once it accepts connections; ``.port`` and
+    ``.log_path`` say where. Stop it with ``stop_process``."""
     from tests.faults.servers import free_port
 
     port = free_port()
@@ -69,7 +69,7 @@ def start_uvicorn(app: str = "config.asgi:application", env: dict | None = None)
     with tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False) as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log"],
+             "--http", "config.asgi_server:H11Protocol", "--no-access-log"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     server.port = port

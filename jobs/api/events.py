@@ -5,22 +5,28 @@ Each event is ``event: job``, ``id:`` the job's ETag and ``data:`` exactly the J
 ``GET /api/jobs/{id}``. A job stream sends the current state at once (unless
 ``Last-Event-ID`` already names it), then every change, and ends after the final state.
 The tenant stream sends each unfinished job's state at once (the newest
-``TENANT_STREAM_INITIAL_JOBS``), then every change of any of the tenant's jobs; it ends
-when changes may have gone unheard (the listener reconnected), so the client reconnects and
-gets the current states again. A comment line every ``JOBS_EVENTS_HEARTBEAT_SECONDS``
-keeps proxies from closing an idle stream.
+``TENANT_STREAM_INITIAL_JOBS``, read in one statement), then every change of any of the
+tenant's jobs, each state of a job once; it ends when changes may have gone unheard (the
+listener reconnected), so the client reconnects and gets the current states again. A
+comment line every ``JOBS_EVENTS_HEARTBEAT_SECONDS`` keeps proxies from closing an idle
+stream.
 
 Authentication, tenant, rate limit (charged once per stream) and the cap on concurrent
-waits (``jobs.api.waits``) are checked once, by the ordinary chain; the stream then runs on
-the event loop through the same fan-out as long polls (``jobs.api.fanout``), holding no
-thread, connection or transaction. Streams need the ASGI server; under WSGI they are 503.
+waits (``jobs.api.waits``) are checked by the ordinary chain; the stream then runs on the
+event loop through the same fan-out as long polls (``jobs.api.fanout``), holding no
+thread, connection or transaction, and ends as soon as what authorized it no longer
+holds (``jobs.api.grants``: checked before each batch of events and every few seconds
+while idle). ``HEAD`` answers a ``GET``'s headers and ends. Streams need the ASGI server;
+under WSGI a ``GET`` or ``HEAD`` is 503 (other methods are answered as on any route).
 """
 
 import asyncio
+from collections import OrderedDict
+from contextlib import aclosing
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.cache import patch_vary_headers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
@@ -29,12 +35,15 @@ from core.problems import Problem, ProblemCode
 from jobs import selectors
 from jobs.api import fanout, longpoll, schema, waits
 from jobs.api.fanout import listener
+from jobs.api.grants import Grant
 from jobs.api.ratelimit import check_rate_limit
 from jobs.api.views import _job_id
-from jobs.exceptions import JobNotFound
-from jobs.models import JobStatus
 
 TENANT_STREAM_INITIAL_JOBS = 200
+# The jobs a tenant stream remembers the last sent ETag of, oldest forgotten first. Several
+# reads can follow one change (a read per notification, and a job that starts and ends
+# within one read shows its final state twice), so a state already sent is dropped.
+TENANT_STREAM_MEMORY = 1_000
 HEARTBEAT = b": keep-alive\n\n"
 
 
@@ -57,13 +66,6 @@ class _StreamView(APIView):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication and permissions first
         check_rate_limit(request, charge=True)  # once, for the whole stream
-        if not getattr(request, "defer_waits", False):
-            raise Problem(
-                status_code=503,
-                code=ProblemCode.SERVICE_UNAVAILABLE,
-                detail="Event streams are served by the ASGI server; long-poll with ?wait= "
-                "instead.",
-            )
 
     def finalize_response(self, request, response, *args, **kwargs):
         usage = getattr(request, "rate_limit_usage", None)
@@ -72,76 +74,123 @@ class _StreamView(APIView):
                 response[name] = value
         return super().finalize_response(request, response, *args, **kwargs)
 
-    def stream(self, content) -> StreamingHttpResponse:
-        response = StreamingHttpResponse(content, content_type="text/event-stream")
+    @staticmethod
+    def listen(request) -> int | None:
+        """``listener.seq`` before the stream's first read (``longpoll.listen_before_read``);
+        None under WSGI, which streams nothing and so starts no listener."""
+        return longpoll.listen_before_read() if getattr(request, "defer_waits", False) else None
+
+    def stream(self, request, events):
+        """The response of a ``GET`` (``events(slot, grant)``: the stream's body, holding one
+        of the caller's wait slots) or of a ``HEAD`` (its headers only); 503 under WSGI."""
+        if not getattr(request, "defer_waits", False):
+            raise Problem(
+                status_code=503,
+                code=ProblemCode.SERVICE_UNAVAILABLE,
+                detail="Event streams are served by the ASGI server; long-poll with ?wait= "
+                "instead.",
+            )
+        if request.method == "HEAD":
+            response = HttpResponse(content_type="text/event-stream")
+        else:
+            slot = waits.acquire(request, lease_seconds=waits.stream_lease_seconds())
+            body = events(slot, Grant.of(request))
+            response = StreamingHttpResponse(body, content_type="text/event-stream")
         response["Cache-Control"] = "no-store"
         response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
         patch_vary_headers(response, ("Authorization",))
         return response
 
 
-async def _next(queue: asyncio.Queue, slot: waits.WaitSlot):
-    """The next item of ``queue``, or None after a heartbeat's interval (the slot's lease
-    renewed)."""
-    try:
-        return await asyncio.wait_for(queue.get(), settings.JOBS_EVENTS_HEARTBEAT_SECONDS)
-    except TimeoutError:
-        await sync_to_async(slot.renew, thread_sensitive=False)(waits.stream_lease_seconds())
-        return None
+async def _changes(queue: asyncio.Queue, slot: waits.WaitSlot, grant: Grant):
+    """What arrives on ``queue``, and None each time a heartbeat is due (the slot's lease
+    renewed then). Ends as soon as ``grant`` no longer holds: checked before each batch of
+    arrivals is handed on and every ``grants.RECHECK_SECONDS`` while idle."""
+    loop = asyncio.get_running_loop()
+    beat = loop.time() + settings.JOBS_EVENTS_HEARTBEAT_SECONDS
+    while True:
+        arrived = []
+        timeout = max(0.0, min(beat - loop.time(), grant.recheck_in()))
+        try:
+            arrived.append(await asyncio.wait_for(queue.get(), timeout))
+        except TimeoutError:
+            pass
+        while not queue.empty():
+            arrived.append(queue.get_nowait())
+        if not await grant.aholds():
+            return
+        for item in arrived:
+            yield item
+        if loop.time() >= beat:
+            await sync_to_async(slot.renew, thread_sensitive=False)(waits.stream_lease_seconds())
+            yield None
+            beat = loop.time() + settings.JOBS_EVENTS_HEARTBEAT_SECONDS
 
 
 async def _release(slot: waits.WaitSlot) -> None:
     await asyncio.shield(sync_to_async(slot.release, thread_sensitive=False)())
 
 
-async def job_events(tenant, first: fanout.Snapshot, *, last_event_id, seq, slot):
+async def job_events(tenant, first: fanout.Snapshot, *, last_event_id, seq, slot, grant):
     """The events of one job, from ``first`` (read by the chain) to its final state."""
     hub = fanout.hub()
     try:
         with hub.watch_job(tenant, first.job_id, stream=True) as watch:
             if listener.seq != seq:
                 hub.read(tenant, first.job_id)
-            sent, current = last_event_id, first
-            while True:
-                if current.etag != sent:
-                    yield event(current)
-                    sent = current.etag
-                if current.final:
-                    return
-                item = await _next(watch.queue, slot)
-                while item is None:
-                    yield HEARTBEAT
-                    item = await _next(watch.queue, slot)
-                if not isinstance(item, fanout.Snapshot):  # the job is gone
-                    return
-                current = item
+            sent = last_event_id
+            if first.etag != sent:
+                yield event(first)
+                sent = first.etag
+            if first.final:
+                return
+            async with aclosing(_changes(watch.queue, slot, grant)) as changes:
+                async for item in changes:
+                    if item is None:
+                        yield HEARTBEAT
+                        continue
+                    if not isinstance(item, fanout.Snapshot):  # the job is gone
+                        return
+                    if item.etag != sent:
+                        yield event(item)
+                        sent = item.etag
+                    if item.final:
+                        return
     finally:
         await _release(slot)
 
 
-async def tenant_events(tenant, initial: list[fanout.Snapshot], *, seq, slot):
-    """The events of every job of ``tenant``: ``initial``, then each change."""
+async def tenant_events(tenant, initial: list[fanout.Snapshot], *, seq, slot, grant):
+    """The events of every job of ``tenant``: ``initial``, then each change, each state of
+    a job once (of the last ``TENANT_STREAM_MEMORY`` jobs seen)."""
     hub = fanout.hub()
-    sent: dict = {}
+    sent: OrderedDict = OrderedDict()  # job id → the ETag last sent, oldest first
+
+    def seen(snapshot) -> bool:
+        """Whether ``snapshot``'s state was sent already; remembers it as sent."""
+        known = sent.get(snapshot.job_id) == snapshot.etag
+        sent[snapshot.job_id] = snapshot.etag
+        sent.move_to_end(snapshot.job_id)
+        if len(sent) > TENANT_STREAM_MEMORY:
+            sent.popitem(last=False)
+        return known
+
     try:
         with hub.watch_tenant(tenant) as watch:
             if listener.seq != seq:
                 for snapshot in initial:
                     hub.read(tenant, snapshot.job_id)
             for snapshot in initial:
+                seen(snapshot)
                 yield event(snapshot)
-                sent[snapshot.job_id] = snapshot.etag
-            while True:
-                item = await _next(watch.queue, slot)
-                if item is None:
-                    yield HEARTBEAT
-                elif isinstance(item, fanout.StreamEnded):
-                    return
-                elif sent.get(item.job_id) != item.etag:
-                    yield event(item)
-                    sent[item.job_id] = item.etag
-                    if item.final:
-                        del sent[item.job_id]
+            async with aclosing(_changes(watch.queue, slot, grant)) as changes:
+                async for item in changes:
+                    if item is None:
+                        yield HEARTBEAT
+                    elif isinstance(item, fanout.StreamEnded):
+                        return
+                    elif not seen(item):
+                        yield event(item)
     finally:
         await _release(slot)
 
@@ -152,12 +201,14 @@ class JobEventsView(_StreamView):
     @schema.job_events_schema
     def get(self, request, pk=None):
         job_id = _job_id(pk)
-        seq = longpoll.listen_before_read()
+        seq = self.listen(request)
         first = fanout.snapshot_of(selectors.job_poll_get(tenant=request.tenant, job_id=job_id))
-        slot = waits.acquire(request, lease_seconds=waits.stream_lease_seconds())
         last_event_id = request.headers.get("Last-Event-ID")
         return self.stream(
-            job_events(request.tenant, first, last_event_id=last_event_id, seq=seq, slot=slot)
+            request,
+            lambda slot, grant: job_events(
+                request.tenant, first, last_event_id=last_event_id, seq=seq, slot=slot, grant=grant
+            ),
         )
 
 
@@ -166,16 +217,14 @@ class TenantEventsView(_StreamView):
 
     @schema.tenant_events_schema
     def get(self, request):
-        seq = longpoll.listen_before_read()
-        unfinished = selectors.job_list(tenant=request.tenant).filter(
-            status__in=(JobStatus.PENDING, JobStatus.PROCESSING)
+        seq = self.listen(request)
+        jobs = selectors.job_poll_unfinished(
+            tenant=request.tenant, limit=TENANT_STREAM_INITIAL_JOBS
         )
-        initial = []
-        for job_id in unfinished.values_list("id", flat=True)[:TENANT_STREAM_INITIAL_JOBS]:
-            try:
-                job = selectors.job_poll_get(tenant=request.tenant, job_id=job_id)
-            except JobNotFound:
-                continue
-            initial.append(fanout.snapshot_of(job))
-        slot = waits.acquire(request, lease_seconds=waits.stream_lease_seconds())
-        return self.stream(tenant_events(request.tenant, initial, seq=seq, slot=slot))
+        initial = [fanout.snapshot_of(job) for job in jobs]
+        return self.stream(
+            request,
+            lambda slot, grant: tenant_events(
+                request.tenant, initial, seq=seq, slot=slot, grant=grant
+            ),
+        )

@@ -6,7 +6,10 @@ rate limit (charged once, whatever the answer), the cap on concurrent waits
 (``jobs.api.waits``) and the first read. When the client's copy is current and the job
 unfinished, the view attaches a ``PendingWait`` to its response instead of blocking; the
 wait then happens after the chain's transaction has ended, holding no connection, and ends
-with a fresh read however it ends (a change, the deadline, a lost notification):
+with a fresh read however it ends (a change, the deadline, a lost notification). What
+authorized it (``jobs.api.grants``) is checked again before it answers and every few
+seconds while it waits; once it no longer holds, the chain answers again, as it would a
+new request (401 or 403):
 
 - **ASGI** (``config.asgi``, under uvicorn): ``LongPollASGIHandler`` waits on the loop's
   ``fanout.Hub``, where one read per change answers every waiter of the job; a client
@@ -19,6 +22,7 @@ with a fresh read however it ends (a change, the deadline, a lost notification):
 The access log line and the API metrics of a long poll are written when its wait starts.
 """
 
+import asyncio
 import re
 import threading
 import time
@@ -35,6 +39,7 @@ from django.db import close_old_connections, connection
 from core.problems import Problem, ProblemCode
 from jobs.api import fanout, polling, waits
 from jobs.api.fanout import CHANNEL, listener  # noqa: F401 (the process's listener)
+from jobs.api.grants import Grant
 from jobs.api.serializers import JobPollQuerySerializer
 
 _DETAIL_PATH = re.compile(r"^/api/jobs/(?P<pk>[^/]+)$")
@@ -74,6 +79,7 @@ class PendingWait:
     seq: int
     wait: int
     slot: waits.WaitSlot
+    grant: Grant
 
 
 def defer(request, response, *, job, wait: int, seq: int) -> None:
@@ -89,7 +95,7 @@ def defer(request, response, *, job, wait: int, seq: int) -> None:
         return
     slot = waits.acquire(request, lease_seconds=wait + waits.LEASE_MARGIN_SECONDS)
     response.long_poll = PendingWait(
-        request.tenant, job.id, job.etag, if_none_match, seq, wait, slot
+        request.tenant, job.id, job.etag, if_none_match, seq, wait, slot, Grant.of(request)
     )
 
 
@@ -118,15 +124,28 @@ def answer(response, pending: PendingWait, snapshot: fanout.Snapshot):
 # --- WSGI: the thread waits, outside the transaction -------------------------------------------
 
 
+def _holds_without_connection(grant: Grant) -> bool:
+    """``grant.holds()``, closing a connection it had to open: a waiting thread holds none."""
+    try:
+        return grant.holds()
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()
+
+
 def _wait_in_thread(pending: PendingWait) -> fanout.Snapshot | None:
+    """The snapshot that answers ``pending``; None when the chain must answer instead (the
+    job is gone, or its grant no longer holds)."""
     deadline = time.monotonic() + pending.wait
     with listener.subscription(pending.job_id) as waiter:
         if listener.seq != pending.seq:
             waiter.wake()
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not waiter.event.wait(remaining):
-                break
+        while (remaining := deadline - time.monotonic()) > 0:
+            woken = waiter.event.wait(min(remaining, pending.grant.recheck_in()))
+            if not _holds_without_connection(pending.grant):
+                return None
+            if not woken:
+                continue
             waiter.event.clear()
             snapshot = fanout.read_snapshot(pending.tenant, pending.job_id)
             if snapshot is None or snapshot.etag != pending.baseline:
@@ -156,7 +175,7 @@ class LongPollWaitMiddleware:
             snapshot = _wait_in_thread(pending)
         finally:
             pending.slot.release()
-        if snapshot is None:  # the job is gone: the chain answers (404)
+        if snapshot is None:  # the chain answers (404, 401, 403)
             request.long_poll_done = True
             return self.get_response(request)
         return answer(response, pending, snapshot)
@@ -203,6 +222,29 @@ def _respond(request):
         close_old_connections()
 
 
+async def _wait_on_loop(hub: fanout.Hub, pending: PendingWait) -> fanout.Snapshot | None:
+    """The snapshot that answers ``pending``; None when the chain must answer instead (the
+    job is gone, or its grant no longer holds)."""
+    waiting = asyncio.ensure_future(
+        hub.wait_for_change(
+            pending.tenant,
+            pending.job_id,
+            baseline=pending.baseline,
+            seq=pending.seq,
+            timeout=pending.wait,
+        )
+    )
+    try:
+        while True:
+            await asyncio.wait({waiting}, timeout=pending.grant.recheck_in())
+            if not await pending.grant.aholds():
+                return None
+            if waiting.done():
+                return waiting.result()
+    finally:
+        waiting.cancel()
+
+
 async def get_response(request):
     """Run the chain once in the pool; then wait on the loop's hub for a ``PendingWait``
     and answer from the snapshot it returns. Cancelled when the client disconnects."""
@@ -215,16 +257,10 @@ async def get_response(request):
     del response.long_poll
     hub = fanout.hub()
     try:
-        snapshot = await hub.wait_for_change(
-            pending.tenant,
-            pending.job_id,
-            baseline=pending.baseline,
-            seq=pending.seq,
-            timeout=pending.wait,
-        )
+        snapshot = await _wait_on_loop(hub, pending)
     finally:
         hub.release_soon(pending.slot)
-    if snapshot is None:  # the job is gone: the chain answers (404)
+    if snapshot is None:  # the chain answers (404, 401, 403)
         request.defer_waits = False
         request.long_poll_done = True
         return await in_pool(request)
