@@ -26,9 +26,11 @@ bind = [os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")]
 # (CONN_MAX_AGE) and a large machine would otherwise exhaust max_connections. Set
 # WEB_CONCURRENCY to choose.
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * _cpus() + 1, 16)))
+# Above 1, gthread workers. At most half of a worker's threads wait on long polls at once
+# (post_worker_init): with the default of 1, long polls answer at once, as plain polls.
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 
-# A sync worker is silent while it serves a long poll that reached it (up to
+# A thread is silent while it serves a long poll that reached it (up to
 # JOBS_LONGPOLL_MAX_WAIT, 30 s): the timeout must stay above that.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
@@ -87,6 +89,14 @@ def on_starting(server):
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink()
+
+
+def post_worker_init(worker):
+    """Once the app is loaded: it learns how many threads this worker has, so that waiting
+    long polls never take the ones plain requests need (jobs.api.waits)."""
+    from jobs.api import waits
+
+    waits.limit_thread_waits(worker.cfg.threads)
 
 
 def child_exit(server, worker):

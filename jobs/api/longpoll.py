@@ -16,8 +16,9 @@ new request (401 or 403):
   that disconnects is dropped at once (``http.disconnect`` cancels the wait).
 - **WSGI** (gunicorn, the test client): ``LongPollWaitMiddleware``, outside the row
   security transaction, closes the thread's connection and blocks the thread on the
-  listener; capacity is workers × threads concurrent waits. Route ``wait=`` requests and
-  event streams to the ASGI server (README, "Production").
+  listener. At most half of a process's threads wait at once (``waits.take_thread``);
+  past that, and under sync workers, a long poll answers at once as a plain poll. Route
+  ``wait=`` requests and event streams to the ASGI server (README, "Production").
 
 The access log line and the API metrics of a long poll are written when its wait starts.
 """
@@ -169,12 +170,16 @@ class LongPollWaitMiddleware:
         if pending is None or getattr(request, "defer_waits", False):
             return response
         del response.long_poll
+        if not waits.take_thread():  # the threads left must serve plain requests
+            pending.slot.release()
+            return response  # the plain poll's answer, Retry-After included
         try:
             if not connection.in_atomic_block:
                 connection.close()  # hold no connection while waiting
             snapshot = _wait_in_thread(pending)
         finally:
             pending.slot.release()
+            waits.give_thread()
         if snapshot is None:  # the chain answers (404, 401, 403)
             request.long_poll_done = True
             return self.get_response(request)

@@ -5,9 +5,16 @@ A slot is a member of a Redis sorted set per tenant + user, scored by when its l
 taking one drops expired leases and counts the rest in one Lua script (one round trip),
 so a process that dies without giving its slots back frees them when their leases end. A
 long poll's lease covers its wait; a stream renews its lease at every heartbeat.
+
+Under WSGI a waiting long poll also blocks one of its process's threads, which plain
+requests need too, so each process lets at most half of its threads wait at once
+(``limit_thread_waits``, called by gunicorn's worker, config/gunicorn.conf.py); past that a
+long poll answers at once, as a plain poll does (``take_thread``). A sync worker (one
+thread) lets none wait: whoever long polls there polls.
 """
 
 import math
+import threading
 import time
 import uuid
 
@@ -86,3 +93,24 @@ def acquire(request, *, lease_seconds: float) -> WaitSlot:
             "streams at once per user.",
         )
     return WaitSlot(key, member)
+
+
+# None: no bound known (runserver's thread per request, the test client).
+_thread_waits: threading.BoundedSemaphore | None = None
+
+
+def limit_thread_waits(threads: int) -> None:
+    """Let at most ``threads // 2`` of this process's ``threads`` block on long polls at
+    once, so at least half of them, and at least one, are left for plain requests."""
+    global _thread_waits
+    _thread_waits = threading.BoundedSemaphore(threads // 2)
+
+
+def take_thread() -> bool:
+    """Whether this thread may block on a long poll; if so, ``give_thread`` when done."""
+    return _thread_waits is None or _thread_waits.acquire(blocking=False)
+
+
+def give_thread() -> None:
+    if _thread_waits is not None:
+        _thread_waits.release()

@@ -153,12 +153,13 @@ def start_gunicorn(
     env: dict,
     port: int,
     log_path: Path,
-    workers: int = 2,
+    workers: int | None = 2,
     address: str = "127.0.0.1",
     prefix: tuple[str, ...] = (),
 ) -> Process:
-    """gunicorn with the project's config/gunicorn.conf.py on ``address``:``port``; returns
-    once it answers /healthz."""
+    """gunicorn with the project's config/gunicorn.conf.py on ``address``:``port``
+    (``workers=None``: the count the config file chooses); returns once it answers
+    /healthz."""
     process = Process(
         [
             *prefix,
@@ -169,8 +170,7 @@ def start_gunicorn(
             str(ROOT / "config" / "gunicorn.conf.py"),
             "--bind",
             f"{address}:{port}",
-            "--workers",
-            str(workers),
+            *(["--workers", str(workers)] if workers else []),
         ],
         env=env,
         log_path=log_path,
