@@ -114,8 +114,11 @@ clean: stop
 # Benchmarks (never run by CI): poll throughput and round trips, a poll's profile, workers vs
 # Procrastinate and django-tasks-db, 10k vs 1M rows, fan-out to 10k waiters, the cluster case
 # (root only), on BENCH_DATABASE_URL / DATABASE_URL, else 127.0.0.1:5432, else the embedded
-# PostgreSQL (bench_* databases only). Appends one report to bench/RESULTS.md (--no-append:
-# print only); see bench/README.md.
+# PostgreSQL (bench_* databases only). Appends one report to bench/RESULTS.md, each part as it
+# ends (a part that fails is reported as failed, the others are kept); see bench/README.md.
+# Installs what its cases need first: wrk, and as root the cluster case's packages.
+BENCH_PACKAGES := /usr/bin/wrk:wrk $(if $(filter 0,$(shell id -u)),$(CLUSTER_PACKAGES))
 .PHONY: bench
 bench: install
+	@$(MAKE) --no-print-directory system-packages SYSTEM_PACKAGES="$(BENCH_PACKAGES)"
 	$(PY) bench/run.py

@@ -41,6 +41,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 import psycopg.conninfo
+from report import Report  # bench/report.py
 
 # Run as a script, this module is __main__; bench/fanout.py imports it as ``run``: one
 # module, not a second copy with its own globals.
@@ -704,6 +705,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs, 100k rows not 1M")
     parser.add_argument("--only", default="poll,profile,workers,scale,raw,fanout,cluster")
     parser.add_argument("--no-append", action="store_true", help="print the report only")
+    parser.add_argument(
+        "--results", type=Path, default=BENCH / "RESULTS.md", help="the file to append to"
+    )
     parser.add_argument("--raw-worker", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.raw_worker:
@@ -722,27 +726,34 @@ def main() -> None:
         subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True)
 
     started_at = time.monotonic()
-    durations = {}  # part → seconds, for the header
-
-    def done(part: str) -> None:
-        durations[part] = time.monotonic() - started_at - sum(durations.values())
-
+    report = Report(None if options.no_append else options.results)
     recreate_database(PROJECT_DB)
     run([PY, "manage.py", "migrate_schemas", "-v", "0"], timeout=900)
     tool("seed")
     tool("rows", 10_000)
-    queue_rows = "10k"  # rows in job_queue now, for the sections that do not say
+    # What later parts compare with or state: the 10k-row polls and drains, the rows now.
+    measured = {"rows": "10k"}
     info = machine()
-    sections = []
-    done("set-up")
+    report.durations["set-up"] = time.monotonic() - started_at
 
     print(f"machine: {info}", flush=True)
-    poll_small = (
-        poll_bench(seconds, gunicorn_workers, wrk_connections, "10k")
-        if ("poll" in parts or "scale" in parts)
-        else []
+    report.write(
+        f"## Run of {info['date']}{' (--quick)' if options.quick else ''}\n\n"
+        f"Machine: {info['cores']} cores, {info['cpu']}; {info['os']}. "
+        f"PostgreSQL {info['postgresql']}, Python {info['python']}, Django {info['django']}, "
+        f"gunicorn {info['gunicorn']}, uvicorn {info['uvicorn']}, {info['wrk']}. "
+        f"Load generator, servers, workers, PostgreSQL and Redis share these cores. "
+        f"Load average before the run {info['load']}: anything above ~1 is other work on the "
+        "machine competing with the benchmark. Each part below was written when it ended; the "
+        "run's last line gives the load after it and each part's time."
     )
-    if "poll" in parts:
+
+    def poll_part() -> str | None:
+        poll_small = measured["poll"] = poll_bench(
+            seconds, gunicorn_workers, wrk_connections, "10k"
+        )
+        if "poll" not in parts:
+            return None  # measured for "scale" only
         ceiling = poll_small[0]["rps"]
         ceiling_cpu = poll_small[0]["cpu_ms"]
         rows = [
@@ -761,7 +772,7 @@ def main() -> None:
         ]
         headers = ["case", "req/s", "% of ceiling", "server CPU ms/req", "CPU: % of ceiling"]
         headers.append("round trips Redis / PostgreSQL")
-        sections.append(
+        return (
             f"### Poll throughput (gunicorn, {gunicorn_workers} sync workers; wrk -t1 "
             f"-c{wrk_connections} -d{seconds}s on loopback; 10k rows)\n\n"
             + table([*headers, "p50 ms", "p99 ms", "non-2xx/3xx"], rows)
@@ -771,18 +782,11 @@ def main() -> None:
             "gunicorn workers during the run ÷ requests answered (PostgreSQL and Redis not "
             "included); its '% of ceiling' is the throughput share the Python cost alone allows."
         )
-        print(sections[-1], flush=True)
-    if poll_small:
-        done("poll")
 
-    if "profile" in parts:
-        sections.append(profile_section(profile_count, queue_rows))
-        print(sections[-1], flush=True)
-        done("profile")
-
-    if "workers" in parts or "scale" in parts:
-        ours = {p: project_drain(drain, p, concurrency) for p in (1, 2)}
-    if "workers" in parts:
+    def workers_part() -> str | None:
+        ours = measured["drains"] = {p: project_drain(drain, p, concurrency) for p in (1, 2)}
+        if "workers" not in parts:
+            return None  # measured for "scale" only
         ours_latency = project_latency(latency_count, spacing)
         pro = procrastinate_bench(drain, latency_count, spacing, concurrency, "noop")
         pro_async = procrastinate_bench(drain, latency_count, spacing, concurrency, "noop_async")
@@ -844,7 +848,7 @@ def main() -> None:
         best_pro = max(
             result[key] for result in (pro, pro_async) for key in ("throughput_1", "throughput_2")
         )
-        sections.append(
+        return (
             f"### Workers: {drain:,} no-op jobs drained; enqueue→start latency on an idle "
             f"worker ({latency_count} jobs, {int(spacing * 1000)} ms apart)\n\n"
             + table(
@@ -868,13 +872,13 @@ def main() -> None:
             f"Procrastinate `concurrency={concurrency}`, django-tasks-db `db_worker` "
             "(one thread; `--interval 0.1` for the drain, its default 1 s for latency)."
         )
-        print(sections[-1], flush=True)
-    if "workers" in parts or "scale" in parts:
-        done("workers")
 
-    if "scale" in parts:
+    def scale_part() -> str:
+        if "poll" not in measured or "drains" not in measured:
+            raise RuntimeError("it compares with the 10k-row poll and workers parts, which failed")
+        poll_small, ours = measured["poll"], measured["drains"]
         tool("rows", big - 10_000)
-        queue_rows = f"{big:,}"
+        measured["rows"] = f"{big:,}"
         sql(PROJECT_DB, "VACUUM ANALYZE job_queue")
         poll_big = poll_bench(seconds, gunicorn_workers, wrk_connections, f"{big:,}")
         ours_big = project_drain(drain, 1, concurrency)
@@ -908,57 +912,54 @@ def main() -> None:
                 ours[1]["jobs_per_s"] / ours_big["jobs_per_s"],
             ]
         )
-        sections.append(
+        return (
             f"### 10k vs {big:,} rows in job_queue (finished jobs over 100 tenants, "
             "generated with one INSERT … SELECT generate_series)\n\n"
             + table(["measure", "10k rows", f"{big:,} rows", "cost ratio (target ≤ 1.3)"], rows)
         )
-        print(sections[-1], flush=True)
-        done("scale")
 
-    if "fanout" in parts:
+    def fanout_part() -> str:
         import fanout  # bench/fanout.py
 
         # On this run's database (migrated, seeded), with the fan-out's settings.
-        measured = fanout.measure(
+        result = fanout.measure(
             fanout_counts,
             ["poll", "stream"],
             database=PROJECT_DB,
             env=fanout.fanout_env(PROJECT_DB),
         )
-        sections.append(
-            fanout.section(measured, title_suffix=f" ({queue_rows} rows in job_queue)")
+        return (
+            fanout.section(result, title_suffix=f" ({measured['rows']} rows in job_queue)")
             + "\n\nSeconds per case (connecting, settling, answering): "
-            + ", ".join(f"{r['count']:,} {r['kind']} {r['seconds']:.0f}" for r in measured["rows"])
+            + ", ".join(f"{r['count']:,} {r['kind']} {r['seconds']:.0f}" for r in result["rows"])
             + "."
         )
-        print(sections[-1], flush=True)
-        done("fanout")
 
+    if "poll" in parts or "scale" in parts:
+        report.part("poll", poll_part)
+    if "profile" in parts:
+        report.part("profile", lambda: profile_section(profile_count, measured["rows"]))
+    if "workers" in parts or "scale" in parts:
+        report.part("workers", workers_part)
+    if "scale" in parts:
+        report.part("scale", scale_part)
+    if "fanout" in parts:
+        report.part("fanout", fanout_part)
     if "cluster" in parts:
-        sections.append(cluster_section(seconds, drain, latency_count, spacing))
-        print(sections[-1], flush=True)
-        done("cluster")
+        report.part("cluster", lambda: cluster_section(seconds, drain, latency_count, spacing))
 
-    header = (
-        f"## Run of {info['date']}{' (--quick)' if options.quick else ''}\n\n"
-        f"Machine: {info['cores']} cores, {info['cpu']}; {info['os']}. "
-        f"PostgreSQL {info['postgresql']}, Python {info['python']}, Django {info['django']}, "
-        f"gunicorn {info['gunicorn']}, uvicorn {info['uvicorn']}, {info['wrk']}. "
-        f"Load generator, servers, workers, PostgreSQL and Redis share these cores. "
-        f"Load average before the run {info['load']}, after it {load_average()}: anything "
-        f"above ~1 is other work on the machine competing with the benchmark. "
-        f"Total time {time.monotonic() - started_at:.0f} s ("
-        + ", ".join(f"{part} {seconds:.0f} s" for part, seconds in durations.items())
-        + ").\n\n"
+    failed = f" Failed: {', '.join(report.failed)}." if report.failed else ""
+    report.write(
+        f"Run ended: total time {time.monotonic() - started_at:.0f} s ("
+        + ", ".join(f"{part} {taken:.0f} s" for part, taken in report.durations.items())
+        + f"); load average after it {load_average()}.{failed}"
     )
-    report = header + "\n\n".join(sections) + "\n\n"
-    if options.no_append:
-        print(f"\n--no-append: not appended to {BENCH / 'RESULTS.md'}\n\n{report}")
-        return
-    with (BENCH / "RESULTS.md").open("a") as results:
-        results.write(report)
-    print(f"\nappended to {BENCH / 'RESULTS.md'}")
+    if report.path is None:
+        print("\n--no-append: printed only, not appended")
+    else:
+        print(f"\nappended to {report.path}")
+    if report.failed:
+        sys.exit(f"bench: failed parts: {', '.join(report.failed)} (the others are reported)")
 
 
 if __name__ == "__main__":
