@@ -353,8 +353,10 @@ JOBS_TYPES = {
         "timeout": 60,
     },
 }
-# Django Tasks (@task functions) enqueue into job_queue.
-TASKS = {"default": {"BACKEND": "jobs.backends.JobQueueBackend"}}
+# Django Tasks (@task functions) enqueue into job_queue. "QUEUES": [] lets a task name any
+# queue (Django's meaning of an empty list): queues are whatever `run_worker --queues`
+# serves and JOBS_TYPES names, not a fixed list here.
+TASKS = {"default": {"BACKEND": "jobs.backends.JobQueueBackend", "QUEUES": []}}
 # Rate limit of the jobs API, per tenant + user (django-ratelimit syntax: N/s|m|h|d).
 JOBS_API_RATE = env("JOBS_API_RATE", "300/m")
 # An Idempotency-Key returns the same job for this long after the first request.

@@ -6,12 +6,17 @@ report through ``get_result``. Enqueueing outside a tenant context fails loudly,
 job without a tenant could run in the wrong schema.
 
 The Django Tasks contract: ``async def`` tasks run (in the runner thread, through
-``async_to_sync``); ``task_enqueued`` is sent by ``enqueue``, ``task_started`` and
-``task_finished`` by the worker around each run (sender: this class); a ``TaskResult``'s
+``async_to_sync``); ``task_enqueued`` is sent by ``enqueue``, ``task_started`` by the worker
+before each attempt and ``task_finished`` once the result is final (SUCCESSFUL or FAILED;
+an attempt that will be retried sends none), sender: this class. A ``TaskResult``'s
 ``worker_ids`` has one entry per attempt (``JobAttempt``), so ``attempts`` counts them, and
-``errors`` one ``TaskError`` per failed attempt, oldest first.
+``errors`` one ``TaskError`` per failed attempt, oldest first, naming the exception class
+the task raised; ``started_at`` is the first attempt's start; ``task`` carries the job's
+priority, queue and ``run_after``. Any queue name is valid (``TASKS``' ``QUEUES: []``) up to
+the job's 64 characters; workers serve the queues given to ``run_worker --queues``.
 """
 
+import dataclasses
 import uuid
 
 from django.db import connection
@@ -20,12 +25,14 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import DEFAULT_TASK_BACKEND_ALIAS, TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
+from django_tenants.utils import get_public_schema_name
 
 from jobs import services
 from jobs.exceptions import JobNotFound
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.registry import get_job_type, job_type_for_task
 from jobs.selectors import job_get
+from tenants.models import Tenant
 
 _STATUS = {
     JobStatus.PENDING: TaskResultStatus.READY,
@@ -38,10 +45,23 @@ _STATUS = {
 
 # Attempt outcomes that are a failure of the task (a TaskError each).
 _FAILED_ATTEMPTS = frozenset({"failed", "retrying", "timed_out", "lost"})
+# The exception class of a failed attempt that stored none (closed by the reaper: timed
+# out, worker lost; or closed before classes were stored).
+JOB_ERROR = "jobs.context.JobError"
+_QUEUE_NAME_MAX = Job._meta.get_field("queue").max_length
 
 
 class NoTenantContext(RuntimeError):
     """A task was enqueued outside a tenant (public schema or no tenant set)."""
+
+
+def _current_tenant() -> Tenant | None:
+    """The tenant the connection is set to; None in the public schema or with no tenant
+    (django-tenants' stand-in for a bare schema is no ``Tenant``)."""
+    tenant = getattr(connection, "tenant", None)
+    if not isinstance(tenant, Tenant) or tenant.schema_name == get_public_schema_name():
+        return None
+    return tenant
 
 
 class JobQueueBackend(BaseTaskBackend):
@@ -50,6 +70,12 @@ class JobQueueBackend(BaseTaskBackend):
     supports_get_result = True
     supports_priority = True
 
+    def validate_task(self, task):
+        """Django's checks, and a queue name that fits the job's ``queue`` column."""
+        super().validate_task(task)
+        if not isinstance(task.queue_name, str) or not 0 < len(task.queue_name) <= _QUEUE_NAME_MAX:
+            raise InvalidTask(f"queue_name must be 1 to {_QUEUE_NAME_MAX} characters.")
+
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
         job_type = job_type_for_task(task)
@@ -57,8 +83,8 @@ class JobQueueBackend(BaseTaskBackend):
             raise InvalidTask(f"{task.module_path} is not registered in JOBS_TYPES.")
         if args:
             raise InvalidTask("JobQueueBackend takes keyword arguments only (the job payload).")
-        tenant = getattr(connection, "tenant", None)
-        if tenant is None or tenant.schema_name == "public":
+        tenant = _current_tenant()
+        if tenant is None:
             raise NoTenantContext("Enqueue tasks inside a tenant context (tenant_context()).")
         job = services.job_enqueue(
             tenant=tenant,
@@ -76,8 +102,9 @@ class JobQueueBackend(BaseTaskBackend):
         return result
 
     def get_result(self, result_id):
-        """The job ``result_id`` of the current tenant as a ``TaskResult``."""
-        tenant = getattr(connection, "tenant", None)
+        """The job ``result_id`` of the current tenant as a ``TaskResult``; outside a tenant
+        no result exists."""
+        tenant = _current_tenant()
         if tenant is None:
             raise TaskResultDoesNotExist(result_id)
         try:
@@ -96,18 +123,18 @@ def to_result(
     first). ``status`` overrides the one the job's status maps to."""
     errors = [
         TaskError(
-            exception_class_path="jobs.context.JobError",
+            exception_class_path=attempt.exception_class or JOB_ERROR,
             traceback=attempt.traceback or attempt.error,
         )
         for attempt in attempts
         if attempt.outcome in _FAILED_ATTEMPTS
     ]
     result = TaskResult(
-        task=task,
+        task=_as_enqueued(task, job),
         id=str(job.id),
         status=status or _STATUS[job.status],
         enqueued_at=job.created_at,
-        started_at=job.started_at,
+        started_at=attempts[0].started_at if attempts else job.started_at,
         finished_at=job.completed_at,
         last_attempted_at=attempts[-1].started_at if attempts else job.started_at,
         args=[],
@@ -119,6 +146,24 @@ def to_result(
     if job.status == JobStatus.COMPLETED:
         object.__setattr__(result, "_return_value", job.result)
     return result
+
+
+def _as_enqueued(task, job: Job):
+    """``task`` with the job's priority and queue, and its ``run_at`` as ``run_after``
+    unless it is the enqueue time (a job to run at once): what ``.using()`` set, or after a
+    failed attempt the retry's time. Built without ``Task``'s constructor, which validates
+    against today's settings: the job's queue may come from ``JOBS_TYPES`` or a ``QUEUES``
+    since changed, and a stored job's result must still be readable."""
+    values = {field.name: getattr(task, field.name) for field in dataclasses.fields(task)}
+    values.update(
+        priority=job.priority,
+        queue_name=job.queue,
+        run_after=job.run_at if job.run_at != job.created_at else None,
+    )
+    enqueued = object.__new__(type(task))
+    for name, value in values.items():
+        object.__setattr__(enqueued, name, value)
+    return enqueued
 
 
 def running_result(job: Job, *, worker_id: str) -> TaskResult:

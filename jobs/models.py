@@ -144,8 +144,9 @@ class Job(models.Model):
 class JobAttempt(models.Model):
     """One run of a job, kept while the job is: opened at the claim (``outcome`` empty),
     closed by the worker's outcome writer or by the reaper. ``error`` is safe to show the
-    client; ``traceback`` is for staff only. A run handed back at shutdown is no attempt:
-    its row is deleted. Deleted with its job."""
+    client; ``traceback`` is for staff only; ``exception_class`` is the dotted path of the
+    exception the handler raised (a ``TaskError``'s), empty when it raised none. A run handed
+    back at shutdown is no attempt: its row is deleted. Deleted with its job."""
 
     # CASCADE in Python (the admin, tenant deletion) and in PostgreSQL, for the raw DELETEs
     # of finished jobs: the constraint is migration 0009's, with ON DELETE CASCADE.
@@ -159,6 +160,7 @@ class JobAttempt(models.Model):
     outcome = models.CharField(max_length=16, blank=True, default="")
     error = models.CharField(max_length=500, blank=True, default="")
     traceback = models.TextField(blank=True, default="")
+    exception_class = models.TextField(blank=True, default="")
 
     class Meta:
         db_table = "job_attempt"

@@ -359,9 +359,9 @@ def _open_attempts(jobs: list[Job], worker_id: str) -> None:
 _CLOSE_ATTEMPTS_SQL = """
 UPDATE job_attempt AS attempt
 SET finished_at = now(), outcome = ended.outcome, error = ended.error,
-    traceback = ended.traceback
-FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::text[])
-     AS ended(job_id, number, outcome, error, traceback)
+    traceback = ended.traceback, exception_class = ended.exception_class
+FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[])
+     AS ended(job_id, number, outcome, error, traceback, exception_class)
 WHERE attempt.job_id = ended.job_id AND attempt.number = ended.number
   AND attempt.worker_id = %s AND attempt.finished_at IS NULL
 """
@@ -379,6 +379,7 @@ class AttemptEnding:
     outcome: str  # a jobs.signals.JobOutcome
     error: str = ""
     traceback: str = ""
+    exception_class: str = ""  # dotted path of the exception the handler raised
 
 
 def job_attempts_close(*, worker_id: str, endings: list[AttemptEnding]) -> None:
@@ -398,6 +399,7 @@ def job_attempts_close(*, worker_id: str, endings: list[AttemptEnding]) -> None:
                     [end.outcome for end in closing],
                     [end.error[:500] for end in closing],
                     [end.traceback for end in closing],
+                    [end.exception_class for end in closing],
                     worker_id,
                 ],
             )

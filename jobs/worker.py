@@ -56,7 +56,7 @@ from django_tenants.utils import tenant_context
 from core import listen
 from core.log_context import bind_job
 from jobs import schedules, selectors, services, webhooks
-from jobs.backends import JobQueueBackend
+from jobs.backends import JOB_ERROR, JobQueueBackend
 from jobs.context import JobContext, JobError
 from jobs.exceptions import JobNotFound, UnknownJobType
 from jobs.models import JobStatus
@@ -109,8 +109,6 @@ _MAX_COMPLETION_BATCH = 500
 _HAND_BACK_PATIENCE = 5.0
 # The error the reaper (jobs.services.jobs_requeue_stale) fails a timed-out job with.
 _TIMED_OUT_ERROR = "timed out"
-# TaskError.exception_class_path of a failed run (the service's client-safe error class).
-_JOB_ERROR = "jobs.context.JobError"
 # Outcomes of a run whose handler failed (the ending is a _Raised).
 _FAILURES = frozenset({JobOutcome.FAILED, JobOutcome.RETRYING})
 # Outcomes logged as warnings: the run did not end the way its handler did.
@@ -190,11 +188,13 @@ class _Returned:
 
 @dataclasses.dataclass(frozen=True)
 class _Raised:
-    """The handler raised, or could not be run; ``error`` is safe to show the client."""
+    """The handler raised, or could not be run; ``error`` is safe to show the client,
+    ``exception_class`` the dotted path of what was raised (a ``TaskError``'s)."""
 
     error: str
     traceback: str = ""
     retry: bool = True
+    exception_class: str = JOB_ERROR
 
 
 class _Cut(enum.Enum):
@@ -207,6 +207,11 @@ class _Cut(enum.Enum):
 
 
 _Ending = _Returned | _Raised | _Cut
+
+
+def _path(exc: BaseException) -> str:
+    """The dotted path of ``exc``'s class, as Django's backends name it in a ``TaskError``."""
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
 def _task_of(job):
@@ -530,8 +535,10 @@ class Worker:
         job = run.job
         try:
             job_type = get_job_type(job.type)
-        except UnknownJobType:
-            return _Raised(f"unknown job type {job.type!r}", retry=False)
+        except UnknownJobType as exc:
+            return _Raised(
+                f"unknown job type {job.type!r}", retry=False, exception_class=_path(exc)
+            )
         try:
             task = job_type.task
             arguments = (run.context,) if task.takes_context else ()
@@ -540,11 +547,11 @@ class Worker:
                 result = task.call(*arguments, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
         except JobError as exc:
-            return _Raised(str(exc), traceback.format_exc())
-        except Exception:
+            return _Raised(str(exc), traceback.format_exc(), exception_class=_path(exc))
+        except Exception as exc:
             if not run.context.cancelled():  # a handler told to stop may raise anything
                 logger.exception("job handler raised", extra={"job_id": str(job.id)})
-            return _Raised("internal error", traceback.format_exc())
+            return _Raised("internal error", traceback.format_exc(), exception_class=_path(exc))
         return _Returned(result)
 
     # --- the outcome writer ----------------------------------------------------------
@@ -590,7 +597,7 @@ class Worker:
             else:
                 decided.append((run, ending, outcome))
         self._close_attempts(decided)
-        for run, _ending, outcome in decided:
+        for run, ending, outcome in decided:
             self._report(run, outcome)
             if run.started is not None:  # task_started was sent
                 finished = self._finished_result(run, ending, outcome)
@@ -610,6 +617,7 @@ class Worker:
                 outcome=str(outcome),
                 error=ending.error if outcome in _FAILURES else "",
                 traceback=ending.traceback if outcome in _FAILURES else "",
+                exception_class=ending.exception_class if outcome in _FAILURES else "",
             )
             for run, ending, outcome in decided
             if outcome not in (JobOutcome.LOST, JobOutcome.TIMED_OUT)  # the reaper's
@@ -666,22 +674,27 @@ class Worker:
 
     def _finished_result(self, run: _Run, ending: _Ending, outcome: JobOutcome):
         """The run's ``TaskResult`` as it ended, for ``task_finished``: SUCCESSFUL with the
-        return value, READY when the job will run again, else FAILED; a failed run adds
-        its ``TaskError``. None for a job type no longer registered."""
+        return value, or FAILED; a failed run adds its ``TaskError``. None when the task has
+        not finished (the job will run again: retried, handed back, or lost with attempts
+        left; Django sends ``task_finished`` once per task, when its result is final) or
+        its job type is no longer registered."""
         if run.task is None:
             return None
-        running = run.context.task_result
-        if outcome is JobOutcome.COMPLETED:
-            status = TaskResultStatus.SUCCESSFUL
-        elif outcome in (JobOutcome.RETRYING, JobOutcome.HANDED_BACK) or (
+        if outcome in (JobOutcome.RETRYING, JobOutcome.HANDED_BACK) or (
             outcome is JobOutcome.LOST and run.job.attempts < run.job.max_attempts
         ):
-            status = TaskResultStatus.READY
-        else:
-            status = TaskResultStatus.FAILED
+            return None
+        running = run.context.task_result
+        status = (
+            TaskResultStatus.SUCCESSFUL
+            if outcome is JobOutcome.COMPLETED
+            else TaskResultStatus.FAILED
+        )
         errors = list(running.errors)
         if isinstance(ending, _Raised):
-            errors.append(TaskError(exception_class_path=_JOB_ERROR, traceback=ending.traceback))
+            errors.append(
+                TaskError(exception_class_path=ending.exception_class, traceback=ending.traceback)
+            )
         finished = dataclasses.replace(
             running, status=status, errors=errors, finished_at=timezone.now()
         )

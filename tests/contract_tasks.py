@@ -6,6 +6,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.tasks import TaskContext, task
 
+from jobs.context import JobError
+
 
 @task
 def plain(**payload):
@@ -37,3 +39,12 @@ async def double(context, n: int):
     await asyncio.sleep(0)
     schema = await sync_to_async(lambda: connection.tenant.schema_name)()
     return {"n": n * 2, "schema": schema, "attempt": context.attempt}
+
+
+@task
+def fail(kind: str, note: str = ""):
+    """Raises ValueError (``kind="value"``) or JobError (``kind="job"``), ``note`` in the
+    message, so each run's error can be told apart."""
+    if kind == "value":
+        raise ValueError(f"bad value {note}")
+    raise JobError(f"refused {note}")

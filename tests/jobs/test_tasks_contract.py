@@ -2,20 +2,24 @@
 it, kept by JobQueueBackend and the worker: contexts, results, attempts, signals, async
 tasks. Real worker loop, real PostgreSQL."""
 
+import queue
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
 from django.tasks import TaskResultStatus, task_backends
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
-from django_tenants.utils import tenant_context
+from django_tenants.utils import schema_context, tenant_context
 
 from jobs.backends import JobQueueBackend
 from jobs.context import JobError
-from jobs.models import Job
+from jobs.models import Job, JobAttempt
+from jobs.worker import Worker
 from tests import contract_tasks
-from tests.jobs.test_engine import make_runnable, run_burst
+from tests.jobs.test_engine import make_runnable, run_burst, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,6 +30,7 @@ def _contract_types(settings):
         "contract.plain": "tests.contract_tasks.plain",
         "contract.inspect": {"task": "tests.contract_tasks.inspect", "max_attempts": 2},
         "contract.double": "tests.contract_tasks.double",
+        "contract.fail": {"task": "tests.contract_tasks.fail", "max_attempts": 1},
     }
 
 
@@ -52,6 +57,49 @@ def received():
     task_enqueued.disconnect(receivers["enqueued"])
     task_started.disconnect(receivers["started"])
     task_finished.disconnect(receivers["finished"])
+
+
+class _GatedQueue(queue.Queue):
+    """A worker's recorder queue that holds the recorder's first take until ``size``
+    endings wait in it, so that they reach the outcome writer in one call."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+        self.opened = False
+
+    def get(self, block=True, timeout=None):
+        if not self.opened:
+            wait_for(lambda: self.qsize() >= self.size)
+            self.opened = True
+        return super().get(block, timeout)
+
+
+def run_batched(results: int) -> list[set[str]]:
+    """Run a burst worker (4 runners, queues default and reports) until idle, its first
+    ``results`` successful runs passed to the outcome writer in one call. Returns the job
+    ids of each outcome-writer call, having checked that one call took several runs."""
+    worker = Worker(burst=True, poll_interval=0.05, concurrency=4, queues=("default", "reports"))
+    worker._completions = _GatedQueue(results)
+    calls = []
+    record = worker._record_outcomes
+
+    def spy(endings):
+        calls.append({str(run.job.id) for run, _ending in endings})
+        record(endings)
+
+    worker._record_outcomes = spy
+    worker.run()
+    assert max(len(call) for call in calls) >= 2
+    return calls
+
+
+def finished(received) -> dict:
+    """The task_finished payloads by result id, checking there is one per id."""
+    payloads = [result for name, _s, _st, result in received if name == "finished"]
+    by_id = {result.id: result for result in payloads}
+    assert len(by_id) == len(payloads), "task_finished sent twice for one result"
+    return by_id
 
 
 def test_the_backend_declares_its_features():
@@ -117,7 +165,7 @@ def test_attempts_worker_ids_and_errors_reflect_every_attempt(acme, received):
         assert result.status == TaskResultStatus.READY  # to be run again
         assert result.worker_ids == ["w-one"]
         (error,) = result.errors
-        assert error.exception_class is JobError
+        assert error.exception_class is RuntimeError  # what the task raised
         assert "first attempt fails" in error.traceback
         make_runnable(Job.objects.get(pk=result.id))
         run_burst(worker_id="w-two")
@@ -130,9 +178,8 @@ def test_attempts_worker_ids_and_errors_reflect_every_attempt(acme, received):
     assert (seen["attempt"], seen["attempts"], seen["worker_ids"]) == (2, 2, ["w-one", "w-two"])
 
     runs = [(name, status) for name, sender, status, _ in received if name != "enqueued"]
-    assert runs == [
+    assert runs == [  # no task_finished for the attempt to be retried
         ("started", TaskResultStatus.RUNNING),
-        ("finished", TaskResultStatus.READY),
         ("started", TaskResultStatus.RUNNING),
         ("finished", TaskResultStatus.SUCCESSFUL),
     ]
@@ -187,3 +234,145 @@ def test_using_sets_priority_and_run_after(acme):
     job = Job.objects.get(pk=result.id)
     assert (job.priority, job.run_at) == (7, later)
     assert run_burst() == 0  # not before run_after
+
+
+# --- several runs in one outcome-writer batch (issue 19, items 6-12) --------------------
+
+
+def test_each_run_of_one_outcome_batch_reports_its_own_ending(acme, received):
+    with tenant_context(acme):
+        ok = {contract_tasks.plain.enqueue(n=n).id: n for n in range(4)}
+        bad = contract_tasks.fail.enqueue(kind="value", note="run-v").id
+        refused = contract_tasks.fail.enqueue(kind="job", note="run-j").id
+    calls = run_batched(results=len(ok))
+    assert set(ok) in calls  # the four results, in one call of the outcome writer
+    payloads = finished(received)
+    for result_id, n in ok.items():
+        assert payloads[result_id].status == TaskResultStatus.SUCCESSFUL
+        assert payloads[result_id].return_value == {"got": {"n": n}}
+        assert payloads[result_id].errors == []
+    for result_id, note in ((bad, "run-v"), (refused, "run-j")):
+        assert payloads[result_id].status == TaskResultStatus.FAILED
+        (error,) = payloads[result_id].errors
+        assert note in error.traceback
+
+
+def test_a_task_error_names_the_exception_class_the_task_raised(acme, received):
+    with tenant_context(acme):
+        bad = contract_tasks.fail.enqueue(kind="value", note="v").id
+        refused = contract_tasks.fail.enqueue(kind="job", note="j").id
+        fillers = [contract_tasks.plain.enqueue(n=n).id for n in range(2)]
+    run_batched(results=len(fillers))
+    payloads = finished(received)
+    with tenant_context(acme):
+        stored = {
+            result_id: contract_tasks.fail.get_result(result_id) for result_id in (bad, refused)
+        }
+    for result_id, cls in ((bad, ValueError), (refused, JobError)):
+        for result in (payloads[result_id], stored[result_id]):
+            (error,) = result.errors
+            assert error.exception_class is cls
+            assert error.exception_class_path == f"{cls.__module__}.{cls.__qualname__}"
+    # What the API shows the client is unchanged: no internals for an unexpected exception.
+    assert Job.objects.get(pk=bad).error == "internal error"
+    assert Job.objects.get(pk=refused).error == "refused j"
+
+
+def test_after_a_retry_started_at_is_the_first_attempts_start(acme, received):
+    with tenant_context(acme):
+        retried = contract_tasks.inspect.enqueue(fail_first=True).id
+        for n in range(2):
+            contract_tasks.plain.enqueue(n=n)
+    run_batched(results=2)
+    make_runnable(Job.objects.get(pk=retried))
+    with tenant_context(acme):
+        contract_tasks.plain.enqueue(n=2)
+    run_batched(results=2)  # the retry's result and the filler's, together
+
+    first, second = JobAttempt.objects.filter(job_id=retried).order_by("number")
+    assert first.started_at < second.started_at
+    payload = [result for *_, result in received if result.id == retried][-1]
+    with tenant_context(acme):
+        stored = contract_tasks.inspect.get_result(retried)
+    for result in (payload, stored):
+        assert result.status == TaskResultStatus.SUCCESSFUL
+        assert result.started_at == first.started_at
+        assert result.last_attempted_at == second.started_at
+        assert result.attempts == 2
+        assert len(result.errors) == 1
+    starts = [result.id for name, _s, _st, result in received if name == "started"]
+    assert starts.count(retried) == 2  # task_started: before each attempt
+
+
+def test_task_finished_is_sent_only_for_a_final_result(acme, received):
+    with tenant_context(acme):
+        retried = contract_tasks.inspect.enqueue(fail_first=True).id
+        Job.objects.filter(pk=retried).update(max_attempts=3)
+        fillers = [contract_tasks.plain.enqueue(n=n).id for n in range(2)]
+    run_batched(results=2)
+    assert retried not in finished(received)  # READY, to run again: not finished
+    make_runnable(Job.objects.get(pk=retried))
+    with tenant_context(acme):
+        fillers.append(contract_tasks.plain.enqueue(n=2).id)
+    run_batched(results=2)
+    outcomes = [(result.id, status) for name, _s, status, result in received if name == "finished"]
+    assert sorted(outcomes) == sorted(
+        (result_id, TaskResultStatus.SUCCESSFUL) for result_id in [*fillers, retried]
+    )
+
+
+def test_the_result_keeps_what_using_set(acme, received):
+    earlier = timezone.now() - timedelta(seconds=30)
+    with tenant_context(acme):
+        chosen = contract_tasks.plain.using(priority=50, run_after=earlier).enqueue(n=1)
+        plain = contract_tasks.plain.enqueue(n=2)
+    assert (chosen.task.priority, chosen.task.run_after) == (50, earlier)
+    run_batched(results=2)
+    payloads = finished(received)
+    with tenant_context(acme):
+        stored = {r.id: contract_tasks.plain.get_result(r.id) for r in (chosen, plain)}
+    for result in (payloads[chosen.id], stored[chosen.id]):
+        assert (result.task.priority, result.task.run_after) == (50, earlier)
+    for result in (payloads[plain.id], stored[plain.id]):
+        assert (result.task.priority, result.task.run_after) == (0, None)
+
+
+def test_a_task_can_use_any_queue_a_worker_serves(acme, received):
+    with tenant_context(acme):
+        reports = contract_tasks.plain.using(queue_name="reports").enqueue(n=1)
+        default = contract_tasks.plain.enqueue(n=2)
+        with pytest.raises(InvalidTask):  # bounded like the job's queue column
+            contract_tasks.plain.using(queue_name="q" * 65).enqueue(n=3)
+    assert Job.objects.get(pk=reports.id).queue == "reports"
+    run_batched(results=2)
+    payloads = finished(received)
+    with tenant_context(acme):
+        stored = contract_tasks.plain.get_result(reports.id)
+    assert payloads[reports.id].task.queue_name == stored.task.queue_name == "reports"
+    assert payloads[reports.id].return_value == {"got": {"n": 1}}
+    assert payloads[default.id].task.queue_name == "default"
+    assert Job.objects.count() == 2
+
+
+def test_outside_a_tenant_a_result_does_not_exist(acme, public_tenant):
+    with tenant_context(acme):
+        results = [contract_tasks.plain.enqueue(n=n) for n in range(2)]
+    run_batched(results=2)
+    result = results[0]
+
+    def lookups():
+        yield lambda: contract_tasks.plain.get_result(result.id)
+        yield result.refresh
+        yield lambda: async_to_sync(contract_tasks.plain.aget_result)(result.id)
+        yield async_to_sync(result.arefresh)
+
+    for context in (schema_context("public"), tenant_context(public_tenant)):
+        with context:
+            for lookup in lookups():
+                with pytest.raises(TaskResultDoesNotExist):
+                    lookup()
+    with tenant_context(acme):
+        connection.set_schema_to_public()  # no tenant at all: the public schema's stand-in
+        for lookup in lookups():
+            with pytest.raises(TaskResultDoesNotExist):
+                lookup()
