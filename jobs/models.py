@@ -160,7 +160,7 @@ class JobAttempt(models.Model):
     outcome = models.CharField(max_length=16, blank=True, default="")
     error = models.CharField(max_length=500, blank=True, default="")
     traceback = models.TextField(blank=True, default="")
-    exception_class = models.TextField(blank=True, default="")
+    exception_class = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         db_table = "job_attempt"

@@ -1,7 +1,8 @@
 """The class of the exception a failed attempt raised (``JobAttempt.exception_class``), so a
 ``TaskError`` names it (``ValueError``, ``JobError``, ...) instead of always ``JobError``.
-Attempts closed before keep an empty value (read as ``JobError``). Adding a column with a
-constant default rewrites no row."""
+Attempts closed before keep an empty value (read as ``JobError``). The default is the
+database's too, for the claim's raw INSERT of open attempts, which names no such column;
+adding a column with a constant default rewrites no row."""
 
 from django.db import migrations, models
 
