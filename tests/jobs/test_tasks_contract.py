@@ -3,6 +3,7 @@ it, kept by JobQueueBackend and the worker: contexts, results, attempts, signals
 tasks. Real worker loop, real PostgreSQL."""
 
 import queue
+import time
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from jobs.context import JobError
 from jobs.models import Job, JobAttempt
 from jobs.worker import Worker
 from tests import contract_tasks
-from tests.jobs.test_engine import make_runnable, run_burst, wait_for
+from tests.jobs.test_engine import make_runnable, run_burst
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,7 +62,8 @@ def received():
 
 class _GatedQueue(queue.Queue):
     """A worker's recorder queue that holds the recorder's first take until ``size``
-    endings wait in it, so that they reach the outcome writer in one call."""
+    endings wait in it (10 s at most: then ``run_batched``'s check fails, rather than the
+    recorder), so that they reach the outcome writer in one call."""
 
     def __init__(self, size: int):
         super().__init__()
@@ -70,7 +72,9 @@ class _GatedQueue(queue.Queue):
 
     def get(self, block=True, timeout=None):
         if not self.opened:
-            wait_for(lambda: self.qsize() >= self.size)
+            deadline = time.monotonic() + 10
+            while self.qsize() < self.size and time.monotonic() < deadline:
+                time.sleep(0.01)
             self.opened = True
         return super().get(block, timeout)
 
