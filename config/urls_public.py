@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.urls import SCHEMA_VERSION
+
 urlpatterns = [
     path("", include("console.urls_platform")),
     # The queue dashboard (jobs/dashboard.py), a page of the admin.
@@ -12,7 +14,12 @@ urlpatterns = [
     path("", include("core.urls")),
     path("", include("jobs.urls_platform")),
     # The tenant hosts' API, documented here too (the platform page links it).
-    path("api/schema", SpectacularAPIView.as_view(urlconf="config.urls"), name="schema"),
+    # One version: `?version=` is ignored, as on the tenant hosts (config/urls.py).
+    path(
+        "api/schema",
+        SpectacularAPIView.as_view(urlconf="config.urls", api_version=SCHEMA_VERSION),
+        name="schema",
+    ),
     path(
         "api/docs",
         # GET and HEAD only: DRF's OPTIONS would render its metadata with the page's template.
