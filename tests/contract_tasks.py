@@ -1,6 +1,7 @@
 """Tasks for tests/jobs/test_tasks_contract.py (registered there through JOBS_TYPES)."""
 
 import asyncio
+import time
 
 from asgiref.sync import sync_to_async
 from django.db import connection
@@ -48,3 +49,12 @@ def fail(kind: str, note: str = ""):
     if kind == "value":
         raise ValueError(f"bad value {note}")
     raise JobError(f"refused {note}")
+
+
+@task(takes_context=True)
+def until_cancelled(context):
+    """Runs until the worker flags it cancelled (10 s at most), then returns."""
+    deadline = time.monotonic() + 10
+    while not context.cancelled() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {"stopped": context.cancelled()}

@@ -3,7 +3,9 @@ it, kept by JobQueueBackend and the worker: contexts, results, attempts, signals
 tasks. Real worker loop, real PostgreSQL."""
 
 import queue
+import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -15,12 +17,13 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
 
+from jobs import services
 from jobs.backends import JobQueueBackend
 from jobs.context import JobError
 from jobs.models import Job, JobAttempt
 from jobs.worker import Worker
 from tests import contract_tasks
-from tests.jobs.test_engine import make_runnable, run_burst
+from tests.jobs.test_engine import make_runnable, run_burst, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,6 +35,7 @@ def _contract_types(settings):
         "contract.inspect": {"task": "tests.contract_tasks.inspect", "max_attempts": 2},
         "contract.double": "tests.contract_tasks.double",
         "contract.fail": {"task": "tests.contract_tasks.fail", "max_attempts": 1},
+        "contract.until_cancelled": "tests.contract_tasks.until_cancelled",
     }
 
 
@@ -79,10 +83,10 @@ class _GatedQueue(queue.Queue):
         return super().get(block, timeout)
 
 
-def run_batched(results: int) -> list[set[str]]:
-    """Run a burst worker (4 runners, queues default and reports) until idle, its first
-    ``results`` successful runs passed to the outcome writer in one call. Returns the job
-    ids of each outcome-writer call, having checked that one call took several runs."""
+def batching_worker(results: int) -> tuple[Worker, list[set[str]]]:
+    """A burst worker (4 runners, queues default and reports) whose first ``results``
+    endings for the recorder reach the outcome writer in one call, and the job ids of each
+    call of its outcome writer (filled as it runs)."""
     worker = Worker(burst=True, poll_interval=0.05, concurrency=4, queues=("default", "reports"))
     worker._completions = _GatedQueue(results)
     calls = []
@@ -93,6 +97,13 @@ def run_batched(results: int) -> list[set[str]]:
         record(endings)
 
     worker._record_outcomes = spy
+    return worker, calls
+
+
+def run_batched(results: int) -> list[set[str]]:
+    """Run a ``batching_worker`` until idle; its outcome-writer calls, having checked that
+    one took several runs."""
+    worker, calls = batching_worker(results)
     worker.run()
     assert max(len(call) for call in calls) >= 2
     return calls
@@ -259,6 +270,26 @@ def test_each_run_of_one_outcome_batch_reports_its_own_ending(acme, received):
         assert payloads[result_id].status == TaskResultStatus.FAILED
         (error,) = payloads[result_id].errors
         assert note in error.traceback
+
+
+def test_a_result_and_a_cancellation_in_one_batch_each_report_their_own(acme, received, settings):
+    settings.JOBS_HEARTBEAT_SECONDS = 0.1
+    with tenant_context(acme):
+        cancelled = contract_tasks.until_cancelled.enqueue().id
+        done = contract_tasks.plain.enqueue(n=1).id
+    worker, calls = batching_worker(results=2)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    wait_for(lambda: worker._completions.qsize() == 1)  # the result, held for the batch
+    services.job_cancel(tenant=acme, job_id=uuid.UUID(cancelled))
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert {done, cancelled} in calls  # the result, then the heartbeat's cancellation
+    payloads = finished(received)
+    assert payloads[done].status == TaskResultStatus.SUCCESSFUL
+    assert payloads[done].return_value == {"got": {"n": 1}}
+    assert payloads[cancelled].status == TaskResultStatus.FAILED
+    assert payloads[cancelled].errors == []
 
 
 def test_a_task_error_names_the_exception_class_the_task_raised(acme, received):
