@@ -280,6 +280,8 @@ SIMPLE_JWT = {
 }
 
 # --- The API: DRF, request bounds, OpenAPI ----------------------------------------------
+# The API's one version (its OpenAPI info.version).
+API_VERSION = "1"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.TenantJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -291,6 +293,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.errors.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # /api/schema ignores a ?version= other than the API's (drf-spectacular wrote it into
+    # Content-Disposition, where a newline was a 500, and into info.version).
+    "ALLOWED_VERSIONS": [API_VERSION],
 }
 # Largest request body in bytes: larger ones get 413 before routing or authentication
 # (core/limits.py); form posts (admin) get Django's own check at the same size.
@@ -304,7 +309,7 @@ SPECTACULAR_SETTINGS = {
         "Submit slow work as jobs and poll them. Served on each tenant's host; tokens are "
         "bound to that tenant. Errors are RFC 9457 problem details."
     ),
-    "VERSION": "1",
+    "VERSION": API_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
