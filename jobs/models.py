@@ -240,8 +240,9 @@ class WebhookDelivery(models.Model):
     endpoint = models.ForeignKey(
         WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
     )
-    # No foreign key: finished jobs are deleted in SQL (cleanup_jobs); deliveries stay.
-    job_id = models.UUIDField()
+    # Deleted with its job: CASCADE in Python and in PostgreSQL, for the raw DELETEs of
+    # finished jobs (cleanup_jobs); the constraint is migration 0018's, ON DELETE CASCADE.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     job_status = models.CharField(max_length=16)
     attempts = models.JSONField(default=list, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
