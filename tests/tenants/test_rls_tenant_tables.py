@@ -73,7 +73,7 @@ ROWS = {
     "job_webhook_delivery": lambda tenant: WebhookDelivery(
         tenant=tenant,
         endpoint=WebhookEndpoint.objects.create(tenant=tenant, url="https://example.com/d"),
-        job_id=uuid.uuid4(),
+        job=Job.objects.create(tenant=tenant, type="demo.echo"),  # deleted with its job
         job_status="completed",
     ),
     "job_webhook_endpoint": _endpoint,
@@ -243,7 +243,10 @@ def test_the_platform_admin_still_shows_every_tenants_schedules_and_webhooks(
             tenant=tenant, url=f"https://example.com/{tenant.schema_name}", secret="whsec_x"
         )
         WebhookDelivery.objects.create(
-            tenant=tenant, endpoint=endpoint, job_id=uuid.uuid4(), job_status="completed"
+            tenant=tenant,
+            endpoint=endpoint,
+            job=Job.objects.create(tenant=tenant, type="demo.echo"),
+            job_status="completed",
         )
         _row("job_rollup", tenant).save()
     superuser = admin_client_for(
