@@ -96,6 +96,27 @@ class TypeFilter(admin.SimpleListFilter):
         return queryset.filter(type=self.value()) if self.value() else queryset
 
 
+class InternalFilter(admin.SimpleListFilter):
+    """Internal jobs (webhook deliveries) are listed only under "internal: yes", which only
+    platform staff are offered; a tenant's staff never reach them (``jobs_for_staff``)."""
+
+    title = "internal"
+    parameter_name = "internal"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "yes")] if staff_tenant(request.user) is ALL_TENANTS else []
+
+    def choices(self, changelist):
+        default, *others = super().choices(changelist)
+        yield {**default, "display": "no"}  # not "All": the default leaves them out
+        yield from others
+
+    def queryset(self, request, queryset):
+        if self.value() not in (None, "yes"):
+            raise IncorrectLookupParameters(f"Not a choice: {self.value()!r}")
+        return queryset.filter(internal=self.value() == "yes")
+
+
 def _customer_tenants():
     """Every tenant but the public schema's (the platform's own)."""
     return Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
@@ -168,6 +189,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         "status",
         TypeFilter,
         TenantFilter,
+        InternalFilter,
         ("created_at", admin.DateFieldListFilter),
     ]
     list_select_related = ["tenant", "created_by"]

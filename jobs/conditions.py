@@ -1,5 +1,6 @@
 """Conditions shared by reads (``jobs.selectors``) and writes (``jobs.services``), each
-defined once: which tenants a call covers, and which running jobs the reaper takes."""
+defined once: which tenants a call covers, which jobs a tenant reaches, and which running
+jobs the reaper takes."""
 
 from django.db.models import Q
 
@@ -21,6 +22,21 @@ def tenant_scope(tenant) -> Q:
     if tenant is ALL_TENANTS:
         return Q()
     return Q(tenant=one_tenant(tenant))
+
+
+def reachable_jobs(tenant) -> Q:
+    """The jobs a scope reaches: a tenant's own jobs except internal ones (its clients and
+    its staff never read, list, stream or change those: they are missing to them), or
+    every job for ``ALL_TENANTS`` (platform staff, who filter for internal ones).
+    ``TypeError`` for anything else."""
+    if tenant is ALL_TENANTS:
+        return Q()
+    return Q(tenant=one_tenant(tenant), internal=False)
+
+
+# ``reachable_jobs`` of one tenant as SQL over job_queue's columns, for raw statements (the
+# poll); its one parameter is the tenant's id.
+REACHABLE_JOBS_SQL = "tenant_id = %s AND NOT internal"
 
 
 # The reaper's view of a processing job, as SQL over job_queue's columns. Both the reaper

@@ -24,7 +24,7 @@ FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CAN
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # No single-column index: job_queue_tenant_created_idx leads with tenant and serves the
+    # No single-column index: job_queue_tenant_list_idx leads with tenant and serves the
     # foreign key, and a bare tenant index would tempt the planner away from the claim
     # index in the claim's walk over tenants with pending jobs.
     tenant = models.ForeignKey(
@@ -70,8 +70,19 @@ class Job(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
 
+    # Work the platform enqueues for itself (a webhook delivery): set from the job type
+    # at enqueue (``JobType.internal``) and kept, so a later change of JOBS_TYPES cannot
+    # show old rows. A tenant's clients and staff never reach an internal job
+    # (``jobs.conditions.reachable_jobs``).
+    internal = models.BooleanField(default=False, db_default=False, editable=False)
+    # The client's Idempotency-Key (``services.job_enqueue_once``).
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # The platform's own key (a schedule's tick, a webhook delivery), unique in the tenant
+    # like idempotency_key but in a space of its own that no request writes.
+    system_key = models.CharField(
+        max_length=255, blank=True, default="", db_default="", editable=False
+    )
     # The jobs of one POST /api/jobs/batch; their ids are in the batch's order, and the
     # first carries the batch's Idempotency-Key (jobs.services.jobs_enqueue_batch).
     batch_id = models.UUIDField(null=True, blank=True, editable=False)
@@ -102,9 +113,14 @@ class Job(models.Model):
             ),
             # Per-tenant running counts (JOBS_MAX_RUNNING_PER_TENANT).
             models.Index("tenant", name="job_queue_running_idx", condition=Q(status="processing")),
-            # Listing a tenant's jobs, newest first.
+            # Listing a tenant's jobs, newest first, internal ones apart (a tenant's list
+            # skips them; platform staff filter for them).
             models.Index(
-                "tenant", models.F("created_at").desc(), "id", name="job_queue_tenant_created_idx"
+                "tenant",
+                "internal",
+                models.F("created_at").desc(),
+                "id",
+                name="job_queue_tenant_list_idx",
             ),
             # The reaper: leases of running jobs.
             models.Index(
@@ -123,6 +139,12 @@ class Job(models.Model):
                 "idempotency_key",
                 name="job_queue_tenant_idempotency_key_uniq",
                 condition=~Q(idempotency_key=""),
+            ),
+            models.UniqueConstraint(
+                "tenant",
+                "system_key",
+                name="job_queue_tenant_system_key_uniq",
+                condition=~Q(system_key=""),
             ),
             models.CheckConstraint(
                 condition=Q(priority__gte=-100, priority__lte=100), name="job_queue_priority_range"

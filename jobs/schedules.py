@@ -7,7 +7,8 @@ raises ``ValidationError`` and nothing is stored.
 Any worker ticks (``tick``, at each of its reaper rounds, every ``JOBS_REAP_INTERVAL``);
 a tick enqueues exactly one job however many workers run: the due schedules are locked
 (``FOR UPDATE SKIP LOCKED``) and advanced in the transaction that enqueues their jobs,
-and each job's idempotency key ``schedule:<id>:<tick>`` is unique in its tenant. A tick is
+and each job's key ``schedule:<id>:<tick>`` is unique in its tenant (``Job.system_key``, a
+space no client writes, so no Idempotency-Key can take a tick's place). A tick is
 enqueued up to one reaper interval after its time. After downtime (no worker running,
 or the tenant inactive) only the latest missed tick runs; ticks missed while a schedule
 was disabled never run.
@@ -184,7 +185,7 @@ def _enqueue_tick(schedule: Schedule, now: datetime) -> Job | None:
                 tenant=schedule.tenant,
                 type=schedule.type,
                 payload=schedule.payload,
-                idempotency_key=f"schedule:{schedule.pk}:{tick_at.isoformat()}",
+                system_key=f"schedule:{schedule.pk}:{tick_at.isoformat()}",
             )
     except IntegrityError:
         logger.warning("schedule tick already enqueued", extra=fields)

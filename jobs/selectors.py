@@ -3,8 +3,9 @@
 Scoped reads take ``tenant`` first, keyword-only, with no default. Reads for a tenant's
 clients (``job_get``, ``job_list``, ``job_poll_get``) need a ``Tenant``; staff reads also
 accept ``ALL_TENANTS`` (``accounts.roles``). Anything else, None included, raises
-``TypeError`` (``jobs.conditions``). Platform-wide reads for operators and metrics
-(``jobs_stale_preview``, ``live_queue_by_queue``) take no scope at all.
+``TypeError`` (``jobs.conditions``). What a client or a tenant's staff reads is
+``conditions.reachable_jobs``: internal jobs are missing to them. Platform-wide reads for
+operators and metrics (``jobs_stale_preview``, ``live_queue_by_queue``) take no scope.
 """
 
 import re
@@ -20,11 +21,13 @@ from django_tenants.utils import get_public_schema_name
 from accounts.models import User
 from jobs.api.polling import REPRESENTATION_VERSION, REPRESENTED_COLUMNS
 from jobs.conditions import (
+    REACHABLE_JOBS_SQL,
     REAP_ATTEMPTS_LEFT,
     REAP_CANCEL_REQUESTED,
     REAP_LEASE_EXPIRED,
     REAP_TIMED_OUT,
     one_tenant,
+    reachable_jobs,
     tenant_scope,
 )
 from jobs.exceptions import JobNotFound
@@ -34,17 +37,21 @@ from tenants.search_path import without_search_path
 # --- a tenant's jobs (the API) ---------------------------------------------------------
 
 
-def job_get(*, tenant, job_id: uuid.UUID) -> Job:
-    """The tenant's job ``job_id``; ``JobNotFound`` if missing or another tenant's."""
-    job = Job.objects.filter(tenant=one_tenant(tenant), id=job_id).first()
+def job_get(*, tenant, job_id: uuid.UUID, include_internal: bool = False) -> Job:
+    """The tenant's job ``job_id``; ``JobNotFound`` if missing, another tenant's, or internal
+    (``include_internal``: the worker's own reads, never a client's)."""
+    tenant = one_tenant(tenant)
+    scope = Q(tenant=tenant) if include_internal else reachable_jobs(tenant)
+    job = Job.objects.filter(scope, id=job_id).first()
     if job is None:
         raise JobNotFound(job_id)
     return job
 
 
 def job_list(*, tenant, status: str | None = None, type: str | None = None) -> QuerySet[Job]:
-    """The tenant's jobs, newest first, optionally filtered by status and type."""
-    jobs = Job.objects.filter(tenant=one_tenant(tenant))
+    """The tenant's jobs but internal ones, newest first, optionally filtered by status
+    and type."""
+    jobs = Job.objects.filter(reachable_jobs(one_tenant(tenant)))
     if status:
         jobs = jobs.filter(status=status)
     if type:
@@ -63,7 +70,8 @@ def job_list(*, tenant, status: str | None = None, type: str | None = None) -> Q
 # The statement names ``public.job_queue`` explicitly and runs without django-tenants'
 # ``SET search_path``: the job table lives in the public schema only, so the schema path
 # cannot change what it reads, and skipping the SET saves a round trip per poll. The tenant
-# filter is part of the statement, as in every tenant-facing read.
+# filter (``REACHABLE_JOBS_SQL``: internal jobs excluded) is part of the statement, as in
+# every tenant-facing read.
 
 _SELECTED = ("id", "tenant_id", "created_at", *REPRESENTED_COLUMNS)
 
@@ -75,14 +83,14 @@ def _poll_sql(condition: str = "id = %s") -> str:
     digest = f"md5(row({', '.join(REPRESENTED_COLUMNS)})::text)"
     return (
         f"SELECT {', '.join(_SELECTED)}, {digest} AS representation_digest "  # noqa: S608
-        f"FROM {table} WHERE tenant_id = %s AND {condition}"
+        f"FROM {table} WHERE {REACHABLE_JOBS_SQL} AND {condition}"
     )
 
 
 def job_poll_get(*, tenant, job_id: uuid.UUID) -> Job:
     """The tenant's job ``job_id`` with only the represented columns loaded and ``etag`` set.
 
-    Raises ``JobNotFound`` when the job is missing or belongs to another tenant.
+    Raises ``JobNotFound`` when the job is missing, another tenant's or internal.
     """
     tenant_id = one_tenant(tenant).pk
     with without_search_path():
@@ -110,9 +118,10 @@ def _with_etag(job: Job) -> Job:
 
 
 def jobs_for_staff(*, tenant) -> QuerySet[Job]:
-    """Jobs of ``tenant`` (or ``ALL_TENANTS``), newest first, with tenant and creator
-    joined. Ordering by ``-created_at`` matches the listing index."""
-    jobs = Job.objects.filter(tenant_scope(tenant)).select_related("tenant", "created_by")
+    """Jobs of ``tenant`` but internal ones (or every job, for ``ALL_TENANTS``), newest
+    first, with tenant and creator joined. Ordering by ``-created_at`` matches the listing
+    indexes."""
+    jobs = Job.objects.filter(reachable_jobs(tenant)).select_related("tenant", "created_by")
     return jobs.order_by("-created_at", "-id")
 
 
@@ -162,10 +171,11 @@ class QueueSummary:
 def queue_summary(*, tenant, window: timedelta = timedelta(minutes=5)) -> QueueSummary:
     """Counts per status (each stops at ``SUMMARY_COUNT_CAP + 1``), the age of the oldest
     due pending job (scheduled jobs not yet due are not late) and jobs completed and failed
-    within ``window``, of ``tenant`` (or ``ALL_TENANTS``). One short query per status (each
+    within ``window``, of ``tenant`` but internal jobs (or ``ALL_TENANTS``, all of them).
+    One short query per status (each
     served by the claim, lease or cleanup index) and two for the rest; times from the
     database."""
-    scoped = Job.objects.filter(tenant_scope(tenant)).order_by()
+    scoped = Job.objects.filter(reachable_jobs(tenant)).order_by()
     counts = {
         status: scoped.filter(status=status).values("pk")[: SUMMARY_COUNT_CAP + 1].count()
         for status in JobStatus.values

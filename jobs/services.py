@@ -7,7 +7,9 @@ value. Times are PostgreSQL's ``now()``, never a worker's clock.
 
 Scoped writes take ``tenant`` first, keyword-only, with no default: ``job_enqueue`` needs a
 ``Tenant``; staff operations (cancel, retry, run now, deletes) also accept ``ALL_TENANTS``
-(``accounts.roles``). Anything else, None included, raises ``TypeError``. A worker's writes
+(``accounts.roles``). Anything else, None included, raises ``TypeError``. With a ``Tenant``,
+cancel, retry, run now and the admin's delete reach no internal job
+(``conditions.reachable_jobs``). A worker's writes
 are scoped by ``worker_id`` (the jobs it owns); the reaper covers every tenant.
 """
 
@@ -31,7 +33,7 @@ from jobs.conditions import (
     REAP_LEASE_EXPIRED,
     REAP_TIMED_OUT,
     one_tenant,
-    tenant_scope,
+    reachable_jobs,
 )
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound
 from jobs.models import FINAL_STATUSES, Job, JobStatus
@@ -66,13 +68,16 @@ def job_enqueue(
     priority: int = 0,
     run_at: datetime | None = None,
     idempotency_key: str = "",
+    system_key: str = "",
 ) -> Job:
     """Create a pending job of a registered type and wake an idle worker.
 
-    ``queue`` defaults to the job type's (``JOBS_TYPES``).
-    The payload must already be validated (``JobType.validate_payload``). The NOTIFY is
-    sent in the same transaction, so workers only hear of committed jobs. A duplicate
-    ``idempotency_key`` of the tenant raises ``IntegrityError`` (see ``job_enqueue_once``).
+    ``queue`` defaults to the job type's (``JOBS_TYPES``); the job is ``internal`` if its
+    type is. The payload must already be validated (``JobType.validate_payload``). The
+    NOTIFY is sent in the same transaction, so workers only hear of committed jobs. A
+    duplicate ``idempotency_key`` (a client's, see ``job_enqueue_once``) or ``system_key``
+    (the platform's own: schedule ticks, webhook deliveries) of the tenant raises
+    ``IntegrityError``; the two never meet.
     """
     tenant = one_tenant(tenant)
     job_type = get_job_type(type)
@@ -87,7 +92,9 @@ def job_enqueue(
             priority=priority,
             max_attempts=job_type.max_attempts,
             timeout_seconds=job_type.timeout_seconds,
+            internal=job_type.internal,
             idempotency_key=idempotency_key,
+            system_key=system_key,
             request_fingerprint=(
                 request_fingerprint(type=type, payload=payload, run_at=run_at, priority=priority)
                 if idempotency_key
@@ -199,6 +206,7 @@ def _insert_batch(tenant, items, created_by, idempotency_key, fingerprint) -> li
             priority=item.get("priority", 0),
             max_attempts=job_type.max_attempts,
             timeout_seconds=job_type.timeout_seconds,
+            internal=job_type.internal,
             batch_id=ids[0],
             idempotency_key=idempotency_key if index == 0 else "",
             request_fingerprint=fingerprint if index == 0 else "",
@@ -603,10 +611,10 @@ def job_cancel(*, tenant, job_id: uuid.UUID) -> CancelOutcome:
     once; a processing job gets ``cancel_requested`` and ends ``cancelled`` when its worker
     notices (within a heartbeat).
 
-    Raises ``JobNotFound`` (also for another tenant's job) or ``InvalidTransition`` for a
-    job that already ended.
+    Raises ``JobNotFound`` (also for another tenant's job, and for an internal job unless
+    ``ALL_TENANTS``) or ``InvalidTransition`` for a job that already ended.
     """
-    scoped = Job.objects.filter(tenant_scope(tenant), id=job_id)
+    scoped = Job.objects.filter(reachable_jobs(tenant), id=job_id)
     if scoped.filter(status=JobStatus.PENDING).update(
         status=JobStatus.CANCELLED, completed_at=Now(), updated_at=Now()
     ):
@@ -682,9 +690,10 @@ def job_retry(*, tenant, job_id: uuid.UUID) -> Job:
     """Staff retry: a failed or cancelled job of ``tenant`` (or ``ALL_TENANTS``) becomes a
     fresh pending job (attempts reset).
 
-    Raises ``JobNotFound`` or ``InvalidTransition`` (the job is not failed/cancelled).
+    Raises ``JobNotFound`` (internal jobs too, unless ``ALL_TENANTS``) or
+    ``InvalidTransition`` (the job is not failed/cancelled).
     """
-    jobs = Job.objects.filter(tenant_scope(tenant), id=job_id)
+    jobs = Job.objects.filter(reachable_jobs(tenant), id=job_id)
     with transaction.atomic():
         changed = jobs.filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
             status=JobStatus.PENDING,
@@ -715,9 +724,10 @@ def job_run_now(*, tenant, job_id: uuid.UUID) -> Job:
     """Make a pending job of ``tenant`` (or ``ALL_TENANTS``) scheduled for later runnable at
     once.
 
-    Raises ``JobNotFound`` or ``InvalidTransition``.
+    Raises ``JobNotFound`` (internal jobs too, unless ``ALL_TENANTS``) or
+    ``InvalidTransition``.
     """
-    jobs = Job.objects.filter(tenant_scope(tenant), id=job_id)
+    jobs = Job.objects.filter(reachable_jobs(tenant), id=job_id)
     with transaction.atomic():
         changed = jobs.filter(status=JobStatus.PENDING, run_at__gt=Now()).update(
             run_at=Now(), updated_at=Now()
@@ -807,7 +817,8 @@ def _delete_batches(sql: str, params: dict) -> Iterator[dict[str, int]]:
 
 def job_delete_finished(*, tenant, job_id: uuid.UUID) -> bool:
     """Delete one finished job of ``tenant`` (or ``ALL_TENANTS``): the admin's delete.
-    False when it is not final (any more, e.g. retried meanwhile) or not in ``tenant``."""
-    jobs = Job.objects.filter(tenant_scope(tenant), id=job_id, status__in=FINAL_STATUSES)
+    False when it is not final (any more, e.g. retried meanwhile), not in ``tenant`` or
+    internal (unless ``ALL_TENANTS``)."""
+    jobs = Job.objects.filter(reachable_jobs(tenant), id=job_id, status__in=FINAL_STATUSES)
     deleted, _ = jobs.delete()
     return bool(deleted)

@@ -210,7 +210,7 @@ def _enqueue_deliveries(job: Job, status: str, endpoints) -> int:
                     tenant=job.tenant,
                     type=DELIVERY_TYPE,
                     payload={"delivery": str(delivery.pk)},
-                    idempotency_key=f"webhook:{delivery.pk}",
+                    system_key=f"webhook:{delivery.pk}",
                 )
         except IntegrityError:
             continue  # this endpoint already has this job's delivery

@@ -663,7 +663,7 @@ class Worker:
         """Whether the reaper took the run's job for running past its timeout, rather than
         for an expired lease: the job failed "timed out" at this very attempt."""
         try:
-            job = selectors.job_get(tenant=run.job.tenant, job_id=run.job.id)
+            job = selectors.job_get(tenant=run.job.tenant, job_id=run.job.id, include_internal=True)
         except JobNotFound:
             return False  # deleted since
         return (

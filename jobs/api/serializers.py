@@ -96,6 +96,14 @@ class JobOutputSerializer(serializers.Serializer):
         return body
 
 
+def _registered_types(field: serializers.ChoiceField) -> None:
+    """Limit ``field`` to the public job types as registered now (``job_types()``: no
+    internal type), naming them when it refuses another."""
+    field.choices = sorted(job_types())
+    known = ", ".join(field.choices)
+    field.error_messages["invalid_choice"] = f"Unknown job type. Registered types: {known}."
+
+
 @extend_schema_field(OpenApiTypes.OBJECT)
 class _PayloadField(serializers.JSONField):
     """Any JSON is read; the job type refuses what is not an object of its shape (400)."""
@@ -122,10 +130,7 @@ class JobCreateSerializer(serializers.Serializer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        field = self.fields["type"]
-        field.choices = sorted(job_types())
-        known = ", ".join(field.choices)
-        field.error_messages["invalid_choice"] = f"Unknown job type. Registered types: {known}."
+        _registered_types(self.fields["type"])
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
@@ -185,8 +190,15 @@ class JobBatchOutputSerializer(serializers.Serializer):
 
 
 class JobListQuerySerializer(serializers.Serializer):
+    """``GET /api/jobs`` filters: a status, a registered job type (internal types are none:
+    400 like any unknown name)."""
+
     status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
-    type = serializers.CharField(max_length=100, required=False)
+    type = serializers.ChoiceField(choices=(), required=False, help_text="A registered job type.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _registered_types(self.fields["type"])
 
 
 class _WholeSecondsField(serializers.IntegerField):

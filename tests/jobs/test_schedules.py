@@ -35,9 +35,9 @@ def add(tenant, name="nightly", cron="*/1 * * * *", **options) -> Schedule:
 
 def keys_of(schedule) -> list[str]:
     return list(
-        Job.objects.filter(tenant=schedule.tenant, idempotency_key__startswith="schedule:")
+        Job.objects.filter(tenant=schedule.tenant, system_key__startswith="schedule:")
         .order_by("created_at")
-        .values_list("idempotency_key", flat=True)
+        .values_list("system_key", flat=True)
     )
 
 
@@ -122,7 +122,7 @@ def test_after_downtime_only_the_latest_missed_tick_runs(acme):
     schedule = add(acme)
     first = schedule.next_run_at
     (job,) = schedules.tick(now=first + 10 * MINUTE + timedelta(seconds=30))
-    assert job.idempotency_key == f"schedule:{schedule.pk}:{(first + 10 * MINUTE).isoformat()}"
+    assert job.system_key == f"schedule:{schedule.pk}:{(first + 10 * MINUTE).isoformat()}"
     schedule.refresh_from_db()
     assert schedule.next_run_at == first + 11 * MINUTE
 
