@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 
 from jobs import schedules, services
+from jobs.api.longpoll import listener
 from jobs.models import Job, JobStatus, Schedule
 from jobs.worker import Worker
 from tests.factories import JobFactory
@@ -23,6 +24,14 @@ asgi_server = test_longpoll_scale.asgi_server  # the fixture: a uvicorn on the t
 
 ADMIN_JOBS = "/admin/jobs/job/"
 START = {"status": JobStatus.PROCESSING, "attempts": 1, "worker_id": "w1"}
+
+
+@pytest.fixture(autouse=True)
+def _stop_longpoll_listener():
+    """A long poll starts this process's LISTEN connection, which must not outlive the test
+    database (it would block DROP DATABASE)."""
+    yield
+    listener.stop()
 
 
 def delivery(tenant) -> Job:
