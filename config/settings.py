@@ -400,9 +400,20 @@ JOBS_BACKOFF_MAX = env("JOBS_BACKOFF_MAX", 300.0, float)
 # interleave tenants either way, so one tenant's flood never starves the others.
 JOBS_MAX_RUNNING_PER_TENANT = env("JOBS_MAX_RUNNING_PER_TENANT", None, int)
 
+# --- Jobs: schedules (jobs/schedules.py) --------------------------------------------------
+# Most schedules one tenant may have, and the shortest interval (seconds) between two ticks
+# of one schedule: scheduled jobs pass no rate limit, so these bound what a tenant's staff
+# can make the workers enqueue.
+JOBS_SCHEDULES_PER_TENANT = env("JOBS_SCHEDULES_PER_TENANT", 50, int)
+JOBS_SCHEDULE_MIN_INTERVAL = env("JOBS_SCHEDULE_MIN_INTERVAL", 60, int)
+
 # --- Jobs: completion webhooks (jobs/webhooks.py) -----------------------------------------
-# Seconds a webhook delivery may take to connect, and to send or read each part of it.
+# Seconds a whole webhook delivery may take: resolving aside, connecting, TLS, sending the
+# request and reading the answer together (each socket operation gets what is left).
 JOBS_WEBHOOK_TIMEOUT = env("JOBS_WEBHOOK_TIMEOUT", 5.0, float)
+# Most webhook endpoints one tenant may register: each final job costs one delivery job per
+# endpoint.
+JOBS_WEBHOOK_MAX_ENDPOINTS = env("JOBS_WEBHOOK_MAX_ENDPOINTS", 10, int)
 # Allow endpoints whose host resolves to loopback, private or link-local addresses (only
 # for development and tests: it lets a tenant make the service call internal hosts).
 JOBS_WEBHOOK_ALLOW_PRIVATE = env("JOBS_WEBHOOK_ALLOW_PRIVATE", False, boolean)

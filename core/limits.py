@@ -154,16 +154,23 @@ class BoundedJSONParser(JSONParser):
         if len(raw) > limit:
             raise PayloadTooLarge()
         try:
-            data = json.loads(
-                raw.decode(encoding),
-                parse_constant=_reject_constant,
-                parse_float=_finite_float,
-            )
-        except RecursionError:  # the decoder's own recursion guard, far beyond our limit
-            raise _too_deep() from None
+            text = raw.decode(encoding)
         except (ValueError, LookupError) as exc:
-            # ValueError includes UnicodeDecodeError and over-long integers; LookupError is
-            # a charset that names a codec but not a text encoding (``charset=zlib``).
+            # ValueError is UnicodeDecodeError; LookupError is a charset that names a codec
+            # but not a text encoding (``charset=zlib``).
             raise ParseError(f"JSON parse error - {exc}") from None
-        _check_values(data)
-        return data
+        return parse_json(text)
+
+
+def parse_json(text: str):
+    """``text`` parsed as JSON within this module's bounds (depth, finite numbers, strings
+    PostgreSQL can store); ``ParseError`` otherwise. Also for JSON that reaches the service
+    by other routes than the API (admin forms, management commands)."""
+    try:
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:  # the decoder's own recursion guard, far beyond our limit
+        raise _too_deep() from None
+    except ValueError as exc:  # includes over-long integers
+        raise ParseError(f"JSON parse error - {exc}") from None
+    _check_values(data)
+    return data

@@ -23,13 +23,16 @@ from django.contrib.admin import ActionLocation
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.forms.fields import InvalidJSONInput
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from rest_framework.exceptions import ParseError
 
 from accounts.roles import ALL_TENANTS, is_tenant_staff, staff_tenant
 from core.admin_filters import CheckedLookupsMixin
+from core.limits import parse_json
 from jobs import schedules, selectors, services, webhooks
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import (
@@ -503,9 +506,10 @@ class TenantScopedFormMixin:
             self.fields["tenant"].queryset = _customer_tenants()
 
 
-class _TenantOwnedAdmin(admin.ModelAdmin):
+class _TenantOwnedAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     """Rows of one tenant each: tenant staff see and manage their own tenant's, platform
-    staff (with the model permissions) every tenant's."""
+    staff (with the model permissions) every tenant's. Changelist filters from the URL are
+    checked as the job list's are (``core.admin_filters``)."""
 
     def get_queryset(self, request):
         rows = super().get_queryset(request).select_related("tenant")
@@ -550,12 +554,34 @@ class _TenantScopedFormAdmin(_TenantOwnedAdmin):
 # --- schedules (jobs.schedules) --------------------------------------------------------
 
 
+class BoundedJSONFormField(forms.JSONField):
+    """A JSON form field that parses as the API does (``core.limits.parse_json``): NaN,
+    Infinity, NUL, over-long numbers and deep nesting are a form error, not a 500."""
+
+    def to_python(self, value):
+        if self.disabled or value in self.empty_values or not isinstance(value, str):
+            return super().to_python(value)
+        try:
+            return parse_json(value)
+        except ParseError as exc:
+            raise ValidationError(f"Not valid JSON: {exc.detail}", code="invalid") from None
+
+    def bound_data(self, data, initial):
+        if self.disabled or data is None:
+            return super().bound_data(data, initial)
+        try:
+            return parse_json(data)
+        except ParseError:
+            return InvalidJSONInput(data)
+
+
 class ScheduleForm(TenantScopedFormMixin, forms.ModelForm):
-    """A schedule, validated by ``jobs.schedules.validate`` (type, payload, cron,
-    timezone) and unique by name in its tenant; its tenant as ``TenantScopedFormMixin``
+    """A schedule, validated by ``jobs.schedules.schedule_validate`` (name, type, payload,
+    cron, timezone, the tenant's schedule count); its tenant as ``TenantScopedFormMixin``
     says."""
 
     type = forms.ChoiceField(choices=lambda: [(name, name) for name in sorted(job_types())])
+    payload = BoundedJSONFormField(required=False)
 
     class Meta:
         model = Schedule
@@ -565,20 +591,18 @@ class ScheduleForm(TenantScopedFormMixin, forms.ModelForm):
         data = super().clean()
         if self.errors:
             return data
+        schedule = Schedule(
+            pk=self.instance.pk,
+            tenant=data.get("tenant", self.scope),
+            **{field: data.get(field) for field in ("name", "type", "payload", "cron")},
+            timezone=data["timezone"],
+        )
         try:
-            data["payload"] = schedules.validate(
-                type=data["type"],
-                payload=data.get("payload"),
-                cron=data["cron"],
-                timezone=data["timezone"],
-            )
+            schedules.schedule_validate(schedule)
         except ValidationError as exc:
             self.add_error(None, exc)
-            return data
-        tenant = data.get("tenant", self.scope)
-        taken = Schedule.objects.filter(tenant=tenant, name=data["name"])
-        if taken.exclude(pk=self.instance.pk).exists():
-            self.add_error("name", "The tenant already has a schedule with this name.")
+        else:
+            data["payload"] = schedule.payload
         return data
 
 
@@ -619,8 +643,8 @@ RECENT_DELIVERIES = 20
 
 
 class WebhookEndpointForm(TenantScopedFormMixin, forms.ModelForm):
-    """An endpoint, validated by ``jobs.webhooks.endpoint_save`` rules; its tenant as
-    ``TenantScopedFormMixin`` says."""
+    """An endpoint, validated by ``jobs.webhooks.endpoint_validate`` (URL, secret, statuses,
+    the tenant's endpoint count); its tenant as ``TenantScopedFormMixin`` says."""
 
     statuses = forms.MultipleChoiceField(
         choices=[(status, status) for status in sorted(FINAL_STATUSES)],
@@ -635,14 +659,17 @@ class WebhookEndpointForm(TenantScopedFormMixin, forms.ModelForm):
         data = super().clean()
         if self.errors:
             return data
+        endpoint = WebhookEndpoint(
+            pk=self.instance.pk,
+            tenant=data.get("tenant", self.scope),
+            url=data["url"],
+            secret=data["secret"],
+            statuses=data["statuses"],
+        )
         try:
-            webhooks.resolve(data["url"])
-        except webhooks.WebhookRefused as exc:
-            self.add_error("url", f"Refused: {exc}.")
-        try:
-            webhooks.signature(secret=data["secret"], message_id="", timestamp=0, body=b"")
-        except ValueError as exc:
-            self.add_error("secret", f"Invalid: {exc}.")
+            webhooks.endpoint_validate(endpoint)
+        except ValidationError as exc:
+            self.add_error(None, exc)
         return data
 
 

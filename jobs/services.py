@@ -38,6 +38,7 @@ from jobs.conditions import (
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.registry import get_job_type
+from tenants.models import Tenant
 from tenants.resolution import tenants_by_id
 
 NOTIFY_CHANNEL = "job_queue"
@@ -822,3 +823,23 @@ def job_delete_finished(*, tenant, job_id: uuid.UUID) -> bool:
     jobs = Job.objects.filter(reachable_jobs(tenant), id=job_id, status__in=FINAL_STATUSES)
     deleted, _ = jobs.delete()
     return bool(deleted)
+
+
+# --- per-tenant bounds on tenant-created rows (schedules, webhook endpoints) ------------------
+
+
+def tenant_lock(tenant) -> None:
+    """Lock ``tenant``'s row until the end of the transaction (``FOR NO KEY UPDATE``, which
+    inserts referring to the tenant do not wait for), so that its count-bounded writes
+    happen one at a time."""
+    Tenant.objects.select_for_update(no_key=True).filter(pk=one_tenant(tenant).pk).first()
+
+
+def tenant_bound_refusal(rows, *, setting: str, noun: str) -> str:
+    """Why one more of ``rows`` (one tenant's rows of a kind) is refused: it already has
+    ``settings.<setting>`` of them; empty while there is room. Call it after
+    ``tenant_lock`` for a bound that concurrent writes cannot pass together."""
+    bound = getattr(settings, setting)
+    if rows.count() < bound:
+        return ""
+    return f"The tenant already has {bound} {noun}, the most it may have ({setting})."

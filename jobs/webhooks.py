@@ -8,17 +8,25 @@ POSTs the job's JSON, exactly the body of ``GET /api/jobs/{id}``, signed as the 
 Webhooks specification says (``webhook-id``, ``webhook-timestamp``, ``webhook-signature:
 v1,<base64 HMAC-SHA256 of id.timestamp.body>`` keyed with the secret's base64 bytes).
 A non-2xx answer or a network error fails the attempt: the job engine retries it with its
-backoff. Redirects are never followed; connecting and each read time out after
-``JOBS_WEBHOOK_TIMEOUT`` seconds.
+backoff. Redirects are never followed. ``JOBS_WEBHOOK_TIMEOUT`` bounds the whole delivery
+(connecting, TLS, sending and every read: each socket operation may take only what is left),
+so an endpoint that answers one byte at a time holds a thread no longer than that. Delivery
+jobs run in their own queue (``JOBS_PLATFORM_QUEUE``), which workers serve in a pool of its
+own: no tenant's endpoint holds the threads that run tenants' jobs.
 
-A URL whose host resolves to a loopback, private, link-local or otherwise non-public
-address is refused at registration and again at each delivery (the host is resolved once
-and the connection goes to that very address, so a DNS answer changed in between cannot
-redirect it), unless ``JOBS_WEBHOOK_ALLOW_PRIVATE``.
+A tenant has at most ``JOBS_WEBHOOK_MAX_ENDPOINTS`` endpoints. A URL whose host resolves to
+a loopback, private, link-local or otherwise non-public address, or to an IPv6 address
+that embeds an IPv4 one (NAT64, 6to4, Teredo, IPv4-compatible: the IPv4 address it reaches
+is not checked), or that names port 0, is refused at registration and again at each
+delivery (the host is resolved once and the connection goes to that very address, so a DNS
+answer changed in between cannot redirect it), unless ``JOBS_WEBHOOK_ALLOW_PRIVATE``.
 
 Endings no worker reports (a pending job cancelled by its client or staff, a job the
 reaper fails after its worker died) are found by ``sweep``, which every worker runs at
-each reaper round: they are delivered up to ``JOBS_REAP_INTERVAL`` later.
+each reaper round: they are delivered up to ``JOBS_REAP_INTERVAL`` later. The sweep locks one
+endpoint at a time ``FOR NO KEY UPDATE``, which the foreign-key checks of the deliveries
+that ``jobs_finished`` inserts at the same time do not wait for (``FOR UPDATE`` made the
+two deadlock). Deliveries are deleted with their job (``ON DELETE CASCADE``).
 """
 
 import base64
@@ -70,6 +78,12 @@ BODY_EXCERPT = 500
 SWEEP_OVERLAP = timedelta(seconds=60)
 # Most jobs one sweep of an endpoint takes (the next sweep takes the rest).
 SWEEP_BATCH = 500
+# IPv6 ranges whose addresses carry an IPv4 address that a gateway or the host reaches:
+# NAT64 (well-known and local-use prefixes), 6to4, Teredo and IPv4-compatible.
+_EMBEDDING_IPV4 = tuple(
+    ipaddress.ip_network(prefix)
+    for prefix in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96")
+)
 
 
 class WebhookRefused(Exception):
@@ -88,27 +102,43 @@ def _one_tenant(tenant) -> Tenant:
 def resolve(url: str) -> tuple[str, int, str]:
     """``(host, port, address)`` to connect to for ``url``: the host resolved once, its
     first address. ``WebhookRefused`` for a scheme other than http(s), credentials in the
-    URL, a host that does not resolve, or any address that is not public (unless
-    ``JOBS_WEBHOOK_ALLOW_PRIVATE``)."""
+    URL, port 0, a host that does not resolve, or any address that is not public
+    (``_public``; unless ``JOBS_WEBHOOK_ALLOW_PRIVATE``)."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise WebhookRefused("the URL must be http:// or https:// with a host")
     if parts.username or parts.password:
         raise WebhookRefused("the URL must not carry credentials")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
+    except ValueError:
+        raise WebhookRefused("the port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise WebhookRefused("the port must be a number from 1 to 65535")
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
         found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, ValueError, UnicodeError):
         raise WebhookRefused(f"the host {parts.hostname!r} does not resolve") from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
     if not settings.JOBS_WEBHOOK_ALLOW_PRIVATE:
         for address in addresses:
-            mapped = getattr(address, "ipv4_mapped", None) or address
-            if not mapped.is_global or mapped.is_multicast:
+            if not _public(address):
                 raise WebhookRefused(
                     f"the host {parts.hostname!r} resolves to a non-public address ({address})"
                 )
     return parts.hostname, port, str(addresses[0])
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``address`` is global unicast, judged by the IPv4 address of an IPv4-mapped
+    one; an IPv6 address embedding an IPv4 address any other way is never public."""
+    if address.version == 6:
+        if address.ipv4_mapped:
+            address = address.ipv4_mapped
+        elif any(address in network for network in _EMBEDDING_IPV4):
+            return False
+    return address.is_global and not address.is_multicast
 
 
 def _secret_key(secret: str) -> bytes:
@@ -124,9 +154,9 @@ def _secret_key(secret: str) -> bytes:
     return key
 
 
-def endpoint_save(endpoint: WebhookEndpoint) -> WebhookEndpoint:
-    """Validate and store ``endpoint``; ``ValidationError`` naming each bad field
-    (``url``, ``secret``, ``statuses``), nothing stored."""
+def endpoint_validate(endpoint: WebhookEndpoint) -> None:
+    """``ValidationError`` naming each bad field of ``endpoint`` (``url``, ``secret``,
+    ``statuses``), or the tenant's endpoint count (``__all__``) for a new one."""
     _one_tenant(endpoint.tenant)
     errors = {}
     try:
@@ -147,9 +177,26 @@ def endpoint_save(endpoint: WebhookEndpoint) -> WebhookEndpoint:
     if not isinstance(statuses, list) or not statuses or not set(statuses) <= set(FINAL_STATUSES):
         known = ", ".join(sorted(FINAL_STATUSES))
         errors["statuses"] = [f"A non-empty list of final statuses: {known}."]
+    others = WebhookEndpoint.objects.filter(tenant=endpoint.tenant).exclude(pk=endpoint.pk)
+    if endpoint.pk is None and (
+        full := services.tenant_bound_refusal(
+            others, setting="JOBS_WEBHOOK_MAX_ENDPOINTS", noun="webhook endpoints"
+        )
+    ):
+        errors["__all__"] = [full]
     if errors:
         raise ValidationError(errors)
-    endpoint.save()
+
+
+def endpoint_save(endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """Validate (``endpoint_validate``) and store ``endpoint``; ``ValidationError`` and
+    nothing stored otherwise. The tenant's row is locked meanwhile, so concurrent saves
+    cannot pass the count bound together."""
+    _one_tenant(endpoint.tenant)
+    with transaction.atomic():
+        services.tenant_lock(endpoint.tenant)
+        endpoint_validate(endpoint)
+        endpoint.save()
     return endpoint
 
 
@@ -210,6 +257,7 @@ def _enqueue_deliveries(job: Job, status: str, endpoints) -> int:
                     tenant=job.tenant,
                     type=DELIVERY_TYPE,
                     payload={"delivery": str(delivery.pk)},
+                    queue=settings.JOBS_PLATFORM_QUEUE,
                     system_key=f"webhook:{delivery.pk}",
                 )
         except IntegrityError:
@@ -222,33 +270,49 @@ def sweep() -> int:
     """Deliveries for the final jobs no worker reported: for each endpoint, its tenant's
     jobs that ended (in a status it lists) since its last sweep, less ``SWEEP_OVERLAP``,
     and have no delivery to it yet. Returns how many were enqueued. Safe from every
-    worker at once: an endpoint another worker is sweeping is skipped."""
+    worker at once: an endpoint another worker is sweeping is skipped. Each endpoint is
+    swept in a transaction of its own, its row locked ``FOR NO KEY UPDATE`` (and nothing
+    else): ``_on_jobs_finished`` inserting a delivery to it meanwhile needs only ``FOR KEY
+    SHARE`` on it, so neither waits for the other in both directions."""
     enqueued = 0
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT now()")
-            now = cursor.fetchone()[0]
-        endpoints = WebhookEndpoint.objects.select_for_update(skip_locked=True).filter(
-            tenant__is_active=True
-        )
-        for endpoint in endpoints:
-            delivered = WebhookDelivery.objects.filter(endpoint=endpoint, job_id=OuterRef("pk"))
-            ended = list(
-                Job.objects.select_related("tenant")
-                .filter(
-                    tenant_id=endpoint.tenant_id,
-                    status__in=endpoint.statuses,
-                    completed_at__gt=endpoint.swept_until - SWEEP_OVERLAP,
-                    completed_at__gte=endpoint.created_at,
+    after = 0
+    while True:
+        with transaction.atomic():
+            endpoint = (
+                WebhookEndpoint.objects.select_for_update(
+                    no_key=True, skip_locked=True, of=("self",)
                 )
-                .exclude(type=DELIVERY_TYPE)
-                .exclude(Exists(delivered))
-                .order_by("completed_at")[:SWEEP_BATCH]
+                .filter(tenant__is_active=True, pk__gt=after)
+                .order_by("pk")
+                .first()
             )
-            for job in ended:
-                enqueued += _enqueue_deliveries(job, job.status, [endpoint])
-            swept = ended[-1].completed_at if len(ended) == SWEEP_BATCH else now
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(swept_until=swept)
+            if endpoint is None:
+                return enqueued
+            after = endpoint.pk
+            enqueued += _sweep_endpoint(endpoint)
+
+
+def _sweep_endpoint(endpoint: WebhookEndpoint) -> int:
+    """Part of ``sweep``, in its transaction: one endpoint's deliveries; how many."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        now = cursor.fetchone()[0]
+    delivered = WebhookDelivery.objects.filter(endpoint=endpoint, job_id=OuterRef("pk"))
+    ended = list(
+        Job.objects.select_related("tenant")
+        .filter(
+            tenant_id=endpoint.tenant_id,
+            status__in=endpoint.statuses,
+            completed_at__gt=endpoint.swept_until - SWEEP_OVERLAP,
+            completed_at__gte=endpoint.created_at,
+        )
+        .exclude(type=DELIVERY_TYPE)
+        .exclude(Exists(delivered))
+        .order_by("completed_at")[:SWEEP_BATCH]
+    )
+    enqueued = sum(_enqueue_deliveries(job, job.status, [endpoint]) for job in ended)
+    swept = ended[-1].completed_at if len(ended) == SWEEP_BATCH else now
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(swept_until=swept)
     return enqueued
 
 
@@ -262,34 +326,109 @@ def signature(*, secret: str, message_id: str, timestamp: int, body: bytes) -> s
     return "v1," + base64.b64encode(digest).decode()
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to ``address``, whatever ``host`` (the Host header) resolves to now."""
+class _Deadline:
+    """A moment on the monotonic clock; ``left()`` is the time until it, or ``TimeoutError``
+    once it has passed."""
 
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout)
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the webhook delivery ran out of time")
+        return left
+
+
+class _DeadlineMixin:
+    """For a socket class: each send and receive may take only what is left of
+    ``self.deadline`` (its timeout is set to that first), so many slow operations together
+    still end by the deadline."""
+
+    deadline: _Deadline
+
+    def send(self, *args, **kwargs):
+        self.settimeout(self.deadline.left())
+        return super().send(*args, **kwargs)
+
+    def sendall(self, *args, **kwargs):
+        self.settimeout(self.deadline.left())
+        return super().sendall(*args, **kwargs)
+
+    def recv(self, *args, **kwargs):
+        self.settimeout(self.deadline.left())
+        return super().recv(*args, **kwargs)
+
+    def recv_into(self, *args, **kwargs):
+        self.settimeout(self.deadline.left())
+        return super().recv_into(*args, **kwargs)
+
+
+class _DeadlineSocket(_DeadlineMixin, socket.socket):
+    pass
+
+
+class _DeadlineSSLSocket(_DeadlineMixin, ssl.SSLSocket):
+    pass
+
+
+def _connect(address: str, port: int, deadline: _Deadline) -> _DeadlineSocket:
+    """A TCP connection to ``address`` (an IP address), made within ``deadline``."""
+    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    sock = _DeadlineSocket(family, socket.SOCK_STREAM)
+    sock.deadline = deadline
+    try:
+        sock.settimeout(deadline.left())
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to ``address``, whatever ``host`` (the Host header) resolves to now; every
+    socket operation within ``deadline``."""
+
+    def __init__(self, host, port, address, deadline: _Deadline):
+        super().__init__(host, port)
         self._address = address
+        self._deadline = deadline
 
     def connect(self):
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = _connect(self._address, self.port, self._deadline)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """TLS to ``address``, with SNI and certificate checked for ``host``."""
+    """TLS to ``address``, with SNI and certificate checked for ``host``; the handshake and
+    every later socket operation within ``deadline``."""
 
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+    def __init__(self, host, port, address, deadline: _Deadline):
+        context = ssl.create_default_context()
+        context.sslsocket_class = _DeadlineSSLSocket
+        super().__init__(host, port, context=context)
         self._address = address
+        self._deadline = deadline
 
     def connect(self):
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        sock = _connect(self._address, self.port, self._deadline)
+        try:
+            sock.settimeout(self._deadline.left())  # the handshake, in wrap_socket
+            self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock.deadline = self._deadline
 
 
 def _post(url: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+    """POST ``body`` to ``url`` (resolved and checked by ``resolve``), all of it within
+    ``JOBS_WEBHOOK_TIMEOUT`` seconds of the call; the status and the body's first bytes."""
+    deadline = _Deadline(settings.JOBS_WEBHOOK_TIMEOUT)
     host, port, address = resolve(url)
     parts = urlsplit(url)
     pinned = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-    connection = pinned(host, port, address, settings.JOBS_WEBHOOK_TIMEOUT)
+    connection = pinned(host, port, address, deadline)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

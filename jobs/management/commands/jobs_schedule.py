@@ -2,21 +2,27 @@
 schedules (``jobs.schedules``). An invalid schedule is refused with each error, and
 nothing is stored."""
 
-import json
-
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from rest_framework.exceptions import ParseError
 
+from core.limits import parse_json
 from jobs import schedules
 from jobs.models import Schedule
 from tenants.models import Tenant
 
 
 def tenant_named(schema_name: str) -> Tenant:
-    """The tenant with this schema name; ``CommandError`` if there is none."""
-    tenant = Tenant.objects.filter(schema_name=schema_name).first()
+    """The customer tenant with this schema name; ``CommandError`` if there is none (the
+    public schema is the platform's own, with no jobs of its own)."""
+    tenant = (
+        Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+        .filter(schema_name=schema_name)
+        .first()
+    )
     if tenant is None:
-        raise CommandError(f"no tenant with schema {schema_name!r}")
+        raise CommandError(f"no customer tenant with schema {schema_name!r}")
     return tenant
 
 
@@ -72,9 +78,9 @@ class Command(BaseCommand):
 
     def _add(self, tenant, options):
         try:
-            payload = json.loads(options["payload"])
-        except ValueError as exc:
-            raise CommandError(f"not stored:\n  payload: not JSON ({exc})") from None
+            payload = parse_json(options["payload"])
+        except ParseError as exc:
+            raise CommandError(f"not stored:\n  payload: not JSON ({exc.detail})") from None
         schedule = Schedule(
             tenant=tenant,
             name=options["name"],
