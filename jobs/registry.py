@@ -14,8 +14,9 @@ and normalises the payload on submit), ``max_attempts`` (default ``JOBS_DEFAULT_
 interval suggested to clients, seconds), ``queue`` (the queue its jobs land in, from the API
 and from ``@task.enqueue()``; default the task's ``queue_name``, itself ``"default"``
 unless the ``@task`` names one), ``internal`` (true: workers run it, but it is no public
-type: ``job_types()`` leaves it out, so the API and schedules refuse it). The API accepts
-only names listed here.
+type: ``job_types()`` leaves it out, so the API and schedules refuse it; its jobs are
+marked ``Job.internal`` at enqueue, which is what hides them from the tenant). The API
+accepts only names listed here.
 """
 
 from dataclasses import dataclass
