@@ -1,7 +1,8 @@
 """gunicorn settings: ``gunicorn -c config/gunicorn.conf.py`` (README "Production").
 
 Serves ``config.wsgi`` unless an app is given on the command line (the ASGI entry point:
-``gunicorn -c config/gunicorn.conf.py -k uvicorn_worker.UvicornWorker config.asgi:application``).
+``gunicorn -c config/gunicorn.conf.py -k config.asgi_server.UvicornWorker config.asgi:application``,
+whose ``timeout_keep_alive`` is ``keepalive`` below: it also bounds a request head).
 This file configures the server process, not Django, so it reads its few knobs from the
 environment itself; every one has a default that suits a container behind a proxy.
 """

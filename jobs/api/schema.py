@@ -149,7 +149,9 @@ _EVENTS_DESCRIPTION = (
     "changes. Authenticate with the `Authorization` header (read it with `fetch()`: "
     "`EventSource` cannot send one); a token in the URL is refused. Charged once against "
     "the rate limit; long polls and streams share a cap of concurrent waits per user (429). "
-    "Served by the ASGI server (503 under WSGI: long-poll instead)."
+    "The stream ends within 2 s of the access token's expiry or the user's or tenant's "
+    "deactivation: reconnect with a fresh token. Served by the ASGI server (503 under WSGI: "
+    "long-poll instead)."
 )
 
 

@@ -148,6 +148,15 @@ ATTACKS = [
     Attack("OPTIONS on cancel", "OPTIONS", "/api/jobs/{acme_job}/cancel", "alice", "acme", 200, response_headers={"Allow": "POST, OPTIONS", "Content-Length": "0"}),
     Attack("OPTIONS on another tenant's cancel (control)", "OPTIONS", "/api/jobs/{globex_job}/cancel", "alice", "globex", 403, "token_tenant_mismatch"),
     Attack("OPTIONS on the docs page", "OPTIONS", "/api/docs", "alice", "acme", 405, "method_not_allowed", response_headers={"Allow": "GET, HEAD"}),
+    # --- event streams (authorized as every route, refused on every method but GET, HEAD, OPTIONS) ---
+    Attack("stream another tenant's job", "GET", "/api/jobs/{globex_job}/events", "alice", "acme", 404, "not_found", asgi=True),
+    Attack("tenant stream without a token", "GET", "/api/events", "anonymous", "acme", 401, "not_authenticated", asgi=True),
+    Attack("job stream with an expired token", "GET", "/api/jobs/{acme_job}/events", "expired", "acme", 401, "token_not_valid", asgi=True),
+    Attack("tenant stream as a disabled user", "GET", "/api/events", "disabled", "acme", 403, "user_inactive", asgi=True),
+    Attack("tenant stream with another tenant's token", "GET", "/api/events", "bob", "acme", 403, "token_tenant_mismatch", asgi=True),
+    Attack("OPTIONS on the tenant stream", "OPTIONS", "/api/events", "alice", "acme", 200, response_headers={"Allow": "GET, HEAD, OPTIONS", "Content-Length": "0"}),
+    Attack("write to the tenant stream", "POST", "/api/events", "alice", "acme", 405, "method_not_allowed", body={"type": "demo.echo"}),
+    Attack("delete a job stream", "DELETE", "/api/jobs/{acme_job}/events", "alice", "acme", 405, "method_not_allowed"),
     # --- header bytes -----------------------------------------------------------------------------
     Attack("a non-ASCII digit in Content-Length", "POST", "/api/jobs", "alice", "acme", 400, "invalid_content_length", body={"type": "demo.echo"}, headers={"CONTENT_LENGTH": "\u00b2"}),
     Attack("a Content-Length of 5,000 digits", "POST", "/api/jobs", "alice", "acme", 413, "payload_too_large", body={"type": "demo.echo"}, headers={"CONTENT_LENGTH": "9" * 5000}),
