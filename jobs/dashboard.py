@@ -28,7 +28,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from accounts.roles import ALL_TENANTS, admin_tenant_is_active, is_platform_staff, staff_tenant
-from jobs.conditions import tenant_scope
+from jobs.conditions import reachable_jobs, tenant_scope
 from jobs.models import ROLLUP_BUCKETS, Job, JobRollup, JobStatus
 from jobs.signals import JobOutcome, jobs_finished
 
@@ -221,11 +221,11 @@ def rollup_series(*, tenant, since: datetime, step: timedelta) -> list[tuple]:
 
 
 def live_queue(*, tenant) -> dict[str, dict[str, int]]:
-    """Pending and processing jobs per queue of ``tenant`` (or ``ALL_TENANTS``): the live
-    queue only, on its partial indexes."""
+    """Pending and processing jobs per queue of ``tenant`` but internal ones (or of
+    ``ALL_TENANTS``, all of them): the live queue only, on its partial indexes."""
     live = (JobStatus.PENDING, JobStatus.PROCESSING)
     rows = (
-        Job.objects.filter(tenant_scope(tenant), status__in=live)
+        Job.objects.filter(reachable_jobs(tenant), status__in=live)
         .values("queue", "status")
         .annotate(n=Count("*"))
         .order_by()

@@ -155,6 +155,8 @@ def test_tenant_staff_never_reach_internal_jobs(carol_client, acme):
     assert _listed(response) == [mine.id]
     assert not _offers_the_internal_filter(response)
     assert response.context["job_summary"].counts[JobStatus.PENDING] == 1
+    live = carol_client.get("/admin/jobs/dashboard/").context["live"]
+    assert sum(queue["pending"] for queue in live.values()) == 1
     assert _listed(carol_client.get(ADMIN_JOBS + "?internal=yes")) == [mine.id]  # not offered
     assert _listed(carol_client.get(ADMIN_JOBS + "?internal__exact=1")) == []
     opened = carol_client.get(f"{ADMIN_JOBS}{internal.id}/change/")
