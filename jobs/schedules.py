@@ -222,10 +222,15 @@ def schedule_get(*, tenant, name: str) -> Schedule:
 
 def schedule_set_enabled(*, tenant, name: str, enabled: bool) -> Schedule:
     """Enable or disable a schedule of ``tenant``. Enabling counts from now: ticks missed
-    while it was disabled never run."""
+    while it was disabled never run; it validates the schedule as ``schedule_save`` does.
+    Disabling always succeeds, even for a row stored before today's bounds."""
     schedule = schedule_get(tenant=tenant, name=name)
     schedule.enabled = enabled
-    return schedule_save(schedule)
+    if enabled:
+        return schedule_save(schedule)
+    schedule.next_run_at = None
+    schedule.save(update_fields=["enabled", "next_run_at"])
+    return schedule
 
 
 def schedule_remove(*, tenant, name: str) -> bool:

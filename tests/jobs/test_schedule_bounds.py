@@ -109,6 +109,19 @@ def test_a_schedule_ticks_no_more_often_than_the_minimum_interval(
 
 
 @pytest.mark.django_db
+def test_a_schedule_stored_before_the_bounds_can_still_be_disabled(acme):
+    """A row past today's minimum interval (stored before it) is disabled by the command,
+    which saves no other field; enabling it again checks it like a new one."""
+    Schedule.objects.create(tenant=acme, name="old", type="demo.echo", cron="* * * * * *")
+    call_command("jobs_schedule", "disable", "old", "--tenant", "acme", stdout=StringIO())
+    old = Schedule.objects.get(tenant=acme, name="old")
+    assert (old.enabled, old.next_run_at) == (False, None)
+    with pytest.raises(CommandError, match="JOBS_SCHEDULE_MIN_INTERVAL"):
+        call_command("jobs_schedule", "enable", "old", "--tenant", "acme", stdout=StringIO())
+    assert not Schedule.objects.get(tenant=acme, name="old").enabled
+
+
+@pytest.mark.django_db
 def test_the_command_refuses_the_public_tenant(public_tenant):
     with pytest.raises(CommandError, match="no customer tenant with schema 'public'"):
         add(public_tenant, "platform")

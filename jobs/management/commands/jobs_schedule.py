@@ -74,6 +74,8 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"no schedule {options['name']!r} in {tenant.schema_name}"
                 ) from None
+            except ValidationError as exc:  # enabling a row stored before today's checks
+                raise refusal(exc) from None
             self.stdout.write(f"{action}d {schedule.name}; next run {schedule.next_run_at}")
 
     def _add(self, tenant, options):
