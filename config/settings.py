@@ -366,6 +366,11 @@ TASKS = {"default": {"BACKEND": "jobs.backends.JobQueueBackend", "QUEUES": []}}
 JOBS_API_RATE = env("JOBS_API_RATE", "300/m")
 # An Idempotency-Key returns the same job for this long after the first request.
 JOBS_IDEMPOTENCY_TTL = timedelta(hours=env("JOBS_IDEMPOTENCY_TTL_HOURS", 24, int))
+# Most unfinished (pending + processing) jobs one tenant may have; a submit or batch that
+# would go beyond is refused with 409 job_quota_exceeded, so no tenant can fill the queue.
+JOBS_MAX_UNFINISHED_PER_TENANT = env("JOBS_MAX_UNFINISHED_PER_TENANT", 10000, int)
+# The latest run_at a client may ask for, in days from now (400 beyond).
+JOBS_MAX_RUN_AT_DAYS = env("JOBS_MAX_RUN_AT_DAYS", 90, int)
 
 # --- Jobs: polling (README "Polling from a client") --------------------------------------
 # Seconds a client is told to wait before its next poll of an unfinished job (the
@@ -399,6 +404,15 @@ JOBS_BACKOFF_MAX = env("JOBS_BACKOFF_MAX", 300.0, float)
 # Most jobs of one tenant running at once across all workers (unset: unlimited). Claims
 # interleave tenants either way, so one tenant's flood never starves the others.
 JOBS_MAX_RUNNING_PER_TENANT = env("JOBS_MAX_RUNNING_PER_TENANT", None, int)
+# The queue of the platform's own work (webhook deliveries), which every worker serves in a
+# pool of JOBS_PLATFORM_CONCURRENCY threads of its own (0: this worker serves none; a queue
+# named in --queues is served as named there), so no tenant's endpoint holds the threads
+# that run tenants' jobs.
+JOBS_PLATFORM_QUEUE = env("JOBS_PLATFORM_QUEUE", "platform")
+JOBS_PLATFORM_CONCURRENCY = env("JOBS_PLATFORM_CONCURRENCY", 2, int)
+# Seconds a job claimed by a worker may wait there for a free thread before the worker hands
+# it back (pending, attempt not counted) for another worker to take.
+JOBS_START_PATIENCE = env("JOBS_START_PATIENCE", 5.0, float)
 
 # --- Jobs: schedules (jobs/schedules.py) --------------------------------------------------
 # Most schedules one tenant may have, and the shortest interval (seconds) between two ticks

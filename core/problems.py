@@ -88,6 +88,12 @@ class ProblemCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "The method is not allowed here."
     NOT_ACCEPTABLE = "not_acceptable", 406, "No answer in a media type the `Accept` allows."
     INVALID_TRANSITION = "invalid_transition", 409, "The job has already ended."
+    JOB_QUOTA_EXCEEDED = (
+        "job_quota_exceeded",
+        409,
+        "The tenant has as many unfinished jobs as `JOBS_MAX_UNFINISHED_PER_TENANT` allows: "
+        "submit again once some have ended.",
+    )
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "The body is larger than the service's limit."
     UNSUPPORTED_MEDIA_TYPE = (
         "unsupported_media_type",
@@ -98,6 +104,12 @@ class ProblemCode(StrEnum):
         "idempotency_key_reused",
         422,
         "The `Idempotency-Key` was already used with a different request.",
+    )
+    BATCH_TOO_LARGE = (
+        "batch_too_large",
+        422,
+        "The batch has more jobs than the rate limit allows in one window, so it can never be "
+        "accepted: send at most that many jobs per batch.",
     )
     RATE_LIMITED = "rate_limited", 429, "Rate limited: retry after `Retry-After` seconds."
     SERVER_ERROR = "server_error", 500, "An unexpected error; the request id is logged."

@@ -28,3 +28,16 @@ class IdempotencyConflict(DomainError):
     status_code = 422
     code = ProblemCode.IDEMPOTENCY_KEY_REUSED
     public_detail = "This Idempotency-Key was already used with a different request."
+
+
+class JobQuotaExceeded(DomainError):
+    """The tenant already has as many unfinished jobs as ``JOBS_MAX_UNFINISHED_PER_TENANT``
+    allows (or the jobs submitted would take it beyond)."""
+
+    status_code = 409
+    code = ProblemCode.JOB_QUOTA_EXCEEDED
+
+    def __init__(self, quota: int):
+        super().__init__(
+            f"A tenant may have at most {quota} unfinished jobs: submit again once some have ended."
+        )

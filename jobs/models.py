@@ -122,6 +122,14 @@ class Job(models.Model):
                 "id",
                 name="job_queue_tenant_list_idx",
             ),
+            # Listing a tenant's jobs of one type (?type=), newest first.
+            models.Index(
+                "tenant",
+                "type",
+                models.F("created_at").desc(),
+                models.F("id").desc(),
+                name="job_queue_tenant_type_idx",
+            ),
             # The reaper: leases of running jobs.
             models.Index(
                 "lease_expires_at", name="job_queue_lease_idx", condition=Q(status="processing")

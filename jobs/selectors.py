@@ -14,8 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Count, DurationField, ExpressionWrapper, Min, Q, QuerySet
-from django.db.models.functions import Now
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Min,
+    Q,
+    QuerySet,
+    TextField,
+    When,
+)
+from django.db.models.functions import Cast, Length, Now
 from django_tenants.utils import get_public_schema_name
 
 from accounts.models import User
@@ -48,15 +60,33 @@ def job_get(*, tenant, job_id: uuid.UUID, include_internal: bool = False) -> Job
     return job
 
 
+# The longest ``result`` a list item carries, in characters of its JSON text: a page of
+# 200 jobs whose results are each as large as a request body would be megabytes. A longer
+# one is left out of the list (``GET /api/jobs/{id}`` has it).
+LIST_RESULT_MAX_CHARS = 1024
+
+
 def job_list(*, tenant, status: str | None = None, type: str | None = None) -> QuerySet[Job]:
     """The tenant's jobs but internal ones, newest first, optionally filtered by status
-    and type."""
+    and type, as a list shows them: without the columns no list item shows (``payload``,
+    the traceback), and ``result`` only as ``listed_result``, set when it is at most
+    ``LIST_RESULT_MAX_CHARS`` long (else None, and ``result_omitted`` is true). PostgreSQL
+    sends no longer result."""
     jobs = Job.objects.filter(reachable_jobs(one_tenant(tenant)))
     if status:
         jobs = jobs.filter(status=status)
     if type:
         jobs = jobs.filter(type=type)
-    return jobs.order_by("-created_at", "-id")
+    omitted = Q(result_chars__gt=LIST_RESULT_MAX_CHARS)
+    return (
+        jobs.defer("payload", "result", "error_traceback")
+        .alias(result_chars=Length(Cast("result", output_field=TextField())))
+        .annotate(
+            listed_result=Case(When(omitted, then=None), default=F("result")),
+            result_omitted=ExpressionWrapper(omitted, output_field=BooleanField()),
+        )
+        .order_by("-created_at", "-id")
+    )
 
 
 # --- the poll ----------------------------------------------------------------------------

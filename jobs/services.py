@@ -35,7 +35,7 @@ from jobs.conditions import (
     one_tenant,
     reachable_jobs,
 )
-from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound
+from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound, JobQuotaExceeded
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.registry import get_job_type
 from tenants.models import Tenant
@@ -70,6 +70,7 @@ def job_enqueue(
     run_at: datetime | None = None,
     idempotency_key: str = "",
     system_key: str = "",
+    quota: int | None = None,
 ) -> Job:
     """Create a pending job of a registered type and wake an idle worker.
 
@@ -78,12 +79,14 @@ def job_enqueue(
     NOTIFY is sent in the same transaction, so workers only hear of committed jobs. A
     duplicate ``idempotency_key`` (a client's, see ``job_enqueue_once``) or ``system_key``
     (the platform's own: schedule ticks, webhook deliveries) of the tenant raises
-    ``IntegrityError``; the two never meet.
+    ``IntegrityError``; the two never meet. With a ``quota`` (the API's), raises
+    ``JobQuotaExceeded`` if the tenant already has that many unfinished jobs.
     """
     tenant = one_tenant(tenant)
     job_type = get_job_type(type)
     queue = queue or job_type.queue
     with transaction.atomic():
+        _within_quota(tenant, 1, quota)
         job = Job(
             tenant=tenant,
             created_by=created_by,
@@ -159,7 +162,12 @@ def batch_fingerprint(items: list[dict]) -> str:
 
 
 def jobs_enqueue_batch(
-    *, tenant, items: list[dict], created_by=None, idempotency_key: str = ""
+    *,
+    tenant,
+    items: list[dict],
+    created_by=None,
+    idempotency_key: str = "",
+    quota: int | None = None,
 ) -> tuple[list[Job], bool]:
     """Create the pending jobs ``items`` (each ``type``, validated ``payload``, optional
     ``run_at`` and ``priority``) in one INSERT and wake workers with one NOTIFY; returns
@@ -169,7 +177,9 @@ def jobs_enqueue_batch(
     in order. With an ``idempotency_key`` the first job carries it and the whole batch's
     fingerprint: within ``JOBS_IDEMPOTENCY_TTL`` the same key and the same batch return the
     stored jobs with ``created=False``; the same key with anything else (another batch, a
-    single job) raises ``IdempotencyConflict``.
+    single job) raises ``IdempotencyConflict``. With a ``quota``, raises
+    ``JobQuotaExceeded`` (nothing stored) if the jobs would take the tenant's unfinished
+    jobs beyond it.
     """
     tenant = one_tenant(tenant)
     fingerprint = batch_fingerprint(items) if idempotency_key else ""
@@ -186,13 +196,14 @@ def jobs_enqueue_batch(
                     batch = Job.objects.filter(tenant=tenant, batch_id=existing.batch_id)
                     return list(batch.order_by("id")), False
         try:
-            return _insert_batch(tenant, items, created_by, idempotency_key, fingerprint), True
+            jobs = _insert_batch(tenant, items, created_by, idempotency_key, fingerprint, quota)
+            return jobs, True
         except IntegrityError:
             continue  # a concurrent request with this key won the insert: read its jobs
     raise IdempotencyConflict(idempotency_key)
 
 
-def _insert_batch(tenant, items, created_by, idempotency_key, fingerprint) -> list[Job]:
+def _insert_batch(tenant, items, created_by, idempotency_key, fingerprint, quota) -> list[Job]:
     ids = sorted(uuid.uuid4() for _ in items)
     jobs = []
     for index, (job_id, item) in enumerate(zip(ids, items, strict=True)):
@@ -216,10 +227,32 @@ def _insert_batch(tenant, items, created_by, idempotency_key, fingerprint) -> li
             job.run_at = item["run_at"]
         jobs.append(job)
     with transaction.atomic():
+        _within_quota(tenant, len(jobs), quota)
         # One INSERT; created_at and run_at (database defaults) come back from PostgreSQL.
         Job.objects.bulk_create(jobs)
         _notify_workers(",".join(sorted({job.queue for job in jobs})))
     return jobs
+
+
+def _within_quota(tenant, count: int, quota: int | None) -> None:
+    """Raise ``JobQuotaExceeded`` if ``count`` more jobs would give ``tenant`` more than
+    ``quota`` unfinished (pending or processing) jobs it can see; nothing when ``quota`` is
+    None. Call in the inserting transaction: the tenant's advisory lock taken here is held
+    until COMMIT, so concurrent submits of one tenant count one after the other (each
+    count's snapshot starts after the last holder committed) and never overshoot. Not
+    ``tenant_lock``: the API's database role may only read the tenant row, not lock it."""
+    if quota is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            [f"job_queue.quota:{tenant.pk}"],
+        )
+    unfinished = Job.objects.filter(
+        reachable_jobs(tenant), status__in=[JobStatus.PENDING, JobStatus.PROCESSING]
+    )
+    if unfinished.values("pk")[:quota].count() + count > quota:
+        raise JobQuotaExceeded(quota)
 
 
 def _idempotency_cutoff():
@@ -645,13 +678,21 @@ WHERE status = 'processing' AND {REAP_LEASE_EXPIRED}
 RETURNING id, status
 """  # noqa: S608 - composed of constant SQL only
 
-_TIME_OUT_SQL = f"""
+_TIME_OUT_UPDATE = """
 UPDATE job_queue
 SET status = 'failed', error = 'timed out', completed_at = now(), worker_id = '',
     lease_expires_at = NULL, updated_at = now()
+"""
+_TIME_OUT_SQL = f"""{_TIME_OUT_UPDATE}
 WHERE status = 'processing' AND {REAP_TIMED_OUT}
 RETURNING id
-"""  # noqa: S608 - composed of constant SQL only
+"""
+
+# The same, for one run of one worker (job_time_out): its worker gives up waiting.
+_TIME_OUT_RUN_SQL = f"""{_TIME_OUT_UPDATE}
+WHERE id = %s AND worker_id = %s AND status = 'processing' AND {REAP_TIMED_OUT}
+RETURNING id
+"""
 
 
 @dataclass(frozen=True)
@@ -685,6 +726,18 @@ def jobs_requeue_stale() -> ReapResult:
         timed_out=timed_out,
         cancelled=[row[0] for row in rows if row[1] == JobStatus.CANCELLED],
     )
+
+
+def job_time_out(*, job_id: uuid.UUID, worker_id: str) -> bool:
+    """The reaper's time-out, for one run of ``worker_id`` that passed its job's timeout
+    (its worker stops waiting for the handler): fails the job ``"timed out"`` and closes
+    its attempt. False when the run no longer owns the job, or when the database's clock
+    says it still has time."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_TIME_OUT_RUN_SQL, [job_id, worker_id])
+        timed_out = [row[0] for row in cursor.fetchall()]
+        _close_reaped_attempts(cursor, dict.fromkeys(timed_out, "timed_out"))
+    return bool(timed_out)
 
 
 def job_retry(*, tenant, job_id: uuid.UUID) -> Job:

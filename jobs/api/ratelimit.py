@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django_ratelimit.core import _split_rate
 
-from core.problems import RateLimited
+from core.problems import Problem, ProblemCode, RateLimited
 from core.redis_cache import Script
 from jobs.api.polling import names_etags
 
@@ -130,10 +130,23 @@ return {count, left, charged}
 
 def charge_rate_limit_units(request, units: int) -> RateLimitUsage | None:
     """Charge ``units`` requests' worth at once (a batch: one per job), all or nothing:
-    raises ``RateLimited`` and charges nothing when fewer are left. One round trip."""
+    raises ``RateLimited`` and charges nothing when fewer are left. One round trip.
+
+    More units than the limit can never fit in a window, and a 429 would have a compliant
+    client retry forever: such a request is charged one unit, as any request is, and
+    refused for good with 422 ``batch_too_large``, which names the largest batch."""
     if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
     limit, window = _split_rate(settings.JOBS_API_RATE)
+    if units > limit:
+        charge_rate_limit_units(request, 1)
+        raise Problem(
+            status_code=422,
+            code=ProblemCode.BATCH_TOO_LARGE,
+            detail=f"A batch costs one unit of rate limit per job and the limit is {limit} "
+            f"per {window} s: a batch of {units} jobs can never be accepted. Send at most "
+            f"{limit} jobs per batch.",
+        )
     key = cache.make_key(f"rl:{GROUP}:{tenant_user_key(GROUP, request)}")
     count, left_ms, charged = _CHARGE_UNITS([key], [window * 1000, units, limit])
     left_ms = left_ms if left_ms >= 0 else window * 1000

@@ -16,18 +16,21 @@ from jobs.api.serializers import (
     JobBatchCreateSerializer,
     JobBatchOutputSerializer,
     JobCreateSerializer,
+    JobListItemSerializer,
     JobListQuerySerializer,
     JobOutputSerializer,
     JobPollQuerySerializer,
 )
 
+# The one definition of a valid Idempotency-Key: documented here, checked by the views.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 _IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
     str,
     OpenApiParameter.HEADER,
-    description="1–255 printable ASCII characters; the same key returns the same "
-    "job for JOBS_IDEMPOTENCY_TTL_HOURS.",
-    pattern=r"^[\x21-\x7e]{1,255}$",
+    description="1–255 printable ASCII characters (sent empty: 400); the same key returns "
+    "the same job for JOBS_IDEMPOTENCY_TTL_HOURS.",
+    pattern=IDEMPOTENCY_KEY_PATTERN,
 )
 
 _JOB_ID = OpenApiParameter(
@@ -38,14 +41,16 @@ job_viewset_schema = extend_schema_view(
     list=extend_schema(
         operation_id="listJobs",
         summary="List jobs",
-        description="The tenant's jobs, newest first, with cursor pagination.",
+        description="The tenant's jobs, newest first, with cursor pagination. Each is the job "
+        "as `getJob` returns it, except a `result` too long for a list (`result_omitted`). "
+        "`?type=` must be a registered job type (400 otherwise).",
         parameters=[
             JobListQuerySerializer,
             *openapi.rate_limit_headers(200, 429),
             openapi.RETRY_AFTER_429,
         ],
         responses={
-            200: JobOutputSerializer(many=True),
+            200: JobListItemSerializer(many=True),
             **openapi.problems(400, 401, 403, 404, 429),
         },
         tags=["jobs"],
@@ -54,7 +59,9 @@ job_viewset_schema = extend_schema_view(
         operation_id="submitJob",
         summary="Submit a job",
         description="Enqueues a job (202). With `Idempotency-Key`, repeating the request "
-        "returns the same job (202 while unfinished, 200 once final) instead of a new one.",
+        "returns the same job (202 while unfinished, 200 once final) instead of a new one. "
+        "409 `job_quota_exceeded` when the tenant already has `JOBS_MAX_UNFINISHED_PER_TENANT` "
+        "unfinished jobs.",
         request=JobCreateSerializer,
         parameters=[
             _IDEMPOTENCY_KEY,
@@ -67,7 +74,7 @@ job_viewset_schema = extend_schema_view(
             200: OpenApiResponse(
                 JobOutputSerializer, description="Idempotent replay of a job that has ended."
             ),
-            **openapi.problems(400, 401, 403, 404, 413, 415, 422, 429),
+            **openapi.problems(400, 401, 403, 404, 409, 413, 415, 422, 429),
         },
         tags=["jobs"],
     ),
@@ -75,10 +82,15 @@ job_viewset_schema = extend_schema_view(
         operation_id="submitJobBatch",
         summary="Submit a batch of jobs",
         description="Enqueues 1 to 1,000 jobs at once, all or none: 202 with the jobs in the "
-        "order submitted; if any item is invalid, 400 with its errors under `errors.jobs.<index>` "
-        "(0-based) and nothing stored. Costs one unit of rate limit per job (429, nothing "
-        "stored, if fewer are left). An `Idempotency-Key` covers the whole batch: repeating "
-        "it returns the same jobs (202 while any is unfinished, 200 once all are final).",
+        "order submitted; if any item is invalid, 400 with the errors of the first 10 invalid "
+        "items under `errors.jobs.<index>` (0-based), their count under "
+        "`errors.non_field_errors` when there are more, and nothing stored. Costs one unit of "
+        "rate limit per job, valid or not (429, nothing stored, if fewer are left); a batch of "
+        "more jobs than the rate limit allows in a window can never pass: 422 "
+        "`batch_too_large`, which names the largest batch. 409 `job_quota_exceeded` when the "
+        "jobs would take the tenant beyond `JOBS_MAX_UNFINISHED_PER_TENANT` unfinished jobs. "
+        "An `Idempotency-Key` covers the whole batch: repeating it returns the same jobs (202 "
+        "while any is unfinished, 200 once all are final).",
         request=JobBatchCreateSerializer,
         parameters=[
             _IDEMPOTENCY_KEY,
@@ -90,7 +102,7 @@ job_viewset_schema = extend_schema_view(
             200: OpenApiResponse(
                 JobBatchOutputSerializer, description="Idempotent replay; every job has ended."
             ),
-            **openapi.problems(400, 401, 403, 404, 413, 415, 422, 429),
+            **openapi.problems(400, 401, 403, 404, 409, 413, 415, 422, 429),
         },
         tags=["jobs"],
     ),

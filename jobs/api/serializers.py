@@ -3,13 +3,16 @@ field's type, bounds, ``required`` and ``help_text`` are what ``/api/schema`` sh
 (``jobs.api.schema`` adds only the operations' parameters, headers and problems).
 Clients can never write state fields.
 
-Settings-dependent parts (the registered job types, the longest ``?wait=``) are read per
-instance, so the checks and the schema follow the running configuration.
+Settings-dependent parts (the registered job types, the ``run_at`` horizon, the longest
+``?wait=``) are read per instance, so the checks and the schema follow the running
+configuration.
 """
 
 import re
+from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
@@ -17,8 +20,12 @@ from rest_framework.fields import empty
 
 from jobs.models import Job, JobStatus
 from jobs.registry import get_job_type, job_types
+from jobs.selectors import LIST_RESULT_MAX_CHARS
 
 _datetime = serializers.DateTimeField()
+# Most entries one refused request reports: unknown fields of a job, invalid jobs of a batch
+# (the rest are counted), so an error body stays small whatever the request holds.
+MAX_REPORTED_ERRORS = 10
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
@@ -86,7 +93,7 @@ class JobOutputSerializer(serializers.Serializer):
             if job.progress_message:
                 body["progress_message"] = job.progress_message
         elif job.status == JobStatus.COMPLETED:
-            body["result"] = job.result
+            body.update(self.result_of(job))
             body["completed_at"] = _iso(job.completed_at)
         elif job.status == JobStatus.FAILED:
             body["error"] = job.error
@@ -94,6 +101,28 @@ class JobOutputSerializer(serializers.Serializer):
         elif job.status == JobStatus.CANCELLED:
             body["cancelled_at"] = _iso(job.completed_at)
         return body
+
+    def result_of(self, job: Job) -> dict:
+        """The keys a completed job's result gives its representation."""
+        return {"result": job.result}
+
+
+@extend_schema_serializer(component_name="JobListItem")
+class JobListItemSerializer(JobOutputSerializer):
+    """A job as ``GET /api/jobs`` lists it: as polled, except that a ``result`` longer than
+    ``LIST_RESULT_MAX_CHARS`` characters of JSON is left out, and ``result_omitted`` is true
+    instead (poll the job for it). Reads the rows of ``selectors.job_list``."""
+
+    result_omitted = serializers.BooleanField(
+        required=False,
+        help_text=f"completed, instead of a result longer than {LIST_RESULT_MAX_CHARS} "
+        "characters of JSON: poll the job for it.",
+    )
+
+    def result_of(self, job: Job) -> dict:
+        if job.result_omitted:
+            return {"result_omitted": True}
+        return {"result": job.listed_result}
 
 
 def _registered_types(field: serializers.ChoiceField) -> None:
@@ -123,7 +152,7 @@ class JobCreateSerializer(serializers.Serializer):
         default=dict,
         help_text="The job type's input (validated per type); default {}.",
     )
-    run_at = serializers.DateTimeField(required=False, help_text="Not before this time.")
+    run_at = serializers.DateTimeField(required=False)
     priority = serializers.IntegerField(
         required=False, default=0, min_value=-100, max_value=100, help_text="Higher runs first."
     )
@@ -131,29 +160,55 @@ class JobCreateSerializer(serializers.Serializer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         _registered_types(self.fields["type"])
+        horizon = settings.JOBS_MAX_RUN_AT_DAYS
+        self.fields["run_at"].help_text = f"Not before this time; at most {horizon} days ahead."
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            errors = {name: ["Unknown field."] for name in unknown[:MAX_REPORTED_ERRORS]}
+            if len(unknown) > MAX_REPORTED_ERRORS:
+                errors["non_field_errors"] = [
+                    f"{len(unknown)} unknown fields; the first {MAX_REPORTED_ERRORS} are listed."
+                ]
+            raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+    def validate_run_at(self, value):
+        latest = timezone.now() + timedelta(days=settings.JOBS_MAX_RUN_AT_DAYS)
+        if value > latest:
+            raise serializers.ValidationError(
+                f"At most {settings.JOBS_MAX_RUN_AT_DAYS} days from now."
+            )
+        return value
 
     def validate(self, attrs):
         attrs["payload"] = get_job_type(attrs["type"]).validate_payload(attrs["payload"])
         return attrs
 
 
-# Most jobs in one POST /api/jobs/batch (the body limit, MAX_REQUEST_BODY_BYTES, also holds).
+# Most jobs in one POST /api/jobs/batch (the body limit, MAX_REQUEST_BODY_BYTES, also holds,
+# and so does the rate limit: a batch costs a unit per job).
 BATCH_MAX_JOBS = 1000
+
+
+def batch_size(data) -> int | None:
+    """The number of jobs in a ``POST /api/jobs/batch`` body of the right shape (an object
+    whose ``jobs`` is a list of 1 to ``BATCH_MAX_JOBS`` items, not yet checked), else None."""
+    items = data.get("jobs") if isinstance(data, dict) else None
+    if isinstance(items, list) and 1 <= len(items) <= BATCH_MAX_JOBS:
+        return len(items)
+    return None
 
 
 @extend_schema_serializer(component_name="JobBatchSubmit")
 class JobBatchCreateSerializer(serializers.Serializer):
     """``POST /api/jobs/batch``: ``{"jobs": [JobSubmit, ...]}``, 1 to 1,000 items, each
     checked as ``POST /api/jobs`` checks one. Any bad item makes the whole batch 400, its
-    errors under ``jobs.<index>`` (0-based); nothing is stored."""
+    errors under ``jobs.<index>`` (0-based) for the first ``MAX_REPORTED_ERRORS`` bad items,
+    and, when there are more, their count under ``non_field_errors``; nothing is stored."""
 
     jobs = JobCreateSerializer(
         many=True, help_text="The jobs to submit, 1 to 1,000; stored in this order."
@@ -165,20 +220,27 @@ class JobBatchCreateSerializer(serializers.Serializer):
         unknown = sorted(set(data) - {"jobs"})
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        items = data.get("jobs")
-        if not isinstance(items, list) or not 1 <= len(items) <= BATCH_MAX_JOBS:
+        if batch_size(data) is None:
             raise serializers.ValidationError(
                 {"jobs": [f"Expected a list of 1 to {BATCH_MAX_JOBS} jobs."]}
             )
-        validated, errors = [], {}
-        for index, item in enumerate(items):
+        validated, errors, invalid = [], {}, 0
+        for index, item in enumerate(data["jobs"]):
             one = JobCreateSerializer(data=item)
             if one.is_valid():
                 validated.append(one.validated_data)
-            else:
+                continue
+            invalid += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
                 errors[str(index)] = one.errors
         if errors:
-            raise serializers.ValidationError({"jobs": errors})
+            detail = {"jobs": errors}
+            if invalid > len(errors):
+                detail["non_field_errors"] = [
+                    f"{invalid} of {len(data['jobs'])} jobs are invalid; the errors of the "
+                    f"first {len(errors)} are under jobs."
+                ]
+            raise serializers.ValidationError(detail)
         return {"jobs": validated}
 
 

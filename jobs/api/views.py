@@ -5,10 +5,11 @@ import re
 import uuid
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils.cache import patch_vary_headers
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -20,12 +21,14 @@ from jobs.api.serializers import (
     JobBatchCreateSerializer,
     JobBatchOutputSerializer,
     JobCreateSerializer,
+    JobListItemSerializer,
     JobListQuerySerializer,
     JobOutputSerializer,
+    batch_size,
 )
 from jobs.models import Job
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_IDEMPOTENCY_KEY = re.compile(schema.IDEMPOTENCY_KEY_PATTERN)
 
 
 class JobCursorPagination(CursorPagination):
@@ -77,8 +80,12 @@ def _job_id(raw: str) -> uuid.UUID:
 
 
 def _idempotency_key(request) -> str:
-    key = request.headers.get("Idempotency-Key", "")
-    if key and not _IDEMPOTENCY_KEY.match(key):
+    """The request's ``Idempotency-Key``, "" when it sends none. A key that is sent must
+    match the documented pattern: an empty one is 400, not "no key"."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return ""
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise Problem(
             status_code=400,
             code=ProblemCode.INVALID_IDEMPOTENCY_KEY,
@@ -121,7 +128,7 @@ class JobViewSet(viewsets.GenericViewSet):
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(JobOutputSerializer(page, many=True).data)
+        return self.get_paginated_response(JobListItemSerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
         """A poll: 304 when ``If-None-Match`` holds the current ETag (decided before
@@ -152,11 +159,15 @@ class JobViewSet(viewsets.GenericViewSet):
                 tenant=request.tenant,
                 idempotency_key=key,
                 created_by=request.user,
+                quota=settings.JOBS_MAX_UNFINISHED_PER_TENANT,
                 **serializer.validated_data,
             )
         else:
             job = services.job_enqueue(
-                tenant=request.tenant, created_by=request.user, **serializer.validated_data
+                tenant=request.tenant,
+                created_by=request.user,
+                quota=settings.JOBS_MAX_UNFINISHED_PER_TENANT,
+                **serializer.validated_data,
             )
             created = True
         # A replayed request gets 202 while its job is unfinished, 200 once it is final.
@@ -169,17 +180,25 @@ class JobViewSet(viewsets.GenericViewSet):
 
     @action(detail=False, methods=["post"], url_path="batch")
     def batch(self, request):
-        """``POST /api/jobs/batch``: all the jobs or none, one INSERT, one NOTIFY. An
-        invalid batch costs one unit of rate limit, a valid one a unit per job."""
-        serializer = JobBatchCreateSerializer(data=request.data)
-        if not serializer.is_valid():
+        """``POST /api/jobs/batch``: all the jobs or none, one INSERT, one NOTIFY. A batch
+        costs a unit of rate limit per job, valid or not, charged before its jobs are
+        checked (checking them is the work); a body that is no list of jobs, or no JSON,
+        costs one."""
+        try:
+            data = request.data
+        except APIException:
             charge_rate_limit_units(request, 1)
-            raise ValidationError(serializer.errors)
-        items = serializer.validated_data["jobs"]
+            raise
+        charge_rate_limit_units(request, batch_size(data) or 1)
+        serializer = JobBatchCreateSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
         key = _idempotency_key(request)
-        charge_rate_limit_units(request, len(items))
         jobs, created = services.jobs_enqueue_batch(
-            tenant=request.tenant, items=items, created_by=request.user, idempotency_key=key
+            tenant=request.tenant,
+            items=serializer.validated_data["jobs"],
+            created_by=request.user,
+            idempotency_key=key,
+            quota=settings.JOBS_MAX_UNFINISHED_PER_TENANT,
         )
         replayed_final = not created and all(job.is_final for job in jobs)
         return Response(

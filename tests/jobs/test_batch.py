@@ -152,11 +152,12 @@ def test_each_job_costs_one_unit_and_a_batch_too_big_for_what_is_left_is_429(
     assert alice_client.get("/api/jobs").status_code == 429
 
 
-def test_an_invalid_batch_costs_one_unit(settings, alice_client):
-    settings.JOBS_API_RATE = "2/m"
+def test_an_invalid_batch_costs_a_unit_per_job(settings, alice_client):
+    """Checking the jobs is the work, so a batch costs a unit per job, valid or not."""
+    settings.JOBS_API_RATE = "6/m"
     assert post(alice_client, [{"type": "nope"}] * 5).status_code == 400
-    assert post(alice_client, [{"type": "nope"}]).status_code == 400
-    assert post(alice_client, [{"type": "demo.echo"}]).status_code == 429
+    assert post(alice_client, [{"type": "demo.echo"}] * 2).status_code == 429
+    assert post(alice_client, [{"type": "demo.echo"}]).status_code == 202
 
 
 def test_the_body_limit_holds(settings, alice_client, acme):

@@ -53,6 +53,7 @@ class Attack:
     headers: dict = field(default_factory=dict)
     location: str | None = None  # for redirects
     response_headers: dict = field(default_factory=dict)  # expected exactly
+    settings: dict = field(default_factory=dict)  # Django settings for this row
     asgi: bool = False  # sent through the ASGI application in process (streams need it)
 
 
@@ -184,6 +185,14 @@ ATTACKS = [
     Attack("acme staff filters for internal jobs", "GET", ADMIN_JOBS + "?internal=yes", "carol", "public", 200),
     Attack("acme staff looks internal jobs up by field", "GET", ADMIN_JOBS + "?internal__exact=1", "carol", "public", 200),
     Attack("admin internal filter with a foreign value", "GET", ADMIN_JOBS + "?internal=1", "root", "public", 302, location=ADMIN_JOBS + "?e=1"),
+    # --- the batch route and the bounds of a submit --------------------------------------------------
+    Attack("batch larger than the rate limit", "POST", "/api/jobs/batch", "alice", "acme", 422, "batch_too_large", body={"jobs": [{"type": "demo.echo"}] * 301}, settings={"JOBS_API_RATE": "300/m"}),
+    Attack("batch of invalid jobs", "POST", "/api/jobs/batch", "alice", "acme", 400, "invalid", body={"jobs": [{"type": "nope", "status": "completed"}] * 200}),
+    Attack("batch over the quota of unfinished jobs", "POST", "/api/jobs/batch", "alice", "acme", 409, "job_quota_exceeded", body={"jobs": [{"type": "demo.echo"}] * 2}, settings={"JOBS_MAX_UNFINISHED_PER_TENANT": 2}),
+    Attack("submit over the quota of unfinished jobs", "POST", "/api/jobs", "alice", "acme", 409, "job_quota_exceeded", body={"type": "demo.echo"}, settings={"JOBS_MAX_UNFINISHED_PER_TENANT": 1}),
+    Attack("submit with an empty Idempotency-Key", "POST", "/api/jobs", "alice", "acme", 400, "invalid_idempotency_key", body={"type": "demo.echo"}, headers={"HTTP_IDEMPOTENCY_KEY": ""}),
+    Attack("submit for the year 9999", "POST", "/api/jobs", "alice", "acme", 400, "invalid", body={"type": "demo.echo", "run_at": "9999-12-31T00:00:00Z"}),
+    Attack("schema with a newline as its version", "GET", "/api/schema?version=%0a", "anonymous", "acme", 200),
 ]  # fmt: skip
 
 
@@ -292,6 +301,8 @@ _ROWS = [
 @pytest.mark.parametrize("attack", _ROWS, ids=[attack.name for attack in ATTACKS])
 def test_attack(world, settings, attack):
     settings.JOBS_LONGPOLL_MAX_WAIT = 1
+    for name, value in attack.settings.items():
+        setattr(settings, name, value)
     before = _snapshot()
     response = _send(attack, world)
 

@@ -44,6 +44,7 @@ OPERATIONS = [
     "POST /api/auth/logout",
     "GET /api/jobs",
     "POST /api/jobs",
+    "POST /api/jobs/batch",
     "GET /api/jobs/{id}",
     "POST /api/jobs/{id}/cancel",
 ]
