@@ -123,6 +123,11 @@ class _Pool:
     concurrency: int
     work: queue.Queue = dataclasses.field(default_factory=queue.Queue)
     recent_duration: float | None = None  # moving average of handler run times, seconds
+    # Jobs may be claimable in its queues: its last claim filled every free thread, or since
+    # then a NOTIFY for one of its queues, the poll interval, a reaper's requeue or an
+    # outcome written for one of its runs. A pool without sends no claim when another
+    # pool's thread frees up.
+    maybe_work: bool = True
 
 
 def parse_pools(queues, concurrency: int) -> list[_Pool]:
@@ -157,7 +162,11 @@ class _Run:
     context: JobContext
     pool: _Pool
     task: object = None  # the job type's django.tasks Task; None for an unknown type
+    claimed: float = dataclasses.field(default_factory=time.monotonic)
     started: float | None = None  # time.monotonic() when the handler started
+    thread: threading.Thread | None = None  # the runner thread running the handler
+    withdrawn: bool = False  # handed back before it started (under Worker._lock)
+    abandoned: bool = False  # past its timeout: its thread is no longer waited for
     duration: float | None = None  # the handler's run time, once it returned or raised
     settled: bool = False  # taken by the outcome writer (under Worker._lock)
 
@@ -202,8 +211,11 @@ class _Cut(enum.Enum):
 
     # Cancellation requested or job lost: the handler never started, or is to stop now.
     INTERRUPTED = "interrupted"
-    # The worker is stopping and the run was still queued or running after the grace.
+    # The worker is stopping and the run was still queued or running after the grace, or
+    # the run waited longer than JOBS_START_PATIENCE for a thread.
     HAND_BACK = "hand back"
+    # The handler ran past the job's timeout: the worker stops waiting for it.
+    TIMED_OUT = "timed out"
 
 
 _Ending = _Returned | _Raised | _Cut
@@ -231,7 +243,16 @@ class Worker:
     ``queues``: queue names, each optionally ``name:N`` for a pool of its own (see
     ``parse_pools``); ``concurrency`` is the size of the pool of plain names.
     ``grace``: seconds running jobs get to finish after a stop request; jobs still running
-    then are handed back (``pending``, attempt not counted).
+    then are handed back (``pending``, attempt not counted). ``platform_concurrency``
+    (default ``JOBS_PLATFORM_CONCURRENCY``) threads serve ``JOBS_PLATFORM_QUEUE`` in a pool
+    of their own, unless ``queues`` names it.
+
+    A run has a hard deadline, its job's timeout: past it the job fails ``timed out`` and
+    the worker abandons the handler's thread (it cannot be killed), starting another in its
+    place, so a stuck handler never holds a slot. Abandoned threads are counted
+    (``abandoned_threads``, the log); past as many as the worker has threads, it stops so
+    that its supervisor starts a clean process. A job claimed here that waits longer than
+    ``JOBS_START_PATIENCE`` for a thread is handed back for another worker.
     """
 
     def __init__(
@@ -244,9 +265,15 @@ class Worker:
         max_jobs: int | None = None,
         grace: float = 30.0,
         poll_interval: float | None = None,
+        platform_concurrency: int | None = None,
     ):
         self.worker_id = worker_id or default_worker_id()
         self.pools = parse_pools(queues, concurrency)
+        platform = settings.JOBS_PLATFORM_QUEUE
+        if platform_concurrency is None:
+            platform_concurrency = settings.JOBS_PLATFORM_CONCURRENCY
+        if platform_concurrency > 0 and not any(platform in pool.queues for pool in self.pools):
+            self.pools.append(_Pool(queues=(platform,), concurrency=platform_concurrency))
         self.queues = [name for pool in self.pools for name in pool.queues]
         self.concurrency = sum(pool.concurrency for pool in self.pools)
         self.burst = burst
@@ -265,6 +292,8 @@ class Worker:
         self.finished_total = 0
         self._completions: queue.Queue = queue.Queue()
         self._unrecorded = 0  # endings handed to the recorder and not yet written
+        self._runners: list[threading.Thread] = []
+        self._abandoned: set[threading.Thread] = set()  # alive, past their run's timeout
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -307,21 +336,17 @@ class Worker:
                 "pools": {",".join(pool.queues): pool.concurrency for pool in self.pools},
             },
         )
-        runners = [
-            threading.Thread(
-                target=self._runner_loop, args=(pool,), name=f"runner-{n}-{i}", daemon=True
-            )
-            for n, pool in enumerate(self.pools)
-            for i in range(pool.concurrency)
-        ]
+        for pool in self.pools:
+            for _ in range(pool.concurrency):
+                self._start_runner(pool)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         recorder = threading.Thread(target=self._recorder_loop, name="recorder", daemon=True)
-        for thread in [*runners, heartbeat, recorder]:
+        for thread in [heartbeat, recorder]:
             thread.start()
         try:
             self._claim_loop()
         finally:
-            self._shutdown(runners)
+            self._shutdown()
             # Endings handed to the recorder are written before the worker goes away (for
             # as long as a lease: after that the reaper would hand the jobs on anyway).
             self._completions.put(_STOP)
@@ -339,6 +364,23 @@ class Worker:
             )
         return self.finished_total
 
+    @property
+    def abandoned_threads(self) -> int:
+        """Runner threads abandoned past their run's timeout whose handler is still running."""
+        with self._lock:
+            return len(self._abandoned)
+
+    def _start_runner(self, pool: _Pool) -> None:
+        thread = threading.Thread(
+            target=self._runner_loop,
+            args=(pool,),
+            name=f"runner-{self.pools.index(pool)}-{len(self._runners)}",
+            daemon=True,
+        )
+        with self._lock:
+            self._runners.append(thread)
+        thread.start()
+
     def _listen(self) -> psycopg.Connection:
         """A dedicated autocommit connection LISTENing for new jobs, to
         ``DATABASE_DIRECT_URL`` (``core.listen``): through a transaction pooler the LISTEN
@@ -348,12 +390,17 @@ class Worker:
 
     def _free_slots(self, pool: _Pool) -> int:
         """How many jobs to claim now for ``pool``: its free threads, plus as many again
-        queued ahead while jobs are short (under ``_SHORT_JOB_SECONDS``), so one claim round
-        trip feeds several jobs. Long jobs are never queued ahead: another worker may run
-        them."""
+        queued ahead while jobs are short (under ``_SHORT_JOB_SECONDS``, on average and for
+        every run in progress), so one claim round trip feeds several jobs. Behind a long
+        run nothing is queued ahead: another worker may run it."""
         with self._lock:
-            busy = sum(1 for run in self._owned.values() if run.pool is pool)
-            short = pool.recent_duration is not None and (pool.recent_duration < _SHORT_JOB_SECONDS)
+            runs = [run for run in self._owned.values() if run.pool is pool]
+            busy = len(runs)
+            short = (
+                pool.recent_duration is not None
+                and pool.recent_duration < _SHORT_JOB_SECONDS
+                and all(run.elapsed() < _SHORT_JOB_SECONDS for run in runs)
+            )
         free = pool.concurrency * (2 if short else 1) - busy
         if self.max_jobs is not None:
             free = min(free, self.max_jobs - self._claimed_total)
@@ -398,6 +445,9 @@ class Worker:
         reaped = services.jobs_requeue_stale()
         schedules.tick()  # enqueue the schedules that are due
         webhooks.sweep()  # deliveries for endings no worker reported
+        if reaped.requeued:
+            for pool in self.pools:
+                pool.maybe_work = True
         if reaped.requeued or reaped.lost or reaped.timed_out:
             logger.warning(
                 "reaper",
@@ -416,19 +466,19 @@ class Worker:
         claimed_any = more = False
         for pool in self.pools:
             free = self._free_slots(pool)
-            if not free:
+            if not free or not pool.maybe_work:
                 continue
             claimed = services.job_claim(worker_id=self.worker_id, queues=pool.queues, limit=free)
             for job in claimed:
                 self._claimed_total += 1
                 context = JobContext(job=job, worker_id=self.worker_id)
+                run = _Run(job=job, context=context, pool=pool, task=_task_of(job))
                 with self._lock:
-                    self._owned[job.id] = _Run(
-                        job=job, context=context, pool=pool, task=_task_of(job)
-                    )
-                pool.work.put(job)
+                    self._owned[job.id] = run
+                pool.work.put(run)
             claimed_any = claimed_any or bool(claimed)
-            more = more or (bool(claimed) and len(claimed) == free)
+            pool.maybe_work = len(claimed) == free
+            more = more or pool.maybe_work
         if more:
             return True  # there may be more: claim again as soon as a slot frees
         if self.burst and not claimed_any and self._idle():
@@ -442,10 +492,15 @@ class Worker:
             return not self._owned and not self._unrecorded
 
     def _wait(self, listener: psycopg.Connection) -> None:
-        """Sleep until a NOTIFY, a freed slot, a stop request or the poll interval."""
+        """Sleep until a NOTIFY, a freed slot, a stop request or the poll interval. A NOTIFY
+        (its payload is the job's queue) marks the pool of that queue as having work; the
+        poll interval marks every pool (a job that became due, a NOTIFY missed)."""
         readable, _, _ = select.select(
             [listener.fileno(), self._wake_r], [], [], self.poll_interval
         )
+        if not readable:
+            for pool in self.pools:
+                pool.maybe_work = True
         if self._wake_r in readable:
             try:
                 while os.read(self._wake_r, 4096):
@@ -453,18 +508,23 @@ class Worker:
             except BlockingIOError:
                 pass
         if listener.fileno() in readable:
-            for _notify in listener.notifies(timeout=0):
-                pass
+            for notify in listener.notifies(timeout=0):
+                for pool in self.pools:
+                    if notify.payload in pool.queues:
+                        pool.maybe_work = True
 
-    def _shutdown(self, runners: list[threading.Thread]) -> None:
+    def _shutdown(self) -> None:
         """Let claimed jobs finish, then hand back whatever is left.
 
         After ``burst``/``max_jobs`` every claimed job runs to its end. After a stop
-        request, running jobs get ``grace`` seconds from the request.
+        request, running jobs get ``grace`` seconds from the request. Abandoned threads
+        are not waited for.
         """
         for pool in self.pools:
             for _ in range(pool.concurrency):
                 pool.work.put(_STOP)
+        with self._lock:
+            runners = [thread for thread in self._runners if thread not in self._abandoned]
         grace_deadline = None
         while any(thread.is_alive() for thread in runners):
             if self._stop.is_set():
@@ -486,31 +546,46 @@ class Worker:
         last_checked = 0.0
         try:
             while True:
-                job = pool.work.get()
-                if job is _STOP:
+                run = pool.work.get()
+                if run is _STOP:
                     return
                 if time.monotonic() - last_checked > 1.0:
                     # Drop a broken or expired connection; at most once a second, since
                     # with health checks on each call costs a round trip.
                     close_old_connections()
                     last_checked = time.monotonic()
-                self._execute(job)
+                self._execute(run)
                 self._wake()
+                if run.abandoned:
+                    return  # another thread serves the pool since the run timed out
         finally:
             connection.close()
-
-    def _execute(self, job) -> None:
-        """Run a claimed job's handler and pass how it ended to the outcome writer: a
-        result through the recorder, anything else at once."""
-        with self._lock:
-            run = self._owned[job.id]
-        if run.context.cancelled():
-            # Cancelled or lost while it waited in this worker's queue: never started.
             with self._lock:
-                self._owned.pop(job.id, None)
+                self._abandoned.discard(threading.current_thread())
+
+    def _disown(self, run: _Run) -> None:
+        """Forget ``run`` as one of this worker's (call under ``_lock``): no lease renewal,
+        no slot. The same job may have been claimed here again since: that run stays."""
+        if self._owned.get(run.job.id) is run:
+            del self._owned[run.job.id]
+
+    def _execute(self, run: _Run) -> None:
+        """Run a claimed job's handler and pass how it ended to the outcome writer: a
+        result through the recorder, anything else at once. A run handed back while it
+        waited here is dropped: its hand-back is being recorded."""
+        job = run.job
+        with self._lock:
+            if run.withdrawn:
+                return
+            if not run.context.cancelled():
+                run.started = time.monotonic()
+                run.thread = threading.current_thread()
+            else:
+                # Cancelled or lost while it waited in this worker's queue: never started.
+                self._disown(run)
+        if run.started is None:
             self._record_outcomes([(run, _Cut.INTERRUPTED)])
             return
-        run.started = time.monotonic()
         job_started.send_robust(sender=Worker, job=job)
         self._send_task_signal(run, task_started, run.context.task_result if run.task else None)
         try:
@@ -518,7 +593,7 @@ class Worker:
         finally:
             run.duration = time.monotonic() - run.started
             with self._lock:
-                self._owned.pop(job.id, None)
+                self._disown(run)
                 previous = run.pool.recent_duration
                 run.pool.recent_duration = (
                     run.duration if previous is None else 0.8 * previous + 0.2 * run.duration
@@ -581,7 +656,10 @@ class Worker:
                     services.jobs_complete, worker_id=self.worker_id, results=results
                 )
             except Exception:
-                logger.exception("job results not recorded", extra={"jobs": len(results)})
+                logger.exception(
+                    "job results not recorded",
+                    extra={"jobs": len(results), "job_ids": [str(job_id) for job_id, _ in results]},
+                )
                 connection.close()
                 taken = [(run, end) for run, end in taken if not isinstance(end, _Returned)]
         decided = []
@@ -598,6 +676,9 @@ class Worker:
                 decided.append((run, ending, outcome))
         self._close_attempts(decided)
         for run, ending, outcome in decided:
+            # A run that ended here may have freed what held its pool's next job back (its
+            # tenant's running cap): the pool claims again at its next round.
+            run.pool.maybe_work = True
             self._report(run, outcome)
             if run.started is not None:  # task_started was sent
                 finished = self._finished_result(run, ending, outcome)
@@ -657,6 +738,8 @@ class Worker:
             return JobOutcome.CANCELLED
         if ending is _Cut.HAND_BACK and _retrying(services.job_release, **owner):
             return JobOutcome.HANDED_BACK
+        if ending is _Cut.TIMED_OUT and _retrying(services.job_time_out, **owner):
+            return JobOutcome.TIMED_OUT
         return JobOutcome.TIMED_OUT if self._timed_out(run) else JobOutcome.LOST
 
     def _timed_out(self, run: _Run) -> bool:
@@ -789,7 +872,9 @@ class Worker:
         """Renew the leases of this worker's jobs and raise flags on their contexts: lost
         for a job taken from it, cancel requested for a job to cancel. A run to cancel is
         also handed to the recorder, whose outcome writer ends it now; a cancel requested
-        again in later beats changes nothing."""
+        again in later beats changes nothing. First, the runs that waited too long for a
+        thread are handed back and those past their timeout abandoned."""
+        self._enforce_deadlines()
         with self._lock:
             runs = dict(self._owned)
         if not runs:
@@ -801,3 +886,50 @@ class Worker:
             elif job_id in beat.cancel_requested and not run.context.cancel_requested:
                 run.context.mark_cancel_requested()
                 self._to_recorder(run, _Cut.INTERRUPTED)
+
+    def _enforce_deadlines(self) -> None:
+        """Part of the heartbeat: hand back the runs that waited longer than
+        ``JOBS_START_PATIENCE`` for a thread, and abandon those whose handler ran past its
+        job's timeout: the outcome writer fails them ``timed out``, another thread takes
+        the pool's place, and the handler is told to stop (``context.lost``)."""
+        now = time.monotonic()
+        with self._lock:
+            waited = [
+                run
+                for run in self._owned.values()
+                if run.started is None
+                and not run.context.cancelled()
+                and now - run.claimed > settings.JOBS_START_PATIENCE
+            ]
+            overdue = [
+                run
+                for run in self._owned.values()
+                if run.started is not None and now - run.started > run.job.timeout_seconds
+            ]
+            for run in waited:
+                run.withdrawn = True
+                self._disown(run)
+            for run in overdue:
+                run.abandoned = True
+                self._disown(run)
+                self._abandoned.add(run.thread)
+            abandoned = len(self._abandoned)
+        if waited:
+            self._record_outcomes([(run, _Cut.HAND_BACK) for run in waited])
+        for run in overdue:
+            run.context.mark_lost()
+            self._start_runner(run.pool)
+            logger.warning(
+                "runner abandoned past the job's timeout",
+                extra={**run.log_fields(), "worker_id": self.worker_id, "abandoned": abandoned},
+            )
+        if overdue:
+            self._record_outcomes([(run, _Cut.TIMED_OUT) for run in overdue])
+            if abandoned > self.concurrency:
+                logger.error(
+                    "too many abandoned runner threads; stopping for a clean restart",
+                    extra={"worker_id": self.worker_id, "abandoned": abandoned},
+                )
+                self.request_stop()
+        if waited or overdue:
+            self._wake()
