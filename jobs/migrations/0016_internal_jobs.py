@@ -11,10 +11,12 @@
   skips internal jobs) reads no internal row.
 
 Not atomic: the indexes are built and dropped ``CONCURRENTLY``, so a large ``job_queue``
-keeps taking writes meanwhile; each data step is one statement.
+keeps taking writes meanwhile; each data step is one statement. The index statements are
+``RunSQL`` rather than ``AddIndexConcurrently``: the router skips them when django-tenants
+migrates a new tenant's schema inside a transaction, where ``AddIndexConcurrently`` refuses
+to run at all.
 """
 
-from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations, models
 
 MARK_INTERNAL = "UPDATE job_queue SET internal = true WHERE type = 'webhooks.deliver'"
@@ -34,6 +36,24 @@ WHERE job.system_key <> '' AND NOT EXISTS (
     WHERE client.tenant_id = job.tenant_id AND client.idempotency_key = job.system_key
 )
 """
+
+LIST_INDEX = models.Index(
+    models.F("tenant"),
+    models.F("internal"),
+    models.OrderBy(models.F("created_at"), descending=True),
+    models.F("id"),
+    name="job_queue_tenant_list_idx",
+)
+CREATE_LIST_INDEX = (
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS job_queue_tenant_list_idx "
+    "ON job_queue (tenant_id, internal, created_at DESC, id)"
+)
+DROP_LIST_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS job_queue_tenant_list_idx"
+CREATE_OLD_LIST_INDEX = (
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS job_queue_tenant_created_idx "
+    "ON job_queue (tenant_id, created_at DESC, id)"
+)
+DROP_OLD_LIST_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS job_queue_tenant_created_idx"
 
 SYSTEM_KEY_UNIQUE = models.UniqueConstraint(
     models.F("tenant"),
@@ -78,15 +98,14 @@ class Migration(migrations.Migration):
                 migrations.AddConstraint(model_name="job", constraint=SYSTEM_KEY_UNIQUE),
             ],
         ),
-        AddIndexConcurrently(
-            model_name="job",
-            index=models.Index(
-                models.F("tenant"),
-                models.F("internal"),
-                models.OrderBy(models.F("created_at"), descending=True),
-                models.F("id"),
-                name="job_queue_tenant_list_idx",
-            ),
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunSQL(CREATE_LIST_INDEX, DROP_LIST_INDEX)],
+            state_operations=[migrations.AddIndex(model_name="job", index=LIST_INDEX)],
         ),
-        RemoveIndexConcurrently(model_name="job", name="job_queue_tenant_created_idx"),
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunSQL(DROP_OLD_LIST_INDEX, CREATE_OLD_LIST_INDEX)],
+            state_operations=[
+                migrations.RemoveIndex(model_name="job", name="job_queue_tenant_created_idx")
+            ],
+        ),
     ]
