@@ -118,7 +118,9 @@ def test_streams_leave_internal_jobs_out(asgi_server, alice, acme):
     internal = delivery(acme)
     mine = JobFactory(tenant=acme)
     base = f"http://127.0.0.1:{asgi_server.port}"
-    one = httpx.get(f"{base}/api/jobs/{internal.id}/events", headers=auth_headers(alice))
+    one = httpx.get(
+        f"{base}/api/jobs/{internal.id}/events", headers=auth_headers(alice), timeout=10
+    )
     assert one.status_code == 404
     assert one.headers["content-type"] == "application/problem+json"
     with httpx.stream("GET", f"{base}/api/events", headers=auth_headers(alice), timeout=20) as all_:
