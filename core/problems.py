@@ -91,8 +91,8 @@ class ProblemCode(StrEnum):
     JOB_QUOTA_EXCEEDED = (
         "job_quota_exceeded",
         409,
-        "The tenant has as many unfinished jobs as `JOBS_MAX_UNFINISHED_PER_TENANT` allows: "
-        "submit again once some have ended.",
+        "The jobs would give the tenant more unfinished jobs than "
+        "`JOBS_MAX_UNFINISHED_PER_TENANT` allows: submit again once some have ended.",
     )
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "The body is larger than the service's limit."
     UNSUPPORTED_MEDIA_TYPE = (

@@ -39,5 +39,6 @@ class JobQuotaExceeded(DomainError):
 
     def __init__(self, quota: int):
         super().__init__(
-            f"A tenant may have at most {quota} unfinished jobs: submit again once some have ended."
+            f"A tenant may have at most {quota} unfinished jobs, and these would go beyond: "
+            "submit again once some have ended."
         )
