@@ -30,7 +30,7 @@ from django.urls import path
 from accounts.roles import ALL_TENANTS, admin_tenant_is_active, is_platform_staff, staff_tenant
 from jobs.conditions import reachable_jobs, tenant_scope
 from jobs.models import ROLLUP_BUCKETS, Job, JobRollup, JobStatus
-from jobs.signals import JobOutcome, jobs_finished
+from jobs.signals import JobOutcome, jobs_cleaned, jobs_finished
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +285,12 @@ def stats_by_tenant(*, tenant, window: timedelta) -> dict[str, dict]:
 
 
 ROLLUP_KEPT = RANGES["day"][0]  # cleanup never prunes what the dashboard's day shows
+
+
+@receiver(jobs_cleaned, dispatch_uid="jobs.dashboard.rollup_prune")
+def _prune_with_the_jobs(sender, tenant, before, **kwargs) -> str:
+    pruned = rollup_prune(tenant=tenant, before=before)
+    return f"Pruned {pruned} dashboard rollup row(s) (the last day is kept)."
 
 
 def rollup_prune(*, tenant, before: datetime) -> int:

@@ -38,6 +38,7 @@ from core.limits import parse_json
 from jobs import services
 from jobs.exceptions import UnknownJobType
 from jobs.models import Job, Schedule
+from jobs.periodic import periodic
 from jobs.registry import job_types
 from tenants.models import Tenant
 
@@ -239,6 +240,7 @@ def schedule_remove(*, tenant, name: str) -> bool:
     return bool(deleted)
 
 
+@periodic("schedules.tick")
 def tick(*, now: datetime | None = None) -> list[Job]:
     """Enqueue one job for each enabled schedule that is due (of an active tenant), for
     its latest tick at or before ``now`` (default: PostgreSQL's clock), and move each to

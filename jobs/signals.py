@@ -12,6 +12,12 @@
   whole batch instead of one per run (the webhooks and the dashboard's rollup use it).
 
 Receivers run in the worker's threads: keep them fast and never raise.
+
+And one the ``cleanup_jobs`` command sends, for features that keep rows about jobs:
+
+- ``jobs_cleaned(sender=Command, tenant=Tenant | ALL_TENANTS, before=datetime)``: finished
+  jobs of ``tenant`` that ended before ``before`` were deleted. A receiver prunes its own
+  rows as old (within its own rules) and returns one line for the operator, or None.
 """
 
 from enum import StrEnum
@@ -37,3 +43,4 @@ class JobOutcome(StrEnum):
 job_started = Signal()
 job_finished = Signal()
 jobs_finished = Signal()
+jobs_cleaned = Signal()

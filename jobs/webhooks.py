@@ -55,6 +55,7 @@ from accounts.roles import ALL_TENANTS
 from jobs import services
 from jobs.context import JobError
 from jobs.models import FINAL_STATUSES, Job, WebhookDelivery, WebhookEndpoint
+from jobs.periodic import periodic
 from jobs.signals import JobOutcome, jobs_finished
 from tenants.models import Tenant
 
@@ -266,6 +267,7 @@ def _enqueue_deliveries(job: Job, status: str, endpoints) -> int:
     return enqueued
 
 
+@periodic("webhooks.sweep")
 def sweep() -> int:
     """Deliveries for the final jobs no worker reported: for each endpoint, its tenant's
     jobs that ended (in a status it lists) since its last sweep, less ``SWEEP_OVERLAP``,

@@ -55,7 +55,7 @@ from django_tenants.utils import tenant_context
 
 from core import listen
 from core.log_context import bind_job
-from jobs import schedules, selectors, services, webhooks
+from jobs import periodic, selectors, services
 from jobs.backends import JOB_ERROR, JobQueueBackend
 from jobs.context import JobContext, JobError
 from jobs.exceptions import JobNotFound, UnknownJobType
@@ -441,10 +441,10 @@ class Worker:
             _close_quietly(listener)
 
     def _reap(self) -> None:
-        """Run the reaper for the whole queue (at start-up, then every JOBS_REAP_INTERVAL)."""
+        """Run the reaper for the whole queue, then the registered periodic work
+        (``jobs.periodic``): at start-up, then every ``JOBS_REAP_INTERVAL``."""
         reaped = services.jobs_requeue_stale()
-        schedules.tick()  # enqueue the schedules that are due
-        webhooks.sweep()  # deliveries for endings no worker reported
+        periodic.run_registered()  # the features' periodic work (due schedules, sweeps)
         if reaped.requeued:
             for pool in self.pools:
                 pool.maybe_work = True

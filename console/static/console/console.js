@@ -459,6 +459,11 @@ function renderDetails(entry) {
   } else if (parts.details.childElementCount === 0) {
     if (kind === "pending") {
       parts.details.append(element("span", { class: "hint" }, "Waiting for a worker"));
+    } else if (kind === "completed" && job.result_omitted) {
+      // The list leaves out results over 1 KB of JSON; the job itself has it.
+      parts.details.append(
+        element("span", { class: "hint" }, `Result too large to list: GET /api/jobs/${job.id}`),
+      );
     } else if (kind === "completed") {
       const text = JSON.stringify(job.result);
       parts.details.append(

@@ -4,9 +4,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.roles import ALL_TENANTS
-from jobs import dashboard, selectors, services
+from jobs import selectors, services
 from jobs.management.commands._durations import parse_age
 from jobs.models import FINAL_STATUSES, JobStatus
+from jobs.signals import jobs_cleaned
 from tenants.models import Tenant
 
 MIN_RETENTION = parse_age("24h")
@@ -86,8 +87,9 @@ class Command(BaseCommand):
                     f"({sum(counts.values())} so far)"
                 )
         self._report(counts, statuses, "Deleted", cutoff, batches=batches)
-        pruned = dashboard.rollup_prune(tenant=tenant, before=cutoff)
-        self.stdout.write(f"Pruned {pruned} dashboard rollup row(s) (the last day is kept).")
+        for _receiver, line in jobs_cleaned.send(sender=Command, tenant=tenant, before=cutoff):
+            if line:
+                self.stdout.write(line)
 
     def _older_than(self, value):
         if value is not None:
