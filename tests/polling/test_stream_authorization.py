@@ -1,7 +1,8 @@
 """A stream or a long poll holds only while what authorized it holds (jobs/api/grants.py):
 deactivating the user or the tenant, or the access token's expiry, ends an open
 ``/api/events``, job stream or waiting long poll within a few seconds (``RECHECK_SECONDS``,
-2 s, plus the change's propagation), on a real uvicorn with tokens it issued itself.
+2 s, plus the change's propagation), on a real uvicorn with tokens it issued itself; and a
+long poll blocking a thread under WSGI.
 
 The test process shares the server's cache prefix, so its saves drop the server's cached
 user and tenant exactly as the admin's saves do in production."""
@@ -12,9 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from django.db import connections
 
 from jobs.api.grants import RECHECK_SECONDS
 from jobs.models import Job, JobStatus
+from tests.conftest import client_for
 from tests.factories import PASSWORD, JobFactory, UserFactory
 from tests.helpers import start_uvicorn, stop_process, subprocess_env
 
@@ -179,3 +182,27 @@ def test_an_access_token_that_expires_ends_the_stream_and_the_long_poll(
     assert (poll.status_code, poll.json()["code"]) == (401, "token_not_valid")
     refused = httpx.get(f"{server.url}/api/events", headers=headers)
     assert (refused.status_code, refused.json()["code"]) == (401, "token_not_valid")
+
+
+def test_under_wsgi_deactivation_answers_a_waiting_long_poll_as_a_new_request(alice, acme):
+    """The same check where a long poll blocks a thread (LongPollWaitMiddleware)."""
+    job = JobFactory(tenant=acme)
+    client = client_for(alice, host=HOST)
+    etag = client.get(f"/api/jobs/{job.id}")["ETag"]
+
+    def poll():
+        try:
+            return client.get(f"/api/jobs/{job.id}?wait=20", HTTP_IF_NONE_MATCH=etag)
+        finally:
+            connections.close_all()  # this thread's connection must not outlive the test
+
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(poll)
+        time.sleep(1)
+        assert not answer.done()
+        alice.is_active = False
+        alice.save()
+        changed = time.monotonic()
+        response = answer.result()
+    assert time.monotonic() - changed < BOUND, "the long poll waited on"
+    assert (response.status_code, response.json()["code"]) == (403, "user_inactive")
