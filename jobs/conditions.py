@@ -1,27 +1,11 @@
 """Conditions shared by reads (``jobs.selectors``) and writes (``jobs.services``), each
-defined once: which tenants a call covers, which jobs a tenant reaches, and which running
-jobs the reaper takes."""
+defined once: which jobs a tenant reaches, and which running jobs the reaper takes. Which
+tenants a call covers is ``tenants.scope``."""
 
 from django.db.models import Q
 
 from accounts.roles import ALL_TENANTS
-from tenants.models import Tenant
-
-
-def one_tenant(tenant) -> Tenant:
-    """``tenant`` itself, for calls that serve exactly one tenant; ``TypeError`` for
-    anything else, ``ALL_TENANTS`` and None included."""
-    if not isinstance(tenant, Tenant):
-        raise TypeError(f"tenant must be a Tenant, not {tenant!r}")
-    return tenant
-
-
-def tenant_scope(tenant) -> Q:
-    """The filter of a scoped call: its tenant's jobs, or every job for ``ALL_TENANTS``.
-    ``TypeError`` for anything else: a None is a forgotten tenant, never "all of them"."""
-    if tenant is ALL_TENANTS:
-        return Q()
-    return Q(tenant=one_tenant(tenant))
+from tenants.scope import one_tenant
 
 
 def reachable_jobs(tenant) -> Q:

@@ -28,9 +28,10 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from accounts.roles import ALL_TENANTS, admin_tenant_is_active, is_platform_staff, staff_tenant
-from jobs.conditions import reachable_jobs, tenant_scope
+from jobs.conditions import reachable_jobs
 from jobs.models import ROLLUP_BUCKETS, Job, JobRollup, JobStatus
 from jobs.signals import JobOutcome, jobs_cleaned, jobs_finished
+from tenants.scope import tenant_scope
 
 logger = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from django.db.models.functions import Cast, Length, Now
 from django_tenants.utils import get_public_schema_name
 
 from accounts.models import User
+from core.clock import db_now
 from jobs.api.polling import REPRESENTATION_VERSION, REPRESENTED_COLUMNS
 from jobs.conditions import (
     REACHABLE_JOBS_SQL,
@@ -38,12 +39,11 @@ from jobs.conditions import (
     REAP_CANCEL_REQUESTED,
     REAP_LEASE_EXPIRED,
     REAP_TIMED_OUT,
-    one_tenant,
     reachable_jobs,
-    tenant_scope,
 )
 from jobs.exceptions import JobNotFound
 from jobs.models import FINAL_STATUSES, Job, JobStatus
+from tenants.scope import one_tenant, tenant_scope
 from tenants.search_path import without_search_path
 
 # --- a tenant's jobs (the API) ---------------------------------------------------------
@@ -232,14 +232,6 @@ def queue_summary(*, tenant, window: timedelta = timedelta(minutes=5)) -> QueueS
 # --- operators: commands and metrics ----------------------------------------------------
 
 
-def _db_now() -> datetime:
-    """The database's clock; ``statement_timestamp()`` like Django's ``Now()`` (``now()`` is
-    the transaction's start)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement_timestamp()")
-        return cursor.fetchone()[0]
-
-
 def live_queue_by_queue() -> list[tuple[str, str, int, datetime | None, datetime]]:
     """``(status, queue, count, oldest due pending created_at, db now)`` for the pending
     and processing jobs (the live queue) of every tenant, for metrics. One statement served
@@ -300,7 +292,7 @@ def jobs_stale_preview() -> StalePreview:
 
 def cleanup_cutoff(older_than: timedelta) -> datetime:
     """``now() - older_than`` by the database's clock."""
-    return _db_now() - older_than
+    return db_now() - older_than
 
 
 def jobs_count_finished(*, tenant, statuses: list[str], cutoff: datetime) -> dict[str, int]:

@@ -32,7 +32,6 @@ from jobs.conditions import (
     REAP_CANCEL_REQUESTED,
     REAP_LEASE_EXPIRED,
     REAP_TIMED_OUT,
-    one_tenant,
     reachable_jobs,
 )
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound, JobQuotaExceeded
@@ -40,6 +39,7 @@ from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.registry import get_job_type
 from tenants.models import Tenant
 from tenants.resolution import tenants_by_id
+from tenants.scope import one_tenant
 
 NOTIFY_CHANNEL = "job_queue"
 

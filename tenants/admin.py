@@ -9,7 +9,6 @@ resolutions are invalidated (``tenants.resolution``).
 import re
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
@@ -143,7 +142,7 @@ class TenantAdmin(PlatformStaffOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin)
         # A tenant's schema name is its identity (schema, token claim): fixed once created.
         # The platform's own tenant is never deactivated: the admin lives on it.
         fixed = ["schema_name", "created_at"]
-        return [*fixed, "is_active"] if _is_platform(obj) else fixed
+        return [*fixed, "is_active"] if obj.is_platform else fixed
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -160,7 +159,7 @@ class TenantAdmin(PlatformStaffOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin)
     def _set_active(self, request, queryset, active: bool) -> None:
         changed = 0
         for tenant in queryset.filter(is_active=not active):
-            if _is_platform(tenant):
+            if tenant.is_platform:
                 self.message_user(
                     request, "The platform tenant is never deactivated.", messages.WARNING
                 )
@@ -181,7 +180,3 @@ class TenantAdmin(PlatformStaffOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin)
     @admin.action(description="Activate selected tenants", permissions=["change"])
     def activate(self, request, queryset):
         self._set_active(request, queryset, True)
-
-
-def _is_platform(tenant) -> bool:
-    return tenant.schema_name == settings.PUBLIC_SCHEMA_NAME

@@ -7,7 +7,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import DisallowedHost
 from django.db import connection
 from django_tenants.middleware.main import TenantMainMiddleware
-from django_tenants.utils import get_public_schema_name, remove_www
+from django_tenants.utils import remove_www
 
 from core.problems import ProblemCode, problem_response
 from tenants.resolution import tenant_for_host
@@ -84,7 +84,7 @@ class _PlatformHostOnly:
 
     def __call__(self, request):
         tenant = getattr(request, "tenant", None)
-        if tenant is not None and tenant.schema_name == get_public_schema_name():
+        if tenant is not None and tenant.is_platform:
             return super().__call__(request)
         return self.get_response(request)
 

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
+from django_tenants.utils import get_public_schema_name
 
 
 def normalize_origin(value: str) -> str:
@@ -47,6 +48,12 @@ def validate_origins(value) -> None:
             raise ValidationError(f"Write the origin as {normalize_origin(origin)!r}.")
 
 
+class TenantQuerySet(models.QuerySet):
+    def customers(self):
+        """Every tenant but the platform's own (``Tenant.is_platform``)."""
+        return self.exclude(schema_name=get_public_schema_name())
+
+
 class Tenant(TenantMixin):
     """One customer. ``schema_name`` is also its public identifier in tokens and logs.
 
@@ -68,11 +75,19 @@ class Tenant(TenantMixin):
 
     auto_create_schema = True
 
+    objects = TenantQuerySet.as_manager()
+
     class Meta:
         ordering = ["schema_name"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.schema_name})"
+
+    @property
+    def is_platform(self) -> bool:
+        """Whether this is the platform's own tenant (the public schema, the platform host),
+        not a customer."""
+        return self.schema_name == get_public_schema_name()
 
 
 class Domain(DomainMixin):

@@ -39,7 +39,6 @@ from contextlib import contextmanager
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django_tenants.utils import get_public_schema_name
 from psycopg import sql as psycopg_sql
 
 from tenants.search_path import without_search_path
@@ -138,7 +137,7 @@ class TenantRowSecurityMiddleware:
 
     def __call__(self, request):
         tenant = getattr(request, "tenant", None)
-        if tenant is None or tenant.schema_name == get_public_schema_name():
+        if tenant is None or tenant.is_platform:
             return self.get_response(request)
         with tenant_row_security(tenant) as owns_transaction:
             response = self.get_response(request)
