@@ -1,11 +1,11 @@
-"""The README's configuration tables match the code, both ways.
+"""The configuration tables of the README and docs/operations.md match the code, both ways.
 
 - Every variable ``config/settings.py`` reads (its ``env(...)`` and ``required(...)``
   calls, found with ``ast``) has a row in README "Configuration", and every row there names
   a variable settings reads or one the Makefile takes (``NAME ?= default``).
 - Every variable ``config/gunicorn.conf.py`` reads (``os.environ.get(...)``) has a row in
-  the README's gunicorn table, or in "Configuration" when settings reads it too; every
-  gunicorn row names a variable gunicorn reads.
+  the gunicorn table of docs/operations.md ("Production"), or in "Configuration" when
+  settings reads it too; every gunicorn row names a variable gunicorn reads.
 """
 
 import ast
@@ -14,11 +14,12 @@ import re
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
 
 
-def _table_after(marker: str) -> set[str]:
-    """The variables in the first column of the first table after ``marker``."""
-    rest = README[README.index(marker) :]
+def _table_after(text: str, marker: str) -> set[str]:
+    """The variables in the first column of the first table after ``marker`` in ``text``."""
+    rest = text[text.index(marker) :]
     lines = rest.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     names = set()
@@ -29,8 +30,8 @@ def _table_after(marker: str) -> set[str]:
     return names
 
 
-CONFIGURATION = _table_after("\n## Configuration\n")
-GUNICORN = _table_after("`config/gunicorn.conf.py` reads a few variables of its own")
+CONFIGURATION = _table_after(README, "\n## Configuration\n")
+GUNICORN = _table_after(OPERATIONS, "`config/gunicorn.conf.py` reads a few variables of its own")
 
 
 def _constant_strings(node: ast.AST) -> list[str]:
