@@ -171,6 +171,27 @@ class Job(models.Model):
         return self.status in FINAL_STATUSES
 
 
+# The columns of a job its representation (``jobs.api.serializers.JobOutputSerializer``)
+# reads that can change after the job is created: a poll's ETag is computed from them
+# (``jobs.selectors.job_poll_get``), and migration ``0003_job_changed_notify_trigger`` sends
+# ``job_changed`` on changes of the same columns; keep the two in step.
+REPRESENTED_COLUMNS = (
+    "type",
+    "status",
+    "attempts",
+    "progress",
+    "progress_message",
+    "result",
+    "error",
+    "started_at",
+    "completed_at",
+    "run_at",  # next_attempt_at of a job waiting for its retry
+)
+# Bump when the representation changes what it renders from the same columns, so clients'
+# cached copies stop matching.
+REPRESENTATION_VERSION = "2"
+
+
 class JobAttempt(models.Model):
     """One run of a job, kept while the job is: opened at the claim (``outcome`` empty),
     closed by the worker's outcome writer or by the reaper. ``error`` is safe to show the

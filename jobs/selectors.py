@@ -32,7 +32,6 @@ from django_tenants.utils import get_public_schema_name
 
 from accounts.models import User
 from core.clock import db_now
-from jobs.api.polling import REPRESENTATION_VERSION, REPRESENTED_COLUMNS
 from jobs.conditions import (
     REACHABLE_JOBS_SQL,
     REAP_ATTEMPTS_LEFT,
@@ -42,7 +41,13 @@ from jobs.conditions import (
     reachable_jobs,
 )
 from jobs.exceptions import JobNotFound
-from jobs.models import FINAL_STATUSES, Job, JobStatus
+from jobs.models import (
+    FINAL_STATUSES,
+    REPRESENTATION_VERSION,
+    REPRESENTED_COLUMNS,
+    Job,
+    JobStatus,
+)
 from tenants.scope import one_tenant, tenant_scope
 from tenants.search_path import without_search_path
 

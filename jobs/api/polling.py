@@ -1,10 +1,8 @@
-"""The HTTP side of a poll: what its ETag is made of, ETag matching, the poll's headers,
-whether a long poll waits.
+"""The HTTP side of a poll: ETag matching, the poll's headers, whether a long poll
+waits.
 
 The read itself, one SQL statement that also computes the ETag from
-``REPRESENTED_COLUMNS``, is ``jobs.selectors.job_poll_get``. The migration
-``jobs/0003_job_changed_notify_trigger`` sends ``job_changed`` notifications on changes of
-the same columns; keep ``REPRESENTED_COLUMNS`` and that trigger in step.
+``jobs.models.REPRESENTED_COLUMNS``, is ``jobs.selectors.job_poll_get``.
 """
 
 from django.conf import settings
@@ -13,23 +11,6 @@ from django.utils.http import parse_etags
 from jobs.exceptions import UnknownJobType
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.registry import get_job_type
-
-# Columns that JobOutputSerializer reads and that can change after a job is created.
-REPRESENTED_COLUMNS = (
-    "type",
-    "status",
-    "attempts",
-    "progress",
-    "progress_message",
-    "result",
-    "error",
-    "started_at",
-    "completed_at",
-    "run_at",  # next_attempt_at of a job waiting for its retry
-)
-# Bump when JobOutputSerializer changes what it renders from the same columns, so clients'
-# cached copies stop matching.
-REPRESENTATION_VERSION = "2"
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:

@@ -1,5 +1,5 @@
 """The ``job_changed`` trigger (migration ``jobs/0003``) watches exactly the columns the
-poll's ETag is made of (``jobs.api.polling.REPRESENTED_COLUMNS``).
+poll's ETag is made of (``jobs.models.REPRESENTED_COLUMNS``).
 
 Read from PostgreSQL as migrated, not from the migration's text: a later migration that
 redefines the trigger is what counts.
@@ -10,7 +10,7 @@ import re
 import pytest
 from django.db import connection
 
-from jobs.api.polling import REPRESENTED_COLUMNS
+from jobs.models import REPRESENTED_COLUMNS
 
 pytestmark = pytest.mark.django_db
 
