@@ -82,7 +82,7 @@ test: install system-packages
 
 # Outages on private PostgreSQL and Redis servers the tests start on loopback ports (never
 # the machine's): PostgreSQL restarted under load, Redis stopped, workers SIGKILLed while
-# 500 jobs run. About two minutes; CI runs it once. See README "Security".
+# 500 jobs run. About two minutes; CI runs it once. See docs/security.md.
 .PHONY: test-faults
 test-faults: install
 	$(PY) -m pytest -m faults tests/faults

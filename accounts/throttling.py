@@ -20,7 +20,7 @@ rotating the Host header over tenants' hosts gives an attacker no fresh counters
   share one counter.
 
 Anyone can spend a username's budget and lock its owner out of new logins for the rest of
-the window (sessions already open go on): the README's Security section states this limit.
+the window (sessions already open go on): docs/security.md states this limit.
 """
 
 import hashlib

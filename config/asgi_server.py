@@ -1,4 +1,4 @@
-"""uvicorn as the ASGI server runs it (README "Production"): under gunicorn,
+"""uvicorn as the ASGI server runs it (docs/operations.md "Production"): under gunicorn,
 ``gunicorn -c config/gunicorn.conf.py -k config.asgi_server.UvicornWorker
 config.asgi:application``, or alone, ``uvicorn config.asgi:application --http
 config.asgi_server:H11Protocol``.

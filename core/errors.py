@@ -12,7 +12,7 @@ end of a tenant-host request), the answer is 503 ``service_unavailable`` with
 ``Retry-After``, and the next request after the server is back succeeds without a restart
 (CONN_HEALTH_CHECKS drops broken connections; redis-py reconnects). Redis being down fails
 closed: the rate limits cannot count, so the requests they guard get 503 rather than going
-unlimited (README "Security").
+unlimited (docs/security.md).
 """
 
 import logging

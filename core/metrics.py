@@ -4,7 +4,7 @@ A process keeps its metrics in memory. Under gunicorn, whose workers are several
 of one host, ``PROMETHEUS_MULTIPROC_DIR`` is set (``config/gunicorn.conf.py`` does it and
 empties the directory when the server starts): each worker writes its samples to files
 there and any worker answering ``/metrics`` sums them (prometheus-client's multiprocess
-mode). Nothing is kept in Redis: Prometheus scrapes each host (README "Metrics").
+mode). Nothing is kept in Redis: Prometheus scrapes each host (docs/operations.md "Metrics").
 
 ``RequestMetricsMiddleware`` is the outermost middleware, so every answer is counted,
 including the ones given before a view runs (413, unknown host, inactive tenant, 503).

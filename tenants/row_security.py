@@ -3,7 +3,7 @@
 Every tenant-facing query already filters by tenant (``jobs.selectors``). This module
 makes PostgreSQL enforce the same rule, so one forgotten filter cannot leak another
 tenant's rows. Migration ``jobs/0005_row_level_security`` creates two roles and the
-policies, ``jobs/0007_web_role_least_privilege`` the web role's grants; see the README,
+policies, ``jobs/0007_web_role_least_privilege`` the web role's grants; see docs/security.md,
 "Security" and "Database roles". It stops a forgotten filter, not injected SQL: a statement
 on the connection can ``RESET ROLE`` (or ``set_config('role', 'none', …)``) back to the
 login role, which sees every tenant's rows.

@@ -58,10 +58,10 @@ def start_manage(*args: str, **env: str) -> subprocess.Popen:
 
 
 def start_uvicorn(app: str = "config.asgi:application", env: dict | None = None):
-    """A uvicorn serving ``app`` as the README runs it (``config.asgi_server``'s protocol) on
-    a free loopback port, with ``env`` (default: the test database's, ``subprocess_env``,
-    under a cache prefix of its own), returned once it accepts connections; ``.port`` and
-    ``.log_path`` say where. Stop it with ``stop_process``."""
+    """A uvicorn serving ``app`` as docs/operations.md runs it (``config.asgi_server``'s
+    protocol) on a free loopback port, with ``env`` (default: the test database's,
+    ``subprocess_env``, under a cache prefix of its own), returned once it accepts
+    connections; ``.port`` and ``.log_path`` say where. Stop it with ``stop_process``."""
     from tests.faults.servers import free_port
 
     port = free_port()

@@ -5,7 +5,7 @@
   ``tenant_jobs_service``, the bypass. Both NOLOGIN and without BYPASSRLS. The role running
   this migration (the application's login role) becomes a member of both: it may
   ``SET ROLE tenant_jobs_web``, and it passes the service policy. Creating roles needs
-  CREATEROLE (or a DBA who created them beforehand; README "Database roles").
+  CREATEROLE (or a DBA who created them beforehand; docs/security.md "Database roles").
 - Grants: the web role may read and write the public schema's tables (not alter, own or
   truncate them), now and those later migrations create. It has no access to tenant
   schemas: handlers, not web requests, write business data.

@@ -18,7 +18,7 @@ grants it there (tests/security/test_web_role.py), and the policies are already 
 
 ``job_attempt`` has no ``tenant_id`` (its job's tenant is its tenant) and is not covered;
 the web role holds nothing on it either. ``tenants_domain`` is routing, public by design
-(README, "Security").
+(docs/security.md).
 
 Reversing drops the policies and disables RLS on these four tables.
 """

@@ -1,6 +1,6 @@
 """The queue dashboard in headless Chromium against the live server: the superuser logs in
 and sees the charts drawn from an hour of rollup rows, with no console error (so no CSP
-violation). The screenshot is docs/dashboard.png, shown by the README."""
+violation). The screenshot is docs/dashboard.png, shown by docs/operations.md."""
 
 import math
 import shutil

@@ -269,7 +269,7 @@ def running(*, workers: bool = True) -> Iterator[Cluster]:
             cache_prefix="cluster",
         )
         env.update(DATABASE_POOL_MODE="transaction", DATABASE_DIRECT_URL=direct)
-        # Migrations need a real session: PostgreSQL itself (README "Production").
+        # Migrations need a real session: PostgreSQL itself (docs/operations.md "Production").
         setup_env = {**env, "DATABASE_URL": direct, "DATABASE_POOL_MODE": "session"}
         servers.run_manage(
             "migrate_schemas", "--noinput", env=setup_env, log_path=root / "migrate.log"

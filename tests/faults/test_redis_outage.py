@@ -1,4 +1,4 @@
-"""Redis stopped: the documented policy (README "Security") holds, and never a 500.
+"""Redis stopped: the documented policy (docs/security.md) holds, and never a 500.
 
 Policy: rate limits fail closed. Requests they guard (the jobs API, login) get 503 problem
 details with Retry-After and an error is logged; what only caches in Redis (tenant by host,

@@ -1,4 +1,4 @@
-"""The ASGI server as the README runs it (config/asgi_server.py): a connection that never
+"""The ASGI server as docs/operations.md runs it (config/asgi_server.py): a connection that never
 completes a request head (nothing sent, or half a header) is closed within the keep-alive
 timeout (5 s), under gunicorn's uvicorn worker and under uvicorn alone; complete requests
 and kept-alive connections work as before. Raw sockets against real servers."""
@@ -23,7 +23,7 @@ HEALTH = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 def _gunicorn():
-    """README, "Production": gunicorn -c config/gunicorn.conf.py -k
+    """docs/operations.md, "Production": gunicorn -c config/gunicorn.conf.py -k
     config.asgi_server.UvicornWorker --workers 2 --bind … config.asgi:application (one
     worker here)."""
     port = free_port()

@@ -328,7 +328,7 @@ def test_client_ip_key(rf, settings, remote, forwarded, trusted, expected):
 def test_login_limit_fails_closed_without_redis(alice, settings):
     """A counter that can't be read refuses logins rather than allowing unlimited guesses:
     429 when django-ratelimit reports the failure, 503 (with Retry-After) when the cache
-    error reaches the error handler (README "Security"); never a 200 or a 500."""
+    error reaches the error handler (docs/security.md); never a 200 or a 500."""
     settings.CACHES = {
         **settings.CACHES,
         "default": {

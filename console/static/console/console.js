@@ -1,4 +1,4 @@
-// The job console: a small client of the jobs API, written the way the README asks
+// The job console: a small client of the jobs API, written the way docs/api.md asks
 // single-page apps to poll. No framework, no build step; the page passes its settings as
 // a JSON block (#console-config) and server-rendered markup, so no inline script runs.
 //
