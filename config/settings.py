@@ -58,6 +58,9 @@ SHARED_APPS = [
     "django_tenants",
     "core",
     "tenants",
+    # Ready before the admin's autodiscovery imports jobs.webhooks: the tick registers
+    # its periodic work first.
+    "schedules",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",

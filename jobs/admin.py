@@ -22,24 +22,20 @@ from django.contrib.admin import ActionLocation
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.forms.fields import InvalidJSONInput
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
-from rest_framework.exceptions import ParseError
 
 from accounts.roles import ALL_TENANTS, is_tenant_staff, staff_tenant
 from core.admin_filters import CheckedLookupsMixin
-from core.limits import parse_json
-from jobs import schedules, selectors, services, webhooks
+from jobs import selectors, services, webhooks
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import (
     FINAL_STATUSES,
     Job,
     JobAttempt,
     JobStatus,
-    Schedule,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -500,7 +496,7 @@ class TenantScopedFormMixin:
             self.fields["tenant"].queryset = Tenant.objects.customers()
 
 
-class _TenantOwnedAdmin(CheckedLookupsMixin, admin.ModelAdmin):
+class TenantOwnedAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     """Rows of one tenant each: tenant staff see and manage their own tenant's, platform
     staff (with the model permissions) every tenant's. Changelist filters from the URL are
     checked as the job list's are (``core.admin_filters``)."""
@@ -530,7 +526,7 @@ class _TenantOwnedAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         return obj.tenant.name
 
 
-class _TenantScopedFormAdmin(_TenantOwnedAdmin):
+class TenantScopedFormAdmin(TenantOwnedAdmin):
     """Editable rows of one tenant: the form (a ``TenantScopedFormMixin``) gets the
     user's ``scope``, and tenant staff see no tenant field."""
 
@@ -543,91 +539,6 @@ class _TenantScopedFormAdmin(_TenantOwnedAdmin):
         if staff_tenant(request.user) is not ALL_TENANTS:
             fields = [field for field in fields if field != "tenant"]
         return fields
-
-
-# --- schedules (jobs.schedules) --------------------------------------------------------
-
-
-class BoundedJSONFormField(forms.JSONField):
-    """A JSON form field that parses as the API does (``core.limits.parse_json``): NaN,
-    Infinity, NUL, over-long numbers and deep nesting are a form error, not a 500."""
-
-    def to_python(self, value):
-        if self.disabled or value in self.empty_values or not isinstance(value, str):
-            return super().to_python(value)
-        try:
-            return parse_json(value)
-        except ParseError as exc:
-            raise ValidationError(f"Not valid JSON: {exc.detail}", code="invalid") from None
-
-    def bound_data(self, data, initial):
-        if self.disabled or data is None:
-            return super().bound_data(data, initial)
-        try:
-            return parse_json(data)
-        except ParseError:
-            return InvalidJSONInput(data)
-
-
-class ScheduleForm(TenantScopedFormMixin, forms.ModelForm):
-    """A schedule, validated by ``jobs.schedules.schedule_validate`` (name, type, payload,
-    cron, timezone, the tenant's schedule count); its tenant as ``TenantScopedFormMixin``
-    says."""
-
-    type = forms.ChoiceField(choices=lambda: [(name, name) for name in sorted(job_types())])
-    payload = BoundedJSONFormField(required=False)
-
-    class Meta:
-        model = Schedule
-        fields = ["tenant", "name", "type", "payload", "cron", "timezone", "enabled"]
-
-    def clean(self):
-        data = super().clean()
-        if self.errors:
-            return data
-        schedule = Schedule(
-            pk=self.instance.pk,
-            tenant=data.get("tenant", self.scope),
-            **{field: data.get(field) for field in ("name", "type", "payload", "cron")},
-            timezone=data["timezone"],
-        )
-        try:
-            schedules.schedule_validate(schedule)
-        except ValidationError as exc:
-            self.add_error(None, exc)
-        else:
-            data["payload"] = schedule.payload
-        return data
-
-
-@admin.register(Schedule)
-class ScheduleAdmin(_TenantScopedFormAdmin):
-    form = ScheduleForm
-    list_display = [
-        "name",
-        "tenant_name",
-        "type",
-        "cron",
-        "timezone",
-        "enabled",
-        "next_run_at",
-        "last_tick_at",
-        "last_job_link",
-    ]
-    list_filter = ["enabled"]
-    search_fields = ["name"]
-    ordering = ["tenant__name", "name"]
-    readonly_fields = ["next_run_at", "last_tick_at", "last_job_link"]
-
-    def save_model(self, request, obj, form, change):
-        schedules.schedule_save(obj)
-
-    @admin.display(description="last job")
-    def last_job_link(self, obj):
-        if obj.last_job_id is None:
-            return "—"
-        url = reverse("admin:jobs_job_change", args=[obj.last_job_id])
-        return format_html('<a href="{}">{}</a>', url, str(obj.last_job_id)[:8])
 
 
 # --- completion webhooks (jobs.webhooks) ------------------------------------------------
@@ -678,7 +589,7 @@ def _attempts_summary(delivery) -> str:
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(_TenantScopedFormAdmin):
+class WebhookEndpointAdmin(TenantScopedFormAdmin):
     form = WebhookEndpointForm
     list_display = ["url", "tenant_name", "statuses", "created_at"]
     ordering = ["tenant__name", "url"]
@@ -712,7 +623,7 @@ class WebhookEndpointAdmin(_TenantScopedFormAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(_TenantOwnedAdmin):
+class WebhookDeliveryAdmin(TenantOwnedAdmin):
     """Read-only: each delivery's attempts, with response status and body excerpt."""
 
     list_display = ["webhook_id", "tenant_name", "endpoint", "job_id", "job_status"]

@@ -7,6 +7,6 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the receivers of jobs.signals (metrics, the dashboard's rollup,
-        # completion webhooks) and registers the periodic work (jobs.periodic: due
-        # schedules, the webhook sweep), in web and worker processes alike.
-        from jobs import dashboard, metrics, schedules, webhooks  # noqa: F401
+        # completion webhooks) and registers the periodic work (jobs.periodic: the webhook
+        # sweep), in web and worker processes alike.
+        from jobs import dashboard, metrics, webhooks  # noqa: F401

@@ -12,10 +12,12 @@ import httpx
 import pytest
 from django.db import connection
 
-from jobs import schedules, services
+from jobs import services
 from jobs.api.longpoll import listener
-from jobs.models import Job, JobStatus, Schedule
+from jobs.models import Job, JobStatus
 from jobs.worker import Worker
+from schedules import services as schedule_services
+from schedules.models import Schedule
 from tests.factories import JobFactory
 from tests.polling import test_longpoll_scale
 from tests.polling.asgi import auth_headers
@@ -187,7 +189,7 @@ def test_platform_staff_see_internal_jobs_behind_the_filter(superuser_client, ac
 
 @pytest.mark.django_db(transaction=True)
 def test_a_client_cannot_take_a_schedule_ticks_key(alice_client, acme):
-    schedule = schedules.schedule_save(
+    schedule = schedule_services.schedule_save(
         Schedule(tenant=acme, name="generate", type="ai_generation", cron="*/1 * * * *")
     )
     tick = schedule.next_run_at
@@ -196,7 +198,7 @@ def test_a_client_cannot_take_a_schedule_ticks_key(alice_client, acme):
         "/api/jobs", {"type": "demo.echo"}, format="json", HTTP_IDEMPOTENCY_KEY=key
     )
     assert taken.status_code == 202
-    (scheduled,) = schedules.tick(now=tick)
+    (scheduled,) = schedule_services.tick(now=tick)
     assert str(scheduled.id) != taken.json()["id"]
     Worker(burst=True, poll_interval=0.05).run()
     scheduled.refresh_from_db()

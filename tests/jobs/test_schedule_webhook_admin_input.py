@@ -5,14 +5,14 @@ never a 500, and change nothing."""
 
 import pytest
 
-from jobs.models import Schedule
+from schedules.models import Schedule
 
 pytestmark = pytest.mark.django_db
 
 CHANGELISTS = {
-    "schedule": "name",
-    "webhookendpoint": "url",
-    "webhookdelivery": "job_status",
+    "schedules/schedule": "name",
+    "jobs/webhookendpoint": "url",
+    "jobs/webhookdelivery": "job_status",
 }
 
 
@@ -42,7 +42,7 @@ def clients(public_tenant, acme):
 def test_changelist_filters_that_postgresql_cannot_evaluate_are_refused(
     clients, model, query, status
 ):
-    url = f"/admin/jobs/{model}/?" + query.format(field=CHANGELISTS[model])
+    url = f"/admin/{model}/?" + query.format(field=CHANGELISTS[model])
     for who, client in clients.items():
         response = client.get(url)
         assert response.status_code == status, (who, url)
@@ -64,7 +64,7 @@ def test_schedule_payloads_the_api_would_refuse_are_a_form_error(clients, payloa
     form = {"name": "bad", "type": "demo.echo", "payload": payload, "cron": "0 3 * * *"}
     form |= {"timezone": "UTC", "enabled": "on"}
     for who, client in clients.items():
-        response = client.post("/admin/jobs/schedule/add/", form)
+        response = client.post("/admin/schedules/schedule/add/", form)
         assert response.status_code == 200, who
         assert message in response.content.decode(), who
     assert not Schedule.objects.exists()

@@ -21,7 +21,8 @@ from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from jobs.models import Job, JobRollup, Schedule, WebhookDelivery, WebhookEndpoint
+from jobs.models import Job, JobRollup, WebhookDelivery, WebhookEndpoint
+from schedules.models import Schedule
 from tenants import row_security as rls
 from tests.helpers import admin_client_for
 
@@ -258,8 +259,8 @@ def test_the_platform_admin_still_shows_every_tenants_schedules_and_webhooks(
         assert _rows("SELECT current_user") == [(login_role,)]
         for model in (Schedule, WebhookEndpoint, WebhookDelivery, JobRollup):
             assert set(model.objects.values_list("tenant_id", flat=True)) == {acme.pk, globex.pk}
-        platform = superuser.get("/admin/jobs/schedule/").content.decode()
-        tenant_staff = carol.get("/admin/jobs/schedule/").content.decode()
+        platform = superuser.get("/admin/schedules/schedule/").content.decode()
+        tenant_staff = carol.get("/admin/schedules/schedule/").content.decode()
         endpoints = superuser.get("/admin/jobs/webhookendpoint/").content.decode()
         own_endpoints = carol.get("/admin/jobs/webhookendpoint/").content.decode()
         deliveries = superuser.get("/admin/jobs/webhookdelivery/")

@@ -6,8 +6,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs import webhooks
-from jobs.management.commands.jobs_schedule import refusal, tenant_named
 from jobs.models import FINAL_STATUSES, WebhookEndpoint
+from tenants.commands import refusal, tenant_named
 
 
 class Command(BaseCommand):

@@ -1,39 +1,15 @@
 """``manage.py jobs_schedule add|list|enable|disable|remove --tenant T …``: a tenant's
-schedules (``jobs.schedules``). An invalid schedule is refused with each error, and
+schedules (``schedules.services``). An invalid schedule is refused with each error, and
 nothing is stored."""
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import ParseError
 
 from core.limits import parse_json
-from jobs import schedules
-from jobs.models import Schedule
-from tenants.models import Tenant
-
-
-def tenant_named(schema_name: str) -> Tenant:
-    """The customer tenant with this schema name; ``CommandError`` if there is none (the
-    public schema is the platform's own, with no jobs of its own)."""
-    tenant = (
-        Tenant.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
-        .filter(schema_name=schema_name)
-        .first()
-    )
-    if tenant is None:
-        raise CommandError(f"no customer tenant with schema {schema_name!r}")
-    return tenant
-
-
-def refusal(exc: ValidationError) -> CommandError:
-    """A ``CommandError`` listing every message of ``exc``, field by field."""
-    lines = [
-        f"{field}: {message}"
-        for field, messages in exc.message_dict.items()
-        for message in messages
-    ]
-    return CommandError("not stored:\n  " + "\n  ".join(lines))
+from schedules import selectors, services
+from schedules.models import Schedule
+from tenants.commands import refusal, tenant_named
 
 
 class Command(BaseCommand):
@@ -62,12 +38,12 @@ class Command(BaseCommand):
         elif action == "list":
             self._list(tenant)
         elif action == "remove":
-            if not schedules.schedule_remove(tenant=tenant, name=options["name"]):
+            if not services.schedule_remove(tenant=tenant, name=options["name"]):
                 raise CommandError(f"no schedule {options['name']!r} in {tenant.schema_name}")
             self.stdout.write(f"removed {options['name']}")
         else:
             try:
-                schedule = schedules.schedule_set_enabled(
+                schedule = services.schedule_set_enabled(
                     tenant=tenant, name=options["name"], enabled=action == "enable"
                 )
             except Schedule.DoesNotExist:
@@ -92,13 +68,13 @@ class Command(BaseCommand):
             timezone=options["timezone"],
         )
         try:
-            schedules.schedule_save(schedule)
+            services.schedule_save(schedule)
         except ValidationError as exc:
             raise refusal(exc) from None
         self.stdout.write(f"added {schedule.name}; next run {schedule.next_run_at}")
 
     def _list(self, tenant):
-        for schedule in schedules.schedules_for(tenant=tenant).order_by("name"):
+        for schedule in selectors.schedules_for(tenant=tenant).order_by("name"):
             state = "enabled" if schedule.enabled else "disabled"
             self.stdout.write(
                 f"{schedule.name}\t{schedule.type}\t{schedule.cron}\t{schedule.timezone}\t"

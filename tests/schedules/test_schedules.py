@@ -1,15 +1,17 @@
-"""Schedules (jobs.schedules): validation on save, the command, ticks with an injected
+"""Schedules (schedules.services): validation on save, the command, ticks with an injected
 clock, and real worker processes ticking one schedule together."""
 
 import signal
 import time
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from jobs import schedules
-from jobs.models import Job, Schedule
+from jobs.models import Job
+from schedules import services
+from schedules.models import Schedule
 from tests.helpers import start_manage
 from tests.jobs.test_engine import wait_for
 
@@ -68,7 +70,7 @@ def test_an_invalid_schedule_is_refused_with_a_clear_error_and_nothing_stored(
 def test_add_list_disable_enable_remove_per_tenant(acme, globex):
     schedule = add(acme, cron="0 3 * * *", timezone="Europe/Paris", payload='{"n": 1}')
     assert (schedule.payload, schedule.enabled) == ({"n": 1}, True)
-    assert schedule.next_run_at.astimezone(schedules.ZoneInfo("Europe/Paris")).hour == 3
+    assert schedule.next_run_at.astimezone(ZoneInfo("Europe/Paris")).hour == 3
     add(globex)  # the same name in another tenant
 
     with pytest.raises(CommandError, match="already has a schedule named 'nightly'"):
@@ -99,18 +101,18 @@ def test_each_tick_enqueues_one_job_and_a_disabled_schedule_none(acme):
     first = schedule.next_run_at
     assert first.second == 0
 
-    assert schedules.tick(now=first - timedelta(seconds=1)) == []  # not due yet
-    (job,) = schedules.tick(now=first)
+    assert services.tick(now=first - timedelta(seconds=1)) == []  # not due yet
+    (job,) = services.tick(now=first)
     assert (job.tenant, job.type, job.payload) == (acme, "demo.echo", {"n": 1})
-    assert schedules.tick(now=first) == []  # the same tick again: nothing
+    assert services.tick(now=first) == []  # the same tick again: nothing
     schedule.refresh_from_db()
     assert (schedule.last_tick_at, schedule.last_job_id) == (first, job.id)
     assert schedule.next_run_at == first + MINUTE
 
-    schedules.schedule_set_enabled(tenant=acme, name="nightly", enabled=False)
-    assert schedules.tick(now=first + MINUTE) == []
-    schedules.schedule_set_enabled(tenant=acme, name="nightly", enabled=True)
-    assert len(schedules.tick(now=first + 2 * MINUTE)) == 1
+    services.schedule_set_enabled(tenant=acme, name="nightly", enabled=False)
+    assert services.tick(now=first + MINUTE) == []
+    services.schedule_set_enabled(tenant=acme, name="nightly", enabled=True)
+    assert len(services.tick(now=first + 2 * MINUTE)) == 1
     assert keys_of(schedule) == [
         f"schedule:{schedule.pk}:{first.isoformat()}",
         f"schedule:{schedule.pk}:{(first + 2 * MINUTE).isoformat()}",
@@ -121,7 +123,7 @@ def test_each_tick_enqueues_one_job_and_a_disabled_schedule_none(acme):
 def test_after_downtime_only_the_latest_missed_tick_runs(acme):
     schedule = add(acme)
     first = schedule.next_run_at
-    (job,) = schedules.tick(now=first + 10 * MINUTE + timedelta(seconds=30))
+    (job,) = services.tick(now=first + 10 * MINUTE + timedelta(seconds=30))
     assert job.system_key == f"schedule:{schedule.pk}:{(first + 10 * MINUTE).isoformat()}"
     schedule.refresh_from_db()
     assert schedule.next_run_at == first + 11 * MINUTE
@@ -133,7 +135,7 @@ def test_an_inactive_tenants_schedule_does_not_tick(acme):
     acme.is_active = False
     acme.save(update_fields=["is_active"])
     try:
-        assert schedules.tick(now=schedule.next_run_at) == []
+        assert services.tick(now=schedule.next_run_at) == []
     finally:
         acme.is_active = True
         acme.save(update_fields=["is_active"])
@@ -167,7 +169,7 @@ def test_two_worker_processes_enqueue_exactly_one_job_per_tick(acme, processes, 
     ticks = [key.rsplit(":", 3)[-3:] for key in keys]
     assert ticks == sorted(ticks)  # each tick once, in order
 
-    schedules.schedule_set_enabled(tenant=acme, name="every-second", enabled=False)
+    services.schedule_set_enabled(tenant=acme, name="every-second", enabled=False)
     settled = len(keys_of(schedule))  # a tick in flight when it was disabled has committed
     time.sleep(2)  # two ticks' worth: a disabled schedule enqueues nothing
     assert len(keys_of(schedule)) == settled
@@ -195,20 +197,20 @@ def carol_admin(public_tenant, acme):
 def test_tenant_staff_see_and_add_only_their_tenants_schedules(carol_admin, acme, globex):
     add(acme, name="acme-nightly")
     add(globex, name="globex-nightly")
-    listing = carol_admin.get("/admin/jobs/schedule/").content.decode()
+    listing = carol_admin.get("/admin/schedules/schedule/").content.decode()
     assert "acme-nightly" in listing
     assert "globex-nightly" not in listing
     theirs = Schedule.objects.get(tenant=globex)
-    assert carol_admin.get(f"/admin/jobs/schedule/{theirs.pk}/change/").status_code == 302
+    assert carol_admin.get(f"/admin/schedules/schedule/{theirs.pk}/change/").status_code == 302
 
     form = {"name": "hourly", "type": "demo.echo", "payload": "{}", "cron": "0 * * * *"}
     form |= {"timezone": "UTC", "enabled": "on", "tenant": str(globex.pk)}
-    bad = carol_admin.post("/admin/jobs/schedule/add/", {**form, "cron": "0 * *"})
+    bad = carol_admin.post("/admin/schedules/schedule/add/", {**form, "cron": "0 * *"})
     assert bad.status_code == 200
     assert "Invalid cron expression" in bad.content.decode()
-    assert carol_admin.post("/admin/jobs/schedule/add/", form).status_code == 302
+    assert carol_admin.post("/admin/schedules/schedule/add/", form).status_code == 302
     created = Schedule.objects.get(name="hourly")
     assert created.tenant == acme  # never the tenant the form was sent
     assert created.next_run_at is not None
-    duplicate = carol_admin.post("/admin/jobs/schedule/add/", form)
+    duplicate = carol_admin.post("/admin/schedules/schedule/add/", form)
     assert "already has a schedule named" in duplicate.content.decode()

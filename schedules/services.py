@@ -1,4 +1,5 @@
-"""Schedules: a job of a registered type enqueued on a cron expression, per tenant.
+"""Every write of schedules (a job of a registered type enqueued on a cron expression, per
+tenant), and the tick that enqueues their jobs.
 
 Every write of a ``Schedule`` goes through this module, which validates it first (job
 type, payload per the API's JSON bounds and the type's serializer, cron expression and its
@@ -20,35 +21,36 @@ or the tenant inactive) only the latest missed tick runs; ticks missed while a s
 was disabled never run.
 """
 
-import itertools
 import json
 import logging
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, available_timezones
+from datetime import datetime
+from zoneinfo import available_timezones
 
-from cronsim import CronSim, CronSimError
+from cronsim import CronSimError
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 
-from accounts.roles import ALL_TENANTS
+from core.clock import db_now
 from core.limits import parse_json
 from jobs import services
 from jobs.exceptions import UnknownJobType
-from jobs.models import Job, Schedule
+from jobs.models import Job
 from jobs.periodic import periodic
 from jobs.registry import job_types
-from tenants.models import Tenant
+from schedules.cron import latest_tick, next_tick, shortest_interval
+from schedules.models import Schedule
+from schedules.selectors import schedule_get
+from tenants.scope import one_tenant
 
-logger = logging.getLogger("jobs.schedules")
+logger = logging.getLogger(__name__)
 
 # Most due schedules one transaction of a tick takes.
 TICK_BATCH = 100
 # Most due schedules of one tenant one tick takes (the next tick takes the rest).
 TICKS_PER_TENANT = 20
-SECONDS_PER_DAY = 24 * 3600
 
 # The due schedules of active tenants, ranked per tenant (oldest due first); one tick's
 # transaction takes the first TICK_BATCH by rank, of tenants no earlier transaction of the
@@ -68,13 +70,6 @@ WHERE rank <= %s
 ORDER BY rank, next_run_at
 LIMIT %s
 """
-
-
-def one_tenant(tenant) -> Tenant:
-    """``tenant`` itself; ``TypeError`` for anything else (``ALL_TENANTS``, None)."""
-    if not isinstance(tenant, Tenant):
-        raise TypeError(f"tenant must be a Tenant, not {tenant!r}")
-    return tenant
 
 
 def _messages(detail) -> list[str]:
@@ -129,41 +124,6 @@ def validate(*, type: str, payload, cron: str, timezone: str) -> dict:
     return payload
 
 
-def shortest_interval(cron: str) -> int:
-    """The fewest seconds between two ticks of ``cron`` (``CronSimError`` if invalid): the
-    smallest gap between its times of day, and from its last to its first (as if every
-    day ticked). Daylight-saving changes aside."""
-    parsed = CronSim(cron, datetime.now(ZoneInfo("UTC")))
-    times = sorted(
-        hour * 3600 + minute * 60 + second
-        for hour in parsed.hours
-        for minute in parsed.minutes
-        for second in parsed.seconds
-    )
-    wrap = SECONDS_PER_DAY - times[-1] + times[0]
-    return min([later - earlier for earlier, later in itertools.pairwise(times)] + [wrap])
-
-
-def next_tick(schedule: Schedule, after: datetime) -> datetime:
-    """The first tick of ``schedule`` strictly after ``after``."""
-    zone = ZoneInfo(schedule.timezone)
-    return next(CronSim(schedule.cron, after.astimezone(zone)))
-
-
-def latest_tick(schedule: Schedule, at: datetime) -> datetime:
-    """The last tick of ``schedule`` at or before ``at`` (ticks fall on whole seconds)."""
-    zone = ZoneInfo(schedule.timezone)
-    start = at.astimezone(zone).replace(microsecond=0) + timedelta(seconds=1)
-    return next(CronSim(schedule.cron, start, reverse=True))
-
-
-def _now() -> datetime:
-    """PostgreSQL's clock, shared by every worker."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT now()")
-        return cursor.fetchone()[0]
-
-
 def schedule_validate(schedule: Schedule) -> None:
     """Check ``schedule`` (new or changed) and normalise its payload; ``ValidationError``
     naming each bad field (``name``, ``type``, ``payload``, ``cron``, ``timezone``), or the
@@ -205,20 +165,9 @@ def schedule_save(schedule: Schedule) -> Schedule:
     with transaction.atomic():
         services.tenant_lock(schedule.tenant)
         schedule_validate(schedule)
-        schedule.next_run_at = next_tick(schedule, _now()) if schedule.enabled else None
+        schedule.next_run_at = next_tick(schedule, db_now()) if schedule.enabled else None
         schedule.save()
     return schedule
-
-
-def schedules_for(*, tenant):
-    """The schedules of ``tenant`` (or every tenant's, for ``ALL_TENANTS``)."""
-    scheduled = Schedule.objects.select_related("tenant")
-    return scheduled if tenant is ALL_TENANTS else scheduled.filter(tenant=one_tenant(tenant))
-
-
-def schedule_get(*, tenant, name: str) -> Schedule:
-    """The schedule ``name`` of ``tenant``; ``Schedule.DoesNotExist`` otherwise."""
-    return schedules_for(tenant=one_tenant(tenant)).get(name=name)
 
 
 def schedule_set_enabled(*, tenant, name: str, enabled: bool) -> Schedule:
@@ -249,7 +198,7 @@ def tick(*, now: datetime | None = None) -> list[Job]:
     worker at once: schedules another worker is ticking are skipped, and a tick's key is
     unique."""
     enqueued = []
-    now = now or _now()
+    now = now or db_now()
     taken: set[int] = set()  # tenants this tick has taken schedules of
     while True:
         with transaction.atomic():

@@ -9,8 +9,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from jobs import schedules
-from jobs.models import Job, Schedule
+from core.clock import db_now
+from jobs.models import Job
+from schedules import services
+from schedules.models import Schedule
 from tenants.models import Tenant
 
 ROUND = timedelta(seconds=10)  # JOBS_REAP_INTERVAL's default: a worker's tick interval
@@ -54,10 +56,10 @@ def test_a_tenant_has_at_most_its_bound_of_schedules_by_every_route(
     with pytest.raises(CommandError, match="already has 2 schedules"):
         add(acme, "three")
     with pytest.raises(ValidationError, match="JOBS_SCHEDULES_PER_TENANT"):
-        schedules.schedule_save(
+        services.schedule_save(
             Schedule(tenant=acme, name="four", type="demo.echo", cron="0 3 * * *")
         )
-    refused = carol_admin.post("/admin/jobs/schedule/add/", admin_form("five"))
+    refused = carol_admin.post("/admin/schedules/schedule/add/", admin_form("five"))
     assert refused.status_code == 200
     assert "already has 2 schedules" in refused.content.decode()
     assert sorted(Schedule.objects.filter(tenant=acme).values_list("name", flat=True)) == [
@@ -66,10 +68,10 @@ def test_a_tenant_has_at_most_its_bound_of_schedules_by_every_route(
     ]
     one = Schedule.objects.get(tenant=acme, name="one")
     edited = carol_admin.post(
-        f"/admin/jobs/schedule/{one.pk}/change/", admin_form("one", cron="0 4 * * *")
+        f"/admin/schedules/schedule/{one.pk}/change/", admin_form("one", cron="0 4 * * *")
     )
     assert edited.status_code == 302  # a change is no new schedule
-    schedules.schedule_set_enabled(tenant=acme, name="two", enabled=False)
+    services.schedule_set_enabled(tenant=acme, name="two", enabled=False)
     add(globex, "theirs")  # each tenant's count is its own
 
 
@@ -97,12 +99,14 @@ def test_a_schedule_ticks_no_more_often_than_the_minimum_interval(
     with pytest.raises(CommandError, match=message):
         add(acme, "fast", cron=cron)
     with pytest.raises(ValidationError, match="JOBS_SCHEDULE_MIN_INTERVAL"):
-        schedules.schedule_save(Schedule(tenant=acme, name="fast", type="demo.echo", cron=cron))
-    refused = carol_admin.post("/admin/jobs/schedule/add/", admin_form("fast", cron=cron))
+        services.schedule_save(Schedule(tenant=acme, name="fast", type="demo.echo", cron=cron))
+    refused = carol_admin.post("/admin/schedules/schedule/add/", admin_form("fast", cron=cron))
     assert refused.status_code == 200
     assert message in refused.content.decode()
     ok = Schedule.objects.create(tenant=acme, name="slow", type="demo.echo", cron="0 3 * * *")
-    changed = carol_admin.post(f"/admin/jobs/schedule/{ok.pk}/change/", admin_form("slow", cron))
+    changed = carol_admin.post(
+        f"/admin/schedules/schedule/{ok.pk}/change/", admin_form("slow", cron)
+    )
     assert message in changed.content.decode()
     assert not Schedule.objects.filter(tenant=acme, name="fast").exists()
     assert Schedule.objects.get(pk=ok.pk).cron == "0 3 * * *"
@@ -162,7 +166,7 @@ def test_the_service_refuses_a_payload_the_api_would_refuse(acme):
         schedule = Schedule(tenant=acme, name="bad", type="demo.echo", cron="0 3 * * *")
         schedule.payload = payload
         with pytest.raises(ValidationError, match=message):
-            schedules.schedule_save(schedule)
+            services.schedule_save(schedule)
     assert not Schedule.objects.exists()
 
 
@@ -190,11 +194,11 @@ def test_hundreds_of_one_tenants_schedules_never_delay_another_tenants_tick(acme
     enqueued_ticks = set()
     for round_number in range(19):
         now = start + round_number * ROUND
-        jobs = schedules.tick(now=now)
+        jobs = services.tick(now=now)
         mine = [job for job in jobs if job.tenant_id == globex.pk]
         minutely.refresh_from_db()
         assert minutely.next_run_at > now, f"globex's tick due by {now} is late"
-        assert len(jobs) - len(mine) <= schedules.TICKS_PER_TENANT
+        assert len(jobs) - len(mine) <= services.TICKS_PER_TENANT
         enqueued_ticks |= {job.system_key for job in mine}
 
     ticks = [start + timedelta(minutes=n) for n in range(4)]  # start + 0..3 min, within 180 s
@@ -206,9 +210,9 @@ def test_hundreds_of_one_tenants_schedules_never_delay_another_tenants_tick(acme
 def test_a_round_reaches_every_tenant_with_due_schedules(acme, globex, monkeypatch):
     """More tenants with due schedules than one transaction takes (here TICK_BATCH = 1):
     the round carries on, with the tenants it has not reached yet, until each had one."""
-    monkeypatch.setattr(schedules, "TICK_BATCH", 1)
-    due = schedules._now() - timedelta(seconds=1)
+    monkeypatch.setattr(services, "TICK_BATCH", 1)
+    due = db_now() - timedelta(seconds=1)
     _bulk_schedules(acme, 5, "* * * * *", due=due)
     _bulk_schedules(globex, 5, "* * * * *", due=due)
-    jobs = schedules.tick()
+    jobs = services.tick()
     assert sorted(job.tenant_id for job in jobs) == sorted([acme.pk, globex.pk])
