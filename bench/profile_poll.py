@@ -35,7 +35,7 @@ from pyinstrument import Profiler, processors  # noqa: E402
 from pyinstrument.frame_ops import delete_frame_from_tree  # noqa: E402
 from pyinstrument.renderers import ConsoleRenderer  # noqa: E402
 
-from tests.polling.round_trips import wait_for_invalidations  # noqa: E402
+from tests.jobs.api.round_trips import wait_for_invalidations  # noqa: E402
 
 HOST = "bench.localhost"
 

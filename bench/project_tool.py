@@ -104,11 +104,11 @@ def poll_target() -> dict:
 
 def round_trips(job_id: str, etag: str, token: str) -> dict:
     """Round trips of one warm poll, counted at the protocol level as the tests count them
-    (tests/polling/round_trips.py), served in this process by Django's test client."""
+    (tests/jobs/api/round_trips.py), served in this process by Django's test client."""
     import pytest
     from django.test import Client
 
-    from tests.polling.round_trips import counted_round_trips, wait_for_invalidations
+    from tests.jobs.api.round_trips import counted_round_trips, wait_for_invalidations
 
     client = Client(HTTP_HOST=HOST, HTTP_AUTHORIZATION=f"Bearer {token}")
     path = f"/api/jobs/{job_id}"

@@ -1,7 +1,7 @@
 """ASGI entry point: ``uvicorn config.asgi:application``.
 
 Django's ASGI handler with long polls served without a thread per waiting client
-(``jobs.api.longpoll.LongPollASGIHandler``, named by dotted path: config imports no app).
+(``jobs.api.realtime.longpoll.LongPollASGIHandler``, named by dotted path: config imports no app).
 """
 
 import os
@@ -12,4 +12,4 @@ from django.utils.module_loading import import_string
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
-application = import_string("jobs.api.longpoll.LongPollASGIHandler")()
+application = import_string("jobs.api.realtime.longpoll.LongPollASGIHandler")()

@@ -1,4 +1,4 @@
-"""gunicorn settings: ``gunicorn -c config/gunicorn.conf.py`` (README "Production").
+"""gunicorn settings: ``gunicorn -c config/gunicorn.conf.py`` (docs/operations.md "Production").
 
 Serves ``config.wsgi`` unless an app is given on the command line (the ASGI entry point:
 ``gunicorn -c config/gunicorn.conf.py -k config.asgi_server.UvicornWorker config.asgi:application``,
@@ -95,9 +95,9 @@ def on_starting(server):
 
 def post_worker_init(worker):
     """Once the app is loaded: it learns how many threads this worker has, so that waiting
-    long polls never take the ones plain requests need (jobs.api.waits). Named by its dotted
-    path, as settings name middleware: configuration imports no app module."""
-    waits = importlib.import_module("jobs.api.waits")
+    long polls never take the ones plain requests need (jobs.api.realtime.waits). Named by
+    its dotted path, as settings name middleware: configuration imports no app module."""
+    waits = importlib.import_module("jobs.api.realtime.waits")
     waits.limit_thread_waits(worker.cfg.threads)
 
 

@@ -138,7 +138,7 @@ MIDDLEWARE = [
     # here, before the transaction below; CORS headers on the API's answers to them.
     "corsheaders.middleware.CorsMiddleware",
     # Long polls under WSGI wait here, outside the transaction below, holding no connection.
-    "jobs.api.longpoll.LongPollWaitMiddleware",
+    "jobs.api.realtime.longpoll.LongPollWaitMiddleware",
     # Right after routing: a tenant-host request runs in one transaction as the database
     # role tenant_jobs_web, which sees only that tenant's rows (README "Security").
     "tenants.row_security.TenantRowSecurityMiddleware",

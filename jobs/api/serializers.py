@@ -278,7 +278,7 @@ class _WholeSecondsField(serializers.IntegerField):
 
 class JobPollQuerySerializer(serializers.Serializer):
     """``GET /api/jobs/{id}`` query: ``wait``, whole seconds from 1 to
-    ``JOBS_LONGPOLL_MAX_WAIT`` (``jobs.api.longpoll.wait_seconds`` answers 400
+    ``JOBS_LONGPOLL_MAX_WAIT`` (``jobs.api.realtime.longpoll.wait_seconds`` answers 400
     ``invalid_wait`` otherwise)."""
 
     def get_fields(self):

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from jobs.api.events import JobEventsView, TenantEventsView
+from jobs.api.realtime.events import JobEventsView, TenantEventsView
 from jobs.api.views import JobViewSet
 
 router = SimpleRouter(trailing_slash=False)

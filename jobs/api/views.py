@@ -15,8 +15,9 @@ from rest_framework.response import Response
 
 from core.problems import Problem, ProblemCode
 from jobs import selectors, services
-from jobs.api import longpoll, polling, schema
+from jobs.api import polling, schema
 from jobs.api.ratelimit import charge_rate_limit, charge_rate_limit_units, check_rate_limit
+from jobs.api.realtime import longpoll
 from jobs.api.serializers import (
     JobBatchCreateSerializer,
     JobBatchOutputSerializer,
@@ -132,7 +133,7 @@ class JobViewSet(viewsets.GenericViewSet):
 
     def retrieve(self, request, pk=None):
         """A poll: 304 when ``If-None-Match`` holds the current ETag (decided before
-        serializing), ``?wait=N`` to long-poll (jobs.api.longpoll)."""
+        serializing), ``?wait=N`` to long-poll (jobs.api.realtime.longpoll)."""
         job_id = _job_id(pk)
         # A plain poll skips the query serializer: without ?wait= it has nothing to check.
         wait = (

@@ -1,6 +1,6 @@
 """NOTIFY 'job_changed' with the job id whenever a job's API representation changes.
 
-Long polls (``GET /api/jobs/{id}?wait=N``, jobs/api/longpoll.py) listen on this channel.
+Long polls (``GET /api/jobs/{id}?wait=N``, jobs/api/realtime/longpoll.py) listen on this channel.
 A trigger rather than calls in the services: every writer (worker, reaper, admin, staff
 actions, a manual UPDATE) is covered, and the notification is delivered only on commit.
 Heartbeats (lease renewals) change no represented column, so they send nothing. The

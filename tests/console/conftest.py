@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from jobs.api.longpoll import listener
+from jobs.api.realtime.longpoll import listener
 from jobs.worker import Worker
 
 

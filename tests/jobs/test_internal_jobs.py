@@ -13,16 +13,16 @@ import pytest
 from django.db import connection
 
 from jobs import services
-from jobs.api.longpoll import listener
+from jobs.api.realtime.longpoll import listener
 from jobs.models import Job, JobStatus
 from jobs.worker import Worker
 from schedules import services as schedule_services
 from schedules.models import Schedule
 from tests.factories import JobFactory
-from tests.polling import test_longpoll_scale
-from tests.polling.asgi import auth_headers
+from tests.jobs.api import asgi
+from tests.jobs.api.asgi import auth_headers
 
-asgi_server = test_longpoll_scale.asgi_server  # the fixture: a uvicorn on the test database
+asgi_server = asgi.asgi_server  # the fixture: a uvicorn on the test database
 
 ADMIN_JOBS = "/admin/jobs/job/"
 START = {"status": JobStatus.PROCESSING, "attempts": 1, "worker_id": "w1"}

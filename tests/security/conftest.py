@@ -5,7 +5,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client
 
-from jobs.api.longpoll import listener
+from jobs.api.realtime.longpoll import listener
 from tests.conftest import client_for
 from tests.factories import PASSWORD, UserFactory
 

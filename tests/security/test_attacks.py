@@ -25,7 +25,7 @@ from accounts.models import User
 from accounts.tokens import tokens_for
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory, UserFactory
-from tests.polling.asgi import asgi_get, run_app
+from tests.jobs.api.asgi import asgi_get, run_app
 from tests.security.conftest import login
 
 pytestmark = pytest.mark.django_db

@@ -16,14 +16,14 @@ import pytest
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
-from jobs.api.fanout import listener
+from jobs.api.realtime.fanout import listener
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
 from tests.helpers import start_manage, stop_process
-from tests.polling import test_longpoll_scale
-from tests.polling.asgi import asgi_get, auth_headers, run_app
+from tests.jobs.api import asgi
+from tests.jobs.api.asgi import asgi_get, auth_headers, run_app
 
-asgi_server = test_longpoll_scale.asgi_server  # the fixture: a uvicorn on the test database
+asgi_server = asgi.asgi_server  # the fixture: a uvicorn on the test database
 
 STREAM_ENV = {"JOBS_EVENTS_HEARTBEAT_SECONDS": "0.2", "JOBS_MAX_WAITS_PER_USER": "2"}
 START = {"status": JobStatus.PROCESSING, "attempts": 1, "worker_id": "w1"}

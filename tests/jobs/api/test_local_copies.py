@@ -15,7 +15,7 @@ from core import row_cache
 from tenants.models import Tenant
 from tenants.resolution import _key as _host_key
 from tests.factories import JobFactory
-from tests.polling.round_trips import wait_for_invalidations
+from tests.jobs.api.round_trips import wait_for_invalidations
 
 pytestmark = pytest.mark.django_db
 

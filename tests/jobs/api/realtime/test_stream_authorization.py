@@ -1,4 +1,4 @@
-"""A stream or a long poll holds only while what authorized it holds (jobs/api/grants.py):
+"""A stream or a long poll holds only while what authorized it holds (jobs/api/realtime/grants.py):
 deactivating the user or the tenant, or the access token's expiry, ends an open
 ``/api/events``, job stream or waiting long poll within a few seconds (``RECHECK_SECONDS``,
 2 s, plus the change's propagation), on a real uvicorn with tokens it issued itself; and a
@@ -15,7 +15,7 @@ import httpx
 import pytest
 from django.db import connections
 
-from jobs.api.grants import RECHECK_SECONDS
+from jobs.api.realtime.grants import RECHECK_SECONDS
 from jobs.models import Job, JobStatus
 from tests.conftest import client_for
 from tests.factories import PASSWORD, JobFactory, UserFactory

@@ -16,7 +16,7 @@ from django.utils import timezone
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
 from tests.helpers import start_uvicorn, stop_process, subprocess_env
-from tests.polling.asgi import auth_headers
+from tests.jobs.api.asgi import auth_headers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,16 +1,31 @@
 """Calling ``config.asgi.application`` in this process, as an ASGI server would: the scope,
 a client that may leave (``disconnect``), and an event loop whose one executor thread's
-database connection is closed afterwards."""
+database connection is closed afterwards; and ``asgi_server``, a fixture serving it from a
+uvicorn process."""
 
 import asyncio
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from django.db import connections
 
 from accounts.tokens import tokens_for
 from config.asgi import application
+from tests.helpers import start_uvicorn, stop_process, subprocess_env
 
 HOST = "acme.localhost"
+
+
+@pytest.fixture
+def asgi_server(transactional_db, request):
+    """A uvicorn process on the test database; ``request.param``: extra environment."""
+    env = subprocess_env(
+        CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}", **getattr(request, "param", {})
+    )
+    server = start_uvicorn(env=env)
+    yield server
+    stop_process(server)
 
 
 def auth_headers(user) -> dict[str, str]:

@@ -3,11 +3,11 @@ changes, or after N seconds (1 ≤ N ≤ ``JOBS_LONGPOLL_MAX_WAIT``) with the cu
 
 The request goes through the ordinary middleware + view chain **once**: tenant, token,
 rate limit (charged once, whatever the answer), the cap on concurrent waits
-(``jobs.api.waits``) and the first read. When the client's copy is current and the job
+(``jobs.api.realtime.waits``) and the first read. When the client's copy is current and the job
 unfinished, the view attaches a ``PendingWait`` to its response instead of blocking; the
 wait then happens after the chain's transaction has ended, holding no connection, and ends
 with a fresh read however it ends (a change, the deadline, a lost notification). What
-authorized it (``jobs.api.grants``) is checked again before it answers and every few
+authorized it (``jobs.api.realtime.grants``) is checked again before it answers and every few
 seconds while it waits; once it no longer holds, the chain answers again, as it would a
 new request (401 or 403):
 
@@ -18,7 +18,7 @@ new request (401 or 403):
   security transaction, closes the thread's connection and blocks the thread on the
   listener. At most half of a process's threads wait at once (``waits.take_thread``);
   past that, and under sync workers, a long poll answers at once as a plain poll. Route
-  ``wait=`` requests and event streams to the ASGI server (README, "Production").
+  ``wait=`` requests and event streams to the ASGI server (docs/operations.md, "Production").
 
 The access log line and the API metrics of a long poll are written when its wait starts.
 """
@@ -38,9 +38,10 @@ from django.core.handlers.base import BaseHandler
 from django.db import close_old_connections, connection
 
 from core.problems import Problem, ProblemCode
-from jobs.api import fanout, polling, waits
-from jobs.api.fanout import CHANNEL, listener  # noqa: F401 (the process's listener)
-from jobs.api.grants import Grant
+from jobs.api import polling
+from jobs.api.realtime import fanout, waits
+from jobs.api.realtime.fanout import CHANNEL, listener  # noqa: F401 (the process's listener)
+from jobs.api.realtime.grants import Grant
 from jobs.api.serializers import JobPollQuerySerializer
 
 _DETAIL_PATH = re.compile(r"^/api/jobs/(?P<pk>[^/]+)$")
@@ -275,7 +276,7 @@ async def get_response(request):
 class LongPollASGIHandler(ASGIHandler):
     """Django's ASGI handler, except for long polls and event streams, which run the
     chain in the shared pool and then wait on the event loop (``get_response``;
-    ``jobs.api.events`` for streams), holding no thread (``config.asgi`` serves this)."""
+    ``jobs.api.realtime.events`` for streams), holding no thread (``config.asgi`` serves this)."""
 
     async def __call__(self, scope, receive, send):
         if is_deferred_scope(scope):

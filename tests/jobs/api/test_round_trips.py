@@ -1,4 +1,4 @@
-"""The round-trip budget of a warm poll, counted at the servers (tests/polling/round_trips.py):
+"""The round-trip budget of a warm poll, counted at the servers (tests/jobs/api/round_trips.py):
 at most 1 Redis and 3 PostgreSQL round trips, BEGIN and COMMIT included, for a 200 and a 304.
 
 These tests commit (``transaction=True``): a request opens and commits its own
@@ -14,7 +14,7 @@ from jobs.models import Job
 from tenants.row_security import tenant_row_security
 from tests.conftest import client_for
 from tests.factories import JobFactory
-from tests.polling.round_trips import counted_round_trips, wait_for_invalidations
+from tests.jobs.api.round_trips import counted_round_trips, wait_for_invalidations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

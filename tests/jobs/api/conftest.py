@@ -3,7 +3,7 @@ database (its connection would block DROP DATABASE)."""
 
 import pytest
 
-from jobs.api.longpoll import listener
+from jobs.api.realtime.longpoll import listener
 
 
 @pytest.fixture(autouse=True)

@@ -11,11 +11,11 @@ import time
 import pytest
 from django.db import connection
 
-from jobs.api.longpoll import listener
+from jobs.api.realtime.longpoll import listener
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
 from tests.helpers import start_uvicorn, stop_process
-from tests.polling.asgi import HOST, asgi_get, auth_headers, run_app
+from tests.jobs.api.asgi import HOST, asgi_get, auth_headers, run_app
 
 
 def _change_later(job_id, delay: float = 0.3, **fields) -> threading.Thread:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.factories import JobFactory
-from tests.polling.round_trips import counted_round_trips
+from tests.jobs.api.round_trips import counted_round_trips
 
 pytestmark = pytest.mark.django_db
 

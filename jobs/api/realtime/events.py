@@ -12,10 +12,10 @@ comment line every ``JOBS_EVENTS_HEARTBEAT_SECONDS`` keeps proxies from closing 
 stream.
 
 Authentication, tenant, rate limit (charged once per stream) and the cap on concurrent
-waits (``jobs.api.waits``) are checked by the ordinary chain; the stream then runs on the
-event loop through the same fan-out as long polls (``jobs.api.fanout``), holding no
+waits (``jobs.api.realtime.waits``) are checked by the ordinary chain; the stream then runs on the
+event loop through the same fan-out as long polls (``jobs.api.realtime.fanout``), holding no
 thread, connection or transaction, and ends as soon as what authorized it no longer
-holds (``jobs.api.grants``: checked before each batch of events and every few seconds
+holds (``jobs.api.realtime.grants``: checked before each batch of events and every few seconds
 while idle). ``HEAD`` answers a ``GET``'s headers and ends. Streams need the ASGI server;
 under WSGI a ``GET`` or ``HEAD`` is 503 (other methods are answered as on any route).
 """
@@ -33,10 +33,11 @@ from rest_framework.views import APIView
 
 from core.problems import Problem, ProblemCode
 from jobs import selectors
-from jobs.api import fanout, longpoll, schema, waits
-from jobs.api.fanout import listener
-from jobs.api.grants import Grant
+from jobs.api import schema
 from jobs.api.ratelimit import check_rate_limit
+from jobs.api.realtime import fanout, longpoll, waits
+from jobs.api.realtime.fanout import listener
+from jobs.api.realtime.grants import Grant
 from jobs.api.views import _job_id
 
 TENANT_STREAM_INITIAL_JOBS = 200

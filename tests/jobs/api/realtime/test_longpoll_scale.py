@@ -7,33 +7,23 @@ import asyncio
 import os
 import re
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
-from jobs.api import fanout
-from jobs.api.longpoll import listener
+from jobs.api.realtime import fanout
+from jobs.api.realtime.longpoll import listener
 from jobs.models import Job, JobStatus
 from tests.conftest import client_for
 from tests.factories import JobFactory
-from tests.helpers import start_uvicorn, stop_process, subprocess_env
-from tests.polling.asgi import HOST, asgi_get, auth_headers, run_app
+from tests.jobs.api import asgi
+from tests.jobs.api.asgi import HOST, asgi_get, auth_headers, run_app
+
+asgi_server = asgi.asgi_server  # the fixture: a uvicorn on the test database
 
 START = {"status": JobStatus.PROCESSING, "attempts": 1, "worker_id": "w1"}
-
-
-@pytest.fixture
-def asgi_server(transactional_db, request):
-    """A uvicorn process on the test database; ``request.param``: extra environment."""
-    env = subprocess_env(
-        CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}", **getattr(request, "param", {})
-    )
-    server = start_uvicorn(env=env)
-    yield server
-    stop_process(server)
 
 
 async def http_get(port: int, path: str, headers: dict[str, str]):

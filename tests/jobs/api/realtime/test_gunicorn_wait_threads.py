@@ -1,6 +1,6 @@
 """Under gunicorn (WSGI), long polls never take the threads plain requests need: a worker
-lets at most half of its threads wait (``jobs.api.waits.take_thread``), and a long poll past
-that answers at once as a plain poll. So one user holding every long poll they are allowed
+lets at most half of its threads wait (``jobs.api.realtime.waits.take_thread``), and a long
+poll past that answers at once as a plain poll. So one user holding every long poll they are allowed
 (``JOBS_MAX_WAITS_PER_USER``) leaves another tenant's plain poll answered at once, with
 config/gunicorn.conf.py as shipped (sync workers: no long poll waits) and with threads."""
 

@@ -35,7 +35,8 @@ from rest_framework.renderers import JSONRenderer
 
 from core import listen
 from jobs import selectors
-from jobs.api import polling, waits
+from jobs.api import polling
+from jobs.api.realtime import waits
 from jobs.api.serializers import JobOutputSerializer
 from jobs.exceptions import JobNotFound
 from jobs.models import FINAL_STATUSES
