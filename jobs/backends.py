@@ -7,7 +7,8 @@ job without a tenant could run in the wrong schema.
 
 The Django Tasks contract: ``async def`` tasks run (in the runner thread, through
 ``async_to_sync``); ``task_enqueued`` is sent by ``enqueue``, ``task_started`` by the worker
-before each attempt and ``task_finished`` once the result is final (SUCCESSFUL or FAILED;
+(through ``send_task_signal``) before each attempt and ``task_finished`` (its result built by
+``finished_result``) once the result is final (SUCCESSFUL or FAILED;
 an attempt that will be retried sends none), sender: this class. A ``TaskResult``'s
 ``worker_ids`` has one entry per attempt (``JobAttempt``), so ``attempts`` counts them, and
 ``errors`` one ``TaskError`` per failed attempt, oldest first, naming the exception class
@@ -17,6 +18,7 @@ the job's 64 characters; workers serve the queues given to ``run_worker --queues
 """
 
 import dataclasses
+import logging
 import uuid
 
 from django.db import connection
@@ -25,12 +27,14 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import DEFAULT_TASK_BACKEND_ALIAS, TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
+from django.utils import timezone
 
 from jobs import services
 from jobs.exceptions import JobNotFound
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.registry import get_job_type, job_type_for_task
 from jobs.selectors import job_get
+from jobs.signals import JobOutcome
 from tenants.models import Tenant
 
 _STATUS = {
@@ -42,8 +46,14 @@ _STATUS = {
 }
 
 
+logger = logging.getLogger("jobs.worker")  # the worker sends the task signals
+
 # Attempt outcomes that are a failure of the task (a TaskError each).
-_FAILED_ATTEMPTS = frozenset({"failed", "retrying", "timed_out", "lost"})
+_FAILED_ATTEMPTS = frozenset(
+    {JobOutcome.FAILED, JobOutcome.RETRYING, JobOutcome.TIMED_OUT, JobOutcome.LOST}
+)
+# Outcomes of a run after which the task runs again: no ``task_finished`` yet.
+_UNFINISHED = frozenset({JobOutcome.RETRYING, JobOutcome.HANDED_BACK})
 # The exception class of a failed attempt that stored none (closed by the reaper: timed
 # out, worker lost; or closed before classes were stored).
 JOB_ERROR = "jobs.context.JobError"
@@ -180,3 +190,45 @@ def running_result(job: Job, *, worker_id: str) -> TaskResult:
         backend=task.backend or DEFAULT_TASK_BACKEND_ALIAS,
         status=TaskResultStatus.RUNNING,
     )
+
+
+def finished_result(
+    running: TaskResult,
+    *,
+    outcome: JobOutcome,
+    attempts_left: bool,
+    return_value=None,
+    error: TaskError | None = None,
+) -> TaskResult | None:
+    """A run's ``running`` result (``JobContext.task_result``) as the run ended with
+    ``outcome``, for ``task_finished``: SUCCESSFUL with ``return_value``, or FAILED, adding
+    the run's ``error``. None when the task has not finished: the job will run again
+    (retried, handed back, or lost with ``attempts_left``); Django sends ``task_finished``
+    once per task, when its result is final."""
+    if outcome in _UNFINISHED or (outcome is JobOutcome.LOST and attempts_left):
+        return None
+    completed = outcome is JobOutcome.COMPLETED
+    finished = dataclasses.replace(
+        running,
+        status=TaskResultStatus.SUCCESSFUL if completed else TaskResultStatus.FAILED,
+        errors=[*running.errors, *([error] if error is not None else [])],
+        finished_at=timezone.now(),
+    )
+    if completed:
+        object.__setattr__(finished, "_return_value", return_value)
+    return finished
+
+
+def send_task_signal(signal, task_result: TaskResult | None, *, log_fields: dict) -> None:
+    """Send a ``django.tasks`` signal (``task_started``, ``task_finished``) as Django's own
+    backends do, sender ``JobQueueBackend``; nothing for no result. A receiver that raises
+    is logged with ``log_fields``, never the worker's problem."""
+    if task_result is None:
+        return
+    for receiver, response in signal.send_robust(sender=JobQueueBackend, task_result=task_result):
+        if isinstance(response, Exception):
+            logger.error(
+                "task signal receiver raised",
+                extra={**log_fields, "receiver": repr(receiver)},
+                exc_info=response,
+            )

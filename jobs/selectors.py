@@ -46,8 +46,10 @@ from jobs.models import (
     REPRESENTATION_VERSION,
     REPRESENTED_COLUMNS,
     Job,
+    JobAttempt,
     JobStatus,
 )
+from jobs.signals import JobOutcome
 from tenants.scope import one_tenant, tenant_scope
 from tenants.search_path import without_search_path
 
@@ -63,6 +65,17 @@ def job_get(*, tenant, job_id: uuid.UUID, include_internal: bool = False) -> Job
     if job is None:
         raise JobNotFound(job_id)
     return job
+
+
+def attempt_outcome(*, job_id: uuid.UUID, number: int) -> JobOutcome | None:
+    """How attempt ``number`` of job ``job_id`` ended as recorded (by its worker or the
+    reaper); None while it is open, or when it (or its job) is gone. The worker's reads."""
+    outcome = (
+        JobAttempt.objects.filter(job_id=job_id, number=number)
+        .values_list("outcome", flat=True)
+        .first()
+    )
+    return JobOutcome(outcome) if outcome else None
 
 
 # The longest ``result`` a list item carries, in characters of its JSON text: a page of

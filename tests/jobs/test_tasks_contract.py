@@ -90,13 +90,13 @@ def batching_worker(results: int) -> tuple[Worker, list[set[str]]]:
     worker = Worker(burst=True, poll_interval=0.05, concurrency=4, queues=("default", "reports"))
     worker._completions = _GatedQueue(results)
     calls = []
-    record = worker._record_outcomes
+    record = worker.outcomes.record
 
     def spy(endings):
         calls.append({str(run.job.id) for run, _ending in endings})
         record(endings)
 
-    worker._record_outcomes = spy
+    worker.outcomes.record = spy
     return worker, calls
 
 

@@ -1,4 +1,4 @@
-"""``manage.py run_worker``: one worker process (jobs/worker.py) until SIGTERM/SIGINT.
+"""``manage.py run_worker``: one worker process (jobs/worker/) until SIGTERM/SIGINT.
 
 Bad arguments are refused before anything starts, with a message naming the argument and a
 non-zero exit. ``--reload`` (DEBUG only) restarts the process when a Python file it imported

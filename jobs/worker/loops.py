@@ -1,37 +1,7 @@
-"""The worker: claims jobs from PostgreSQL and runs them in threads, inside the job's tenant.
-
-Delivery is at least once: a job runs again only if its worker lost it (crash, lease
-expiry), never while its current run still owns it, because every outcome write is
-guarded by ``worker_id`` and status (see ``jobs.services``).
-
-How a run ended is decided, recorded and reported in one place, the outcome writer
-``Worker._record_outcomes``: one ``JobOutcome`` per run (claim), sent with ``job_finished``
-and logged as ``job <outcome>``. Whichever ending of a run reaches it first wins; a later
-one (a handler's result after its job was cancelled or handed back) changes nothing.
-
-Threads, each with its own database connection (Django connections are per thread):
-
-- the main thread waits for a ``NOTIFY`` (or the poll interval, or a freed slot), claims
-  up to as many jobs as it has free slots in one statement, and hands them to runners; it
-  also runs the reaper (expired leases, timeouts) for the whole queue, at start-up and
-  every ``JOBS_REAP_INTERVAL``;
-- runner threads execute handlers, in pools: each pool has its own queues, concurrency
-  and claims (``queues=["reports:2", "default:8"]``: two threads for ``reports``, eight for
-  ``default``; queues named without a count share one pool of ``concurrency`` threads), so
-  a flood in one queue never takes another queue's threads. A failure goes to the outcome
-  writer at once, a result to
-- the recorder thread, which passes everything that has piled up to the outcome writer in
-  one call (so the results are one guarded UPDATE: one round trip for many short jobs; a
-  runner never waits for its write);
-- a heartbeat thread renews leases and raises flags on the runs' contexts: cancellation
-  requested, or job lost. A run to cancel is also handed to the recorder, which ends it
-  ``cancelled`` within the heartbeat, whether or not its handler notices. The heartbeat
-  writes no outcome.
-"""
+"""The ``Worker``: its main loop (claims, waits, the reaper's rounds), runner threads,
+recorder and heartbeat (``jobs.worker`` describes them together)."""
 
 import contextlib
-import dataclasses
-import enum
 import json
 import logging
 import os
@@ -47,21 +17,20 @@ import uuid
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
-from django.tasks import TaskResultStatus
-from django.tasks.base import TaskError
-from django.tasks.signals import task_finished, task_started
-from django.utils import timezone
+from django.tasks.signals import task_started
 from django_tenants.utils import tenant_context
 
 from core import listen
 from core.log_context import bind_job
-from jobs import periodic, selectors, services
-from jobs.backends import JOB_ERROR, JobQueueBackend
+from jobs import periodic, services
+from jobs.backends import send_task_signal
 from jobs.context import JobContext, JobError
-from jobs.exceptions import JobNotFound, UnknownJobType
-from jobs.models import JobStatus
+from jobs.exceptions import UnknownJobType
 from jobs.registry import get_job_type
-from jobs.signals import JobOutcome, job_finished, job_started, jobs_finished
+from jobs.signals import job_started
+from jobs.worker.outcomes import OutcomeWriter
+from jobs.worker.pools import Pool, parse_pools
+from jobs.worker.runs import Cut, Ending, Raised, Returned, Run, exception_path
 
 logger = logging.getLogger("jobs.worker")
 
@@ -78,152 +47,10 @@ def _close_quietly(listener) -> None:
             listener.close()
 
 
-def _retrying(record, *, patience: float | None = None, **kwargs):
-    """Call an outcome-recording service, retrying through a database outage.
-
-    A result is worth keeping: the write is retried with backoff for up to ``patience``
-    seconds (default: one lease, after which the reaper would hand the job to another
-    worker anyway). The writes are compare-and-set, so a retry after a commit whose reply
-    was lost simply matches nothing.
-    """
-    deadline = time.monotonic() + (settings.JOBS_LEASE_SECONDS if patience is None else patience)
-    delay = 0.1
-    while True:
-        try:
-            return record(**kwargs)
-        except DatabaseError:
-            connection.close()
-            if time.monotonic() + delay > deadline:
-                raise
-            logger.warning("database unavailable while recording an outcome; retrying")
-            time.sleep(delay)
-            delay = min(2.0, delay * 2)
-
-
 # Jobs shorter than this on average are claimed ahead of free threads (see _free_slots).
 _SHORT_JOB_SECONDS = 0.05
 # Most endings passed to the outcome writer in one call of the recorder.
 _MAX_COMPLETION_BATCH = 500
-# Seconds the writes of a hand-back at shutdown wait for the database: a job not handed
-# back goes back to pending through the reaper once its lease expires.
-_HAND_BACK_PATIENCE = 5.0
-# The error the reaper (jobs.services.jobs_requeue_stale) fails a timed-out job with.
-_TIMED_OUT_ERROR = "timed out"
-# Outcomes of a run whose handler failed (the ending is a _Raised).
-_FAILURES = frozenset({JobOutcome.FAILED, JobOutcome.RETRYING})
-# Outcomes logged as warnings: the run did not end the way its handler did.
-_UNTOWARD = frozenset({JobOutcome.TIMED_OUT, JobOutcome.LOST, JobOutcome.HANDED_BACK})
-
-
-@dataclasses.dataclass(eq=False)
-class _Pool:
-    """Runner threads serving some queues, with their own concurrency and claims."""
-
-    queues: tuple[str, ...]
-    concurrency: int
-    work: queue.Queue = dataclasses.field(default_factory=queue.Queue)
-    recent_duration: float | None = None  # moving average of handler run times, seconds
-    # Jobs may be claimable in its queues: its last claim filled every free thread, or since
-    # then a NOTIFY for one of its queues, the poll interval, a reaper's requeue or an
-    # outcome written for one of its runs. A pool without sends no claim when another
-    # pool's thread frees up.
-    maybe_work: bool = True
-
-
-def parse_pools(queues, concurrency: int) -> list[_Pool]:
-    """Pools from queue specs: ``"name:N"`` is a pool of N threads for that queue; plain
-    names share one pool of ``concurrency`` threads. Raises ``ValueError`` for a queue
-    named twice, an empty name or a count below 1."""
-    shared, pools, seen = [], [], set()
-    for spec in queues:
-        name, sep, count = spec.strip().partition(":")
-        name = name.strip()
-        if not name or name in seen:
-            raise ValueError(f"queue {name!r} is empty or named twice")
-        seen.add(name)
-        if not sep:
-            shared.append(name)
-            continue
-        if not count.strip().isdigit() or int(count) < 1:
-            raise ValueError(f"queue {name!r}: the concurrency must be a whole number >= 1")
-        pools.append(_Pool(queues=(name,), concurrency=int(count)))
-    if shared:
-        pools.insert(0, _Pool(queues=tuple(shared), concurrency=max(1, concurrency)))
-    if not pools:
-        raise ValueError("no queue to take jobs from")
-    return pools
-
-
-@dataclasses.dataclass(eq=False)
-class _Run:
-    """One claim of a job by this worker, from the claim until its outcome is reported."""
-
-    job: object
-    context: JobContext
-    pool: _Pool
-    task: object = None  # the job type's django.tasks Task; None for an unknown type
-    claimed: float = dataclasses.field(default_factory=time.monotonic)
-    started: float | None = None  # time.monotonic() when the handler started
-    thread: threading.Thread | None = None  # the runner thread running the handler
-    withdrawn: bool = False  # handed back before it started (under Worker._lock)
-    abandoned: bool = False  # past its timeout: its thread is no longer waited for
-    duration: float | None = None  # the handler's run time, once it returned or raised
-    settled: bool = False  # taken by the outcome writer (under Worker._lock)
-
-    def elapsed(self) -> float:
-        """The handler's run time: so far while it runs, 0 if it never started."""
-        if self.duration is not None:
-            return self.duration
-        return 0.0 if self.started is None else time.monotonic() - self.started
-
-    def log_fields(self) -> dict:
-        return {
-            "job_id": str(self.job.id),
-            "type": self.job.type,
-            "tenant": self.job.tenant.schema_name,
-            "attempt": self.job.attempts,
-        }
-
-
-# How a run ended, as its worker saw it; the outcome writer maps it to a JobOutcome.
-
-
-@dataclasses.dataclass(frozen=True)
-class _Returned:
-    """The handler returned this (JSON-serialisable) result."""
-
-    result: object
-
-
-@dataclasses.dataclass(frozen=True)
-class _Raised:
-    """The handler raised, or could not be run; ``error`` is safe to show the client,
-    ``exception_class`` the dotted path of what was raised (a ``TaskError``'s)."""
-
-    error: str
-    traceback: str = ""
-    retry: bool = True
-    exception_class: str = JOB_ERROR
-
-
-class _Cut(enum.Enum):
-    """Endings with no handler result."""
-
-    # Cancellation requested or job lost: the handler never started, or is to stop now.
-    INTERRUPTED = "interrupted"
-    # The worker is stopping and the run was still queued or running after the grace, or
-    # the run waited longer than JOBS_START_PATIENCE for a thread.
-    HAND_BACK = "hand back"
-    # The handler ran past the job's timeout: the worker stops waiting for it.
-    TIMED_OUT = "timed out"
-
-
-_Ending = _Returned | _Raised | _Cut
-
-
-def _path(exc: BaseException) -> str:
-    """The dotted path of ``exc``'s class, as Django's backends name it in a ``TaskError``."""
-    return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
 def _task_of(job):
@@ -273,7 +100,7 @@ class Worker:
         if platform_concurrency is None:
             platform_concurrency = settings.JOBS_PLATFORM_CONCURRENCY
         if platform_concurrency > 0 and not any(platform in pool.queues for pool in self.pools):
-            self.pools.append(_Pool(queues=(platform,), concurrency=platform_concurrency))
+            self.pools.append(Pool(queues=(platform,), concurrency=platform_concurrency))
         self.queues = [name for pool in self.pools for name in pool.queues]
         self.concurrency = sum(pool.concurrency for pool in self.pools)
         self.burst = burst
@@ -287,9 +114,9 @@ class Worker:
         self._wake_lock = threading.Lock()
         # Jobs this worker claimed whose handler has not ended (queued locally or running):
         # their leases are renewed by the heartbeat, and they are handed back at shutdown.
-        self._owned: dict[uuid.UUID, _Run] = {}
+        self._owned: dict[uuid.UUID, Run] = {}
         self._claimed_total = 0
-        self.finished_total = 0
+        self.outcomes = OutcomeWriter(worker_id=self.worker_id, lock=self._lock, sender=Worker)
         self._completions: queue.Queue = queue.Queue()
         self._unrecorded = 0  # endings handed to the recorder and not yet written
         self._runners: list[threading.Thread] = []
@@ -365,12 +192,17 @@ class Worker:
         return self.finished_total
 
     @property
+    def finished_total(self) -> int:
+        """Runs that ended here with any outcome but ``handed_back``."""
+        return self.outcomes.finished_total
+
+    @property
     def abandoned_threads(self) -> int:
         """Runner threads abandoned past their run's timeout whose handler is still running."""
         with self._lock:
             return len(self._abandoned)
 
-    def _start_runner(self, pool: _Pool) -> None:
+    def _start_runner(self, pool: Pool) -> None:
         thread = threading.Thread(
             target=self._runner_loop,
             args=(pool,),
@@ -388,7 +220,7 @@ class Worker:
         would arrive. Raises ``psycopg.Error`` (one of ``DB_ERRORS``) when unreachable."""
         return listen.listen(services.NOTIFY_CHANNEL, application_name="tenant-jobs-worker")
 
-    def _free_slots(self, pool: _Pool) -> int:
+    def _free_slots(self, pool: Pool) -> int:
         """How many jobs to claim now for ``pool``: its free threads, plus as many again
         queued ahead while jobs are short (under ``_SHORT_JOB_SECONDS``, on average and for
         every run in progress), so one claim round trip feeds several jobs. Behind a long
@@ -472,7 +304,7 @@ class Worker:
             for job in claimed:
                 self._claimed_total += 1
                 context = JobContext(job=job, worker_id=self.worker_id)
-                run = _Run(job=job, context=context, pool=pool, task=_task_of(job))
+                run = Run(job=job, context=context, pool=pool, task=_task_of(job))
                 with self._lock:
                     self._owned[job.id] = run
                 pool.work.put(run)
@@ -536,13 +368,13 @@ class Worker:
         # Jobs still queued locally were never started; jobs still running overran grace.
         with self._lock:
             leftovers = list(self._owned.values())
-        self._record_outcomes([(run, _Cut.HAND_BACK) for run in leftovers])
+        self.outcomes.record([(run, Cut.HAND_BACK) for run in leftovers])
         for run in leftovers:
             run.context.mark_lost()  # tells a handler still running to stop
 
     # --- runners -----------------------------------------------------------------
 
-    def _runner_loop(self, pool: _Pool) -> None:
+    def _runner_loop(self, pool: Pool) -> None:
         last_checked = 0.0
         try:
             while True:
@@ -563,13 +395,13 @@ class Worker:
             with self._lock:
                 self._abandoned.discard(threading.current_thread())
 
-    def _disown(self, run: _Run) -> None:
+    def _disown(self, run: Run) -> None:
         """Forget ``run`` as one of this worker's (call under ``_lock``): no lease renewal,
         no slot. The same job may have been claimed here again since: that run stays."""
         if self._owned.get(run.job.id) is run:
             del self._owned[run.job.id]
 
-    def _execute(self, run: _Run) -> None:
+    def _execute(self, run: Run) -> None:
         """Run a claimed job's handler and pass how it ended to the outcome writer: a
         result through the recorder, anything else at once. A run handed back while it
         waited here is dropped: its hand-back is being recorded."""
@@ -584,10 +416,14 @@ class Worker:
                 # Cancelled or lost while it waited in this worker's queue: never started.
                 self._disown(run)
         if run.started is None:
-            self._record_outcomes([(run, _Cut.INTERRUPTED)])
+            self.outcomes.record([(run, Cut.INTERRUPTED)])
             return
         job_started.send_robust(sender=Worker, job=job)
-        self._send_task_signal(run, task_started, run.context.task_result if run.task else None)
+        send_task_signal(
+            task_started,
+            run.context.task_result if run.task else None,
+            log_fields=run.log_fields(),
+        )
         try:
             ending = self._run_handler(run)
         finally:
@@ -598,21 +434,21 @@ class Worker:
                 run.pool.recent_duration = (
                     run.duration if previous is None else 0.8 * previous + 0.2 * run.duration
                 )
-        if isinstance(ending, _Returned):
+        if isinstance(ending, Returned):
             # Written by the recorder, in one statement with other runners' results; this
             # runner's slot is free for the next job at once.
             self._to_recorder(run, ending)
         else:
-            self._record_outcomes([(run, ending)])
+            self.outcomes.record([(run, ending)])
 
-    def _run_handler(self, run: _Run) -> _Returned | _Raised:
+    def _run_handler(self, run: Run) -> Returned | Raised:
         """Run the job's handler inside its tenant; how it ended."""
         job = run.job
         try:
             job_type = get_job_type(job.type)
         except UnknownJobType as exc:
-            return _Raised(
-                f"unknown job type {job.type!r}", retry=False, exception_class=_path(exc)
+            return Raised(
+                f"unknown job type {job.type!r}", retry=False, exception_class=exception_path(exc)
             )
         try:
             task = job_type.task
@@ -622,206 +458,18 @@ class Worker:
                 result = task.call(*arguments, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
         except JobError as exc:
-            return _Raised(str(exc), traceback.format_exc(), exception_class=_path(exc))
+            return Raised(str(exc), traceback.format_exc(), exception_class=exception_path(exc))
         except Exception as exc:
             if not run.context.cancelled():  # a handler told to stop may raise anything
                 logger.exception("job handler raised", extra={"job_id": str(job.id)})
-            return _Raised("internal error", traceback.format_exc(), exception_class=_path(exc))
-        return _Returned(result)
-
-    # --- the outcome writer ----------------------------------------------------------
-
-    def _record_outcomes(self, endings: list[tuple[_Run, _Ending]]) -> None:
-        """The one outcome writer: decide how each run ended, record it through
-        ``jobs.services`` and report it (``_report``), once per run; then the runs it
-        recorded, together, with one ``jobs_finished``.
-
-        A run already taken by an earlier call is skipped. All results of the call are
-        written in one statement; each other run takes its own guarded writes
-        (``_write_outcome``). Whatever the handler did, a run whose job was cancelled,
-        timed out or taken away meanwhile ends so. A run whose writes fail for longer than
-        their patience is logged and not reported: the reaper hands its job on.
-        """
-        taken = []
-        with self._lock:
-            for run, ending in endings:
-                if not run.settled:
-                    run.settled = True
-                    taken.append((run, ending))
-        results = [(run.job.id, end.result) for run, end in taken if isinstance(end, _Returned)]
-        completed = set()
-        if results:
-            try:
-                completed = _retrying(
-                    services.jobs_complete, worker_id=self.worker_id, results=results
-                )
-            except Exception:
-                logger.exception(
-                    "job results not recorded",
-                    extra={"jobs": len(results), "job_ids": [str(job_id) for job_id, _ in results]},
-                )
-                connection.close()
-                taken = [(run, end) for run, end in taken if not isinstance(end, _Returned)]
-        decided = []
-        for run, ending in taken:
-            try:
-                if run.job.id in completed:
-                    outcome = JobOutcome.COMPLETED
-                else:
-                    outcome = self._write_outcome(run, ending)
-            except Exception:
-                logger.exception("job outcome not recorded", extra=run.log_fields())
-                connection.close()
-            else:
-                decided.append((run, ending, outcome))
-        self._close_attempts(decided)
-        for run, ending, outcome in decided:
-            # A run that ended here may have freed what held its pool's next job back (its
-            # tenant's running cap): the pool claims again at its next round.
-            run.pool.maybe_work = True
-            self._report(run, outcome)
-            if run.started is not None:  # task_started was sent
-                finished = self._finished_result(run, ending, outcome)
-                self._send_task_signal(run, task_finished, finished)
-        if decided:  # the batch, for receivers that query: one round trip, not one per run
-            runs = [(run.job, outcome, run.elapsed()) for run, _ending, outcome in decided]
-            jobs_finished.send_robust(sender=Worker, runs=runs)
-
-    def _close_attempts(self, decided: list[tuple[_Run, _Ending, JobOutcome]]) -> None:
-        """Part of the outcome writer: close the runs' attempts (``JobAttempt``) in one
-        statement, with the client-safe error and the traceback of a failure. One the
-        database refused past its patience stays open (logged)."""
-        endings = [
-            services.AttemptEnding(
-                job_id=run.job.id,
-                number=run.job.attempts,
-                outcome=str(outcome),
-                error=ending.error if outcome in _FAILURES else "",
-                traceback=ending.traceback if outcome in _FAILURES else "",
-                exception_class=ending.exception_class if outcome in _FAILURES else "",
+            return Raised(
+                "internal error", traceback.format_exc(), exception_class=exception_path(exc)
             )
-            for run, ending, outcome in decided
-            if outcome not in (JobOutcome.LOST, JobOutcome.TIMED_OUT)  # the reaper's
-        ]
-        if not endings:
-            return
-        try:
-            _retrying(services.job_attempts_close, worker_id=self.worker_id, endings=endings)
-        except Exception:
-            logger.exception("attempt history not recorded", extra={"jobs": len(endings)})
-            connection.close()
-
-    def _write_outcome(self, run: _Run, ending: _Ending) -> JobOutcome:
-        """Part of the outcome writer: the guarded writes of a run that the batch did not
-        complete, first to match wins: its failure; its cancellation; its hand-back; else
-        its job was taken from this worker (timed out or lost)."""
-        job = run.job
-        patience = _HAND_BACK_PATIENCE if ending is _Cut.HAND_BACK else None
-        if isinstance(ending, _Raised):
-            status = _retrying(
-                services.job_fail,
-                job_id=job.id,
-                worker_id=self.worker_id,
-                attempts=job.attempts,
-                error=ending.error,
-                traceback=ending.traceback,
-                retry=ending.retry,
-            )
-            if status == JobStatus.PENDING:
-                return JobOutcome.RETRYING
-            if status == JobStatus.FAILED:
-                return JobOutcome.FAILED
-        # No handler outcome counts from here: cancellation was requested, the job was
-        # taken away, or it is being handed back.
-        owner = {"job_id": job.id, "worker_id": self.worker_id, "patience": patience}
-        if _retrying(services.job_finish_cancelled, **owner):
-            return JobOutcome.CANCELLED
-        if ending is _Cut.HAND_BACK and _retrying(services.job_release, **owner):
-            return JobOutcome.HANDED_BACK
-        if ending is _Cut.TIMED_OUT and _retrying(services.job_time_out, **owner):
-            return JobOutcome.TIMED_OUT
-        return JobOutcome.TIMED_OUT if self._timed_out(run) else JobOutcome.LOST
-
-    def _timed_out(self, run: _Run) -> bool:
-        """Whether the reaper took the run's job for running past its timeout, rather than
-        for an expired lease: the job failed "timed out" at this very attempt."""
-        try:
-            job = selectors.job_get(tenant=run.job.tenant, job_id=run.job.id, include_internal=True)
-        except JobNotFound:
-            return False  # deleted since
-        return (
-            job.status == JobStatus.FAILED
-            and job.error == _TIMED_OUT_ERROR
-            and job.attempts == run.job.attempts
-        )
-
-    def _finished_result(self, run: _Run, ending: _Ending, outcome: JobOutcome):
-        """The run's ``TaskResult`` as it ended, for ``task_finished``: SUCCESSFUL with the
-        return value, or FAILED; a failed run adds its ``TaskError``. None when the task has
-        not finished (the job will run again: retried, handed back, or lost with attempts
-        left; Django sends ``task_finished`` once per task, when its result is final) or
-        its job type is no longer registered."""
-        if run.task is None:
-            return None
-        if outcome in (JobOutcome.RETRYING, JobOutcome.HANDED_BACK) or (
-            outcome is JobOutcome.LOST and run.job.attempts < run.job.max_attempts
-        ):
-            return None
-        running = run.context.task_result
-        status = (
-            TaskResultStatus.SUCCESSFUL
-            if outcome is JobOutcome.COMPLETED
-            else TaskResultStatus.FAILED
-        )
-        errors = list(running.errors)
-        if isinstance(ending, _Raised):
-            errors.append(
-                TaskError(exception_class_path=ending.exception_class, traceback=ending.traceback)
-            )
-        finished = dataclasses.replace(
-            running, status=status, errors=errors, finished_at=timezone.now()
-        )
-        if isinstance(ending, _Returned) and outcome is JobOutcome.COMPLETED:
-            object.__setattr__(finished, "_return_value", ending.result)
-        return finished
-
-    def _send_task_signal(self, run: _Run, signal, task_result) -> None:
-        """Send a ``django.tasks`` signal like Django's own backends (sender: the backend
-        class); a receiver that raises is logged, never the worker's problem."""
-        if task_result is None:
-            return
-        for receiver, response in signal.send_robust(
-            sender=JobQueueBackend, task_result=task_result
-        ):
-            if isinstance(response, Exception):
-                logger.error(
-                    "task signal receiver raised",
-                    extra={**run.log_fields(), "receiver": repr(receiver)},
-                    exc_info=response,
-                )
-
-    def _report(self, run: _Run, outcome: JobOutcome) -> None:
-        """Tell observers how a run ended: ``job_finished`` and the line ``job <outcome>``."""
-        duration = run.elapsed()
-        if outcome is not JobOutcome.HANDED_BACK:
-            with self._lock:
-                self.finished_total += 1
-        job_finished.send_robust(sender=Worker, job=run.job, outcome=outcome, duration=duration)
-        logger.log(
-            logging.WARNING if outcome in _UNTOWARD else logging.INFO,
-            "job %s",
-            outcome.replace("_", " "),
-            extra={
-                **run.log_fields(),
-                "worker_id": self.worker_id,
-                "outcome": str(outcome),
-                "duration_ms": round(duration * 1000, 2),
-            },
-        )
+        return Returned(result)
 
     # --- recorder --------------------------------------------------------------------
 
-    def _to_recorder(self, run: _Run, ending: _Ending) -> None:
+    def _to_recorder(self, run: Run, ending: Ending) -> None:
         with self._lock:
             self._unrecorded += 1
         self._completions.put((run, ending))
@@ -843,7 +491,7 @@ class Worker:
                     batch = [item for item in batch if item is not _STOP]
                 if batch:
                     try:
-                        self._record_outcomes(batch)
+                        self.outcomes.record(batch)
                     finally:
                         with self._lock:
                             self._unrecorded -= len(batch)
@@ -885,13 +533,13 @@ class Worker:
                 run.context.mark_lost()
             elif job_id in beat.cancel_requested and not run.context.cancel_requested:
                 run.context.mark_cancel_requested()
-                self._to_recorder(run, _Cut.INTERRUPTED)
+                self._to_recorder(run, Cut.INTERRUPTED)
 
     def _enforce_deadlines(self) -> None:
         """Part of the heartbeat: hand back the runs that waited longer than
         ``JOBS_START_PATIENCE`` for a thread, and abandon those whose handler ran past its
         job's timeout: the outcome writer fails them ``timed out``, another thread takes
-        the pool's place, and the handler is told to stop (``context.lost``)."""
+        the pool's place, and the handler is told to stop (``context.cancelled()``)."""
         now = time.monotonic()
         with self._lock:
             waited = [
@@ -915,7 +563,7 @@ class Worker:
                 self._abandoned.add(run.thread)
             abandoned = len(self._abandoned)
         if waited:
-            self._record_outcomes([(run, _Cut.HAND_BACK) for run in waited])
+            self.outcomes.record([(run, Cut.HAND_BACK) for run in waited])
         for run in overdue:
             run.context.mark_lost()
             self._start_runner(run.pool)
@@ -924,7 +572,7 @@ class Worker:
                 extra={**run.log_fields(), "worker_id": self.worker_id, "abandoned": abandoned},
             )
         if overdue:
-            self._record_outcomes([(run, _Cut.TIMED_OUT) for run in overdue])
+            self.outcomes.record([(run, Cut.TIMED_OUT) for run in overdue])
             if abandoned > self.concurrency:
                 logger.error(
                     "too many abandoned runner threads; stopping for a clean restart",
