@@ -75,6 +75,7 @@ SHARED_APPS = [
     "drf_spectacular_sidecar",
     "accounts",
     "jobs",
+    "insights",
     "console",
 ]
 TENANT_APPS = [

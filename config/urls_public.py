@@ -6,11 +6,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", include("console.urls_platform")),
-    # The queue dashboard (jobs/dashboard.py), a page of the admin.
-    path("admin/jobs/dashboard/", include("jobs.dashboard")),
+    # The queue dashboard, a page of the admin (before the admin's own URLs), and /metrics.
+    path("", include("insights.urls")),
     path("admin/", admin.site.urls),
     path("", include("core.urls")),
-    path("", include("jobs.urls_platform")),
     # The tenant hosts' API, documented here too (the platform page links it).
     path("api/schema", SpectacularAPIView.as_view(urlconf="config.urls"), name="schema"),
     path(

@@ -6,7 +6,7 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Connects the receivers of jobs.signals (metrics, the dashboard's rollup,
-        # completion webhooks) and registers the periodic work (jobs.periodic: the webhook
-        # sweep), in web and worker processes alike.
-        from jobs import dashboard, metrics, webhooks  # noqa: F401
+        # Connects the receivers of jobs.signals (completion webhooks) and registers the
+        # periodic work (jobs.periodic: the webhook sweep), in web and worker processes
+        # alike.
+        from jobs import webhooks  # noqa: F401

@@ -10,10 +10,10 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from jobs.dashboard import rollup_record
 from tests.browser import chromium_page, screenshot
 from tests.factories import PASSWORD, JobFactory, UserFactory
 from tests.helpers import ROOT
+from tests.insights.helpers import rollup_record
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

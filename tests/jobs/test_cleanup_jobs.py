@@ -13,9 +13,8 @@ from django.utils import timezone
 
 from accounts.roles import ALL_TENANTS
 from jobs import selectors, services
-from jobs.dashboard import rollup_record
 from jobs.management.commands._durations import parse_age
-from jobs.models import FINAL_STATUSES, Job, JobRollup, JobStatus
+from jobs.models import FINAL_STATUSES, Job, JobStatus
 from tests.factories import JobFactory
 from tests.helpers import insert_finished_jobs, start_manage
 
@@ -161,29 +160,6 @@ def test_jobs_retention_must_be_a_duration_of_at_least_a_day(acme, settings, ret
     with pytest.raises(CommandError, match=error):
         cleanup()
     assert remaining(job) == {job.pk}
-
-
-@pytest.mark.django_db
-def test_prunes_the_dashboard_rollup_as_old_but_never_its_last_day(acme, globex):
-    def minute(age):
-        return (timezone.now() - age).replace(second=0, microsecond=0)
-
-    for tenant in (acme, globex):
-        for age in (OLD, timedelta(days=2), timedelta(hours=2)):
-            rollup_record(
-                tenant_id=tenant.pk,
-                queue="q",
-                type="t",
-                outcome="completed",
-                wait=0,
-                run=0,
-                at=minute(age),
-            )
-    assert "Pruned 1 dashboard rollup row(s)" in cleanup("--older-than", "30d", "--tenant", "acme")
-    assert "Pruned 3 dashboard rollup row(s)" in cleanup("--older-than", "0s")
-    kept = set(JobRollup.objects.values_list("tenant__schema_name", "minute"))
-    assert kept == {("acme", minute(timedelta(hours=2))), ("globex", minute(timedelta(hours=2)))}
-    assert "Pruned" not in cleanup("--older-than", "0s", "--dry-run")
 
 
 @pytest.mark.django_db

@@ -22,7 +22,8 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.roles import ALL_TENANTS
-from jobs import dashboard, selectors, services
+from insights.selectors import stats_by_tenant
+from jobs import selectors, services
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from tests.factories import WORKER_ID, JobFactory, UserFactory
@@ -560,9 +561,7 @@ SCOPED = {
         tenant=tenant, jobs=Job.objects.all(), text="alice"
     ),
     "queue_summary": lambda tenant: selectors.queue_summary(tenant=tenant),
-    "stats_by_tenant": lambda tenant: dashboard.stats_by_tenant(
-        tenant=tenant, window=timedelta(hours=1)
-    ),
+    "stats_by_tenant": lambda tenant: stats_by_tenant(tenant=tenant, window=timedelta(hours=1)),
     "jobs_count_finished": lambda tenant: selectors.jobs_count_finished(
         tenant=tenant, statuses=list(FINAL_STATUSES), cutoff=selectors.cleanup_cutoff(timedelta(0))
     ),

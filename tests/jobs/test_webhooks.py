@@ -19,8 +19,9 @@ from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from insights.models import JobRollup
 from jobs import services, webhooks
-from jobs.models import Job, JobRollup, JobStatus, WebhookDelivery, WebhookEndpoint
+from jobs.models import Job, JobStatus, WebhookDelivery, WebhookEndpoint
 from jobs.signals import JobOutcome, jobs_finished
 from jobs.worker import Worker
 

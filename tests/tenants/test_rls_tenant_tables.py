@@ -21,7 +21,8 @@ from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from jobs.models import Job, JobRollup, WebhookDelivery, WebhookEndpoint
+from insights.models import JobRollup
+from jobs.models import Job, WebhookDelivery, WebhookEndpoint
 from schedules.models import Schedule
 from tenants import row_security as rls
 from tests.helpers import admin_client_for

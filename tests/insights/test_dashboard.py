@@ -9,13 +9,14 @@ from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from insights.models import ROLLUP_BUCKETS, JobRollup
+from insights.selectors import percentile
 from jobs import services
-from jobs.dashboard import percentile, rollup_record
-from jobs.models import ROLLUP_BUCKETS, JobRollup
 from jobs.signals import JobOutcome, jobs_finished
 from jobs.worker import Worker
 from tests.factories import JobFactory, UserFactory
 from tests.helpers import admin_client_for
+from tests.insights.helpers import rollup_record
 
 URL = "/admin/jobs/dashboard/"
 
@@ -182,19 +183,19 @@ def test_a_batch_of_runs_is_summed_per_key_in_one_statement(acme, globex):
 
 @pytest.mark.django_db
 def test_a_batch_the_rollup_cannot_store_is_logged_and_swallowed(acme, caplog, monkeypatch):
-    from jobs import dashboard
+    from insights import services as rollup
 
     def refuse(rows):
         raise DatabaseError("rollup unavailable")
 
-    monkeypatch.setattr(dashboard, "rollup_add", refuse)
+    monkeypatch.setattr(rollup, "rollup_add", refuse)
     job = JobFactory(tenant=acme, created_by=None, completed=True)
     (response,) = [
         r
         for receiver, r in jobs_finished.send_robust(
             sender=Worker, runs=[(job, JobOutcome.COMPLETED, 1.0)]
         )
-        if getattr(receiver, "__module__", "") == "jobs.dashboard"
+        if getattr(receiver, "__module__", "") == "insights.services"
     ]
     assert response is None
     assert "rollup: could not count runs" in caplog.text

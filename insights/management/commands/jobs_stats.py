@@ -1,7 +1,7 @@
 """``manage.py jobs_stats``: the live queue and recent throughput, per tenant.
 
 It reads the live queue (pending and processing jobs, on their partial indexes) and the
-rollup the workers write as runs end (``jobs.dashboard``), never ``job_queue``'s history:
+rollup the workers write as runs end (``insights.services``), never ``job_queue``'s history:
 it costs the same with a thousand finished jobs or a hundred million.
 """
 
@@ -10,7 +10,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.roles import ALL_TENANTS
-from jobs.dashboard import stats_by_tenant
+from insights.selectors import stats_by_tenant
 from jobs.management.commands._durations import parse_age
 from tenants.models import Tenant
 

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the queue, served at ``GET /metrics`` on the public host.
+"""Prometheus metrics of the queue, served at ``GET /metrics`` on the public host
+(``insights.views.metrics_view``).
 
 Where each number comes from:
 
@@ -14,19 +15,14 @@ Where each number comes from:
   ``core.metrics``.
 """
 
-import hmac
 from collections import defaultdict
 
-from django.conf import settings
 from django.dispatch import receiver
-from django.http import HttpResponse
-from django.views.decorators.http import require_safe
 from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from core.metrics import scrape_registry
-from core.problems import ProblemCode, problem_response
 from jobs import selectors
 from jobs.models import JobStatus
 from jobs.signals import job_finished, job_started
@@ -48,7 +44,7 @@ JOB_QUEUE_WAIT = Histogram(
 )
 
 
-@receiver(job_started, dispatch_uid="jobs.metrics.queue_wait")
+@receiver(job_started, dispatch_uid="insights.metrics.queue_wait")
 def _observe_queue_wait(sender, job, **kwargs):
     if job.started_at is None:
         return
@@ -56,7 +52,7 @@ def _observe_queue_wait(sender, job, **kwargs):
     JOB_QUEUE_WAIT.labels(job.type).observe(max(0.0, (job.started_at - due).total_seconds()))
 
 
-@receiver(job_finished, dispatch_uid="jobs.metrics.duration")
+@receiver(job_finished, dispatch_uid="insights.metrics.duration")
 def _observe_duration(sender, job, outcome, duration, **kwargs):
     JOB_DURATION.labels(job.type, outcome).observe(duration)
 
@@ -98,28 +94,3 @@ def render(accept: str = "") -> tuple[bytes, str]:
     when ``accept`` (the scraper's Accept header) asks for it."""
     encoder, content_type = choose_encoder(accept)
     return encoder(scrape_registry(QueueCollector())), content_type
-
-
-def _authorized(request) -> bool:
-    token = settings.METRICS_TOKEN
-    if not token:
-        return True
-    supplied = request.headers.get("Authorization", "")
-    return hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode())
-
-
-@require_safe
-def metrics_view(request):
-    """``GET /metrics``, routed on the public host only; requires ``Authorization: Bearer
-    <METRICS_TOKEN>`` when that setting is non-empty (checked before any query)."""
-    if not _authorized(request):
-        response = problem_response(
-            request,
-            status_code=401,
-            code=ProblemCode.NOT_AUTHENTICATED,
-            detail="A valid metrics token is required.",
-        )
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
-    body, content_type = render(request.headers.get("Accept", ""))
-    return HttpResponse(body, content_type=content_type)

@@ -16,7 +16,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import metrics, services
+from insights import metrics
+from jobs import services
 from jobs.models import Job, JobStatus
 from jobs.worker import Worker
 from tests.factories import JobFactory

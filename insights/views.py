@@ -1,0 +1,123 @@
+"""The queue dashboard (``/admin/jobs/dashboard/``, a page of the admin) and ``GET
+/metrics`` (the platform host only, never a tenant's).
+
+The dashboard reads only the rollup, grouped per bin in SQL, plus the live queue (pending
+and processing, on its partial indexes): its cost follows the window and the backlog, never
+the history in ``job_queue``. Platform staff see every tenant, tenant staff their own
+(``accounts.roles.staff_tenant``). Charts are server-rendered SVG; the page refreshes
+itself every ``REFRESH_SECONDS``.
+"""
+
+import hmac
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_safe
+
+from accounts.roles import ALL_TENANTS, admin_tenant_is_active, is_platform_staff, staff_tenant
+from core.problems import ProblemCode, problem_response
+from insights import metrics
+from insights.charts import HEIGHT, WIDTH, chart, label
+from insights.selectors import RANGES, Totals, db_minute, live_queue, rollup_series
+
+REFRESH_SECONDS = 30
+
+
+def _bins(start: datetime, span: timedelta, step: timedelta) -> list[datetime]:
+    return [start + step * i for i in range(int(span / step))]
+
+
+def dashboard_view(request):
+    user = request.user
+    if not (is_platform_staff(user) or (user.is_staff and admin_tenant_is_active(user))):
+        raise PermissionDenied
+    tenant = staff_tenant(user)
+    range_name = request.GET.get("range") if request.GET.get("range") in RANGES else "hour"
+    span, step = RANGES[range_name]
+    since = db_minute() - span + timedelta(minutes=1)
+    bins = _bins(since, span, step)
+    per_bin = {b: Totals() for b in bins}
+    per_queue_type: dict[tuple[str, str], Totals] = {}
+    for bin_, queue, type_, done, failed, wait, run in rollup_series(
+        tenant=tenant, since=since, step=step
+    ):
+        per_bin.setdefault(bin_, Totals()).add(done, failed, wait, run)
+        per_queue_type.setdefault((queue, type_), Totals()).add(done, failed, wait, run)
+    quantiles = [per_bin[b].quantiles() for b in bins]
+    per_minute = step / timedelta(minutes=1)
+    charts = [
+        chart(
+            "Completed and failed per minute",
+            "",
+            bins,
+            {
+                "completed": [per_bin[b].completed / per_minute for b in bins],
+                "failed": [per_bin[b].failed / per_minute for b in bins],
+            },
+        ),
+        chart(
+            "Wait time (due → start)",
+            "s",
+            bins,
+            {"p50": [q["wait_p50"] for q in quantiles], "p95": [q["wait_p95"] for q in quantiles]},
+        ),
+        chart(
+            "Run time",
+            "s",
+            bins,
+            {"p50": [q["run_p50"] for q in quantiles], "p95": [q["run_p95"] for q in quantiles]},
+        ),
+    ]
+    breakdown = [
+        {
+            "queue": queue,
+            "type": type_,
+            "completed": t.completed,
+            "failed": t.failed,
+            **{k: label(v, "s") if v is not None else "–" for k, v in t.quantiles().items()},
+        }
+        for (queue, type_), t in sorted(per_queue_type.items())
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Queue dashboard",
+        "scope": "all tenants" if tenant is ALL_TENANTS else tenant.schema_name,
+        "range": range_name,
+        "ranges": list(RANGES),
+        "refresh": REFRESH_SECONDS,
+        "live": live_queue(tenant=tenant),
+        "charts": charts,
+        "breakdown": breakdown,
+        "width": WIDTH,
+        "height": HEIGHT,
+    }
+    return TemplateResponse(request, "insights/dashboard.html", context)
+
+
+def _authorized(request) -> bool:
+    token = settings.METRICS_TOKEN
+    if not token:
+        return True
+    supplied = request.headers.get("Authorization", "")
+    return hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode())
+
+
+@require_safe
+def metrics_view(request):
+    """``GET /metrics``, routed on the public host only; requires ``Authorization: Bearer
+    <METRICS_TOKEN>`` when that setting is non-empty (checked before any query)."""
+    if not _authorized(request):
+        response = problem_response(
+            request,
+            status_code=401,
+            code=ProblemCode.NOT_AUTHENTICATED,
+            detail="A valid metrics token is required.",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body, content_type = metrics.render(request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)
