@@ -5,10 +5,13 @@ tenant can reach go through ``jobs.selectors``, which always filter by tenant.
 """
 
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class JobStatus(models.TextChoices):
@@ -171,8 +174,8 @@ class Job(models.Model):
         return self.status in FINAL_STATUSES
 
 
-# The columns of a job its representation (``jobs.api.serializers.JobOutputSerializer``)
-# reads that can change after the job is created: a poll's ETag is computed from them
+# The columns of a job its representation (``job_representation``) reads that can change
+# after the job is created: a poll's ETag is computed from them
 # (``jobs.selectors.job_poll_get``), and migration ``0003_job_changed_notify_trigger`` sends
 # ``job_changed`` on changes of the same columns; keep the two in step.
 REPRESENTED_COLUMNS = (
@@ -190,6 +193,48 @@ REPRESENTED_COLUMNS = (
 # Bump when the representation changes what it renders from the same columns, so clients'
 # cached copies stop matching.
 REPRESENTATION_VERSION = "2"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """A moment in ISO 8601 in the current time zone, UTC as ``Z`` (as DRF writes it)."""
+    if moment is None:
+        return None
+    text = timezone.localtime(moment).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def job_representation(job: Job, result_of: Callable[[Job], dict] | None = None) -> dict:
+    """A job as ``GET /api/jobs/{id}`` answers it (``jobs.api.serializers.JobOutputSerializer``
+    documents its keys) and as a completion webhook posts it: ``id, type, status,
+    created_at`` always, every other key only in the states that give it. ``result_of(job)``
+    gives a completed job's result keys (default: ``{"result": job.result}``)."""
+    body = {
+        "id": str(job.id),
+        "type": job.type,
+        "status": job.status,
+        "created_at": _iso(job.created_at),
+    }
+    if job.attempts:
+        body["attempts"] = job.attempts
+    if job.status == JobStatus.PENDING:
+        if job.attempts and job.error:
+            body["last_error"] = job.error
+            body["next_attempt_at"] = _iso(job.run_at)
+    elif job.status == JobStatus.PROCESSING:
+        body["started_at"] = _iso(job.started_at)
+        if job.progress is not None:
+            body["progress"] = job.progress
+        if job.progress_message:
+            body["progress_message"] = job.progress_message
+    elif job.status == JobStatus.COMPLETED:
+        body.update(result_of(job) if result_of else {"result": job.result})
+        body["completed_at"] = _iso(job.completed_at)
+    elif job.status == JobStatus.FAILED:
+        body["error"] = job.error
+        body["completed_at"] = _iso(job.completed_at)
+    elif job.status == JobStatus.CANCELLED:
+        body["cancelled_at"] = _iso(job.completed_at)
+    return body
 
 
 class JobAttempt(models.Model):

@@ -18,19 +18,14 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, job_representation
 from jobs.registry import get_job_type, job_types
 from jobs.selectors import LIST_RESULT_MAX_CHARS
 
-_datetime = serializers.DateTimeField()
 # Most entries one refused request reports: unknown fields of a job, invalid jobs of a batch
 # (the rest are counted), so an error body stays small whatever the request holds.
 MAX_REPORTED_ERRORS = 10
 _ASCII_DIGITS = re.compile(r"[0-9]+")
-
-
-def _iso(value):
-    return _datetime.to_representation(value) if value is not None else None
 
 
 @extend_schema_serializer(component_name="Job")
@@ -74,33 +69,7 @@ class JobOutputSerializer(serializers.Serializer):
     )
 
     def to_representation(self, job: Job) -> dict:
-        body = {
-            "id": str(job.id),
-            "type": job.type,
-            "status": job.status,
-            "created_at": _iso(job.created_at),
-        }
-        if job.attempts:
-            body["attempts"] = job.attempts
-        if job.status == JobStatus.PENDING:
-            if job.attempts and job.error:
-                body["last_error"] = job.error
-                body["next_attempt_at"] = _iso(job.run_at)
-        elif job.status == JobStatus.PROCESSING:
-            body["started_at"] = _iso(job.started_at)
-            if job.progress is not None:
-                body["progress"] = job.progress
-            if job.progress_message:
-                body["progress_message"] = job.progress_message
-        elif job.status == JobStatus.COMPLETED:
-            body.update(self.result_of(job))
-            body["completed_at"] = _iso(job.completed_at)
-        elif job.status == JobStatus.FAILED:
-            body["error"] = job.error
-            body["completed_at"] = _iso(job.completed_at)
-        elif job.status == JobStatus.CANCELLED:
-            body["cancelled_at"] = _iso(job.completed_at)
-        return body
+        return job_representation(job, self.result_of)
 
     def result_of(self, job: Job) -> dict:
         """The keys a completed job's result gives its representation."""
