@@ -1,6 +1,6 @@
 """Conditions shared by reads (``jobs.selectors``) and writes (``jobs.services``), each
-defined once: which jobs a tenant reaches, and which running jobs the reaper takes. Which
-tenants a call covers is ``tenants.scope``."""
+defined once: which jobs a tenant reaches. Which tenants a call covers is
+``tenants.scope``; which running jobs the reaper takes, ``jobs.sql``."""
 
 from django.db.models import Q
 
@@ -21,14 +21,3 @@ def reachable_jobs(tenant) -> Q:
 # ``reachable_jobs`` of one tenant as SQL over job_queue's columns, for raw statements (the
 # poll); its one parameter is the tenant's id.
 REACHABLE_JOBS_SQL = "tenant_id = %s AND NOT internal"
-
-
-# The reaper's view of a processing job, as SQL over job_queue's columns. Both the reaper
-# (``services.jobs_requeue_stale``) and its dry run (``selectors.jobs_stale_preview``) are
-# built from these. A timed-out job fails "timed out" first; of the rest, an expired lease
-# ends the job cancelled if its cancellation was requested, else sends it back to pending
-# while attempts remain, else fails it "worker lost".
-REAP_TIMED_OUT = "started_at + make_interval(secs => timeout_seconds) < now()"
-REAP_LEASE_EXPIRED = "lease_expires_at < now()"
-REAP_CANCEL_REQUESTED = "cancel_requested"
-REAP_ATTEMPTS_LEFT = "attempts < max_attempts"

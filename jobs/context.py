@@ -84,7 +84,3 @@ class JobContext(TaskContext):
     @property
     def cancel_requested(self) -> bool:
         return self._cancelled.is_set()
-
-    @property
-    def lost(self) -> bool:
-        return self._lost.is_set()

@@ -7,6 +7,7 @@ tenant can reach go through ``jobs.selectors``, which always filter by tenant.
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
@@ -23,6 +24,14 @@ class JobStatus(models.TextChoices):
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class ReaperError(StrEnum):
+    """The error of a job, and of its attempt, that the reaper ended (``jobs.sql``'s
+    reaper statements): past its timeout, or its lease expired with no attempt left."""
+
+    TIMED_OUT = "timed out"
+    WORKER_LOST = "worker lost"
 
 
 class Job(models.Model):

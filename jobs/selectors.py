@@ -28,23 +28,15 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Cast, Length, Now
-from django_tenants.utils import get_public_schema_name
 
 from accounts.models import User
 from core.clock import db_now
-from jobs.conditions import (
-    REACHABLE_JOBS_SQL,
-    REAP_ATTEMPTS_LEFT,
-    REAP_CANCEL_REQUESTED,
-    REAP_LEASE_EXPIRED,
-    REAP_TIMED_OUT,
-    reachable_jobs,
-)
+from jobs import sql
+from jobs.conditions import reachable_jobs
 from jobs.exceptions import JobNotFound
 from jobs.models import (
     FINAL_STATUSES,
     REPRESENTATION_VERSION,
-    REPRESENTED_COLUMNS,
     Job,
     JobAttempt,
     JobStatus,
@@ -110,8 +102,8 @@ def job_list(*, tenant, status: str | None = None, type: str | None = None) -> Q
 # --- the poll ----------------------------------------------------------------------------
 #
 # One SQL statement returns what ``GET /api/jobs/{id}`` shows and its ETag. The ETag is
-# computed by PostgreSQL from the columns the representation is made of (defined with the
-# rest of the poll's HTTP side, ``jobs.api.polling``), so a conditional request is answered
+# computed by PostgreSQL from the columns the representation is made of
+# (``jobs.models.REPRESENTED_COLUMNS``), so a conditional request is answered
 # (304) before anything is serialized, and it changes exactly when the representation can
 # change.
 #
@@ -121,18 +113,11 @@ def job_list(*, tenant, status: str | None = None, type: str | None = None) -> Q
 # filter (``REACHABLE_JOBS_SQL``: internal jobs excluded) is part of the statement, as in
 # every tenant-facing read.
 
-_SELECTED = ("id", "tenant_id", "created_at", *REPRESENTED_COLUMNS)
-
 
 def _poll_sql(condition: str = "id = %s") -> str:
     """The poll's statement for the tenant's jobs matching ``condition`` (SQL; its
     parameters follow the tenant id)."""
-    table = f"{connection.ops.quote_name(get_public_schema_name())}.job_queue"
-    digest = f"md5(row({', '.join(REPRESENTED_COLUMNS)})::text)"
-    return (
-        f"SELECT {', '.join(_SELECTED)}, {digest} AS representation_digest "  # noqa: S608
-        f"FROM {table} WHERE {REACHABLE_JOBS_SQL} AND {condition}"
-    )
+    return sql.POLL.format(table=sql.public_table("job_queue"), condition=condition)
 
 
 def job_poll_get(*, tenant, job_id: uuid.UUID) -> Job:
@@ -256,17 +241,7 @@ def live_queue_by_queue() -> list[tuple[str, str, int, datetime | None, datetime
     by the partial claim and lease indexes, so its cost follows the backlog, not the
     table's history."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT 'pending', queue, count(*),
-                   min(created_at) FILTER (WHERE run_at <= statement_timestamp()),
-                   statement_timestamp()
-            FROM job_queue WHERE status = 'pending' GROUP BY queue
-            UNION ALL
-            SELECT 'processing', queue, count(*), NULL, statement_timestamp()
-            FROM job_queue WHERE status = 'processing' GROUP BY queue
-            """
-        )
+        cursor.execute(sql.LIVE_QUEUE)
         return cursor.fetchall()
 
 
@@ -278,32 +253,12 @@ class StalePreview:
     cancelled: int
 
 
-# The reaper's own conditions (jobs.conditions), counted instead of applied. A NULL
-# (no start time, no lease) is false, as in the reaper's WHERE.
-_STALE_PREVIEW_SQL = f"""
-SELECT count(*) FILTER (WHERE timed_out),
-       count(*) FILTER (WHERE reaped AND NOT cancelling AND attempts_left),
-       count(*) FILTER (WHERE reaped AND NOT cancelling AND NOT attempts_left),
-       count(*) FILTER (WHERE reaped AND cancelling)
-FROM (
-    SELECT timed_out, NOT timed_out AND lease_expired AS reaped, cancelling, attempts_left
-    FROM (
-        SELECT coalesce({REAP_TIMED_OUT}, false) AS timed_out,
-               coalesce({REAP_LEASE_EXPIRED}, false) AS lease_expired,
-               {REAP_CANCEL_REQUESTED} AS cancelling,
-               {REAP_ATTEMPTS_LEFT} AS attempts_left
-        FROM job_queue WHERE status = 'processing'
-    ) AS conditions
-) AS running
-"""  # noqa: S608 - composed of constant SQL only
-
-
 def jobs_stale_preview() -> StalePreview:
     """What ``services.jobs_requeue_stale`` would do now, across every tenant, without
     doing it: running jobs past their timeout, then (of the rest) expired leases that go
     back to pending, fail as lost or end cancelled. One query."""
     with connection.cursor() as cursor:
-        cursor.execute(_STALE_PREVIEW_SQL)
+        cursor.execute(sql.STALE_PREVIEW)
         timed_out, requeue, lost, cancelled = cursor.fetchone()
     return StalePreview(timed_out=timed_out, requeue=requeue, lost=lost, cancelled=cancelled)
 

@@ -27,16 +27,12 @@ from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Now
 
 from accounts.roles import ALL_TENANTS
-from jobs.conditions import (
-    REAP_ATTEMPTS_LEFT,
-    REAP_CANCEL_REQUESTED,
-    REAP_LEASE_EXPIRED,
-    REAP_TIMED_OUT,
-    reachable_jobs,
-)
+from jobs import sql
+from jobs.conditions import reachable_jobs
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound, JobQuotaExceeded
-from jobs.models import FINAL_STATUSES, Job, JobStatus
+from jobs.models import FINAL_STATUSES, Job, JobStatus, ReaperError
 from jobs.registry import get_job_type
+from jobs.signals import JobOutcome
 from tenants.models import Tenant
 from tenants.resolution import tenants_by_id
 from tenants.scope import one_tenant
@@ -244,10 +240,7 @@ def _within_quota(tenant, count: int, quota: int | None) -> None:
     if quota is None:
         return
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-            [f"job_queue.quota:{tenant.pk}"],
-        )
+        cursor.execute(sql.LOCK_TENANT_QUOTA, [f"job_queue.quota:{tenant.pk}"])
     unfinished = Job.objects.filter(
         reachable_jobs(tenant), status__in=[JobStatus.PENDING, JobStatus.PROCESSING]
     )
@@ -261,91 +254,7 @@ def _idempotency_cutoff():
 
 def _notify_workers(queue: str) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
-
-
-# The distinct tenants that have pending jobs, by a loose index scan over the claim index:
-# one probe per tenant instead of reading every pending row.
-_PENDING_TENANTS_CTE = """
-WITH RECURSIVE pending_tenants AS (
-    (SELECT tenant_id FROM job_queue WHERE status = 'pending' ORDER BY tenant_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT j.tenant_id FROM job_queue j
-            WHERE j.status = 'pending' AND j.tenant_id > p.tenant_id
-            ORDER BY j.tenant_id LIMIT 1)
-    FROM pending_tenants p WHERE p.tenant_id IS NOT NULL
-)"""
-
-# Claiming, fair across tenants. ``pending_tenants`` walks the distinct tenants that have
-# pending jobs with a loose index scan (one index probe per tenant, not one per row);
-# ``tenant_load`` keeps the active ones (a scalar subquery: one primary-key probe each,
-# where a join could read the whole tenant table; a deactivated tenant's jobs stay
-# pending until it is reactivated) and counts their running jobs; for each tenant and
-# queue the LATERAL takes its next runnable jobs in priority order straight off the claim
-# index (equality on tenant and queue, so the index order is the claim order), skipping
-# rows other workers hold. Picks are then ordered by the tenant's load after taking them
-# (running + turn), so the tenant with the fewest running jobs goes first and a newcomer
-# overtakes a flooding tenant at the next free slot. Priority orders a tenant's own jobs
-# and breaks ties between tenants, but can never make one tenant starve another. Rows
-# locked and not picked are released at COMMIT.
-_CLAIM_SQL = """{pending_tenants},
-tenant_load AS (
-    SELECT t.tenant_id,
-           (SELECT count(*) FROM job_queue r
-            WHERE r.tenant_id = t.tenant_id AND r.status = 'processing') AS running
-    FROM pending_tenants t
-    WHERE t.tenant_id IS NOT NULL {tenant_filter}
-      AND (SELECT tenant.is_active FROM tenants_tenant tenant WHERE tenant.id = t.tenant_id)
-),
-candidates AS (
-    SELECT picked.id, picked.priority, picked.run_at, picked.created_at,
-           load.running + row_number() OVER (
-               PARTITION BY load.tenant_id
-               ORDER BY picked.priority DESC, picked.run_at, picked.created_at) AS turn
-    FROM tenant_load load
-    CROSS JOIN unnest(%(queues)s::text[]) AS wanted(queue)
-    CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.run_at, j.created_at FROM job_queue j
-        WHERE j.tenant_id = load.tenant_id AND j.queue = wanted.queue
-          AND j.status = 'pending' AND j.run_at <= now()
-        ORDER BY j.priority DESC, j.run_at, j.created_at
-        LIMIT {per_tenant_limit}
-        FOR UPDATE SKIP LOCKED
-    ) picked
-),
-chosen AS (
-    SELECT id FROM candidates
-    ORDER BY turn, priority DESC, run_at, created_at
-    LIMIT %(limit)s
-)
-UPDATE job_queue AS job
-SET status = 'processing', worker_id = %(worker_id)s, attempts = job.attempts + 1,
-    started_at = now(), updated_at = now(), cancel_requested = false,
-    lease_expires_at = now() + make_interval(secs => %(lease)s),
-    progress = NULL, progress_message = ''
-FROM chosen
-WHERE job.id = chosen.id
-RETURNING job.*
-"""
-
-# With JOBS_MAX_RUNNING_PER_TENANT the claim takes two statements. The first takes a
-# transaction-scoped advisory lock on each tenant with pending jobs (skipping tenants
-# another claimer holds), so claims of one tenant are serialised; the second, whose
-# snapshot starts after the locks are held and so sees every committed claim, counts the
-# tenant's running jobs and takes at most its free slots. The cap is therefore strict.
-_LOCK_PENDING_TENANTS_SQL = f"""{_PENDING_TENANTS_CTE}
-SELECT tenant_id FROM pending_tenants
-WHERE tenant_id IS NOT NULL
-  AND pg_try_advisory_xact_lock(hashtextextended('job_queue.claim:' || tenant_id, 0))
-"""  # noqa: S608 - composed of constant SQL only
-_CAPPED_CLAIM_SQL = _CLAIM_SQL.format(
-    pending_tenants=_PENDING_TENANTS_CTE,
-    per_tenant_limit="GREATEST(0, LEAST(%(limit)s, %(cap)s - load.running))",
-    tenant_filter="AND t.tenant_id = ANY(%(tenants)s)",
-)
-_UNCAPPED_CLAIM_SQL = _CLAIM_SQL.format(
-    pending_tenants=_PENDING_TENANTS_CTE, per_tenant_limit="%(limit)s", tenant_filter=""
-)
+        cursor.execute(sql.NOTIFY_WORKERS, [NOTIFY_CHANNEL, queue])
 
 
 def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]:
@@ -367,11 +276,11 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]
     }
     with transaction.atomic():
         if cap is None:
-            claim_sql = _UNCAPPED_CLAIM_SQL
+            claim_sql = sql.UNCAPPED_CLAIM
         else:
-            claim_sql = _CAPPED_CLAIM_SQL
+            claim_sql = sql.CAPPED_CLAIM
             with connection.cursor() as cursor:
-                cursor.execute(_LOCK_PENDING_TENANTS_SQL)
+                cursor.execute(sql.LOCK_PENDING_TENANTS)
                 params["tenants"] = [row[0] for row in cursor.fetchall()]
         # raw() maps the RETURNING columns onto Job fields, converters included.
         jobs = list(Job.objects.raw(claim_sql, params))
@@ -385,40 +294,17 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]
     return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.created_at))
 
 
-_OPEN_ATTEMPTS_SQL = """
-INSERT INTO job_attempt (job_id, number, worker_id, started_at, outcome, error, traceback)
-SELECT job.id, job.attempts, %s, job.started_at, '', '', ''
-FROM job_queue job WHERE job.id = ANY(%s)
-"""
-
-
 def _open_attempts(jobs: list[Job], worker_id: str) -> None:
     """One ``JobAttempt`` per claimed job, in the claim's transaction (one statement)."""
     with connection.cursor() as cursor:
-        cursor.execute(_OPEN_ATTEMPTS_SQL, [worker_id, [job.id for job in jobs]])
-
-
-_CLOSE_ATTEMPTS_SQL = """
-UPDATE job_attempt AS attempt
-SET finished_at = now(), outcome = ended.outcome, error = ended.error,
-    traceback = ended.traceback, exception_class = ended.exception_class
-FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[])
-     AS ended(job_id, number, outcome, error, traceback, exception_class)
-WHERE attempt.job_id = ended.job_id AND attempt.number = ended.number
-  AND attempt.worker_id = %s AND attempt.finished_at IS NULL
-"""
-_DROP_ATTEMPTS_SQL = """
-DELETE FROM job_attempt AS attempt USING unnest(%s::uuid[], %s::int[]) AS back(job_id, number)
-WHERE attempt.job_id = back.job_id AND attempt.number = back.number
-  AND attempt.worker_id = %s AND attempt.finished_at IS NULL
-"""
+        cursor.execute(sql.OPEN_ATTEMPTS, [worker_id, [job.id for job in jobs]])
 
 
 @dataclass(frozen=True)
 class AttemptEnding:
     job_id: uuid.UUID
     number: int
-    outcome: str  # a jobs.signals.JobOutcome
+    outcome: JobOutcome
     error: str = ""
     traceback: str = ""
     exception_class: str = ""  # dotted path of the exception the handler raised
@@ -429,16 +315,16 @@ def job_attempts_close(*, worker_id: str, endings: list[AttemptEnding]) -> None:
     statement; a run handed back (``handed_back``) is no attempt and its row is deleted.
     An attempt the reaper already closed (lost, timed out) is left as the reaper wrote it.
     """
-    closing = [end for end in endings if end.outcome != "handed_back"]
-    back = [end for end in endings if end.outcome == "handed_back"]
+    closing = [end for end in endings if end.outcome != JobOutcome.HANDED_BACK]
+    back = [end for end in endings if end.outcome == JobOutcome.HANDED_BACK]
     with connection.cursor() as cursor:
         if closing:
             cursor.execute(
-                _CLOSE_ATTEMPTS_SQL,
+                sql.CLOSE_ATTEMPTS,
                 [
                     [end.job_id for end in closing],
                     [end.number for end in closing],
-                    [end.outcome for end in closing],
+                    [str(end.outcome) for end in closing],
                     [end.error[:500] for end in closing],
                     [end.traceback for end in closing],
                     [end.exception_class for end in closing],
@@ -447,55 +333,41 @@ def job_attempts_close(*, worker_id: str, endings: list[AttemptEnding]) -> None:
             )
         if back:
             cursor.execute(
-                _DROP_ATTEMPTS_SQL,
+                sql.DROP_ATTEMPTS,
                 [[end.job_id for end in back], [end.number for end in back], worker_id],
             )
 
 
-_REAPED_ATTEMPTS_SQL = """
-UPDATE job_attempt AS attempt
-SET finished_at = now(), outcome = reaped.outcome,
-    error = CASE reaped.outcome WHEN 'timed_out' THEN 'timed out'
-                                WHEN 'lost' THEN 'worker lost' ELSE '' END
-FROM unnest(%s::uuid[], %s::text[]) AS reaped(job_id, outcome), job_queue job
-WHERE attempt.job_id = reaped.job_id AND job.id = reaped.job_id
-  AND attempt.number = job.attempts AND attempt.finished_at IS NULL
-"""
+# The error of an attempt the reaper closed, by its outcome (a cancelled one has none).
+_REAPED_ERRORS = {
+    JobOutcome.TIMED_OUT: ReaperError.TIMED_OUT,
+    JobOutcome.LOST: ReaperError.WORKER_LOST,
+}
 
 
-def _close_reaped_attempts(cursor, outcomes: dict[uuid.UUID, str]) -> None:
+def _close_reaped_attempts(cursor, outcomes: dict[uuid.UUID, JobOutcome]) -> None:
     """The reaper's part of the attempt history: close the current attempt of each job it
     took (``timed_out``, ``lost`` or ``cancelled``)."""
     if outcomes:
-        cursor.execute(_REAPED_ATTEMPTS_SQL, [list(outcomes), list(outcomes.values())])
+        cursor.execute(
+            sql.CLOSE_REAPED_ATTEMPTS,
+            [
+                list(outcomes),
+                [str(outcome) for outcome in outcomes.values()],
+                [str(_REAPED_ERRORS.get(outcome, "")) for outcome in outcomes.values()],
+            ],
+        )
 
 
 def _owned(job_id: uuid.UUID, worker_id: str):
     return Job.objects.filter(id=job_id, status=JobStatus.PROCESSING, worker_id=worker_id)
 
 
-def job_complete(*, job_id: uuid.UUID, worker_id: str, result) -> bool:
-    """Record the handler's result. False (result discarded) if the worker lost the job
-    or cancellation was requested meanwhile."""
-    return job_id in jobs_complete(worker_id=worker_id, results=[(job_id, result)])
-
-
-_COMPLETE_SQL = """
-UPDATE job_queue AS job
-SET status = 'completed', result = done.result, completed_at = now(), updated_at = now(),
-    lease_expires_at = NULL, progress = 100
-FROM unnest(%s::uuid[], %s::jsonb[]) AS done(id, result)
-WHERE job.id = done.id AND job.status = 'processing' AND job.worker_id = %s
-  AND NOT job.cancel_requested
-RETURNING job.id
-"""
-
-
 def jobs_complete(*, worker_id: str, results: list[tuple[uuid.UUID, object]]) -> set[uuid.UUID]:
     """Record many handlers' results in one statement; returns the ids recorded.
 
-    Each row is guarded like ``job_complete``: a job this worker lost, or whose
-    cancellation was requested, is left alone (its id is missing from the answer).
+    Each row is guarded: a job this worker lost, or whose cancellation was requested, is
+    left alone (its id is missing from the answer).
     Results must be JSON-serialisable; None is stored as SQL NULL.
     """
     if not results:
@@ -503,7 +375,7 @@ def jobs_complete(*, worker_id: str, results: list[tuple[uuid.UUID, object]]) ->
     ids = [job_id for job_id, _ in results]
     documents = [None if result is None else json.dumps(result) for _, result in results]
     with connection.cursor() as cursor:
-        cursor.execute(_COMPLETE_SQL, [ids, documents, worker_id])
+        cursor.execute(sql.COMPLETE, [ids, documents, worker_id])
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -514,20 +386,6 @@ def backoff_seconds(attempts: int) -> float:
         settings.JOBS_BACKOFF_BASE * 2 ** max(0, attempts - 1),
     )
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
-
-
-_FAIL_SQL = """
-UPDATE job_queue
-SET status = CASE WHEN %(retry)s AND attempts < max_attempts THEN 'pending' ELSE 'failed' END,
-    run_at = CASE WHEN %(retry)s AND attempts < max_attempts
-                  THEN now() + make_interval(secs => %(backoff)s) ELSE run_at END,
-    completed_at = CASE WHEN %(retry)s AND attempts < max_attempts THEN NULL ELSE now() END,
-    error = %(error)s, error_traceback = %(traceback)s, worker_id = '',
-    lease_expires_at = NULL, updated_at = now()
-WHERE id = %(id)s AND status = 'processing' AND worker_id = %(worker_id)s
-  AND NOT cancel_requested
-RETURNING status
-"""
 
 
 def job_fail(
@@ -544,7 +402,7 @@ def job_fail(
     longer owns the job or its cancellation was requested."""
     with connection.cursor() as cursor:
         cursor.execute(
-            _FAIL_SQL,
+            sql.FAIL,
             {
                 "id": job_id,
                 "worker_id": worker_id,
@@ -620,14 +478,7 @@ def job_heartbeat(*, worker_id: str, job_ids: list[uuid.UUID]) -> HeartbeatResul
     if not job_ids:
         return HeartbeatResult(renewed=set(), cancel_requested=set())
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE job_queue SET lease_expires_at = now() + make_interval(secs => %s)
-            WHERE id = ANY(%s) AND status = 'processing' AND worker_id = %s
-            RETURNING id, cancel_requested
-            """,
-            [settings.JOBS_LEASE_SECONDS, list(job_ids), worker_id],
-        )
+        cursor.execute(sql.HEARTBEAT, [settings.JOBS_LEASE_SECONDS, list(job_ids), worker_id])
         rows = cursor.fetchall()
     return HeartbeatResult(
         renewed={row[0] for row in rows}, cancel_requested={row[0] for row in rows if row[1]}
@@ -663,38 +514,6 @@ def job_cancel(*, tenant, job_id: uuid.UUID) -> CancelOutcome:
     raise InvalidTransition(f"A {job.status} job cannot be cancelled.")
 
 
-# The reaper's two statements, built from its conditions (jobs.conditions), which its dry
-# run (selectors.jobs_stale_preview) counts.
-_REQUEUE_STALE_SQL = f"""
-UPDATE job_queue
-SET status = CASE WHEN {REAP_CANCEL_REQUESTED} THEN 'cancelled'
-                  WHEN {REAP_ATTEMPTS_LEFT} THEN 'pending' ELSE 'failed' END,
-    completed_at = CASE WHEN {REAP_ATTEMPTS_LEFT} AND NOT {REAP_CANCEL_REQUESTED}
-                        THEN NULL ELSE now() END,
-    error = CASE WHEN {REAP_CANCEL_REQUESTED} OR {REAP_ATTEMPTS_LEFT}
-                 THEN error ELSE 'worker lost' END,
-    worker_id = '', lease_expires_at = NULL, updated_at = now()
-WHERE status = 'processing' AND {REAP_LEASE_EXPIRED}
-RETURNING id, status
-"""  # noqa: S608 - composed of constant SQL only
-
-_TIME_OUT_UPDATE = """
-UPDATE job_queue
-SET status = 'failed', error = 'timed out', completed_at = now(), worker_id = '',
-    lease_expires_at = NULL, updated_at = now()
-"""
-_TIME_OUT_SQL = f"""{_TIME_OUT_UPDATE}
-WHERE status = 'processing' AND {REAP_TIMED_OUT}
-RETURNING id
-"""
-
-# The same, for one run of one worker (job_time_out): its worker gives up waiting.
-_TIME_OUT_RUN_SQL = f"""{_TIME_OUT_UPDATE}
-WHERE id = %s AND worker_id = %s AND status = 'processing' AND {REAP_TIMED_OUT}
-RETURNING id
-"""
-
-
 @dataclass(frozen=True)
 class ReapResult:
     requeued: list[uuid.UUID]
@@ -712,13 +531,15 @@ def jobs_requeue_stale() -> ReapResult:
     locked row, so a job is reaped once.
     """
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_TIME_OUT_SQL)
+        cursor.execute(sql.TIME_OUT, {"timed_out": ReaperError.TIMED_OUT})
         timed_out = [row[0] for row in cursor.fetchall()]
-        cursor.execute(_REQUEUE_STALE_SQL)
+        cursor.execute(sql.REQUEUE_STALE, {"worker_lost": ReaperError.WORKER_LOST})
         rows = cursor.fetchall()
-        reaped = {job_id: "timed_out" for job_id in timed_out}
+        reaped = dict.fromkeys(timed_out, JobOutcome.TIMED_OUT)
         for job_id, status in rows:
-            reaped[job_id] = "cancelled" if status == JobStatus.CANCELLED else "lost"
+            reaped[job_id] = (
+                JobOutcome.CANCELLED if status == JobStatus.CANCELLED else JobOutcome.LOST
+            )
         _close_reaped_attempts(cursor, reaped)
     return ReapResult(
         requeued=[row[0] for row in rows if row[1] == JobStatus.PENDING],
@@ -734,9 +555,12 @@ def job_time_out(*, job_id: uuid.UUID, worker_id: str) -> bool:
     its attempt. False when the run no longer owns the job, or when the database's clock
     says it still has time."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_TIME_OUT_RUN_SQL, [job_id, worker_id])
+        cursor.execute(
+            sql.TIME_OUT_RUN,
+            {"job_id": job_id, "worker_id": worker_id, "timed_out": ReaperError.TIMED_OUT},
+        )
         timed_out = [row[0] for row in cursor.fetchall()]
-        _close_reaped_attempts(cursor, dict.fromkeys(timed_out, "timed_out"))
+        _close_reaped_attempts(cursor, dict.fromkeys(timed_out, JobOutcome.TIMED_OUT))
     return bool(timed_out)
 
 
@@ -815,19 +639,6 @@ def deletable_statuses(requested: Iterable[str]) -> tuple[list[str], list[str]]:
     )
 
 
-_DELETE_BATCH_SQL = """
-WITH doomed AS (
-    SELECT id FROM job_queue
-    WHERE status = ANY(%(statuses)s) AND completed_at < %(cutoff)s {tenant_filter}
-    LIMIT %(batch_size)s
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM job_queue AS job USING doomed
-WHERE job.id = doomed.id AND job.status = ANY(%(statuses)s)
-RETURNING job.status
-"""
-
-
 def jobs_delete_finished(
     *, tenant, statuses: list[str], cutoff: datetime, batch_size: int = 1000
 ) -> Iterator[dict[str, int]]:
@@ -847,19 +658,19 @@ def jobs_delete_finished(
         "batch_size": batch_size,
     }
     if tenant is ALL_TENANTS:
-        sql = _DELETE_BATCH_SQL.format(tenant_filter="")
+        statement = sql.DELETE_FINISHED_BATCH.format(tenant_filter="")
     else:
         params["tenant_id"] = one_tenant(tenant).pk
-        sql = _DELETE_BATCH_SQL.format(tenant_filter="AND tenant_id = %(tenant_id)s")
-    return _delete_batches(sql, params)
+        statement = sql.DELETE_FINISHED_BATCH.format(tenant_filter="AND tenant_id = %(tenant_id)s")
+    return _delete_batches(statement, params)
 
 
-def _delete_batches(sql: str, params: dict) -> Iterator[dict[str, int]]:
+def _delete_batches(statement: str, params: dict) -> Iterator[dict[str, int]]:
     if not params["statuses"]:
         return
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(statement, params)
             rows = cursor.fetchall()
         if not rows:
             return

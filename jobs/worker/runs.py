@@ -64,12 +64,12 @@ class Cut(enum.Enum):
     """Endings with no handler result."""
 
     # Cancellation requested or job lost: the handler never started, or is to stop now.
-    INTERRUPTED = "interrupted"
+    INTERRUPTED = enum.auto()
     # The worker is stopping and the run was still queued or running after the grace, or
     # the run waited longer than JOBS_START_PATIENCE for a thread.
-    HAND_BACK = "hand back"
+    HAND_BACK = enum.auto()
     # The handler ran past the job's timeout: the worker stops waiting for it.
-    TIMED_OUT = "timed out"
+    TIMED_OUT = enum.auto()
 
 
 Ending = Returned | Raised | Cut

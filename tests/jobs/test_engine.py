@@ -19,6 +19,7 @@ from jobs.backends import NoTenantContext
 from jobs.models import Job, JobStatus
 from jobs.worker import Worker
 from tests.conftest import client_for
+from tests.jobs.writes import job_complete
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -262,7 +263,7 @@ def test_per_tenant_cap_limits_running_jobs(settings, acme, globex):
     first = services.job_claim(worker_id="w1", queues=["default"], limit=10)
     assert len(first) == 4
     assert services.job_claim(worker_id="w2", queues=["default"], limit=10) == []
-    services.job_complete(job_id=first[0].id, worker_id="w1", result={})
+    job_complete(job_id=first[0].id, worker_id="w1", result={})
     (next_job,) = services.job_claim(worker_id="w2", queues=["default"], limit=10)
     assert next_job.tenant_id == first[0].tenant_id
 

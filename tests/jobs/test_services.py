@@ -27,6 +27,7 @@ from jobs import selectors, services
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import FINAL_STATUSES, Job, JobStatus
 from tests.factories import WORKER_ID, JobFactory, UserFactory
+from tests.jobs.writes import job_complete
 
 pytestmark = pytest.mark.django_db
 
@@ -284,7 +285,7 @@ SERVICES = [
     ),
     Service(
         "complete",
-        lambda job, tenant: services.job_complete(
+        lambda job, tenant: job_complete(
             job_id=job.id, worker_id=WORKER_ID, result={"answer": 42}
         ),
         allowed={

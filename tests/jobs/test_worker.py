@@ -12,6 +12,7 @@ from jobs import services
 from jobs.models import Job, JobStatus
 from jobs.worker import Worker
 from tests.factories import JobFactory
+from tests.jobs.writes import job_complete
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -125,7 +126,7 @@ def test_outcome_of_a_worker_that_lost_the_job_is_discarded(acme):
     (job,) = services.job_claim(worker_id="w1", queues=["default"])
     # The reaper gave it to w2 meanwhile.
     Job.objects.filter(pk=job.pk).update(worker_id="w2")
-    assert not services.job_complete(job_id=job.id, worker_id="w1", result={"late": True})
+    assert not job_complete(job_id=job.id, worker_id="w1", result={"late": True})
     assert services.job_fail(job_id=job.id, worker_id="w1", attempts=1, error="x") is None
     job.refresh_from_db()
     assert job.status == JobStatus.PROCESSING

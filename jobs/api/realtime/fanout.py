@@ -30,11 +30,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import close_old_connections, connections
-from django_tenants.utils import get_public_schema_name
 from rest_framework.renderers import JSONRenderer
 
 from core import listen
-from jobs import selectors
+from jobs import selectors, sql
 from jobs.api import polling
 from jobs.api.realtime import waits
 from jobs.api.serializers import JobOutputSerializer
@@ -100,9 +99,9 @@ def _tenant_of_job(job_id: str) -> int | None:
     close_old_connections()
     try:
         connection = connections["default"]
-        table = f"{connection.ops.quote_name(get_public_schema_name())}.job_queue"
+        statement = sql.JOB_TENANT.format(table=sql.public_table("job_queue"))
         with without_search_path(), connection.cursor() as cursor:
-            cursor.execute(f"SELECT tenant_id FROM {table} WHERE id = %s", [job_id])  # noqa: S608
+            cursor.execute(statement, [job_id])
             row = cursor.fetchone()
     finally:
         connections.close_all()

@@ -1,13 +1,15 @@
 from django.core.management.base import BaseCommand
 
 from jobs import selectors, services
+from jobs.models import ReaperError
 
 
 class Command(BaseCommand):
     help = (
         "Run the lease reaper now: fail running jobs past their timeout and requeue (or fail "
-        "as 'worker lost', or end cancelled when that was requested) jobs whose worker stopped "
-        "renewing its lease. Workers also run it every JOBS_REAP_INTERVAL seconds."
+        f"as '{ReaperError.WORKER_LOST}', or end cancelled when that was requested) jobs whose "
+        "worker stopped renewing its lease. Workers also run it every JOBS_REAP_INTERVAL "
+        "seconds."
     )
 
     def add_arguments(self, parser):
@@ -20,12 +22,12 @@ class Command(BaseCommand):
             preview = selectors.jobs_stale_preview()
             self.stdout.write(f"timed out: {preview.timed_out}")
             self.stdout.write(f"requeued: {preview.requeue}")
-            self.stdout.write(f"failed (worker lost): {preview.lost}")
+            self.stdout.write(f"failed ({ReaperError.WORKER_LOST}): {preview.lost}")
             self.stdout.write(f"cancelled (as requested): {preview.cancelled}")
             self.stdout.write("Dry run: nothing changed.")
             return
         reaped = services.jobs_requeue_stale()
         self.stdout.write(f"timed out: {len(reaped.timed_out)}")
         self.stdout.write(f"requeued: {len(reaped.requeued)}")
-        self.stdout.write(f"failed (worker lost): {len(reaped.lost)}")
+        self.stdout.write(f"failed ({ReaperError.WORKER_LOST}): {len(reaped.lost)}")
         self.stdout.write(f"cancelled (as requested): {len(reaped.cancelled)}")

@@ -1,0 +1,282 @@
+"""Every raw SQL statement of the engine, side by side: the claim, the attempt history, the
+outcomes (complete, fail, time out), the heartbeat, the reaper and its dry run, cleanup,
+and the poll. ``jobs.services`` and ``jobs.selectors`` (and the fan-out) send them; each
+statement is guarded by the state it expects (compare-and-set), and its times are
+PostgreSQL's ``now()``, never a worker's clock.
+
+Statements over ``job_queue`` and ``job_attempt`` name the tables unqualified (the public
+schema, on the search path), except the poll and the fan-out's routing read, which run
+without django-tenants' ``SET search_path`` and name ``{table}``: ``public_table`` fills
+it in.
+"""
+
+from django.db import connection
+from django_tenants.utils import get_public_schema_name
+
+from jobs.conditions import REACHABLE_JOBS_SQL
+from jobs.models import REPRESENTED_COLUMNS
+
+
+def public_table(name: str) -> str:
+    """``name`` in the public schema, quoted for the statements that run without a
+    search path."""
+    return f"{connection.ops.quote_name(get_public_schema_name())}.{name}"
+
+
+# --- the claim ---------------------------------------------------------------------------
+
+# The distinct tenants that have pending jobs, by a loose index scan over the claim index:
+# one probe per tenant instead of reading every pending row.
+PENDING_TENANTS_CTE = """
+WITH RECURSIVE pending_tenants AS (
+    (SELECT tenant_id FROM job_queue WHERE status = 'pending' ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.tenant_id FROM job_queue j
+            WHERE j.status = 'pending' AND j.tenant_id > p.tenant_id
+            ORDER BY j.tenant_id LIMIT 1)
+    FROM pending_tenants p WHERE p.tenant_id IS NOT NULL
+)"""
+
+# Claiming, fair across tenants. ``pending_tenants`` walks the distinct tenants that have
+# pending jobs with a loose index scan (one index probe per tenant, not one per row);
+# ``tenant_load`` keeps the active ones (a scalar subquery: one primary-key probe each,
+# where a join could read the whole tenant table; a deactivated tenant's jobs stay
+# pending until it is reactivated) and counts their running jobs; for each tenant and
+# queue the LATERAL takes its next runnable jobs in priority order straight off the claim
+# index (equality on tenant and queue, so the index order is the claim order), skipping
+# rows other workers hold. Picks are then ordered by the tenant's load after taking them
+# (running + turn), so the tenant with the fewest running jobs goes first and a newcomer
+# overtakes a flooding tenant at the next free slot. Priority orders a tenant's own jobs
+# and breaks ties between tenants, but can never make one tenant starve another. Rows
+# locked and not picked are released at COMMIT.
+_CLAIM = """{pending_tenants},
+tenant_load AS (
+    SELECT t.tenant_id,
+           (SELECT count(*) FROM job_queue r
+            WHERE r.tenant_id = t.tenant_id AND r.status = 'processing') AS running
+    FROM pending_tenants t
+    WHERE t.tenant_id IS NOT NULL {tenant_filter}
+      AND (SELECT tenant.is_active FROM tenants_tenant tenant WHERE tenant.id = t.tenant_id)
+),
+candidates AS (
+    SELECT picked.id, picked.priority, picked.run_at, picked.created_at,
+           load.running + row_number() OVER (
+               PARTITION BY load.tenant_id
+               ORDER BY picked.priority DESC, picked.run_at, picked.created_at) AS turn
+    FROM tenant_load load
+    CROSS JOIN unnest(%(queues)s::text[]) AS wanted(queue)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at, j.created_at FROM job_queue j
+        WHERE j.tenant_id = load.tenant_id AND j.queue = wanted.queue
+          AND j.status = 'pending' AND j.run_at <= now()
+        ORDER BY j.priority DESC, j.run_at, j.created_at
+        LIMIT {per_tenant_limit}
+        FOR UPDATE SKIP LOCKED
+    ) picked
+),
+chosen AS (
+    SELECT id FROM candidates
+    ORDER BY turn, priority DESC, run_at, created_at
+    LIMIT %(limit)s
+)
+UPDATE job_queue AS job
+SET status = 'processing', worker_id = %(worker_id)s, attempts = job.attempts + 1,
+    started_at = now(), updated_at = now(), cancel_requested = false,
+    lease_expires_at = now() + make_interval(secs => %(lease)s),
+    progress = NULL, progress_message = ''
+FROM chosen
+WHERE job.id = chosen.id
+RETURNING job.*
+"""
+
+# With JOBS_MAX_RUNNING_PER_TENANT the claim takes two statements. The first takes a
+# transaction-scoped advisory lock on each tenant with pending jobs (skipping tenants
+# another claimer holds), so claims of one tenant are serialised; the second, whose
+# snapshot starts after the locks are held and so sees every committed claim, counts the
+# tenant's running jobs and takes at most its free slots. The cap is therefore strict.
+LOCK_PENDING_TENANTS = f"""{PENDING_TENANTS_CTE}
+SELECT tenant_id FROM pending_tenants
+WHERE tenant_id IS NOT NULL
+  AND pg_try_advisory_xact_lock(hashtextextended('job_queue.claim:' || tenant_id, 0))
+"""  # noqa: S608 - composed of constant SQL only
+# The claim under the cap: at most each locked tenant's free slots.
+CAPPED_CLAIM = _CLAIM.format(
+    pending_tenants=PENDING_TENANTS_CTE,
+    per_tenant_limit="GREATEST(0, LEAST(%(limit)s, %(cap)s - load.running))",
+    tenant_filter="AND t.tenant_id = ANY(%(tenants)s)",
+)
+# The claim without a cap.
+UNCAPPED_CLAIM = _CLAIM.format(
+    pending_tenants=PENDING_TENANTS_CTE, per_tenant_limit="%(limit)s", tenant_filter=""
+)
+# Wake the workers serving a queue (the payload) after an enqueue.
+NOTIFY_WORKERS = "SELECT pg_notify(%s, %s)"
+# The enqueue's per-tenant lock, held to COMMIT, under which the quota counts.
+LOCK_TENANT_QUOTA = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+
+# --- the attempt history -------------------------------------------------------------------
+
+# Open one attempt per claimed job, in the claim's transaction.
+OPEN_ATTEMPTS = """
+INSERT INTO job_attempt (job_id, number, worker_id, started_at, outcome, error, traceback)
+SELECT job.id, job.attempts, %s, job.started_at, '', '', ''
+FROM job_queue job WHERE job.id = ANY(%s)
+"""
+# Close a worker's open attempts with how its runs ended.
+CLOSE_ATTEMPTS = """
+UPDATE job_attempt AS attempt
+SET finished_at = now(), outcome = ended.outcome, error = ended.error,
+    traceback = ended.traceback, exception_class = ended.exception_class
+FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[])
+     AS ended(job_id, number, outcome, error, traceback, exception_class)
+WHERE attempt.job_id = ended.job_id AND attempt.number = ended.number
+  AND attempt.worker_id = %s AND attempt.finished_at IS NULL
+"""
+# Delete the open attempts of runs handed back (no attempt).
+DROP_ATTEMPTS = """
+DELETE FROM job_attempt AS attempt USING unnest(%s::uuid[], %s::int[]) AS back(job_id, number)
+WHERE attempt.job_id = back.job_id AND attempt.number = back.number
+  AND attempt.worker_id = %s AND attempt.finished_at IS NULL
+"""
+# Close the current attempt of each job the reaper took, with its outcome and error.
+CLOSE_REAPED_ATTEMPTS = """
+UPDATE job_attempt AS attempt
+SET finished_at = now(), outcome = reaped.outcome, error = reaped.error
+FROM unnest(%s::uuid[], %s::text[], %s::text[]) AS reaped(job_id, outcome, error), job_queue job
+WHERE attempt.job_id = reaped.job_id AND job.id = reaped.job_id
+  AND attempt.number = job.attempts AND attempt.finished_at IS NULL
+"""
+
+# --- outcomes of a run -----------------------------------------------------------------------
+
+# Record many handlers' results of one worker, each guarded: owned, no cancel requested.
+COMPLETE = """
+UPDATE job_queue AS job
+SET status = 'completed', result = done.result, completed_at = now(), updated_at = now(),
+    lease_expires_at = NULL, progress = 100
+FROM unnest(%s::uuid[], %s::jsonb[]) AS done(id, result)
+WHERE job.id = done.id AND job.status = 'processing' AND job.worker_id = %s
+  AND NOT job.cancel_requested
+RETURNING job.id
+"""
+# Record a failed attempt: pending after a backoff while attempts remain, else failed.
+FAIL = """
+UPDATE job_queue
+SET status = CASE WHEN %(retry)s AND attempts < max_attempts THEN 'pending' ELSE 'failed' END,
+    run_at = CASE WHEN %(retry)s AND attempts < max_attempts
+                  THEN now() + make_interval(secs => %(backoff)s) ELSE run_at END,
+    completed_at = CASE WHEN %(retry)s AND attempts < max_attempts THEN NULL ELSE now() END,
+    error = %(error)s, error_traceback = %(traceback)s, worker_id = '',
+    lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND status = 'processing' AND worker_id = %(worker_id)s
+  AND NOT cancel_requested
+RETURNING status
+"""
+# Renew the leases of a worker's running jobs; which were renewed, and their cancel flag.
+HEARTBEAT = """
+UPDATE job_queue SET lease_expires_at = now() + make_interval(secs => %s)
+WHERE id = ANY(%s) AND status = 'processing' AND worker_id = %s
+RETURNING id, cancel_requested
+"""
+
+# --- the reaper ----------------------------------------------------------------------------
+
+# The reaper's view of a processing job, as SQL over job_queue's columns. Both the reaper
+# (``services.jobs_requeue_stale``) and its dry run (``STALE_PREVIEW``) are built from
+# these. A timed-out job fails first; of the rest, an expired lease ends the job cancelled
+# if its cancellation was requested, else sends it back to pending while attempts remain,
+# else fails it (``jobs.models.ReaperError``).
+REAP_TIMED_OUT = "started_at + make_interval(secs => timeout_seconds) < now()"
+REAP_LEASE_EXPIRED = "lease_expires_at < now()"
+REAP_CANCEL_REQUESTED = "cancel_requested"
+REAP_ATTEMPTS_LEFT = "attempts < max_attempts"
+
+# Expired leases: cancelled if requested, else pending while attempts remain, else failed
+# with %(worker_lost)s.
+REQUEUE_STALE = f"""
+UPDATE job_queue
+SET status = CASE WHEN {REAP_CANCEL_REQUESTED} THEN 'cancelled'
+                  WHEN {REAP_ATTEMPTS_LEFT} THEN 'pending' ELSE 'failed' END,
+    completed_at = CASE WHEN {REAP_ATTEMPTS_LEFT} AND NOT {REAP_CANCEL_REQUESTED}
+                        THEN NULL ELSE now() END,
+    error = CASE WHEN {REAP_CANCEL_REQUESTED} OR {REAP_ATTEMPTS_LEFT}
+                 THEN error ELSE %(worker_lost)s END,
+    worker_id = '', lease_expires_at = NULL, updated_at = now()
+WHERE status = 'processing' AND {REAP_LEASE_EXPIRED}
+RETURNING id, status
+"""  # noqa: S608 - composed of constant SQL only
+
+_TIME_OUT_UPDATE = """
+UPDATE job_queue
+SET status = 'failed', error = %(timed_out)s, completed_at = now(), worker_id = '',
+    lease_expires_at = NULL, updated_at = now()
+"""
+# Fail every running job past its timeout with %(timed_out)s.
+TIME_OUT = f"""{_TIME_OUT_UPDATE}
+WHERE status = 'processing' AND {REAP_TIMED_OUT}
+RETURNING id
+"""
+# The same, for one run of one worker (its worker gives up waiting for the handler).
+TIME_OUT_RUN = f"""{_TIME_OUT_UPDATE}
+WHERE id = %(job_id)s AND worker_id = %(worker_id)s AND status = 'processing'
+  AND {REAP_TIMED_OUT}
+RETURNING id
+"""
+# The reaper's dry run: its own conditions counted instead of applied. A NULL (no start
+# time, no lease) is false, as in the reaper's WHERE.
+STALE_PREVIEW = f"""
+SELECT count(*) FILTER (WHERE timed_out),
+       count(*) FILTER (WHERE reaped AND NOT cancelling AND attempts_left),
+       count(*) FILTER (WHERE reaped AND NOT cancelling AND NOT attempts_left),
+       count(*) FILTER (WHERE reaped AND cancelling)
+FROM (
+    SELECT timed_out, NOT timed_out AND lease_expired AS reaped, cancelling, attempts_left
+    FROM (
+        SELECT coalesce({REAP_TIMED_OUT}, false) AS timed_out,
+               coalesce({REAP_LEASE_EXPIRED}, false) AS lease_expired,
+               {REAP_CANCEL_REQUESTED} AS cancelling,
+               {REAP_ATTEMPTS_LEFT} AS attempts_left
+        FROM job_queue WHERE status = 'processing'
+    ) AS conditions
+) AS running
+"""  # noqa: S608 - composed of constant SQL only
+
+# --- cleanup and operators --------------------------------------------------------------------
+
+# One batch of finished jobs deleted (``{tenant_filter}``: empty, or one tenant's); rows
+# others hold are skipped and each row's status is re-checked by the DELETE.
+DELETE_FINISHED_BATCH = """
+WITH doomed AS (
+    SELECT id FROM job_queue
+    WHERE status = ANY(%(statuses)s) AND completed_at < %(cutoff)s {tenant_filter}
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM job_queue AS job USING doomed
+WHERE job.id = doomed.id AND job.status = ANY(%(statuses)s)
+RETURNING job.status
+"""
+# The live queue per status and queue, with the oldest due pending job and the db's now.
+LIVE_QUEUE = """
+SELECT 'pending', queue, count(*),
+       min(created_at) FILTER (WHERE run_at <= statement_timestamp()),
+       statement_timestamp()
+FROM job_queue WHERE status = 'pending' GROUP BY queue
+UNION ALL
+SELECT 'processing', queue, count(*), NULL, statement_timestamp()
+FROM job_queue WHERE status = 'processing' GROUP BY queue
+"""
+
+# --- the poll ----------------------------------------------------------------------------------
+
+# What a poll reads of the tenant's jobs matching ``{condition}`` (its parameters follow
+# the tenant id) and their ETag's digest, computed by PostgreSQL from the represented
+# columns; internal jobs excluded. ``{table}``: ``public_table("job_queue")``.
+POLL_SELECTED = ("id", "tenant_id", "created_at", *REPRESENTED_COLUMNS)
+POLL = (
+    f"SELECT {', '.join(POLL_SELECTED)}, "  # noqa: S608 - composed of constant SQL only
+    f"md5(row({', '.join(REPRESENTED_COLUMNS)})::text) AS representation_digest "
+    f"FROM {{table}} WHERE {REACHABLE_JOBS_SQL} AND {{condition}}"
+)
+# The tenant of a changed job, to route a notification (the fan-out).
+JOB_TENANT = "SELECT tenant_id FROM {table} WHERE id = %s"
