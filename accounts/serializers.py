@@ -1,8 +1,8 @@
 """Token endpoints that only issue, refresh and revoke tokens for the host's own tenant.
 
-Every body is a JSON object of exactly the documented fields: an unknown field is a 400
-(``POST /api/jobs`` follows the same policy), so a client learns at once that it was not
-used. The read-only fields are the answers' keys, for the OpenAPI schema.
+Every body is a JSON object of exactly the documented fields (``core.serializers``): an
+unknown field is a 400, so a client learns at once that it was not used. The read-only
+fields are the answers' keys, for the OpenAPI schema.
 """
 
 from django.contrib.auth import authenticate
@@ -15,25 +15,14 @@ from accounts import throttling
 from accounts.authentication import tenant_mismatch, user_for_tenant
 from accounts.tokens import TENANT_CLAIM, tokens_for
 from core.problems import ProblemCode
+from core.serializers import StrictSerializer
 
 # A JWT of ours is a few hundred bytes; anything much longer is not one.
 _TOKEN_MAX_LENGTH = 4096
 _ACCESS_HELP = "JWT for `Authorization: Bearer …` on this tenant's host; short-lived."
 
 
-class _StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not declare (400, one error per unknown field)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            writable = {name for name, field in self.fields.items() if not field.read_only}
-            unknown = sorted(set(data) - writable)
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
-
-
-class TenantTokenObtainPairSerializer(_StrictSerializer):
+class TenantTokenObtainPairSerializer(StrictSerializer):
     """``{username, password}`` → ``{access, refresh}`` for a user of ``request.tenant``.
 
     A user of another tenant gets the same 401 as a wrong password, so a login form can't
@@ -78,7 +67,7 @@ def _refresh_token_of_this_tenant(raw: str, request) -> RefreshToken:
     return refresh
 
 
-class TenantTokenRefreshSerializer(_StrictSerializer):
+class TenantTokenRefreshSerializer(StrictSerializer):
     """``{refresh}`` → ``{access, refresh}``: a new access token and a **rotated** refresh
     token; the one sent is revoked (blacklisted), so it cannot be used twice.
 
@@ -116,7 +105,7 @@ class TenantTokenRefreshSerializer(_StrictSerializer):
         return {"access": str(access), "refresh": str(refresh)}
 
 
-class LogoutSerializer(_StrictSerializer):
+class LogoutSerializer(StrictSerializer):
     """``{refresh}``: revoke this refresh token of the host's tenant."""
 
     refresh = serializers.CharField(max_length=_TOKEN_MAX_LENGTH)

@@ -18,13 +18,11 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from core.serializers import MAX_REPORTED_ERRORS, StrictSerializer
 from jobs.models import Job, JobStatus, job_representation
 from jobs.registry import get_job_type, job_types
 from jobs.selectors import LIST_RESULT_MAX_CHARS
 
-# Most entries one refused request reports: unknown fields of a job, invalid jobs of a batch
-# (the rest are counted), so an error body stays small whatever the request holds.
-MAX_REPORTED_ERRORS = 10
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
@@ -108,7 +106,7 @@ class _PayloadField(serializers.JSONField):
 
 
 @extend_schema_serializer(component_name="JobSubmit")
-class JobCreateSerializer(serializers.Serializer):
+class JobCreateSerializer(StrictSerializer):
     """``POST /api/jobs``: ``type`` and ``payload``, optionally ``run_at`` and ``priority``.
 
     Any other field (``status``, ``tenant``, ``result``, timestamps…) is rejected with 400,
@@ -131,19 +129,6 @@ class JobCreateSerializer(serializers.Serializer):
         _registered_types(self.fields["type"])
         horizon = settings.JOBS_MAX_RUN_AT_DAYS
         self.fields["run_at"].help_text = f"Not before this time; at most {horizon} days ahead."
-
-    def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            errors = {name: ["Unknown field."] for name in unknown[:MAX_REPORTED_ERRORS]}
-            if len(unknown) > MAX_REPORTED_ERRORS:
-                errors["non_field_errors"] = [
-                    f"{len(unknown)} unknown fields; the first {MAX_REPORTED_ERRORS} are listed."
-                ]
-            raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)
 
     def validate_run_at(self, value):
         latest = timezone.now() + timedelta(days=settings.JOBS_MAX_RUN_AT_DAYS)
@@ -173,7 +158,7 @@ def batch_size(data) -> int | None:
 
 
 @extend_schema_serializer(component_name="JobBatchSubmit")
-class JobBatchCreateSerializer(serializers.Serializer):
+class JobBatchCreateSerializer(StrictSerializer):
     """``POST /api/jobs/batch``: ``{"jobs": [JobSubmit, ...]}``, 1 to 1,000 items, each
     checked as ``POST /api/jobs`` checks one. Any bad item makes the whole batch 400, its
     errors under ``jobs.<index>`` (0-based) for the first ``MAX_REPORTED_ERRORS`` bad items,
@@ -184,11 +169,7 @@ class JobBatchCreateSerializer(serializers.Serializer):
     )
 
     def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
-        unknown = sorted(set(data) - {"jobs"})
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        self.refuse_unknown_fields(data)
         if batch_size(data) is None:
             raise serializers.ValidationError(
                 {"jobs": [f"Expected a list of 1 to {BATCH_MAX_JOBS} jobs."]}
