@@ -171,3 +171,21 @@ def charge_rate_limit(request) -> RateLimitUsage | None:
     request.rate_limit_usage = usage
     request.rate_limit_charged = True
     return usage
+
+
+class RateLimitedView:
+    """A DRF view mixin (before the view's base class): every answer of the view, errors
+    included, carries the caller's ``RateLimit-Policy`` and ``RateLimit`` fields, written
+    here only. A view that only checked the request (``charge_later`` true, set in its
+    ``initial``) is charged here, unless it answers 304 or 429."""
+
+    charge_later = False
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        usage = getattr(request, "rate_limit_usage", None)
+        if usage is not None:
+            if self.charge_later and response.status_code not in (304, 429):
+                usage = charge_rate_limit(request)
+            for name, value in usage.headers().items():
+                response[name] = value
+        return super().finalize_response(request, response, *args, **kwargs)

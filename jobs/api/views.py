@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from core.problems import Problem, ProblemCode
 from jobs import selectors, services
 from jobs.api import polling, schema
-from jobs.api.ratelimit import charge_rate_limit, charge_rate_limit_units, check_rate_limit
+from jobs.api.ratelimit import RateLimitedView, charge_rate_limit_units, check_rate_limit
 from jobs.api.realtime import longpoll
 from jobs.api.serializers import (
     JobBatchCreateSerializer,
@@ -96,7 +96,7 @@ def _idempotency_key(request) -> str:
 
 
 @schema.job_viewset_schema  # documentation only (jobs/api/schema.py)
-class JobViewSet(viewsets.GenericViewSet):
+class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
     """``/api/jobs`` and ``/api/jobs/{id}`` for the authenticated user's tenant."""
 
     queryset = Job.objects.none()
@@ -108,19 +108,10 @@ class JobViewSet(viewsets.GenericViewSet):
         super().initial(request, *args, **kwargs)  # authentication and permissions first
         if self.action == "batch":
             return  # the batch charges one unit of rate limit per job, in the view
-        # A plain poll is only checked here; finalize_response charges it unless it is a
+        # A plain poll is only checked here; RateLimitedView charges it unless it is a
         # 304. A long poll is charged here, once, however long it waits and what it answers.
         self.charge_later = self.action == "retrieve" and "wait" not in request.query_params
         check_rate_limit(request, charge=not self.charge_later)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        usage = getattr(request, "rate_limit_usage", None)
-        if usage is not None:
-            if getattr(self, "charge_later", False) and response.status_code not in (304, 429):
-                usage = charge_rate_limit(request)
-            for name, value in usage.headers().items():
-                response[name] = value
-        return super().finalize_response(request, response, *args, **kwargs)
 
     def get_queryset(self):
         query = JobListQuerySerializer(data=self.request.query_params)

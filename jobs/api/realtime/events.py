@@ -34,7 +34,7 @@ from rest_framework.views import APIView
 from core.problems import Problem, ProblemCode
 from jobs import selectors
 from jobs.api import schema
-from jobs.api.ratelimit import check_rate_limit
+from jobs.api.ratelimit import RateLimitedView, check_rate_limit
 from jobs.api.realtime import fanout, longpoll, waits
 from jobs.api.realtime.fanout import listener
 from jobs.api.realtime.grants import Grant
@@ -61,19 +61,12 @@ def event(snapshot: fanout.Snapshot) -> bytes:
     return b"event: job\nid: %s\ndata: %s\n\n" % (snapshot.etag.encode(), snapshot.body)
 
 
-class _StreamView(APIView):
+class _StreamView(RateLimitedView, APIView):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication and permissions first
         check_rate_limit(request, charge=True)  # once, for the whole stream
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        usage = getattr(request, "rate_limit_usage", None)
-        if usage is not None:
-            for name, value in usage.headers().items():
-                response[name] = value
-        return super().finalize_response(request, response, *args, **kwargs)
 
     @staticmethod
     def listen(request) -> int | None:
