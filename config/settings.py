@@ -58,9 +58,6 @@ SHARED_APPS = [
     "django_tenants",
     "core",
     "tenants",
-    # Ready before the admin's autodiscovery imports jobs.webhooks: the tick registers
-    # its periodic work first.
-    "schedules",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -75,7 +72,10 @@ SHARED_APPS = [
     "drf_spectacular_sidecar",
     "accounts",
     "jobs",
+    # The features above the engine: they meet it through its signals and jobs.periodic.
+    "schedules",
     "insights",
+    "webhooks",
     "console",
 ]
 TENANT_APPS = [
@@ -354,9 +354,9 @@ JOBS_TYPES = {
         "task": "jobs.demo.ai_generation",
         "payload": "jobs.demo.AiGenerationPayload",
     },
-    # Internal: a signed completion webhook (jobs/webhooks.py), retried with backoff.
+    # Internal: a signed completion webhook (webhooks/tasks.py), retried with backoff.
     "webhooks.deliver": {
-        "task": "jobs.webhooks.deliver",
+        "task": "webhooks.tasks.deliver",
         "internal": True,
         "max_attempts": 8,
         "timeout": 60,
@@ -418,14 +418,14 @@ JOBS_PLATFORM_CONCURRENCY = env("JOBS_PLATFORM_CONCURRENCY", 2, int)
 # it back (pending, attempt not counted) for another worker to take.
 JOBS_START_PATIENCE = env("JOBS_START_PATIENCE", 5.0, float)
 
-# --- Jobs: schedules (jobs/schedules.py) --------------------------------------------------
+# --- Jobs: schedules (the schedules app) -------------------------------------------------
 # Most schedules one tenant may have, and the shortest interval (seconds) between two ticks
 # of one schedule: scheduled jobs pass no rate limit, so these bound what a tenant's staff
 # can make the workers enqueue.
 JOBS_SCHEDULES_PER_TENANT = env("JOBS_SCHEDULES_PER_TENANT", 50, int)
 JOBS_SCHEDULE_MIN_INTERVAL = env("JOBS_SCHEDULE_MIN_INTERVAL", 60, int)
 
-# --- Jobs: completion webhooks (jobs/webhooks.py) -----------------------------------------
+# --- Jobs: completion webhooks (the webhooks app) ----------------------------------------
 # Seconds a whole webhook delivery may take: resolving aside, connecting, TLS, sending the
 # request and reading the answer together (each socket operation gets what is left).
 JOBS_WEBHOOK_TIMEOUT = env("JOBS_WEBHOOK_TIMEOUT", 5.0, float)

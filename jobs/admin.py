@@ -16,28 +16,23 @@ Django's "invalid filter" redirect, never a 500.
 import json
 from datetime import UTC, datetime, timedelta
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from accounts.roles import ALL_TENANTS, is_tenant_staff, staff_tenant
 from core.admin_filters import CheckedLookupsMixin
-from jobs import selectors, services, webhooks
+from jobs import selectors, services
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import (
-    FINAL_STATUSES,
     Job,
     JobAttempt,
     JobStatus,
-    WebhookDelivery,
-    WebhookEndpoint,
 )
 from jobs.registry import job_types
 from tenants.models import Tenant
@@ -477,7 +472,7 @@ def _timeline_rows(job):
     return rows
 
 
-# --- rows of one tenant (schedules, webhook endpoints and deliveries) ------------------
+# --- rows of one tenant: the bases of the feature apps' admins (schedules, webhooks) --
 
 
 class TenantScopedFormMixin:
@@ -539,127 +534,3 @@ class TenantScopedFormAdmin(TenantOwnedAdmin):
         if staff_tenant(request.user) is not ALL_TENANTS:
             fields = [field for field in fields if field != "tenant"]
         return fields
-
-
-# --- completion webhooks (jobs.webhooks) ------------------------------------------------
-
-# Deliveries shown on an endpoint's page, newest first; the delivery list has them all.
-RECENT_DELIVERIES = 20
-
-
-class WebhookEndpointForm(TenantScopedFormMixin, forms.ModelForm):
-    """An endpoint, validated by ``jobs.webhooks.endpoint_validate`` (URL, secret, statuses,
-    the tenant's endpoint count); its tenant as ``TenantScopedFormMixin`` says."""
-
-    statuses = forms.MultipleChoiceField(
-        choices=[(status, status) for status in sorted(FINAL_STATUSES)],
-        widget=forms.CheckboxSelectMultiple,
-    )
-
-    class Meta:
-        model = WebhookEndpoint
-        fields = ["tenant", "url", "secret", "statuses"]
-
-    def clean(self):
-        data = super().clean()
-        if self.errors:
-            return data
-        endpoint = WebhookEndpoint(
-            pk=self.instance.pk,
-            tenant=data.get("tenant", self.scope),
-            url=data["url"],
-            secret=data["secret"],
-            statuses=data["statuses"],
-        )
-        try:
-            webhooks.endpoint_validate(endpoint)
-        except ValidationError as exc:
-            self.add_error(None, exc)
-        return data
-
-
-def _attempts_summary(delivery) -> str:
-    return (
-        ", ".join(
-            str(attempt["status"]) if attempt["status"] is not None else attempt["error"]
-            for attempt in delivery.attempts
-        )
-        or "—"
-    )
-
-
-@admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(TenantScopedFormAdmin):
-    form = WebhookEndpointForm
-    list_display = ["url", "tenant_name", "statuses", "created_at"]
-    ordering = ["tenant__name", "url"]
-    readonly_fields = ["recent_deliveries"]
-
-    def save_model(self, request, obj, form, change):
-        webhooks.endpoint_save(obj)
-
-    @admin.display(description=f"latest {RECENT_DELIVERIES} deliveries")
-    def recent_deliveries(self, obj):
-        if obj is None or obj.pk is None:
-            return "—"
-        recent = obj.deliveries.order_by("-created_at")[:RECENT_DELIVERIES]
-        return (
-            format_html_join(
-                "",
-                '<div><a href="{}">{}</a> job {} {}: {}</div>',
-                (
-                    (
-                        reverse("admin:jobs_webhookdelivery_change", args=[delivery.pk]),
-                        str(delivery),
-                        delivery.job_id,
-                        delivery.job_status,
-                        _attempts_summary(delivery),
-                    )
-                    for delivery in recent
-                ),
-            )
-            or "—"
-        )
-
-
-@admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(TenantOwnedAdmin):
-    """Read-only: each delivery's attempts, with response status and body excerpt."""
-
-    list_display = ["webhook_id", "tenant_name", "endpoint", "job_id", "job_status"]
-    list_display += ["created_at", "delivered_at", "attempts_display"]
-    list_select_related = ["tenant", "endpoint"]
-    ordering = ["-created_at"]
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    fields = ["endpoint", "job_id", "job_status", "created_at", "delivered_at", "attempt_rows"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="webhook-id")
-    def webhook_id(self, obj):
-        return str(obj)
-
-    @admin.display(description="attempts")
-    def attempts_display(self, obj):
-        return _attempts_summary(obj)
-
-    @admin.display(description="attempts")
-    def attempt_rows(self, obj):
-        return format_html(
-            "<table><tr><th>attempt</th><th>at</th><th>status</th><th>response</th>"
-            "<th>error</th></tr>{}</table>",
-            format_html_join(
-                "",
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-                (
-                    (a["attempt"], a["at"], a["status"] or "—", a["body"], a["error"])
-                    for a in obj.attempts
-                ),
-            ),
-        )

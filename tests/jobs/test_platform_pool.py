@@ -11,10 +11,11 @@ import pytest
 from django.db import connection
 
 from jobs import services
-from jobs.models import Job, JobStatus, WebhookEndpoint
-from jobs.webhooks import DELIVERY_TYPE
+from jobs.models import Job, JobStatus
 from jobs.worker import Worker
 from tests.faults.servers import wait_until
+from webhooks.models import WebhookEndpoint
+from webhooks.services import DELIVERY_TYPE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

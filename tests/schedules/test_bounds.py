@@ -1,4 +1,4 @@
-"""Bounds on schedules (jobs.schedules), on every route that writes one (service, command,
+"""Bounds on schedules (schedules.services), on every route that writes one (service, command,
 admin), and ticks fair across tenants: hundreds of one tenant's due schedules (rows from
 before the bounds) never make another tenant's tick late beyond one round, or lost."""
 

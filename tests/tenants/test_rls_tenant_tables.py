@@ -22,10 +22,11 @@ from django.utils import timezone
 
 from accounts.models import User
 from insights.models import JobRollup
-from jobs.models import Job, WebhookDelivery, WebhookEndpoint
+from jobs.models import Job
 from schedules.models import Schedule
 from tenants import row_security as rls
 from tests.helpers import admin_client_for
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -262,10 +263,10 @@ def test_the_platform_admin_still_shows_every_tenants_schedules_and_webhooks(
             assert set(model.objects.values_list("tenant_id", flat=True)) == {acme.pk, globex.pk}
         platform = superuser.get("/admin/schedules/schedule/").content.decode()
         tenant_staff = carol.get("/admin/schedules/schedule/").content.decode()
-        endpoints = superuser.get("/admin/jobs/webhookendpoint/").content.decode()
-        own_endpoints = carol.get("/admin/jobs/webhookendpoint/").content.decode()
-        deliveries = superuser.get("/admin/jobs/webhookdelivery/")
-        own_deliveries = carol.get("/admin/jobs/webhookdelivery/")
+        endpoints = superuser.get("/admin/webhooks/webhookendpoint/").content.decode()
+        own_endpoints = carol.get("/admin/webhooks/webhookendpoint/").content.decode()
+        deliveries = superuser.get("/admin/webhooks/webhookdelivery/")
+        own_deliveries = carol.get("/admin/webhooks/webhookdelivery/")
 
     assert {"acme-nightly", "globex-nightly"} <= _words(platform)
     assert "acme-nightly" in _words(tenant_staff)

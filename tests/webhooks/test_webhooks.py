@@ -1,11 +1,10 @@
-"""Signed completion webhooks (jobs.webhooks) against real HTTP receivers on loopback and
+"""Signed completion webhooks (webhooks) against real HTTP receivers on loopback and
 the real worker loop: the Standard Webhooks signature, retries, tenant isolation, and
 refusal of non-public addresses at registration and at delivery."""
 
 import base64
 import hmac
 import json
-import secrets
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,18 +19,17 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from insights.models import JobRollup
-from jobs import services, webhooks
-from jobs.models import Job, JobStatus, WebhookDelivery, WebhookEndpoint
+from jobs import services
+from jobs.models import Job, JobStatus
 from jobs.signals import JobOutcome, jobs_finished
 from jobs.worker import Worker
+from tests.webhooks.helpers import add_endpoint, new_secret
+from webhooks import services as webhook_services
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LATER = timezone.now() + timedelta(days=1)
-
-
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def verify(secret: str, headers, body: bytes) -> bool:
@@ -98,14 +96,6 @@ def allow_loopback(settings):
     settings.JOBS_WEBHOOK_ALLOW_PRIVATE = True
     settings.JOBS_BACKOFF_BASE = 0.01
     settings.JOBS_BACKOFF_MAX = 0.02
-
-
-def add_endpoint(tenant, url, secret, statuses=None) -> WebhookEndpoint:
-    args = ["add", "--tenant", tenant.schema_name, "--url", url, "--secret", secret]
-    if statuses:
-        args += ["--statuses", statuses]
-    call_command("jobs_webhook", *args, stdout=StringIO())
-    return WebhookEndpoint.objects.filter(tenant=tenant).latest("pk")
 
 
 def run_until(predicate, rounds=50):
@@ -201,7 +191,7 @@ def test_endings_no_worker_reports_are_swept_and_delivered_once(
     services.job_cancel(tenant=globex, job_id=foreign.id)
 
     run_until(lambda: len(receiver.requests) == 2)
-    assert webhooks.sweep() == 0  # nothing twice
+    assert webhook_services.sweep() == 0  # nothing twice
 
     bodies = {json.loads(body)["id"]: json.loads(body) for _, _, body in receiver.requests}
     assert set(bodies) == {str(cancelled.id), str(orphan.id)}
@@ -313,27 +303,27 @@ def test_tenant_staff_manage_their_endpoints_and_see_their_deliveries(
     add_endpoint(globex, "http://127.0.0.1:9/globex", new_secret())
     form = {"url": receiver.url, "secret": new_secret(), "statuses": ["completed"]}
     form["tenant"] = str(globex.pk)
-    assert carol_admin.post("/admin/jobs/webhookendpoint/add/", form).status_code == 302
+    assert carol_admin.post("/admin/webhooks/webhookendpoint/add/", form).status_code == 302
     mine = WebhookEndpoint.objects.get(url=receiver.url)
     assert mine.tenant == acme
     settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
-    refused = carol_admin.post("/admin/jobs/webhookendpoint/add/", form)
+    refused = carol_admin.post("/admin/webhooks/webhookendpoint/add/", form)
     assert "resolves to a non-public address" in refused.content.decode()
     settings.JOBS_WEBHOOK_ALLOW_PRIVATE = True
 
     services.job_enqueue(tenant=acme, type="demo.echo", payload={})
     run_until(lambda: receiver.requests)
-    listing = carol_admin.get("/admin/jobs/webhookendpoint/").content.decode()
+    listing = carol_admin.get("/admin/webhooks/webhookendpoint/").content.decode()
     assert receiver.url in listing
     assert "/globex" not in listing
     delivery = WebhookDelivery.objects.get()
-    page = carol_admin.get(f"/admin/jobs/webhookdelivery/{delivery.pk}/change/").content
+    page = carol_admin.get(f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/").content
     assert b"<td>200</td>" in page
-    endpoint_page = carol_admin.get(f"/admin/jobs/webhookendpoint/{mine.pk}/change/")
+    endpoint_page = carol_admin.get(f"/admin/webhooks/webhookendpoint/{mine.pk}/change/")
     assert f"msg_{delivery.pk.hex}</a> job {delivery.job_id} completed: 200" in (
         endpoint_page.content.decode()
     )
-    assert carol_admin.get("/admin/jobs/webhookdelivery/").status_code == 200
+    assert carol_admin.get("/admin/webhooks/webhookdelivery/").status_code == 200
 
 
 def _finished_batch(tenants, count):
@@ -378,6 +368,6 @@ def test_a_batch_enqueues_deliveries_only_for_tenants_with_endpoints(acme, globe
     delivered = set(WebhookDelivery.objects.values_list("job_id", flat=True))
     assert delivered == acme_jobs
     assert set(WebhookDelivery.objects.values_list("endpoint_id", flat=True)) == {endpoint.pk}
-    assert Job.objects.filter(type=webhooks.DELIVERY_TYPE).count() == 3
+    assert Job.objects.filter(type=webhook_services.DELIVERY_TYPE).count() == 3
     jobs_finished.send(sender=Worker, runs=runs)  # told twice: nothing twice
     assert WebhookDelivery.objects.count() == 3

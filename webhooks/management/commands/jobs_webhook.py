@@ -1,13 +1,14 @@
 """``manage.py jobs_webhook add|list|remove --tenant T …``: a tenant's completion webhook
-endpoints (``jobs.webhooks``). An invalid endpoint is refused with each error, and nothing
+endpoints (``webhooks.services``). An invalid endpoint is refused with each error, and nothing
 is stored; secrets are never printed."""
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import webhooks
-from jobs.models import FINAL_STATUSES, WebhookEndpoint
+from jobs.models import FINAL_STATUSES
 from tenants.commands import refusal, tenant_named
+from webhooks import selectors, services
+from webhooks.models import WebhookEndpoint
 
 
 class Command(BaseCommand):
@@ -37,14 +38,14 @@ class Command(BaseCommand):
                 tenant=tenant, url=options["url"], secret=options["secret"], statuses=statuses
             )
             try:
-                webhooks.endpoint_save(endpoint)
+                services.endpoint_save(endpoint)
             except ValidationError as exc:
                 raise refusal(exc) from None
             self.stdout.write(f"added {endpoint.pk} {endpoint.url}")
         elif options["action"] == "list":
-            for endpoint in webhooks.endpoints_for(tenant=tenant).order_by("pk"):
+            for endpoint in selectors.endpoints_for(tenant=tenant).order_by("pk"):
                 self.stdout.write(f"{endpoint.pk}\t{endpoint.url}\t{','.join(endpoint.statuses)}")
-        elif not webhooks.endpoint_remove(tenant=tenant, endpoint_id=options["id"]):
+        elif not services.endpoint_remove(tenant=tenant, endpoint_id=options["id"]):
             raise CommandError(f"no endpoint {options['id']} in {tenant.schema_name}")
         else:
             self.stdout.write(f"removed {options['id']}")

@@ -1,4 +1,4 @@
-"""Bounds on completion webhooks (jobs.webhooks), against real sockets, PostgreSQL and the
+"""Bounds on completion webhooks (webhooks), against real sockets, PostgreSQL and the
 worker loop: a whole delivery ends by its deadline however slowly its endpoint answers,
 deliveries run in the platform queue, a tenant's endpoints are counted, the sweep and the
 ``jobs_finished`` receiver never deadlock, delivery rows go with their jobs, and addresses
@@ -18,11 +18,13 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models.functions import Now
 
-from jobs import services, webhooks
-from jobs.models import Job, JobStatus, WebhookDelivery, WebhookEndpoint
+from jobs import services
+from jobs.models import Job, JobStatus
 from jobs.signals import JobOutcome, jobs_finished
 from jobs.worker import Worker
-from tests.jobs.test_webhooks import add_endpoint, new_secret
+from tests.webhooks.helpers import add_endpoint, new_secret
+from webhooks import services as webhook_services
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,7 +107,7 @@ def test_a_trickling_endpoint_holds_each_delivery_no_longer_than_its_deadline(
     assert len(trickling.closed) == 4
     assert all(seconds < 4.0 + 1.5 for seconds in trickling.closed), trickling.closed
 
-    deliveries = Job.objects.filter(type=webhooks.DELIVERY_TYPE)
+    deliveries = Job.objects.filter(type=webhook_services.DELIVERY_TYPE)
     assert {job.queue for job in deliveries} == {settings.JOBS_PLATFORM_QUEUE}
     assert {(job.status, job.attempts) for job in deliveries} == {(JobStatus.PENDING, 1)}
     errors = [delivery.attempts[0]["error"] for delivery in WebhookDelivery.objects.all()]
@@ -130,15 +132,15 @@ def test_a_tenant_has_at_most_its_bound_of_endpoints_by_every_route(
         tenant=acme, url="http://127.0.0.1:9/d", secret=new_secret(), statuses=["failed"]
     )
     with pytest.raises(ValidationError, match="JOBS_WEBHOOK_MAX_ENDPOINTS"):
-        webhooks.endpoint_save(extra)
+        webhook_services.endpoint_save(extra)
     carol = admin_client_for(UserFactory(username="carol", tenant=acme, is_staff=True))
     form = {"url": "http://127.0.0.1:9/e", "secret": new_secret(), "statuses": ["completed"]}
-    refused = carol.post("/admin/jobs/webhookendpoint/add/", form)
+    refused = carol.post("/admin/webhooks/webhookendpoint/add/", form)
     assert refused.status_code == 200
     assert "already has 2 webhook endpoints" in refused.content.decode()
     assert WebhookEndpoint.objects.filter(tenant=acme).count() == 2
 
-    edited = carol.post(f"/admin/jobs/webhookendpoint/{first.pk}/change/", form)
+    edited = carol.post(f"/admin/webhooks/webhookendpoint/{first.pk}/change/", form)
     assert edited.status_code == 302
     first.refresh_from_db()
     assert first.url == form["url"]
@@ -187,13 +189,13 @@ def test_the_sweep_and_the_finished_jobs_receiver_never_deadlock(acme, globex, c
     def sweep():
         try:
             while reporting.is_set():
-                webhooks.sweep()
+                webhook_services.sweep()
         except Exception as exc:
             failures.append(exc)
         finally:
             connection.close()
 
-    caplog.set_level(logging.ERROR, logger="jobs.webhooks")
+    caplog.set_level(logging.ERROR, logger="webhooks.services")
     reporting.set()
     reporters = [threading.Thread(target=report, args=(tenant,)) for tenant in (acme, globex)]
     sweepers = [threading.Thread(target=sweep) for _ in range(2)]
@@ -207,10 +209,13 @@ def test_the_sweep_and_the_finished_jobs_receiver_never_deadlock(acme, globex, c
 
     logged = [record.exc_info[1] for record in caplog.records if record.exc_info]
     assert failures + logged == []
-    webhooks.sweep()  # whatever a failure would have left
+    webhook_services.sweep()  # whatever a failure would have left
     jobs = batches * batch_size * 2
     assert WebhookDelivery.objects.count() == jobs * endpoints_per_tenant
-    assert Job.objects.filter(type=webhooks.DELIVERY_TYPE).count() == jobs * endpoints_per_tenant
+    assert (
+        Job.objects.filter(type=webhook_services.DELIVERY_TYPE).count()
+        == jobs * endpoints_per_tenant
+    )
 
 
 def test_deliveries_are_deleted_with_their_jobs_by_cleanup(acme, allow_loopback):
@@ -275,5 +280,5 @@ def test_delivery_refuses_ipv6_addresses_that_embed_ipv4_and_port_0(acme, settin
         assert error.startswith("refused: "), (url, error)
         assert expected in error, (url, error)
     assert set(
-        Job.objects.filter(type=webhooks.DELIVERY_TYPE).values_list("status", flat=True)
+        Job.objects.filter(type=webhook_services.DELIVERY_TYPE).values_list("status", flat=True)
     ) == {JobStatus.COMPLETED}

@@ -1,0 +1,28 @@
+"""Webhook secrets and signatures, as the Standard Webhooks specification says: a secret
+is ``whsec_`` then base64 of 24 to 64 random bytes; ``webhook-signature`` is ``v1,<base64
+HMAC-SHA256 of id.timestamp.body>`` keyed with the secret's bytes."""
+
+import base64
+import binascii
+import hashlib
+import hmac
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret; ``ValueError`` if it is not one."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("the secret must start with whsec_")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise ValueError("the secret after whsec_ must be base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("the secret must hold 24 to 64 bytes")
+    return key
+
+
+def signature(*, secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value: ``v1,<base64 HMAC-SHA256>``."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
