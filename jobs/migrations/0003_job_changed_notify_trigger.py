@@ -4,7 +4,7 @@ Long polls (``GET /api/jobs/{id}?wait=N``, jobs/api/realtime/longpoll.py) listen
 A trigger rather than calls in the services: every writer (worker, reaper, admin, staff
 actions, a manual UPDATE) is covered, and the notification is delivered only on commit.
 Heartbeats (lease renewals) change no represented column, so they send nothing. The
-column list matches ``jobs.api.polling.REPRESENTED_COLUMNS`` (the ETag's inputs).
+column list matches ``jobs.models.REPRESENTED_COLUMNS`` (the ETag's inputs).
 """
 
 from django.db import migrations

@@ -3,7 +3,7 @@
 The attempts' foreign key also cascades in PostgreSQL, so the batched raw DELETEs of
 finished jobs (``jobs.services.jobs_delete_finished``) take their attempts with them. The
 ``job_changed`` trigger now also watches ``run_at``: a failed job waiting for its retry
-shows ``next_attempt_at`` (``jobs.api.polling.REPRESENTED_COLUMNS``).
+shows ``next_attempt_at`` (``jobs.models.REPRESENTED_COLUMNS``).
 """
 
 import django.db.models.deletion
