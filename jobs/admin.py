@@ -36,6 +36,7 @@ from jobs.models import (
 )
 from jobs.registry import job_types
 from tenants.models import Tenant
+from tenants.scope import tenant_scope
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 
@@ -498,8 +499,7 @@ class TenantOwnedAdmin(CheckedLookupsMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         rows = super().get_queryset(request).select_related("tenant")
-        tenant = staff_tenant(request.user)
-        return rows if tenant is ALL_TENANTS else rows.filter(tenant=tenant)
+        return rows.filter(tenant_scope(staff_tenant(request.user)))
 
     def has_module_permission(self, request):
         return is_tenant_staff(request.user) or super().has_module_permission(request)

@@ -52,7 +52,7 @@ def job_get(*, tenant, job_id: uuid.UUID, include_internal: bool = False) -> Job
     """The tenant's job ``job_id``; ``JobNotFound`` if missing, another tenant's, or internal
     (``include_internal``: the worker's own reads, never a client's)."""
     tenant = one_tenant(tenant)
-    scope = Q(tenant=tenant) if include_internal else reachable_jobs(tenant)
+    scope = tenant_scope(tenant) if include_internal else reachable_jobs(tenant)
     job = Job.objects.filter(scope, id=job_id).first()
     if job is None:
         raise JobNotFound(job_id)
