@@ -67,7 +67,7 @@ SHARED_APPS = [
     "rest_framework",
     # Revoked refresh tokens (rotation, logout): tables in the public schema only.
     "rest_framework_simplejwt.token_blacklist",
-    # OpenAPI schema (/api/schema) and its offline docs page (/api/docs): README "Security".
+    # OpenAPI schema (/api/schema) and its offline docs page (/api/docs): docs/security.md.
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "accounts",
@@ -141,7 +141,7 @@ MIDDLEWARE = [
     # Long polls under WSGI wait here, outside the transaction below, holding no connection.
     "jobs.api.realtime.longpoll.LongPollWaitMiddleware",
     # Right after routing: a tenant-host request runs in one transaction as the database
-    # role tenant_jobs_web, which sees only that tenant's rows (README "Security").
+    # role tenant_jobs_web, which sees only that tenant's rows (docs/security.md).
     "tenants.row_security.TenantRowSecurityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Sessions, the session user and messages serve the admin: these run them on the
@@ -214,8 +214,8 @@ DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOL_MODE == "tra
 DB_IDLE_IN_TRANSACTION_TIMEOUT = env("DB_IDLE_IN_TRANSACTION_TIMEOUT", 60, int)
 # PostgreSQL itself, never a transaction pooler, for what needs a real session: the LISTEN
 # connections of workers and long polls (core/listen.py). Migrations run with DATABASE_URL
-# set to it (README "Production"). Unset (None): the default database's own settings, i.e.
-# DATABASE_URL.
+# set to it (docs/operations.md "Production"). Unset (None): the default database's own
+# settings, i.e. DATABASE_URL.
 DATABASE_DIRECT_URL = env("DATABASE_DIRECT_URL")
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -376,7 +376,7 @@ JOBS_MAX_UNFINISHED_PER_TENANT = env("JOBS_MAX_UNFINISHED_PER_TENANT", 10000, in
 # The latest run_at a client may ask for, in days from now (400 beyond).
 JOBS_MAX_RUN_AT_DAYS = env("JOBS_MAX_RUN_AT_DAYS", 90, int)
 
-# --- Jobs: polling (README "Polling from a client") --------------------------------------
+# --- Jobs: polling (docs/api.md "Polling from a client") ---------------------------------
 # Seconds a client is told to wait before its next poll of an unfinished job (the
 # Retry-After of a 200/304), unless its job type sets its own.
 JOBS_POLL_AFTER = env("JOBS_POLL_AFTER", 1, int)
@@ -436,7 +436,7 @@ JOBS_WEBHOOK_MAX_ENDPOINTS = env("JOBS_WEBHOOK_MAX_ENDPOINTS", 10, int)
 # for development and tests: it lets a tenant make the service call internal hosts).
 JOBS_WEBHOOK_ALLOW_PRIVATE = env("JOBS_WEBHOOK_ALLOW_PRIVATE", False, boolean)
 
-# --- Operations: cleanup and metrics (README "Operating it") -----------------------------
+# --- Operations: cleanup and metrics (docs/operations.md "Operating it") -----------------
 # Finished jobs older than this are deleted by `manage.py cleanup_jobs` when it is run
 # without --older-than: <n>d, <n>h, <n>m or <n>s, at least 24h (results clients may still poll).
 JOBS_RETENTION = env("JOBS_RETENTION", "30d")
@@ -444,7 +444,7 @@ JOBS_RETENTION = env("JOBS_RETENTION", "30d")
 # production; empty (development only), /metrics is open.
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 
-# --- HTTPS, cookies, proxies (README "Production" and "Security") -------------------------
+# --- HTTPS, cookies, proxies (docs/operations.md "Production", docs/security.md) ----------
 # The app must know a request came over HTTPS even when a proxy terminated TLS. gunicorn
 # does it for peers listed in FORWARDED_ALLOW_IPS (config/gunicorn.conf.py), so nothing is
 # needed here; USE_X_FORWARDED_PROTO=1 makes Django trust X-Forwarded-Proto itself, only

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.django_db
 
 # Tenant-keyed public tables deliberately left without RLS, and why.
 NOT_UNDER_RLS = {
-    "tenants_domain": "routing: hostnames are public (README, Security)",
+    "tenants_domain": "routing: hostnames are public (docs/security.md)",
 }
 
 
