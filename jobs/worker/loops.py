@@ -295,10 +295,16 @@ class Worker:
         """One claim-and-wait round; False when the worker should exit (burst/max_jobs)."""
         if self.max_jobs is not None and self._claimed_total >= self.max_jobs:
             return False
-        claimed_any = more = False
+        # Idle before claiming: then no run of ours can enqueue a job (a webhook delivery on
+        # its outcome) while the pools claim, and a burst that finds nothing may end.
+        idle = self.burst and self._idle()
+        claimed_any = more = skipped = False
         for pool in self.pools:
             free = self._free_slots(pool)
-            if not free or not pool.maybe_work:
+            if not free:
+                continue
+            if not pool.maybe_work:
+                skipped = True
                 continue
             claimed = services.job_claim(worker_id=self.worker_id, queues=pool.queues, limit=free)
             for job in claimed:
@@ -313,8 +319,12 @@ class Worker:
             more = more or pool.maybe_work
         if more:
             return True  # there may be more: claim again as soon as a slot frees
-        if self.burst and not claimed_any and self._idle():
-            return False
+        if idle and not claimed_any:
+            if not skipped:
+                return False
+            for pool in self.pools:  # a burst ends on a round in which every pool claimed
+                pool.maybe_work = True
+            return True
         self._wait(listener)
         return True
 

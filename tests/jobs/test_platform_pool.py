@@ -100,3 +100,18 @@ def test_deliveries_to_a_trickling_endpoint_never_delay_another_tenants_jobs(
     finally:
         worker.request_stop()
         thread.join(timeout=60)
+
+
+def test_a_burst_ends_only_after_a_round_in_which_every_pool_claimed(acme, settings):
+    """A pool that found nothing sends no claim until told of work (a NOTIFY, the poll
+    interval): a burst must not end on such a round, or a job enqueued on a run's outcome
+    (a delivery) whose NOTIFY is not read yet is left behind."""
+    job = services.job_enqueue(
+        tenant=acme, type="demo.echo", payload={}, queue=settings.JOBS_PLATFORM_QUEUE
+    )
+    worker = Worker(burst=True, poll_interval=0.05)
+    for pool in worker.pools:
+        pool.maybe_work = False  # as after rounds that found nothing
+    assert worker.run() == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
