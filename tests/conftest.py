@@ -134,3 +134,14 @@ def bouncer(db):
     bouncer = PgBouncer(connection.settings_dict, pool_size=2).start()
     yield bouncer
     bouncer.stop()
+
+
+@pytest.fixture
+def processes():
+    """Started processes; any still running at the end are killed (by their own PID)."""
+    started = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

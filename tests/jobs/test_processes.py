@@ -20,17 +20,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 FAST = {"JOBS_HEARTBEAT_SECONDS": "0.2", "JOBS_POLL_INTERVAL": "0.2"}
 
 
-@pytest.fixture
-def processes():
-    """Started processes; any still running at the end are killed (by their own PID)."""
-    started = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-
-
 def worker(processes, *args, **env):
     process = start_manage("run_worker", *args, **{**FAST, **env})
     processes.append(process)

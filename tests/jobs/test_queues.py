@@ -64,16 +64,6 @@ def test_run_worker_refuses_a_bad_queue_spec():
         call_command("run_worker", "--queues", "reports:zero", "--burst")
 
 
-@pytest.fixture
-def processes():
-    started = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-
-
 def _count(queue: str, status: str) -> int:
     return Job.objects.filter(queue=queue, status=status).count()
 

@@ -144,16 +144,6 @@ def test_an_inactive_tenants_schedule_does_not_tick(acme):
 # --- real workers -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def processes():
-    started = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_two_worker_processes_enqueue_exactly_one_job_per_tick(acme, processes, settings):
