@@ -285,9 +285,7 @@ SERVICES = [
     ),
     Service(
         "complete",
-        lambda job, tenant: job_complete(
-            job_id=job.id, worker_id=WORKER_ID, result={"answer": 42}
-        ),
+        lambda job, tenant: job_complete(job_id=job.id, worker_id=WORKER_ID, result={"answer": 42}),
         allowed={
             state: Allowed(_answer(True), COMPLETED)
             for state in ["processing", "expired_lease", "timed_out"]
