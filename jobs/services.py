@@ -33,7 +33,6 @@ from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound,
 from jobs.models import FINAL_STATUSES, Job, JobStatus, ReaperError
 from jobs.registry import get_job_type
 from jobs.signals import JobOutcome
-from tenants.models import Tenant
 from tenants.resolution import tenants_by_id
 from tenants.scope import one_tenant
 
@@ -236,7 +235,8 @@ def _within_quota(tenant, count: int, quota: int | None) -> None:
     None. Call in the inserting transaction: the tenant's advisory lock taken here is held
     until COMMIT, so concurrent submits of one tenant count one after the other (each
     count's snapshot starts after the last holder committed) and never overshoot. Not
-    ``tenant_lock``: the API's database role may only read the tenant row, not lock it."""
+    ``tenants.scope.tenant_lock``: the API's database role may only read the tenant row,
+    not lock it."""
     if quota is None:
         return
     with connection.cursor() as cursor:
@@ -690,20 +690,3 @@ def job_delete_finished(*, tenant, job_id: uuid.UUID) -> bool:
 
 
 # --- per-tenant bounds on tenant-created rows (schedules, webhook endpoints) ------------------
-
-
-def tenant_lock(tenant) -> None:
-    """Lock ``tenant``'s row until the end of the transaction (``FOR NO KEY UPDATE``, which
-    inserts referring to the tenant do not wait for), so that its count-bounded writes
-    happen one at a time."""
-    Tenant.objects.select_for_update(no_key=True).filter(pk=one_tenant(tenant).pk).first()
-
-
-def tenant_bound_refusal(rows, *, setting: str, noun: str) -> str:
-    """Why one more of ``rows`` (one tenant's rows of a kind) is refused: it already has
-    ``settings.<setting>`` of them; empty while there is room. Call it after
-    ``tenant_lock`` for a bound that concurrent writes cannot pass together."""
-    bound = getattr(settings, setting)
-    if rows.count() < bound:
-        return ""
-    return f"The tenant already has {bound} {noun}, the most it may have ({setting})."

@@ -43,7 +43,7 @@ from jobs.registry import job_types
 from schedules.cron import latest_tick, next_tick, shortest_interval
 from schedules.models import Schedule
 from schedules.selectors import schedule_get
-from tenants.scope import one_tenant
+from tenants.scope import one_tenant, tenant_bound_refusal, tenant_lock
 
 logger = logging.getLogger(__name__)
 
@@ -148,9 +148,7 @@ def schedule_validate(schedule: Schedule) -> None:
     if "name" not in errors and others.filter(name=schedule.name).exists():
         errors["name"] = [f"The tenant already has a schedule named {schedule.name!r}."]
     if schedule.pk is None and (
-        full := services.tenant_bound_refusal(
-            others, setting="JOBS_SCHEDULES_PER_TENANT", noun="schedules"
-        )
+        full := tenant_bound_refusal(others, setting="JOBS_SCHEDULES_PER_TENANT", noun="schedules")
     ):
         errors["__all__"] = [full]
     if errors:
@@ -163,7 +161,7 @@ def schedule_save(schedule: Schedule) -> Schedule:
     saves cannot pass the count bound or take one name together."""
     one_tenant(schedule.tenant)
     with transaction.atomic():
-        services.tenant_lock(schedule.tenant)
+        tenant_lock(schedule.tenant)
         schedule_validate(schedule)
         schedule.next_run_at = next_tick(schedule, db_now()) if schedule.enabled else None
         schedule.save()

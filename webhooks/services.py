@@ -37,7 +37,7 @@ from jobs import services
 from jobs.models import FINAL_STATUSES, Job
 from jobs.periodic import periodic
 from jobs.signals import JobOutcome, jobs_finished
-from tenants.scope import one_tenant
+from tenants.scope import one_tenant, tenant_bound_refusal, tenant_lock
 from webhooks import client
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.signing import secret_key
@@ -90,7 +90,7 @@ def endpoint_validate(endpoint: WebhookEndpoint) -> None:
         errors["statuses"] = [f"A non-empty list of final statuses: {known}."]
     others = WebhookEndpoint.objects.filter(tenant=endpoint.tenant).exclude(pk=endpoint.pk)
     if endpoint.pk is None and (
-        full := services.tenant_bound_refusal(
+        full := tenant_bound_refusal(
             others, setting="JOBS_WEBHOOK_MAX_ENDPOINTS", noun="webhook endpoints"
         )
     ):
@@ -105,7 +105,7 @@ def endpoint_save(endpoint: WebhookEndpoint) -> WebhookEndpoint:
     cannot pass the count bound together."""
     one_tenant(endpoint.tenant)
     with transaction.atomic():
-        services.tenant_lock(endpoint.tenant)
+        tenant_lock(endpoint.tenant)
         endpoint_validate(endpoint)
         endpoint.save()
     return endpoint
