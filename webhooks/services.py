@@ -123,9 +123,10 @@ def endpoint_remove(*, tenant, endpoint_id: int) -> bool:
 @receiver(jobs_finished, dispatch_uid="webhooks.services.deliveries")
 def _on_jobs_finished(sender, runs, **kwargs) -> None:
     """After a batch of runs' outcomes is recorded: deliveries for each job that is now
-    final. One query for a batch whose tenants have no endpoints; then, per job of a
-    tenant with endpoints, its status and its deliveries."""
-    jobs = [job for job, outcome, _ in runs if outcome in _ENDINGS and job.type != DELIVERY_TYPE]
+    final, but never for the platform's internal jobs (deliveries included). One query for
+    a batch whose tenants have no endpoints; then, per job of a tenant with endpoints, its
+    status and its deliveries."""
+    jobs = [job for job, outcome, _ in runs if outcome in _ENDINGS and not job.internal]
     if not jobs:
         return
     endpoints: dict[int, list[WebhookEndpoint]] = {}
@@ -210,7 +211,7 @@ def _sweep_endpoint(endpoint: WebhookEndpoint) -> int:
             completed_at__gt=endpoint.swept_until - SWEEP_OVERLAP,
             completed_at__gte=endpoint.created_at,
         )
-        .exclude(type=DELIVERY_TYPE)
+        .exclude(internal=True)
         .exclude(Exists(delivered))
         .order_by("completed_at")[:SWEEP_BATCH]
     )
