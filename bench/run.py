@@ -12,10 +12,12 @@ REDIS_URL (default redis://127.0.0.1:6379/0) under its own key prefix, wrk for H
 time, and only processes started here are stopped, by their PID. Never run by CI.
 
     .venv/bin/python bench/run.py [--quick] [--no-append]
-                                  [--only poll,profile,workers,scale,raw,fanout,cluster]
+                                  [--only poll,profile,workers,scale,raw,fanout,flow,cluster]
 
 ``profile`` runs bench/profile_poll.py (pyinstrument) on the seeded database; ``fanout``
-calls bench/fanout.py's functions with this run's database and environment. The
+calls bench/fanout.py's functions with this run's database and environment; ``flow`` runs
+bench/flow.py's three parts (noisy neighbour, a global rate limit, the cost of limits) on
+it, each reported as a part of its own. The
 ``cluster`` case (bench/cluster.py) runs the same measures across six hosts in network
 namespaces, 1 ms apart, through PgBouncer and directly; it needs root and is left out,
 saying so, without it.
@@ -703,7 +705,7 @@ def cluster_section(seconds: int, drain: int, latency_count: int, spacing: float
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="shorter runs, 100k rows not 1M")
-    parser.add_argument("--only", default="poll,profile,workers,scale,raw,fanout,cluster")
+    parser.add_argument("--only", default="poll,profile,workers,scale,raw,fanout,flow,cluster")
     parser.add_argument("--no-append", action="store_true", help="print the report only")
     parser.add_argument(
         "--results", type=Path, default=BENCH / "RESULTS.md", help="the file to append to"
@@ -945,6 +947,11 @@ def main() -> None:
         report.part("scale", scale_part)
     if "fanout" in parts:
         report.part("fanout", fanout_part)
+    if "flow" in parts:
+        import flow  # bench/flow.py
+
+        for name, measure in flow.parts(PROJECT_DB, flow.QUICK if options.quick else flow.FULL):
+            report.part(name, measure)
     if "cluster" in parts:
         report.part("cluster", lambda: cluster_section(seconds, drain, latency_count, spacing))
 
