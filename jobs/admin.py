@@ -534,3 +534,6 @@ class TenantScopedFormAdmin(TenantOwnedAdmin):
         if staff_tenant(request.user) is not ALL_TENANTS:
             fields = [field for field in fields if field != "tenant"]
         return fields
+
+
+from jobs.flow import admin as flow_admin  # noqa: E402, F401  (flow control's pages)

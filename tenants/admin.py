@@ -9,6 +9,7 @@ resolutions are invalidated (``tenants.resolution``).
 import re
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
@@ -30,14 +31,31 @@ def _clean_hostname(value: str) -> str:
     return hostname
 
 
-class TenantCreationForm(forms.ModelForm):
+class PlanFormMixin:
+    """The tenant's plan as a choice among ``settings.JOBS_PLANS`` (read here, not through
+    ``jobs.flow.limits``: tenants sit below the engine), or blank for JOBS_DEFAULT_PLAN."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [("", f"default ({settings.JOBS_DEFAULT_PLAN})")]
+        choices += [(plan, plan) for plan in settings.JOBS_PLANS]
+        if self.instance.plan and self.instance.plan not in settings.JOBS_PLANS:
+            choices.append((self.instance.plan, f"{self.instance.plan} (no longer configured)"))
+        self.fields["plan"] = forms.ChoiceField(
+            choices=choices,
+            required=False,
+            help_text="Sets the figures of the plan limits of flow control (JOBS_PLANS).",
+        )
+
+
+class TenantCreationForm(PlanFormMixin, forms.ModelForm):
     primary_domain = forms.CharField(
         max_length=253, help_text="The tenant's hostname, e.g. acme.example.com."
     )
 
     class Meta:
         model = Tenant
-        fields = ["schema_name", "name", "is_active"]
+        fields = ["schema_name", "name", "plan", "is_active"]
         help_texts = {
             "schema_name": "Lowercase letters, digits and underscores; fixed once created."
         }
@@ -83,7 +101,7 @@ class AllowedOriginsField(forms.CharField):
         return origins
 
 
-class TenantChangeForm(forms.ModelForm):
+class TenantChangeForm(PlanFormMixin, forms.ModelForm):
     allowed_origins = AllowedOriginsField(
         required=False,
         help_text="One per line, e.g. https://app.example.com: pages served from these "
@@ -92,7 +110,7 @@ class TenantChangeForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = ["name", "is_active", "allowed_origins"]
+        fields = ["name", "plan", "is_active", "allowed_origins"]
 
 
 class DomainForm(forms.ModelForm):
@@ -112,8 +130,8 @@ class DomainInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(PlatformStaffOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin):
-    list_display = ["schema_name", "name", "primary_domain", "is_active", "created_at"]
-    list_filter = ["is_active"]
+    list_display = ["schema_name", "name", "plan", "primary_domain", "is_active", "created_at"]
+    list_filter = ["is_active", "plan"]
     search_fields = ["schema_name", "name", "domains__domain"]
     actions = ["deactivate", "activate"]
 
@@ -130,8 +148,8 @@ class TenantAdmin(PlatformStaffOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin)
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["schema_name", "name", "primary_domain", "is_active"]
-        return ["schema_name", "name", "is_active", "allowed_origins", "created_at"]
+            return ["schema_name", "name", "primary_domain", "plan", "is_active"]
+        return ["schema_name", "name", "plan", "is_active", "allowed_origins", "created_at"]
 
     def get_inlines(self, request, obj):
         return [DomainInline] if obj is not None else []
