@@ -64,6 +64,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "accounts.admin_apps.AdminConfig",  # django.contrib.admin with our admin site
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # ArrayField (a job's flow-control budgets)
     "rest_framework",
     # Revoked refresh tokens (rotation, logout): tables in the public schema only.
     "rest_framework_simplejwt.token_blacklist",
@@ -353,6 +354,14 @@ JOBS_TYPES = {
     "ai_generation": {
         "task": "jobs.demo.ai_generation",
         "payload": "jobs.demo.AiGenerationPayload",
+        # The LLM provider's limits it stands for (JOBS_LIMITS below): a request and its
+        # tokens of the provider's budget, the tenant's share, the tenant's plan's slots.
+        "limits": {
+            "llm_requests": 1,
+            "llm_tokens": "max_tokens",
+            "llm_per_tenant": 1,
+            "generations": 1,
+        },
     },
     # Internal: a signed completion webhook (webhooks/tasks.py), retried with backoff.
     "webhooks.deliver": {
@@ -417,6 +426,29 @@ JOBS_PLATFORM_CONCURRENCY = env("JOBS_PLATFORM_CONCURRENCY", 2, int)
 # Seconds a job claimed by a worker may wait there for a free thread before the worker hands
 # it back (pending, attempt not counted) for another worker to take.
 JOBS_START_PATIENCE = env("JOBS_START_PATIENCE", 5.0, float)
+
+# --- Jobs: flow control (docs/flow.md) ---------------------------------------------------
+# Named limits that job types consume (JOBS_TYPES "limits"): "concurrency" (units running)
+# and/or "rate" ("N/s|m|h" units started, with a "burst", default N), each "global" (one
+# budget), "tenant" (one per tenant) or "plan" (one per tenant, figures from its plan).
+JOBS_LIMITS = {
+    "llm_requests": {"scope": "global", "rate": "10/s"},
+    "llm_tokens": {"scope": "global", "rate": "200000/m", "burst": 20000},
+    "llm_per_tenant": {"scope": "tenant", "rate": "2/s", "burst": 2},
+    "generations": {"scope": "plan"},
+}
+# Plans sold to tenants (Tenant.plan): each sets the figures of the "plan" limits.
+JOBS_PLANS = {
+    "free": {"generations": {"concurrency": 1}},
+    "pro": {"generations": {"concurrency": 5}},
+}
+JOBS_DEFAULT_PLAN = env("JOBS_DEFAULT_PLAN", "free")
+# Most times one job may snooze (hand itself back for later, attempt not spent); one more
+# snooze counts as a failed attempt.
+JOBS_MAX_SNOOZES = env("JOBS_MAX_SNOOZES", 20, int)
+# Priority ageing: a waiting job's priority counts one higher for each this many seconds it
+# has waited (up to 100), so a low priority is delayed, never starved.
+JOBS_PRIORITY_AGEING_SECONDS = env("JOBS_PRIORITY_AGEING_SECONDS", 60, int)
 
 # --- Jobs: schedules (the schedules app) -------------------------------------------------
 # Most schedules one tenant may have, and the shortest interval (seconds) between two ticks

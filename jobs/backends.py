@@ -53,7 +53,7 @@ _FAILED_ATTEMPTS = frozenset(
     {JobOutcome.FAILED, JobOutcome.RETRYING, JobOutcome.TIMED_OUT, JobOutcome.LOST}
 )
 # Outcomes of a run after which the task runs again: no ``task_finished`` yet.
-_UNFINISHED = frozenset({JobOutcome.RETRYING, JobOutcome.HANDED_BACK})
+_UNFINISHED = frozenset({JobOutcome.RETRYING, JobOutcome.HANDED_BACK, JobOutcome.SNOOZED})
 # The exception class of a failed attempt that stored none (closed by the reaper: timed
 # out, worker lost; or closed before classes were stored).
 JOB_ERROR = "jobs.context.JobError"

@@ -15,6 +15,17 @@ class JobError(Exception):
     """
 
 
+class Snooze(Exception):
+    """Raise from a handler to hand its job back for ``seconds`` (e.g. a provider's
+    ``Retry-After``) without spending an attempt: pending again, run at the earliest then.
+    The attempt history shows the run as ``snoozed``. A job may snooze ``JOBS_MAX_SNOOZES``
+    times; one more counts as a failed attempt. ``seconds`` is kept within 0 to 86,400."""
+
+    def __init__(self, seconds: float):
+        self.seconds = min(max(float(seconds), 0.0), 86400.0)
+        super().__init__(f"snooze for {self.seconds:g} s")
+
+
 class JobContext(TaskContext):
     """Passed as ``context`` to ``@task(takes_context=True)`` handlers run by the worker.
 

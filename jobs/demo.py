@@ -46,10 +46,12 @@ def sleep(context, seconds: float):
 
 class AiGenerationPayload(serializers.Serializer):
     prompt = serializers.CharField(max_length=2000, required=False, default="")
+    # The provider's tokens the generation may use: its units of the llm_tokens limit.
+    max_tokens = serializers.IntegerField(min_value=1, max_value=8000, required=False, default=500)
 
 
 @task(takes_context=True)
-def ai_generation(context, prompt: str = ""):
+def ai_generation(context, prompt: str = "", max_tokens: int = 500):
     """``ai_generation``: stands in for a generator; stores a Document in the tenant's
     schema and returns ``{"success": true, "document_id": …}``."""
     document = Document.objects.create(

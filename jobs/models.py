@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -87,6 +88,17 @@ class Job(models.Model):
     # show old rows. A tenant's clients and staff never reach an internal job
     # (``jobs.conditions.reachable_jobs``).
     internal = models.BooleanField(default=False, db_default=False, editable=False)
+    # The budgets of flow control the job takes when it runs (``jobs.flow.limits.budgets``),
+    # fixed at submit: keys in order and the units of each.
+    limit_keys = ArrayField(
+        models.CharField(max_length=100), default=list, db_default=[], blank=True, editable=False
+    )
+    limit_units = ArrayField(
+        models.IntegerField(), default=list, db_default=[], blank=True, editable=False
+    )
+    # Times its handler handed it back for later without spending an attempt
+    # (``jobs.exceptions.Snooze``), at most ``JOBS_MAX_SNOOZES``.
+    snoozes = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
     # The client's Idempotency-Key (``services.job_enqueue_once``).
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
@@ -117,6 +129,16 @@ class Job(models.Model):
                 "run_at",
                 "created_at",
                 name="job_queue_claim_idx",
+                condition=Q(status="pending"),
+            ),
+            # Priority ageing: each tenant's longest-waiting jobs of a queue
+            # (``jobs.sql``'s claim takes them beside its highest-priority ones).
+            models.Index(
+                "tenant",
+                "queue",
+                "run_at",
+                "created_at",
+                name="job_queue_ageing_idx",
                 condition=Q(status="pending"),
             ),
             # The platform-wide job list of superusers in the admin, newest first.
@@ -273,3 +295,7 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id} ({self.outcome or 'running'})"
+
+
+# Flow control's models are the engine's (app label ``jobs``), in a module of their own.
+from jobs.flow.models import FlowAuditEntry, LimitBudget, LimitOverride, Pause  # noqa: E402, F401

@@ -15,7 +15,8 @@ interval suggested to clients, seconds), ``queue`` (the queue its jobs land in, 
 and from ``@task.enqueue()``; default the task's ``queue_name``, itself ``"default"``
 unless the ``@task`` names one), ``internal`` (true: workers run it, but it is no public
 type: ``job_types()`` leaves it out, so the API and schedules refuse it; its jobs are
-marked ``Job.internal`` at enqueue, which is what hides them from the tenant). The API
+marked ``Job.internal`` at enqueue, which is what hides them from the tenant), ``limits``
+(the flow-control limits its jobs consume, name → units: ``jobs.flow.limits``). The API
 accepts only names listed here.
 """
 
@@ -31,6 +32,7 @@ from django.utils.module_loading import import_string
 from rest_framework import serializers
 
 from jobs.exceptions import UnknownJobType
+from jobs.flow.limits import Budget, budgets, parse_consumption
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class JobType:
     poll_after: int
     queue: str
     internal: bool = False
+    limits: tuple[tuple[str, int | str], ...] = ()  # (limit name, units) pairs
+
+    def budgets(self, tenant_id: int, payload: dict) -> list[Budget]:
+        """The flow-control budgets a job of this type takes (``jobs.flow.limits``)."""
+        return budgets(dict(self.limits), tenant_id, payload) if self.limits else []
 
     def validate_payload(self, payload: Any) -> dict:
         """Return the normalised payload; raise ``serializers.ValidationError`` if invalid."""
@@ -71,6 +78,7 @@ def _build(name: str, spec: str | dict) -> JobType:
         poll_after=max(1, int(options.get("poll_after", settings.JOBS_POLL_AFTER))),
         queue=str(options.get("queue", task.queue_name)),
         internal=bool(options.get("internal", False)),
+        limits=tuple(parse_consumption(options.get("limits", {}), f"JOBS_TYPES[{name!r}]").items()),
     )
 
 
@@ -82,6 +90,11 @@ def _registry() -> dict[str, JobType]:
 def job_types() -> dict[str, JobType]:
     """Every public job type (not ``internal``) by name."""
     return {name: job_type for name, job_type in _registry().items() if not job_type.internal}
+
+
+def limits_in_use() -> bool:
+    """Whether any job type, internal ones included, consumes a limit of flow control."""
+    return any(job_type.limits for job_type in _registry().values())
 
 
 def get_job_type(name: str) -> JobType:
@@ -107,5 +120,7 @@ def _reload_on_settings_change(setting, **kwargs):
         "JOBS_DEFAULT_MAX_ATTEMPTS",
         "JOBS_DEFAULT_TIMEOUT",
         "JOBS_POLL_AFTER",
+        "JOBS_LIMITS",
+        "JOBS_PLANS",
     }:
         _registry.cache_clear()

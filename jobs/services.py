@@ -30,8 +30,9 @@ from accounts.roles import ALL_TENANTS
 from jobs import sql
 from jobs.conditions import reachable_jobs
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound, JobQuotaExceeded
+from jobs.flow.claim import Candidate, admit
 from jobs.models import FINAL_STATUSES, Job, JobStatus, ReaperError
-from jobs.registry import get_job_type
+from jobs.registry import get_job_type, limits_in_use
 from jobs.signals import JobOutcome
 from tenants.resolution import tenants_by_id
 from tenants.scope import one_tenant
@@ -92,6 +93,7 @@ def job_enqueue(
             max_attempts=job_type.max_attempts,
             timeout_seconds=job_type.timeout_seconds,
             internal=job_type.internal,
+            **_budget_fields(job_type, tenant.pk, payload),
             idempotency_key=idempotency_key,
             system_key=system_key,
             request_fingerprint=(
@@ -214,6 +216,7 @@ def _insert_batch(tenant, items, created_by, idempotency_key, fingerprint, quota
             max_attempts=job_type.max_attempts,
             timeout_seconds=job_type.timeout_seconds,
             internal=job_type.internal,
+            **_budget_fields(job_type, tenant.pk, item["payload"]),
             batch_id=ids[0],
             idempotency_key=idempotency_key if index == 0 else "",
             request_fingerprint=fingerprint if index == 0 else "",
@@ -227,6 +230,15 @@ def _insert_batch(tenant, items, created_by, idempotency_key, fingerprint, quota
         Job.objects.bulk_create(jobs)
         _notify_workers(",".join(sorted({job.queue for job in jobs})))
     return jobs
+
+
+def _budget_fields(job_type, tenant_id: int, payload: dict) -> dict:
+    """A new job's flow-control budgets (``Job.limit_keys``, ``Job.limit_units``)."""
+    taken = job_type.budgets(tenant_id, payload)
+    return {
+        "limit_keys": [budget.key for budget in taken],
+        "limit_units": [budget.units for budget in taken],
+    }
 
 
 def _within_quota(tenant, count: int, quota: int | None) -> None:
@@ -257,14 +269,23 @@ def _notify_workers(queue: str) -> None:
         cursor.execute(sql.NOTIFY_WORKERS, [NOTIFY_CHANNEL, queue])
 
 
-def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]:
+class ClaimedJobs(list):
+    """The jobs a claim took (a list, in run order), and ``retry_in``: the seconds until a
+    rate budget that held a job back has a token again (None: none did)."""
+
+    retry_in: float | None = None
+
+
+def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> ClaimedJobs:
     """Claim up to ``limit`` runnable jobs for ``worker_id`` and return them.
 
     One short transaction: rows another worker has locked are skipped (``SKIP LOCKED``),
-    inactive tenants' jobs are left pending, tenants are interleaved and capped at
-    ``JOBS_MAX_RUNNING_PER_TENANT`` running jobs, claimed rows get a lease of
-    ``JOBS_LEASE_SECONDS``. Run the handlers after this
-    returns, never inside the claiming transaction.
+    inactive and paused tenants' jobs, paused queues and types are left pending, tenants
+    are interleaved and capped at ``JOBS_MAX_RUNNING_PER_TENANT`` running jobs, a job is
+    taken only within the budgets of flow control's limits it consumes (``jobs.flow.claim``;
+    the others stay pending, no attempt spent), claimed rows get a lease of
+    ``JOBS_LEASE_SECONDS`` and an open attempt. Run the handlers after this returns, never
+    inside the claiming transaction.
     """
     cap = settings.JOBS_MAX_RUNNING_PER_TENANT
     params = {
@@ -273,31 +294,48 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> list[Job]
         "cap": cap,
         "worker_id": worker_id,
         "lease": settings.JOBS_LEASE_SECONDS,
+        "ageing": settings.JOBS_PRIORITY_AGEING_SECONDS,
     }
+    retry_in = None
     with transaction.atomic():
-        if cap is None:
-            claim_sql = sql.UNCAPPED_CLAIM
-        else:
-            claim_sql = sql.CAPPED_CLAIM
+        if cap is not None:
             with connection.cursor() as cursor:
                 cursor.execute(sql.LOCK_PENDING_TENANTS)
                 params["tenants"] = [row[0] for row in cursor.fetchall()]
-        # raw() maps the RETURNING columns onto Job fields, converters included.
-        jobs = list(Job.objects.raw(claim_sql, params))
-        if jobs:
-            _open_attempts(jobs, worker_id)
+        if not limits_in_use():
+            # raw() maps the RETURNING columns onto Job fields, converters included.
+            jobs = list(Job.objects.raw(sql.CAPPED_CLAIM if cap else sql.CLAIM, params))
+        else:
+            jobs, retry_in = _claim_within_limits(params, capped=cap is not None)
     # Claimed rows come back whole; tenants come from a per-process cache, so a claim is
     # one round trip however many jobs it takes.
     tenants = tenants_by_id({job.tenant_id for job in jobs})
     for job in jobs:
         job.tenant = tenants[job.tenant_id]
-    return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.created_at))
+    claimed = ClaimedJobs(sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.created_at)))
+    claimed.retry_in = retry_in
+    return claimed
 
 
-def _open_attempts(jobs: list[Job], worker_id: str) -> None:
-    """One ``JobAttempt`` per claimed job, in the claim's transaction (one statement)."""
+def _claim_within_limits(params: dict, *, capped: bool) -> tuple[list[Job], float | None]:
+    """The claim under flow control (``jobs.flow.claim``): candidates, admission, take."""
     with connection.cursor() as cursor:
-        cursor.execute(sql.OPEN_ATTEMPTS, [worker_id, [job.id for job in jobs]])
+        cursor.execute(sql.CAPPED_CANDIDATES if capped else sql.CANDIDATES, params)
+        rows = cursor.fetchall()
+        refill = rows.pop()[-1]  # the last row: the first spent rate budget's refill
+        admission = admit(cursor, [Candidate.from_row(row) for row in rows], params["limit"])
+    retry_in = min((s for s in (refill, admission.retry_in) if s is not None), default=None)
+    if not admission.ids and not admission.tokens:
+        return [], retry_in
+    keys = sorted(admission.tokens)
+    taking = {
+        **params,
+        "ids": admission.ids,
+        "keys": keys,
+        "tokens": [admission.tokens[key] for key in keys],
+        "throttled": [key in admission.throttled for key in keys],
+    }
+    return list(Job.objects.raw(sql.TAKE_ADMITTED, taking)), retry_in
 
 
 @dataclass(frozen=True)
@@ -414,6 +452,23 @@ def job_fail(
         )
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+def job_snooze(*, job_id: uuid.UUID, worker_id: str, seconds: float) -> bool:
+    """Hand a running job back for ``seconds`` at its handler's request: pending, run at the
+    earliest then, its attempt not counted. False if ``worker_id`` does not own it, its
+    cancellation was requested, or it has snoozed ``JOBS_MAX_SNOOZES`` times already."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SNOOZE,
+            {
+                "id": job_id,
+                "worker_id": worker_id,
+                "seconds": seconds,
+                "max_snoozes": settings.JOBS_MAX_SNOOZES,
+            },
+        )
+        return cursor.fetchone() is not None
 
 
 def job_finish_cancelled(*, job_id: uuid.UUID, worker_id: str) -> bool:

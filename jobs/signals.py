@@ -38,6 +38,7 @@ class JobOutcome(StrEnum):
     TIMED_OUT = "timed_out"  # the reaper failed it for running past its timeout; result dropped
     LOST = "lost"  # taken from this worker (lease expired, then reaped); result dropped
     HANDED_BACK = "handed_back"  # the worker stopped: pending again, the attempt not counted
+    SNOOZED = "snoozed"  # the handler asked to run later (Snooze): pending, attempt not counted
 
 
 job_started = Signal()

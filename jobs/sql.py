@@ -39,54 +39,140 @@ WITH RECURSIVE pending_tenants AS (
 
 # Claiming, fair across tenants. ``pending_tenants`` walks the distinct tenants that have
 # pending jobs with a loose index scan (one index probe per tenant, not one per row);
-# ``tenant_load`` keeps the active ones (a scalar subquery: one primary-key probe each,
-# where a join could read the whole tenant table; a deactivated tenant's jobs stay
-# pending until it is reactivated) and counts their running jobs; for each tenant and
-# queue the LATERAL takes its next runnable jobs in priority order straight off the claim
-# index (equality on tenant and queue, so the index order is the claim order), skipping
-# rows other workers hold. Picks are then ordered by the tenant's load after taking them
-# (running + turn), so the tenant with the fewest running jobs goes first and a newcomer
-# overtakes a flooding tenant at the next free slot. Priority orders a tenant's own jobs
-# and breaks ties between tenants, but can never make one tenant starve another. Rows
-# locked and not picked are released at COMMIT.
-_CLAIM = """{pending_tenants},
+# ``tenant_load`` keeps the active, unpaused ones (a scalar subquery: one primary-key probe
+# each, where a join could read the whole tenant table; a deactivated or paused tenant's
+# jobs stay pending) and counts their running jobs; for each tenant and unpaused queue two
+# LATERALs take its next runnable jobs straight off the claim index (highest priority
+# first) and off the ageing index (longest waiting first), skipping rows other workers hold,
+# jobs of paused types and jobs whose budgets are spent ({blocked_filter}). Each pick's
+# effective priority is its priority plus one per JOBS_PRIORITY_AGEING_SECONDS waited, at
+# most 100 (docs/flow.md "Priority ageing"). Picks are then ordered by the tenant's load
+# after taking them (running + turn), so the tenant with the fewest running jobs goes first
+# and a newcomer overtakes a flooding tenant at the next free slot. Priority orders a
+# tenant's own jobs and breaks ties between tenants, but can never make one tenant starve
+# another. Rows locked and not claimed are released at COMMIT.
+_PICK = """
+    SELECT j.id, j.priority, j.run_at, j.created_at, j.limit_keys, j.limit_units
+    FROM job_queue j
+    WHERE j.tenant_id = lane.tenant_id AND j.queue = lane.queue
+      AND j.status = 'pending' AND j.run_at <= now()
+      AND j.type <> ALL(lane.paused_types) {blocked_filter}
+    ORDER BY {order}
+    LIMIT {per_tenant_limit}
+    FOR UPDATE SKIP LOCKED"""
+_LANE_PICKS = """SELECT lane.tenant_id, lane.running, lane.plan, lane.overrides, picked.*
+    FROM lanes lane CROSS JOIN LATERAL ({pick}) picked"""
+_CANDIDATES = """{pending_tenants},
 tenant_load AS (
-    SELECT t.tenant_id,
+    SELECT t.tenant_id, tenant.plan,
            (SELECT count(*) FROM job_queue r
-            WHERE r.tenant_id = t.tenant_id AND r.status = 'processing') AS running
+            WHERE r.tenant_id = t.tenant_id AND r.status = 'processing') AS running,
+           (SELECT jsonb_object_agg(o."limit", o.figures) FROM flow_limit_override o
+            WHERE o.tenant_id = t.tenant_id) AS overrides
     FROM pending_tenants t
-    WHERE t.tenant_id IS NOT NULL {tenant_filter}
-      AND (SELECT tenant.is_active FROM tenants_tenant tenant WHERE tenant.id = t.tenant_id)
+    CROSS JOIN LATERAL (SELECT tt.is_active, tt.plan FROM tenants_tenant tt
+                        WHERE tt.id = t.tenant_id) tenant
+    WHERE t.tenant_id IS NOT NULL {tenant_filter} AND tenant.is_active
+      AND NOT EXISTS (SELECT 1 FROM flow_pause p
+                      WHERE p.scope = 'tenant' AND p.target = t.tenant_id::text)
 ),
-candidates AS (
-    SELECT picked.id, picked.priority, picked.run_at, picked.created_at,
-           load.running + row_number() OVER (
-               PARTITION BY load.tenant_id
-               ORDER BY picked.priority DESC, picked.run_at, picked.created_at) AS turn
+{blocked_cte}
+lanes AS (
+    SELECT load.*, wanted.queue, {blocked_keys} AS blocked_keys,
+           (SELECT coalesce(array_agg(p.target), '{{}}') FROM flow_pause p
+            WHERE p.scope = 'type') AS paused_types
     FROM tenant_load load
     CROSS JOIN unnest(%(queues)s::text[]) AS wanted(queue)
-    CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.run_at, j.created_at FROM job_queue j
-        WHERE j.tenant_id = load.tenant_id AND j.queue = wanted.queue
-          AND j.status = 'pending' AND j.run_at <= now()
-        ORDER BY j.priority DESC, j.run_at, j.created_at
-        LIMIT {per_tenant_limit}
-        FOR UPDATE SKIP LOCKED
-    ) picked
+    WHERE NOT EXISTS (SELECT 1 FROM flow_pause p
+                      WHERE p.scope = 'queue' AND p.target = wanted.queue)
 ),
-chosen AS (
-    SELECT id FROM candidates
-    ORDER BY turn, priority DESC, run_at, created_at
-    LIMIT %(limit)s
+by_priority AS ({by_priority}),
+by_age AS ({by_age}),
+picks AS (
+    SELECT DISTINCT ON (id) *,
+           least(100, priority + floor(extract(epoch FROM now() - run_at)
+                                       / %(ageing)s)) AS effective
+    FROM (SELECT * FROM by_priority UNION ALL SELECT * FROM by_age) both_orders
+    ORDER BY id
+),
+candidates AS (
+    SELECT picks.*, running + row_number() OVER (
+               PARTITION BY tenant_id ORDER BY effective DESC, run_at, created_at) AS turn
+    FROM picks
+)"""
+_BY_PRIORITY = "j.priority DESC, j.run_at, j.created_at"
+_BY_AGE = "j.run_at, j.created_at"
+_CANDIDATE_ORDER = "turn, effective DESC, run_at, created_at"
+
+
+def _candidates(*, capped: bool, limited: bool) -> str:
+    """The candidates CTE: ``capped`` (JOBS_MAX_RUNNING_PER_TENANT): only the tenants
+    locked by ``LOCK_PENDING_TENANTS``, at most their free slots each; ``limited`` (flow
+    control's limits are in use): ``blocked`` holds the keys of spent budgets, and picks
+    skip jobs that take one."""
+    per_tenant_limit = (
+        "GREATEST(0, LEAST(%(limit)s, %(cap)s - lane.running))" if capped else "%(limit)s"
+    )
+    blocked_filter = "AND NOT (j.limit_keys && lane.blocked_keys)" if limited else ""
+    pick = {"per_tenant_limit": per_tenant_limit, "blocked_filter": blocked_filter}
+    return _CANDIDATES.format(
+        pending_tenants=PENDING_TENANTS_CTE,
+        tenant_filter="AND t.tenant_id = ANY(%(tenants)s)" if capped else "",
+        blocked_cte=BLOCKED_BUDGETS_CTE if limited else "",
+        blocked_keys="(SELECT keys FROM blocked)" if limited else "'{}'::text[]",
+        by_priority=_LANE_PICKS.format(pick=_PICK.format(order=_BY_PRIORITY, **pick)),
+        by_age=_LANE_PICKS.format(pick=_PICK.format(order=_BY_AGE, **pick)),
+    )
+
+
+# The units each budget has running now (flow control), from the running jobs' budgets.
+RUNNING_UNITS = """
+SELECT held.key, sum(held.units) FROM job_queue r,
+       unnest(r.limit_keys, r.limit_units) AS held(key, units)
+WHERE r.status = 'processing' AND held.key = ANY(%s)
+GROUP BY held.key
+"""
+# The budgets that are spent as of this statement (no unit running free, or no token): a
+# hint that lets the picks skip jobs that could not be admitted. The admission itself
+# (``jobs.flow.claim``) decides under the budgets' row locks.
+BLOCKED_BUDGETS_CTE = """running_units AS (
+    SELECT held.key, sum(held.units) AS units FROM job_queue r,
+           unnest(r.limit_keys, r.limit_units) AS held(key, units)
+    WHERE r.status = 'processing' GROUP BY held.key
+),
+blocked AS (
+    SELECT coalesce(array_agg(b.key), '{}') AS keys
+    FROM flow_budget b LEFT JOIN running_units u ON u.key = b.key
+    CROSS JOIN LATERAL (SELECT least(b.burst, b.tokens + b.rate * extract(
+                          epoch FROM clock_timestamp() - b.refreshed_at)) AS tokens) now_
+    WHERE coalesce(u.units, 0) >= b.concurrency OR now_.tokens < 1
+),
+refill AS (
+    SELECT min((1 - least(b.burst, b.tokens + b.rate * extract(
+               epoch FROM clock_timestamp() - b.refreshed_at))) / b.rate) AS seconds
+    FROM flow_budget b WHERE b.rate > 0
+      AND least(b.burst, b.tokens + b.rate * extract(
+              epoch FROM clock_timestamp() - b.refreshed_at)) < 1
+),"""
+
+# Claimed rows become processing under a lease, and each opens its attempt.
+_TAKE = """
+claimed AS (
+    UPDATE job_queue AS job
+    SET status = 'processing', worker_id = %(worker_id)s, attempts = job.attempts + 1,
+        started_at = now(), updated_at = now(), cancel_requested = false,
+        lease_expires_at = now() + make_interval(secs => %(lease)s),
+        progress = NULL, progress_message = ''
+    FROM chosen
+    WHERE job.id = chosen.id
+    RETURNING job.*
+),
+opened AS (
+    INSERT INTO job_attempt (job_id, number, worker_id, started_at, outcome, error, traceback)
+    SELECT claimed.id, claimed.attempts, %(worker_id)s, claimed.started_at, '', '', ''
+    FROM claimed
 )
-UPDATE job_queue AS job
-SET status = 'processing', worker_id = %(worker_id)s, attempts = job.attempts + 1,
-    started_at = now(), updated_at = now(), cancel_requested = false,
-    lease_expires_at = now() + make_interval(secs => %(lease)s),
-    progress = NULL, progress_message = ''
-FROM chosen
-WHERE job.id = chosen.id
-RETURNING job.*
+SELECT * FROM claimed
 """
 
 # With JOBS_MAX_RUNNING_PER_TENANT the claim takes two statements. The first takes a
@@ -99,16 +185,61 @@ SELECT tenant_id FROM pending_tenants
 WHERE tenant_id IS NOT NULL
   AND pg_try_advisory_xact_lock(hashtextextended('job_queue.claim:' || tenant_id, 0))
 """  # noqa: S608 - composed of constant SQL only
-# The claim under the cap: at most each locked tenant's free slots.
-CAPPED_CLAIM = _CLAIM.format(
-    pending_tenants=PENDING_TENANTS_CTE,
-    per_tenant_limit="GREATEST(0, LEAST(%(limit)s, %(cap)s - load.running))",
-    tenant_filter="AND t.tenant_id = ANY(%(tenants)s)",
-)
-# The claim without a cap.
-UNCAPPED_CLAIM = _CLAIM.format(
-    pending_tenants=PENDING_TENANTS_CTE, per_tenant_limit="%(limit)s", tenant_filter=""
-)
+
+
+def _claim_statement(*, capped: bool) -> str:
+    return f"""{_candidates(capped=capped, limited=False)},
+chosen AS (SELECT id FROM candidates ORDER BY {_CANDIDATE_ORDER} LIMIT %(limit)s),{_TAKE}"""  # noqa: S608 - composed of constant SQL only
+
+
+def _candidates_statement(*, capped: bool) -> str:
+    return f"""{_candidates(capped=capped, limited=True)}
+(SELECT id, tenant_id, limit_keys, limit_units, plan, overrides, NULL::float8
+ FROM candidates ORDER BY {_CANDIDATE_ORDER} LIMIT %(limit)s * 2)
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, seconds FROM refill"""  # noqa: S608 - composed of constant SQL only
+
+
+# The one-statement claim, when no job type consumes a limit of flow control: the first
+# ``%(limit)s`` candidates become the worker's, with their attempts opened. Capped: under
+# JOBS_MAX_RUNNING_PER_TENANT, after LOCK_PENDING_TENANTS.
+CLAIM = _claim_statement(capped=False)
+CAPPED_CLAIM = _claim_statement(capped=True)
+# Flow control's first claim statement: the candidates, locked, in claim order, with their
+# budgets and their tenant's plan and overrides (``jobs.flow.claim``), then one row with no
+# id: the seconds until the first spent rate budget has a token again (NULL: none).
+CANDIDATES = _candidates_statement(capped=False)
+CAPPED_CANDIDATES = _candidates_statement(capped=True)
+
+
+# Flow control: lock the budgets the candidates take, in key order (so claimers never
+# deadlock), creating missing ones full, writing the figures that apply now and refilling
+# each rate budget's tokens for the time since its last claim.
+LOCK_BUDGETS = """
+INSERT INTO flow_budget AS b (key, concurrency, rate, burst, tokens, refreshed_at, throttled)
+SELECT f.key, f.concurrency, f.rate, f.burst, coalesce(f.burst, 0), clock_timestamp(), false
+FROM unnest(%s::text[], %s::int[], %s::float8[], %s::float8[])
+     AS f(key, concurrency, rate, burst)
+ORDER BY f.key
+ON CONFLICT (key) DO UPDATE
+SET concurrency = EXCLUDED.concurrency, rate = EXCLUDED.rate, burst = EXCLUDED.burst,
+    tokens = CASE WHEN EXCLUDED.rate IS NULL THEN 0 ELSE least(
+        EXCLUDED.burst,
+        b.tokens + EXCLUDED.rate * greatest(0, extract(epoch FROM clock_timestamp()
+                                                               - b.refreshed_at))) END,
+    refreshed_at = clock_timestamp()
+RETURNING key, tokens
+"""
+# Flow control's claim of the admitted candidates: the budgets' tokens after their starts
+# and whether jobs were left waiting on them, then the jobs taken.
+TAKE_ADMITTED = f"""
+WITH budgets AS (
+    UPDATE flow_budget AS b SET tokens = spent.tokens, throttled = spent.throttled
+    FROM unnest(%(keys)s::text[], %(tokens)s::float8[], %(throttled)s::bool[])
+         AS spent(key, tokens, throttled)
+    WHERE b.key = spent.key
+),
+chosen AS (SELECT unnest(%(ids)s::uuid[]) AS id),{_TAKE}"""  # noqa: S608 - composed of constant SQL only
 # Wake the workers serving a queue (the payload) after an enqueue.
 NOTIFY_WORKERS = "SELECT pg_notify(%s, %s)"
 # The enqueue's per-tenant lock, held to COMMIT, under which the quota counts.
@@ -116,12 +247,6 @@ LOCK_TENANT_QUOTA = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 # --- the attempt history -------------------------------------------------------------------
 
-# Open one attempt per claimed job, in the claim's transaction.
-OPEN_ATTEMPTS = """
-INSERT INTO job_attempt (job_id, number, worker_id, started_at, outcome, error, traceback)
-SELECT job.id, job.attempts, %s, job.started_at, '', '', ''
-FROM job_queue job WHERE job.id = ANY(%s)
-"""
 # Close a worker's open attempts with how its runs ended.
 CLOSE_ATTEMPTS = """
 UPDATE job_attempt AS attempt
@@ -171,6 +296,17 @@ SET status = CASE WHEN %(retry)s AND attempts < max_attempts THEN 'pending' ELSE
 WHERE id = %(id)s AND status = 'processing' AND worker_id = %(worker_id)s
   AND NOT cancel_requested
 RETURNING status
+"""
+# Hand a running job back for %(seconds)s at its handler's request (``Snooze``): pending,
+# its attempt not counted, one more snooze; matches nothing past %(max_snoozes)s.
+SNOOZE = """
+UPDATE job_queue
+SET status = 'pending', run_at = now() + make_interval(secs => %(seconds)s),
+    attempts = attempts - 1, snoozes = snoozes + 1, worker_id = '', lease_expires_at = NULL,
+    started_at = NULL, progress = NULL, progress_message = '', updated_at = now()
+WHERE id = %(id)s AND status = 'processing' AND worker_id = %(worker_id)s
+  AND NOT cancel_requested AND snoozes < %(max_snoozes)s
+RETURNING id
 """
 # Renew the leases of a worker's running jobs; which were renewed, and their cancel flag.
 HEARTBEAT = """

@@ -71,6 +71,9 @@ class Tenant(TenantMixin):
         help_text="Browser origins (https://app.example.com) whose pages may call this "
         "tenant's API (CORS).",
     )
+    # The plan sold to the tenant: it sets the figures of the "plan" limits of flow control
+    # (settings.JOBS_PLANS); empty: JOBS_DEFAULT_PLAN.
+    plan = models.CharField(max_length=32, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     auto_create_schema = True

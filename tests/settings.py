@@ -24,3 +24,25 @@ JOBS_TYPES["test.report_block"] = {"task": "tests.tasks.block", "queue": "report
 
 # Cluster tests (tests/cluster): a write into the tenant's schema, plus the execution record.
 JOBS_TYPES["test.cluster_work"] = {"task": "tests.tasks.cluster_work", "max_attempts": 5}
+
+# Flow control (tests/jobs/flow): limits of each kind and scope, and job types taking them.
+JOBS_LIMITS = {
+    **JOBS_LIMITS,  # noqa: F405
+    "test.rate": {"scope": "global", "rate": "10/s", "burst": 1},
+    "test.burst": {"scope": "global", "rate": "60/m", "burst": 2},
+    "test.slots": {"scope": "tenant", "concurrency": 2},
+    "test.plan_slots": {"scope": "plan"},
+    "test.units": {"scope": "global", "concurrency": 10},
+    "test.one": {"scope": "global", "concurrency": 1},
+}
+JOBS_PLANS = {
+    "free": {**JOBS_PLANS["free"], "test.plan_slots": {"concurrency": 1}},  # noqa: F405
+    "pro": {**JOBS_PLANS["pro"], "test.plan_slots": {"concurrency": 3}},  # noqa: F405
+}
+JOBS_TYPES["test.rated"] = {"task": "tests.tasks.record", "limits": {"test.rate": 1}}
+JOBS_TYPES["test.bursty"] = {"task": "tests.tasks.record", "limits": {"test.burst": 1}}
+JOBS_TYPES["test.slotted"] = {"task": "tests.tasks.record", "limits": {"test.slots": 1}}
+JOBS_TYPES["test.planned"] = {"task": "tests.tasks.record", "limits": {"test.plan_slots": 1}}
+JOBS_TYPES["test.weighted"] = {"task": "tests.tasks.record", "limits": {"test.units": "size"}}
+JOBS_TYPES["test.single"] = {"task": "tests.tasks.record", "limits": {"test.one": 1}}
+JOBS_TYPES["test.snoozy"] = {"task": "tests.tasks.snooze_once", "max_attempts": 2}

@@ -7,6 +7,7 @@ from django.db import connection
 from django.tasks import task
 
 from documents.models import Document
+from jobs.context import Snooze
 
 
 @task(takes_context=True)
@@ -74,3 +75,12 @@ def cluster_work(context, tenant: str, sleep: float = 0.0):
     write), and records the execution like ``record_attempt``."""
     Document.objects.create(title=f"{tenant}:{context.job_id}:{context.attempt}")
     return record_attempt.func(context, sleep=sleep)
+
+
+@task(takes_context=True)
+def snooze_once(context, seconds: float = 1.0, times: int = 1):
+    """Snoozes for ``seconds`` its first ``times`` runs (a provider's 429), then records its
+    execution like ``record``."""
+    if context.job.snoozes < times:
+        raise Snooze(seconds)
+    return record.func(context)

@@ -24,13 +24,13 @@ from core import listen
 from core.log_context import bind_job
 from jobs import periodic, services
 from jobs.backends import send_task_signal
-from jobs.context import JobContext, JobError
+from jobs.context import JobContext, JobError, Snooze
 from jobs.exceptions import UnknownJobType
 from jobs.registry import get_job_type
 from jobs.signals import job_started
 from jobs.worker.outcomes import OutcomeWriter
 from jobs.worker.pools import Pool, parse_pools
-from jobs.worker.runs import Cut, Ending, Raised, Returned, Run, exception_path
+from jobs.worker.runs import Cut, Ending, Raised, Returned, Run, Snoozed, exception_path
 
 logger = logging.getLogger("jobs.worker")
 
@@ -316,6 +316,10 @@ class Worker:
                 pool.work.put(run)
             claimed_any = claimed_any or bool(claimed)
             pool.maybe_work = len(claimed) == free
+            # A rate budget held jobs back: claim again when it has a token.
+            pool.retry_at = (
+                None if claimed.retry_in is None else time.monotonic() + claimed.retry_in
+            )
             more = more or pool.maybe_work
         if more:
             return True  # there may be more: claim again as soon as a slot frees
@@ -334,15 +338,24 @@ class Worker:
             return not self._owned and not self._unrecorded
 
     def _wait(self, listener: psycopg.Connection) -> None:
-        """Sleep until a NOTIFY, a freed slot, a stop request or the poll interval. A NOTIFY
-        (its payload is the job's queue) marks the pool of that queue as having work; the
-        poll interval marks every pool (a job that became due, a NOTIFY missed)."""
-        readable, _, _ = select.select(
-            [listener.fileno(), self._wake_r], [], [], self.poll_interval
+        """Sleep until a NOTIFY, a freed slot, a stop request, a spent rate budget's next
+        token (``Pool.retry_at``) or the poll interval. A NOTIFY (its payload is the job's
+        queue, or ``*``: a budget of flow control freed units, a pause was lifted) marks the
+        pools of that queue as having work; the poll interval marks every pool (a job that
+        became due, a NOTIFY missed), and a pool's next token marks it."""
+        now = time.monotonic()
+        timeout = min(
+            [self.poll_interval]
+            + [max(0.0, pool.retry_at - now) for pool in self.pools if pool.retry_at is not None]
         )
+        readable, _, _ = select.select([listener.fileno(), self._wake_r], [], [], timeout)
         if not readable:
+            now = time.monotonic()
             for pool in self.pools:
-                pool.maybe_work = True
+                if timeout >= self.poll_interval or (
+                    pool.retry_at is not None and pool.retry_at <= now
+                ):
+                    pool.maybe_work = True
         if self._wake_r in readable:
             try:
                 while os.read(self._wake_r, 4096):
@@ -352,7 +365,7 @@ class Worker:
         if listener.fileno() in readable:
             for notify in listener.notifies(timeout=0):
                 for pool in self.pools:
-                    if notify.payload in pool.queues:
+                    if notify.payload == "*" or notify.payload in pool.queues:
                         pool.maybe_work = True
 
     def _shutdown(self) -> None:
@@ -451,7 +464,7 @@ class Worker:
         else:
             self.outcomes.record([(run, ending)])
 
-    def _run_handler(self, run: Run) -> Returned | Raised:
+    def _run_handler(self, run: Run) -> Returned | Raised | Snoozed:
         """Run the job's handler inside its tenant; how it ended."""
         job = run.job
         try:
@@ -467,6 +480,13 @@ class Worker:
                 # Task.call runs an async def task to its end in this thread (async_to_sync).
                 result = task.call(*arguments, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored
+        except Snooze as exc:
+            if job.snoozes >= settings.JOBS_MAX_SNOOZES:  # a failed attempt like any other
+                return Raised(
+                    f"snoozed more than {settings.JOBS_MAX_SNOOZES} times",
+                    exception_class=exception_path(exc),
+                )
+            return Snoozed(exc.seconds)
         except JobError as exc:
             return Raised(str(exc), traceback.format_exc(), exception_class=exception_path(exc))
         except Exception as exc:

@@ -18,7 +18,7 @@ from jobs import selectors, services
 from jobs.backends import finished_result, send_task_signal
 from jobs.models import JobStatus
 from jobs.signals import JobOutcome, job_finished, jobs_finished
-from jobs.worker.runs import Cut, Ending, Raised, Returned, Run
+from jobs.worker.runs import Cut, Ending, Raised, Returned, Run, Snoozed
 
 logger = logging.getLogger("jobs.worker")
 
@@ -144,7 +144,13 @@ class OutcomeWriter:
                 job_id=run.job.id,
                 number=run.job.attempts,
                 outcome=outcome,
-                error=ending.error if outcome in _FAILURES else "",
+                error=(
+                    ending.error
+                    if outcome in _FAILURES
+                    else f"snoozed for {ending.seconds:g} s"
+                    if outcome is JobOutcome.SNOOZED
+                    else ""
+                ),
                 traceback=ending.traceback if outcome in _FAILURES else "",
                 exception_class=ending.exception_class if outcome in _FAILURES else "",
             )
@@ -161,10 +167,14 @@ class OutcomeWriter:
 
     def _write_outcome(self, run: Run, ending: Ending) -> JobOutcome:
         """The guarded writes of a run that the batch did not complete, first to match
-        wins: its failure; its cancellation; its hand-back; else its job was taken from
-        this worker (timed out or lost)."""
+        wins: its snooze or its failure; its cancellation; its hand-back; else its job was
+        taken from this worker (timed out or lost)."""
         job = run.job
         patience = HAND_BACK_PATIENCE if ending is Cut.HAND_BACK else None
+        if isinstance(ending, Snoozed) and _retrying(
+            services.job_snooze, job_id=job.id, worker_id=self.worker_id, seconds=ending.seconds
+        ):
+            return JobOutcome.SNOOZED
         if isinstance(ending, Raised):
             status = _retrying(
                 services.job_fail,

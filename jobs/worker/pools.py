@@ -18,6 +18,9 @@ class Pool:
     # outcome written for one of its runs. A pool without sends no claim when another
     # pool's thread frees up.
     maybe_work: bool = True
+    # time.monotonic() when a rate budget that held back its last claim's jobs has a token
+    # again (flow control): it claims then, without waiting for the poll interval.
+    retry_at: float | None = None
 
 
 def parse_pools(queues, concurrency: int) -> list[Pool]:

@@ -60,6 +60,13 @@ class Raised:
     exception_class: str = JOB_ERROR
 
 
+@dataclasses.dataclass(frozen=True)
+class Snoozed:
+    """The handler asked to run again in ``seconds`` (``jobs.context.Snooze``)."""
+
+    seconds: float
+
+
 class Cut(enum.Enum):
     """Endings with no handler result."""
 
@@ -72,7 +79,7 @@ class Cut(enum.Enum):
     TIMED_OUT = enum.auto()
 
 
-Ending = Returned | Raised | Cut
+Ending = Returned | Raised | Snoozed | Cut
 
 
 def exception_path(exc: BaseException) -> str:

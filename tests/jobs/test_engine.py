@@ -209,12 +209,13 @@ def test_submit_with_run_at_and_priority_through_the_api(acme, alice):
 
 
 def test_claims_follow_priority_then_run_at_then_created_at(acme, executions):
+    # Waits shorter than JOBS_PRIORITY_AGEING_SECONDS: no priority has aged (tests/jobs/flow).
     low = enqueue(acme, "test.record", priority=-5)
     first_default = enqueue(acme, "test.record")
     second_default = enqueue(acme, "test.record")
     high = enqueue(acme, "test.record", priority=50)
     earlier = enqueue(acme, "test.record")
-    Job.objects.filter(pk=earlier.pk).update(run_at=timezone.now() - timedelta(hours=1))
+    Job.objects.filter(pk=earlier.pk).update(run_at=timezone.now() - timedelta(seconds=30))
     run_burst(concurrency=1)
     assert executed_job_ids() == [high.id, earlier.id, first_default.id, second_default.id, low.id]
 

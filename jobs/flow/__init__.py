@@ -1,0 +1,6 @@
+"""Flow control: named limits on job types, pauses and snoozes, decided in the claim.
+
+``limits`` reads the limits and plans from settings and gives each job its budgets;
+``models`` holds the budgets' state, the pauses, the per-tenant overrides and the audit
+log; ``claim`` admits claimed jobs within their budgets. docs/flow.md is the guide.
+"""

@@ -1,0 +1,149 @@
+"""Flow control in the claim itself (``services.job_claim``, one process): each kind and
+scope of limit, plans and overrides, units from the payload, pauses, and priority ageing.
+The limits are tests/settings.py's ``test.*`` ones. Several worker processes: test_workers.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs import services
+from jobs.flow.models import LimitBudget, LimitOverride, Pause
+from jobs.models import Job, JobStatus
+from tests.jobs.writes import job_complete
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def submit(tenant, type_, count=1, **payload):
+    return [
+        services.job_enqueue(tenant=tenant, type=type_, payload=dict(payload))
+        for _ in range(count)
+    ]
+
+
+def claim(limit=20, queues=("default",)):
+    return services.job_claim(worker_id="w1", queues=list(queues), limit=limit)
+
+
+def running(tenant=None, type_=None) -> int:
+    jobs = Job.objects.filter(status=JobStatus.PROCESSING)
+    if tenant is not None:
+        jobs = jobs.filter(tenant=tenant)
+    if type_ is not None:
+        jobs = jobs.filter(type=type_)
+    return jobs.count()
+
+
+def test_a_job_takes_the_budgets_of_its_type_when_submitted(acme):
+    (job,) = submit(acme, "test.weighted", size=7)
+    (plain,) = submit(acme, "demo.echo")
+    assert (job.limit_keys, job.limit_units) == (["test.units"], [7])
+    assert (plain.limit_keys, plain.limit_units) == ([], [])
+    (slotted,) = submit(acme, "test.slotted")
+    assert slotted.limit_keys == [f"test.slots:{acme.pk}"]
+
+
+def test_a_tenant_limit_admits_at_most_its_concurrency_per_tenant(acme, globex):
+    submit(acme, "test.slotted", 5)
+    submit(globex, "test.slotted", 5)
+    taken = claim()
+    assert len(taken) == 4
+    assert (running(acme), running(globex)) == (2, 2)
+    assert claim() == []  # full: the others wait, pending, no attempt spent
+    assert not Job.objects.filter(status=JobStatus.PENDING).exclude(attempts=0).exists()
+    assert LimitBudget.objects.get(key=f"test.slots:{acme.pk}").throttled
+
+    acme_job = next(job for job in taken if job.tenant_id == acme.pk)
+    assert job_complete(job_id=acme_job.id, worker_id="w1", result=None)
+    (next_one,) = claim()
+    assert next_one.tenant_id == acme.pk
+
+
+def test_a_plan_sets_a_tenants_figures_and_an_override_replaces_them(acme, globex):
+    acme.plan = "pro"
+    acme.save(update_fields=["plan"])
+    submit(acme, "test.planned", 5)
+    submit(globex, "test.planned", 5)  # globex: the default plan, "free"
+    claim()
+    assert (running(acme), running(globex)) == (3, 1)
+
+    LimitOverride.objects.create(
+        tenant=globex, limit="test.plan_slots", figures={"concurrency": 2}, changed_by="staff"
+    )
+    LimitBudget.objects.filter(key=f"test.plan_slots:{globex.pk}").delete()  # as the service
+    claim()
+    assert (running(acme), running(globex)) == (3, 2)
+
+
+def test_a_rate_budget_admits_its_burst_then_one_job_per_token(acme):
+    submit(acme, "test.bursty", 5)  # 60/m, burst 2
+    taken = claim()
+    assert len(taken) == 2
+    assert 0 < taken.retry_in <= 1.0  # the next token, in at most a second
+    assert claim() == []
+    # Three seconds later (moved in the database, not slept): three tokens, two kept (burst).
+    LimitBudget.objects.filter(key="test.burst").update(
+        refreshed_at=timezone.now() - timedelta(seconds=3)
+    )
+    assert len(claim()) == 2
+    assert running(type_="test.bursty") == 4
+
+
+def test_units_come_from_the_payload(acme):
+    six, another_six, three = (submit(acme, "test.weighted", size=n)[0] for n in (6, 6, 3))
+    taken = {job.id for job in claim()}
+    assert taken == {six.id, three.id}  # 6 + 3 of 10; 6 more would be 15
+    assert Job.objects.get(pk=another_six.pk).status == JobStatus.PENDING
+
+
+def test_a_job_larger_than_its_budget_runs_alone(acme):
+    (big,) = submit(acme, "test.weighted", size=25)
+    (small,) = submit(acme, "test.weighted", size=1)
+    assert [job.id for job in claim(limit=1)] == [big.id]
+    assert claim() == []  # nothing beside it
+    assert job_complete(job_id=big.id, worker_id="w1", result=None)
+    assert [job.id for job in claim()] == [small.id]
+
+
+@pytest.mark.parametrize("scope", ["queue", "type", "tenant"])
+def test_nothing_paused_is_claimed_and_resuming_releases_it(acme, globex, scope):
+    paused_job = submit(acme, "test.record")[0]
+    other = submit(globex, "demo.echo")[0]
+    target = {"queue": "default", "type": "test.record", "tenant": str(acme.pk)}[scope]
+    pause = Pause.objects.create(scope=scope, target=target, paused_by="staff")
+    taken = {job.id for job in claim()}
+    assert paused_job.id not in taken
+    if scope != "queue":
+        assert other.id in taken  # the rest of the queue runs on
+    pause.delete()
+    assert paused_job.id in {job.id for job in claim()}
+
+
+def _waited(job, seconds):
+    Job.objects.filter(pk=job.pk).update(run_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_waiting_job_gains_one_priority_per_ageing_step(acme, settings):
+    step = settings.JOBS_PRIORITY_AGEING_SECONDS
+    old = submit(acme, "test.record")[0]
+    Job.objects.filter(pk=old.pk).update(priority=-10)
+    _waited(old, 9 * step)  # -10 + 9 = -1: still behind a fresh priority 0
+    fresh = services.job_enqueue(tenant=acme, type="test.record", payload={}, priority=0)
+    assert [job.id for job in claim(limit=1)] == [fresh.id]
+    _waited(old, 11 * step)  # -10 + 11 = 1: ahead of a fresh priority 0
+    services.job_enqueue(tenant=acme, type="test.record", payload={}, priority=0)
+    assert [job.id for job in claim(limit=1)] == [old.id]
+
+
+def test_the_ageing_bound_a_job_waiting_long_enough_beats_every_newer_one(acme, settings):
+    # The documented bound: after (100 - p) steps, a job of priority p is claimed before any
+    # job submitted after it, even a flood of the highest priority.
+    step = settings.JOBS_PRIORITY_AGEING_SECONDS
+    lowest = services.job_enqueue(tenant=acme, type="test.record", payload={}, priority=-100)
+    _waited(lowest, 200 * step)
+    for _ in range(30):
+        services.job_enqueue(tenant=acme, type="test.record", payload={}, priority=100)
+    assert [job.id for job in claim(limit=1)] == [lowest.id]
+
