@@ -7,6 +7,11 @@ Where each number comes from:
   ``job_queue_oldest_pending_age_seconds{queue}``: the database, read by a custom collector
   at scrape time, one statement served by the partial claim and lease indexes, so any web
   process answers the same and the cost follows the backlog, not the table's history.
+- ``jobs_limit_running_units``, ``jobs_limit_tokens`` and ``jobs_limit_throttled_jobs``
+  ``{limit,scope,tenant}`` (flow control's budgets; ``tenant`` empty for a global one) and
+  ``jobs_paused{scope,target}``: the database at scrape time too, through
+  ``jobs.flow.selectors``. A per-tenant budget has a series only once a claim created it
+  or staff overrode it, so the series follow the tenants that use limits.
 - ``job_duration_seconds{type,outcome}`` and ``job_queue_wait_seconds{type}`` (enqueue, or
   due time for scheduled jobs and retries, to start): prometheus-client histograms observed
   in the worker process through ``jobs.signals``; a worker serves them on its own port
@@ -22,8 +27,10 @@ from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from accounts.roles import ALL_TENANTS
 from core.metrics import scrape_registry
 from jobs import selectors
+from jobs.flow import selectors as flow_selectors
 from jobs.models import JobStatus
 from jobs.signals import job_finished, job_started
 
@@ -89,8 +96,42 @@ class QueueCollector:
         yield from _queue_gauges()
 
 
+def _flow_gauges():
+    labels = ["limit", "scope", "tenant"]
+    running = GaugeMetricFamily(
+        "jobs_limit_running_units", "Units of running jobs on each budget.", labels=labels
+    )
+    tokens = GaugeMetricFamily(
+        "jobs_limit_tokens", "Rate tokens left now on each rate-limited budget.", labels=labels
+    )
+    throttled = GaugeMetricFamily(
+        "jobs_limit_throttled_jobs",
+        "Due pending jobs on each budget that the last claim left waiting (0 while it has room).",
+        labels=labels,
+    )
+    for use in flow_selectors.limit_usage(tenant=ALL_TENANTS):
+        values = [use.limit, use.scope, use.tenant.schema_name if use.tenant else ""]
+        running.add_metric(values, use.running)
+        throttled.add_metric(values, use.throttled_jobs)
+        if use.tokens is not None:
+            tokens.add_metric(values, use.tokens)
+    paused = GaugeMetricFamily(
+        "jobs_paused", "1 for each paused queue, job type or tenant.", labels=["scope", "target"]
+    )
+    for pause in flow_selectors.pauses(tenant=ALL_TENANTS):
+        paused.add_metric([pause.scope, pause.label], 1)
+    return [running, tokens, throttled, paused]
+
+
+class FlowCollector:
+    """Flow control's gauges, read from the database at each scrape."""
+
+    def collect(self):
+        yield from _flow_gauges()
+
+
 def render(accept: str = "") -> tuple[bytes, str]:
     """The current metrics and their content type: Prometheus text format, or OpenMetrics
     when ``accept`` (the scraper's Accept header) asks for it."""
     encoder, content_type = choose_encoder(accept)
-    return encoder(scrape_registry(QueueCollector())), content_type
+    return encoder(scrape_registry(QueueCollector(), FlowCollector())), content_type

@@ -1,4 +1,5 @@
-"""``manage.py jobs_stats``: the live queue and recent throughput, per tenant.
+"""``manage.py jobs_stats``: the live queue and recent throughput, per tenant, then flow
+control's budgets in use and the pauses (``jobs.flow.report``).
 
 It reads the live queue (pending and processing jobs, on their partial indexes) and the
 rollup the workers write as runs end (``insights.services``), never ``job_queue``'s history:
@@ -11,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.roles import ALL_TENANTS
 from insights.selectors import stats_by_tenant
+from jobs.flow.report import status_json, status_lines, table
 from jobs.management.commands._durations import parse_age
 from tenants.models import Tenant
 
@@ -18,7 +20,8 @@ from tenants.models import Tenant
 class Command(BaseCommand):
     help = (
         "Pending and processing jobs per tenant, the age of the oldest due pending job, and "
-        "the runs completed and failed over the last hour (or --window, in whole minutes)."
+        "the runs completed and failed over the last hour (or --window, in whole minutes), "
+        "then each flow-control budget's use and the pauses."
     )
 
     def add_arguments(self, parser):
@@ -57,6 +60,7 @@ class Command(BaseCommand):
                 "window_seconds": int(window.total_seconds()),
                 "totals": totals,
                 "tenants": tenants,
+                **status_json(tenant=tenant),
             }
             self.stdout.write(json.dumps(stats, indent=2, sort_keys=True))
             return
@@ -65,13 +69,7 @@ class Command(BaseCommand):
         header += [f"completed {span}", f"failed {span}"]
         rows = [[schema, *_cells(entry)] for schema, entry in tenants.items()]
         rows.append(["TOTAL", *_cells(totals)])
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        for row in [header, *rows]:
-            self.stdout.write(
-                "  ".join(
-                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-                ).rstrip()
-            )
+        self.stdout.write("\n".join([*table(header, rows), "", *status_lines(tenant=tenant)]))
 
 
 def _cells(entry: dict) -> list[str]:
