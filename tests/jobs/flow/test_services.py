@@ -138,6 +138,17 @@ def test_an_override_is_logged_and_drops_the_tenants_budget_row(acme, globex):
     assert second.detail["previous"] == {"concurrency": 3}
 
 
+def test_an_override_applies_at_the_next_claim(acme):
+    key = f"generations:{acme.pk}"  # the free plan: one generation at a time
+    budget_jobs(acme, key, count=1, processing=True)
+    waiting = budget_jobs(acme, key, count=2, pending=True)
+    assert list(engine.job_claim(worker_id="w", queues=["default"], limit=5)) == []
+
+    services.override_set(tenant=acme, limit="generations", figures={"concurrency": 3}, actor="a")
+    claimed = engine.job_claim(worker_id="w", queues=["default"], limit=5)
+    assert sorted(job.id for job in claimed) == sorted(job.id for job in waiting)
+
+
 @pytest.mark.parametrize(
     ("limit", "figures", "message"),
     [
