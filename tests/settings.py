@@ -28,7 +28,7 @@ JOBS_TYPES["test.cluster_work"] = {"task": "tests.tasks.cluster_work", "max_atte
 # Flow control (tests/jobs/flow): limits of each kind and scope, and job types taking them.
 JOBS_LIMITS = {
     **JOBS_LIMITS,  # noqa: F405
-    "test.rate": {"scope": "global", "rate": "10/s", "burst": 1},
+    "test.rate": {"scope": "global", "rate": "10/s", "burst": 3},
     "test.burst": {"scope": "global", "rate": "60/m", "burst": 2},
     "test.slots": {"scope": "tenant", "concurrency": 2},
     "test.plan_slots": {"scope": "plan"},
@@ -46,3 +46,11 @@ JOBS_TYPES["test.planned"] = {"task": "tests.tasks.record", "limits": {"test.pla
 JOBS_TYPES["test.weighted"] = {"task": "tests.tasks.record", "limits": {"test.units": "size"}}
 JOBS_TYPES["test.single"] = {"task": "tests.tasks.record", "limits": {"test.one": 1}}
 JOBS_TYPES["test.snoozy"] = {"task": "tests.tasks.snooze_once", "max_attempts": 2}
+
+# Cluster tests (tests/cluster): a global concurrency limit both worker hosts share.
+JOBS_LIMITS["test.cluster_slots"] = {"scope": "global", "concurrency": 3}
+JOBS_TYPES["test.cluster_limited"] = {
+    "task": "tests.tasks.cluster_work",
+    "max_attempts": 5,
+    "limits": {"test.cluster_slots": 1},
+}
