@@ -25,6 +25,7 @@ Standalone, on its own database ``bench_flow`` (recreated)::
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -285,6 +286,38 @@ def _wait_figures(waits: list[float]) -> list:
 # --- (b) a global rate limit --------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StartProfile:
+    """Starts per second from the first start (``counts``), and after the first second: the
+    longest pause between two starts (seconds, and when it ended) and the most starts in
+    any interval of one second."""
+
+    counts: list[int]
+    longest_gap: float
+    gap_end: float
+    most_in_a_second: int
+
+
+def start_profile(offsets: list[float], seconds: int) -> StartProfile:
+    """The profile of starts at ``offsets`` (seconds from the first start, sorted) over the
+    first ``seconds`` seconds."""
+    counts = [0] * seconds
+    for offset in offsets:
+        if offset < seconds:
+            counts[int(offset)] += 1
+    later = [offset for offset in offsets if 1 <= offset < seconds]
+    gap, gap_end = 0.0, 0.0
+    for before, after in itertools.pairwise(later):
+        if after - before > gap:
+            gap, gap_end = after - before, after
+    most, first = 0, 0
+    for last, offset in enumerate(later):
+        while offset - later[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return StartProfile(counts, gap, gap_end, most)
+
+
 def rate_holds(database: str, sizes: Sizes) -> str:
     """Part (b): starts per second under the global limit of RATE/s, two processes."""
     tenant_id = tenants(database)[FLOOD_TENANT]
@@ -307,16 +340,15 @@ def rate_holds(database: str, sizes: Sizes) -> str:
                 raise RuntimeError("no job of the rate part started within 60 s")
             time.sleep(0.1)
         time.sleep(sizes.rate_seconds + 1)
-    counted = dict(
-        bench.sql(
+    offsets = [
+        row[0]
+        for row in bench.sql(
             database,
-            """WITH first AS (SELECT min(started_at) AS at FROM job_queue WHERE queue = %(q)s)
-               SELECT floor(extract(epoch FROM j.started_at - first.at))::int, count(*)
-               FROM job_queue j, first WHERE j.queue = %(q)s AND j.started_at IS NOT NULL
-               GROUP BY 1""",
-            {"q": RATE_QUEUE},
+            """SELECT extract(epoch FROM started_at - min(started_at) OVER ())::float8
+               FROM job_queue WHERE queue = %s AND started_at IS NOT NULL ORDER BY 1""",
+            [RATE_QUEUE],
         )
-    )
+    ]
     ((attempts, pending),) = bench.sql(
         database,
         """SELECT (SELECT count(*) FROM job_attempt a JOIN job_queue j ON j.id = a.job_id
@@ -325,7 +357,8 @@ def rate_holds(database: str, sizes: Sizes) -> str:
         {"q": RATE_QUEUE},
     )
     clear(database, RATE_QUEUE)
-    counts = [counted.get(second, 0) for second in range(sizes.rate_seconds)]
+    profile = start_profile(offsets, sizes.rate_seconds)
+    counts = profile.counts
     after_first = counts[1:]
     low, high = RATE * 0.9, RATE * 1.1
     outside = [(second, n) for second, n in enumerate(counts) if second and not low <= n <= high]
@@ -347,7 +380,12 @@ def rate_holds(database: str, sizes: Sizes) -> str:
         + f"\n\nAfter the first second: min {min(after_first, default=0)}, max "
         f"{max(after_first, default=0)}, mean {statistics.fmean(after_first or [0]):.1f} per "
         f"second; the first second {counts[0]} (the full burst of {RATE} plus the refill). "
-        f"Attempts opened: {attempts:,} for {sum(counted.values()):,} starts; "
+        f"Longest pause between two starts after the first second: "
+        f"{profile.longest_gap * 1000:,.0f} ms (ending {profile.gap_end:.2f} s after the "
+        f"first start; at {RATE}/s starts are {1000 / RATE:.0f} ms apart); most starts in any "
+        f"1 s interval after the first second: {profile.most_in_a_second} (the bucket allows "
+        f"at most {RATE} + its burst of {RATE}). "
+        f"Attempts opened: {attempts:,} for {len(offsets):,} starts; "
         f"{pending:,} jobs still pending at the end (the queue never ran dry: "
         f"{'yes' if pending else 'no'}).\n\n"
         f"Target (issue 21): every second after the first within 10% of {RATE} "

@@ -43,6 +43,15 @@ def test_slot_shares_count_each_tenants_slot_seconds_per_window():
     ]
 
 
+def test_start_profile_counts_each_second_and_finds_pauses_and_bunches():
+    offsets = [0.0, 0.1, 0.5, 1.0, 1.2, 1.3, 1.4, 2.9, 3.0, 3.5, 4.2]
+    profile = flow.start_profile(offsets, seconds=4)
+    assert profile.counts == [3, 4, 1, 2]  # 4.2 is past the seconds counted
+    assert profile.longest_gap == pytest.approx(1.5)  # 1.4 → 2.9, after the first second
+    assert profile.gap_end == 2.9
+    assert profile.most_in_a_second == 4  # 1.0, 1.2, 1.3, 1.4
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_each_part_runs_with_real_workers_and_reports_figures_target_and_verdict(tmp_path):
