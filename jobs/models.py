@@ -223,7 +223,7 @@ REPRESENTED_COLUMNS = (
 )
 # Bump when the representation changes what it renders from the same columns, so clients'
 # cached copies stop matching.
-REPRESENTATION_VERSION = "2"
+REPRESENTATION_VERSION = "3"
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -248,6 +248,8 @@ def job_representation(job: Job, result_of: Callable[[Job], dict] | None = None)
     if job.attempts:
         body["attempts"] = job.attempts
     if job.status == JobStatus.PENDING:
+        if getattr(job, "waiting", None):  # read by the poll (jobs.sql.POLL)
+            body["waiting"] = job.waiting
         if job.attempts and job.error:
             body["last_error"] = job.error
             body["next_attempt_at"] = _iso(job.run_at)

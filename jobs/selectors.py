@@ -117,7 +117,11 @@ def job_list(*, tenant, status: str | None = None, type: str | None = None) -> Q
 def _poll_sql(condition: str = "id = %s") -> str:
     """The poll's statement for the tenant's jobs matching ``condition`` (SQL; its
     parameters follow the tenant id)."""
-    return sql.POLL.format(table=sql.public_table("job_queue"), condition=condition)
+    return sql.POLL.format(
+        table=sql.public_table("job_queue"),
+        waiting=sql.public_table("job_waiting"),
+        condition=condition,
+    )
 
 
 def job_poll_get(*, tenant, job_id: uuid.UUID) -> Job:

@@ -408,11 +408,19 @@ FROM job_queue WHERE status = 'processing' GROUP BY queue
 # What a poll reads of the tenant's jobs matching ``{condition}`` (its parameters follow
 # the tenant id) and their ETag's digest, computed by PostgreSQL from the represented
 # columns; internal jobs excluded. ``{table}``: ``public_table("job_queue")``.
+# A due pending job's ``waiting`` (why it is not running yet: paused or throttled, else
+# NULL) is part of its representation and of the digest; ``{waiting}``:
+# ``public_table("job_waiting")`` (migration 0024).
 POLL_SELECTED = ("id", "tenant_id", "created_at", *REPRESENTED_COLUMNS)
+_WAITING = (
+    "CASE WHEN status = 'pending' AND run_at <= now()"
+    " THEN {waiting}(queue, type, tenant_id, limit_keys::text[]) END"
+)
 POLL = (
-    f"SELECT {', '.join(POLL_SELECTED)}, "  # noqa: S608 - composed of constant SQL only
-    f"md5(row({', '.join(REPRESENTED_COLUMNS)})::text) AS representation_digest "
-    f"FROM {{table}} WHERE {REACHABLE_JOBS_SQL} AND {{condition}}"
+    f"SELECT {', '.join(POLL_SELECTED)}, waiting, "  # noqa: S608 - composed of constant SQL only
+    f"md5(row({', '.join(REPRESENTED_COLUMNS)}, waiting)::text) AS representation_digest "
+    f"FROM {{table}} CROSS JOIN LATERAL (SELECT {_WAITING} AS waiting) AS held "
+    f"WHERE {REACHABLE_JOBS_SQL} AND {{condition}}"
 )
 # The tenant of a changed job, to route a notification (the fan-out).
 JOB_TENANT = "SELECT tenant_id FROM {table} WHERE id = %s"

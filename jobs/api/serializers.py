@@ -32,7 +32,8 @@ class JobOutputSerializer(serializers.Serializer):
     the states its description names.
 
     pending/processing: + ``attempts`` once tried, ``last_error`` and ``next_attempt_at``
-    while pending after a failed attempt (waiting for its retry), ``started_at``,
+    while pending after a failed attempt (waiting for its retry), ``waiting`` while a due
+    pending job is held back by flow control (docs/flow.md), ``started_at``,
     ``progress`` and ``progress_message`` while processing; completed: + ``result,
     completed_at``; failed: + ``error, completed_at``; cancelled: + ``cancelled_at``.
     """
@@ -56,6 +57,12 @@ class JobOutputSerializer(serializers.Serializer):
     next_attempt_at = serializers.DateTimeField(
         required=False,
         help_text="pending after a failed attempt: the retry runs not before this time.",
+    )
+    waiting = serializers.ChoiceField(
+        choices=["paused", "throttled"],
+        required=False,
+        help_text="pending and due, on GET /api/jobs/{id}: held back by flow control, its "
+        "queue, type or tenant paused, or a limit it takes spent; absent: merely queued.",
     )
     result = serializers.JSONField(required=False, allow_null=True, help_text="completed.")
     error = serializers.CharField(required=False, help_text="failed: a message safe to show.")
