@@ -132,27 +132,34 @@ SELECT held.key, sum(held.units) FROM job_queue r,
 WHERE r.status = 'processing' AND held.key = ANY(%s)
 GROUP BY held.key
 """
-# The budgets that are spent as of this statement (no unit running free, or no token): a
-# hint that lets the picks skip jobs that could not be admitted. The admission itself
-# (``jobs.flow.claim``) decides under the budgets' row locks.
+# The budgets that are spent as of this statement (no unit running free, or no token; read
+# once, so the spent budgets and the wait for the next token agree): a
+# hint that lets the picks skip jobs that could not be admitted, and marks them throttled
+# (what the poll's ``waiting`` reads) without waiting for a row another claim holds. The
+# admission itself (``jobs.flow.claim``) decides under the budgets' row locks.
 BLOCKED_BUDGETS_CTE = """running_units AS (
     SELECT held.key, sum(held.units) AS units FROM job_queue r,
            unnest(r.limit_keys, r.limit_units) AS held(key, units)
     WHERE r.status = 'processing' GROUP BY held.key
 ),
-blocked AS (
-    SELECT coalesce(array_agg(b.key), '{}') AS keys
+budgets_now AS MATERIALIZED (
+    SELECT b.key, b.concurrency, b.rate, coalesce(u.units, 0) AS running,
+           least(b.burst, b.tokens + b.rate * extract(
+               epoch FROM statement_timestamp() - b.refreshed_at)) AS tokens
     FROM flow_budget b LEFT JOIN running_units u ON u.key = b.key
-    CROSS JOIN LATERAL (SELECT least(b.burst, b.tokens + b.rate * extract(
-                          epoch FROM clock_timestamp() - b.refreshed_at)) AS tokens) now_
-    WHERE coalesce(u.units, 0) >= b.concurrency OR now_.tokens < 1
+),
+blocked AS (
+    SELECT coalesce(array_agg(key), '{}') AS keys FROM budgets_now
+    WHERE running >= concurrency OR tokens < 1
+),
+flagged AS (
+    UPDATE flow_budget SET throttled = true
+    WHERE key IN (SELECT b.key FROM flow_budget b, blocked
+                  WHERE b.key = ANY(blocked.keys) AND NOT b.throttled
+                  FOR UPDATE OF b SKIP LOCKED)
 ),
 refill AS (
-    SELECT min((1 - least(b.burst, b.tokens + b.rate * extract(
-               epoch FROM clock_timestamp() - b.refreshed_at))) / b.rate) AS seconds
-    FROM flow_budget b WHERE b.rate > 0
-      AND least(b.burst, b.tokens + b.rate * extract(
-              epoch FROM clock_timestamp() - b.refreshed_at)) < 1
+    SELECT min((1 - tokens) / rate) AS seconds FROM budgets_now WHERE rate > 0 AND tokens < 1
 ),"""
 
 # Claimed rows become processing under a lease, and each opens its attempt.

@@ -7,6 +7,7 @@ from django.db import connection
 
 from jobs import services
 from jobs.flow.models import LimitBudget, Pause
+from jobs.models import Job, JobStatus
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,3 +50,15 @@ def test_job_waiting_tells_nothing_of_another_tenant(acme, globex):
                 assert cursor.fetchone()[0] is None
         finally:
             cursor.execute("SELECT set_config('app.tenant_id', '', false)")
+
+
+def test_a_job_behind_a_spent_budget_reads_throttled_after_the_next_claim(acme, alice):
+    client = client_for(alice, host="acme.localhost")
+    for _ in range(3):
+        services.job_enqueue(tenant=acme, type="test.single", payload={})  # concurrency 1
+    # A claim of one takes the only unit and looks at no other job: nothing is marked yet.
+    assert len(services.job_claim(worker_id="w1", queues=["default"], limit=1)) == 1
+    waiting = services.job_claim(worker_id="w1", queues=["default"], limit=5)
+    assert waiting == []  # the next claim skips them, the budget being spent...
+    pending = Job.objects.filter(type="test.single", status=JobStatus.PENDING).first()
+    assert poll(client, pending).json()["waiting"] == "throttled"  # ...and marks it
