@@ -7,4 +7,7 @@ class CoreConfig(AppConfig):
     name = "core"
 
     def ready(self):
-        from core import cors  # noqa: F401 - connects the per-tenant CORS receiver
+        from core import (  # noqa: F401
+            checks,  # registers the settings' system checks
+            cors,  # connects the per-tenant CORS receiver
+        )
