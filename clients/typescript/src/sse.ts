@@ -1,0 +1,57 @@
+/**
+ * A `text/event-stream` reader over a fetch Response body (EventSource cannot send an
+ * Authorization header). Comments (`: keep-alive`) count as activity but are no events.
+ */
+
+export interface ServerEvent {
+  event: string;
+  id: string | null;
+  data: string;
+}
+
+/**
+ * Calls `onEvent` for each complete event and `onActivity` for every chunk read; resolves
+ * when the server ends the stream, rejects when the connection fails or is aborted.
+ */
+export async function readEvents(
+  body: ReadableStream<Uint8Array>,
+  onEvent: (event: ServerEvent) => void,
+  onActivity: () => void = () => {},
+): Promise<void> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      onActivity();
+      buffer = (buffer + decoder.decode(value, { stream: true })).replace(/\r\n?/g, "\n");
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = parseBlock(block);
+        if (event) onEvent(event);
+      }
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+function parseBlock(block: string): ServerEvent | null {
+  let event = "message";
+  let id: string | null = null;
+  const data: string[] = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const name = colon < 0 ? line : line.slice(0, colon);
+    const field = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (name === "event") event = field;
+    else if (name === "id") id = field;
+    else if (name === "data") data.push(field);
+  }
+  return data.length ? { event, id, data: data.join("\n") } : null;
+}
