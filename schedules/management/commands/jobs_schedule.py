@@ -1,12 +1,17 @@
 """``manage.py jobs_schedule add|list|enable|disable|remove --tenant T …``: a tenant's
 schedules (``schedules.services``). An invalid schedule is refused with each error, and
-nothing is stored."""
+nothing is stored. Times are shown in the schedule's own timezone, with their UTC offset;
+``list`` prints a table with a header (``-`` where a value is missing), or "no schedules"."""
+
+from datetime import UTC
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import ParseError
 
 from core.limits import parse_json
+from core.tables import MISSING, table
 from schedules import selectors, services
 from schedules.models import Schedule
 from tenants.commands import refusal, tenant_named
@@ -52,7 +57,11 @@ class Command(BaseCommand):
                 ) from None
             except ValidationError as exc:  # enabling a row stored before today's checks
                 raise refusal(exc) from None
-            self.stdout.write(f"{action}d {schedule.name}; next run {schedule.next_run_at}")
+            if schedule.enabled:
+                next_run = local_time(schedule, schedule.next_run_at)
+                self.stdout.write(f"enabled {schedule.name}; next run {next_run}")
+            else:
+                self.stdout.write(f"disabled {schedule.name}")
 
     def _add(self, tenant, options):
         try:
@@ -71,12 +80,41 @@ class Command(BaseCommand):
             services.schedule_save(schedule)
         except ValidationError as exc:
             raise refusal(exc) from None
-        self.stdout.write(f"added {schedule.name}; next run {schedule.next_run_at}")
+        next_run = local_time(schedule, schedule.next_run_at)
+        self.stdout.write(f"added {schedule.name}; next run {next_run}")
 
     def _list(self, tenant):
-        for schedule in selectors.schedules_for(tenant=tenant).order_by("name"):
-            state = "enabled" if schedule.enabled else "disabled"
-            self.stdout.write(
-                f"{schedule.name}\t{schedule.type}\t{schedule.cron}\t{schedule.timezone}\t"
-                f"{state}\tnext {schedule.next_run_at}\tlast job {schedule.last_job_id}"
-            )
+        schedules = list(selectors.schedules_for(tenant=tenant).order_by("name"))
+        if not schedules:
+            self.stdout.write("no schedules")
+            return
+        rows = [
+            [
+                schedule.name,
+                schedule.type,
+                schedule.cron,
+                schedule.timezone,
+                "enabled" if schedule.enabled else "disabled",
+                local_time(schedule, schedule.next_run_at),
+                local_time(schedule, schedule.last_tick_at),
+                schedule.last_job_id,
+            ]
+            for schedule in schedules
+        ]
+        self.stdout.write("\n".join(table(LIST_HEADER, rows)))
+
+
+LIST_HEADER = ["name", "type", "cron", "timezone", "state", "next run", "last run", "last job"]
+
+
+def local_time(schedule: Schedule, moment) -> str:
+    """``moment`` in ``schedule``'s timezone with its UTC offset (``2026-12-07
+    03:00:00+01:00``), as ``add``, ``enable`` and ``list`` print it; ``-`` for none. A
+    timezone this machine does not know (a row stored before today's checks) shows UTC."""
+    if moment is None:
+        return MISSING
+    try:
+        zone = ZoneInfo(schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    return moment.astimezone(zone).isoformat(sep=" ", timespec="seconds")
