@@ -1,7 +1,8 @@
 """Plain-text tables for the management commands' listings: a header row, left-aligned
-columns two spaces apart, ``-`` for a missing value."""
+columns two spaces apart, ``-`` for a missing value, times to the second."""
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 MISSING = "-"
 
@@ -11,6 +12,12 @@ def cell(value) -> str:
     if value is None or value == "":
         return MISSING
     return str(value)
+
+
+def utc(moment: datetime | None) -> str:
+    """``moment`` in UTC to the second (``2026-12-06 21:30:05``; the column or line says
+    UTC), ``-`` for none."""
+    return MISSING if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:

@@ -5,6 +5,7 @@ refusal of non-public addresses at registration and at delivery."""
 import base64
 import hmac
 import json
+import re
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -272,7 +273,8 @@ def test_list_and_remove_per_tenant(acme, globex, allow_loopback):
     theirs = add_endpoint(globex, "http://127.0.0.1:9/b", new_secret())
     out = StringIO()
     call_command("jobs_webhook", "list", "--tenant", "acme", stdout=out)
-    assert out.getvalue() == f"{mine.pk}\thttp://127.0.0.1:9/a\tcancelled,completed,failed\n"
+    row = re.split(r"\s{2,}", out.getvalue().splitlines()[1])
+    assert row[:3] == [str(mine.pk), "http://127.0.0.1:9/a", "cancelled,completed,failed"]
     assert "whsec_" not in out.getvalue()
     with pytest.raises(CommandError, match=f"no endpoint {theirs.pk} in acme"):
         call_command("jobs_webhook", "remove", str(theirs.pk), "--tenant", "acme")

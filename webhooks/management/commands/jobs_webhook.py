@@ -1,10 +1,12 @@
 """``manage.py jobs_webhook add|list|remove --tenant T …``: a tenant's completion webhook
 endpoints (``webhooks.services``). An invalid endpoint is refused with each error, and nothing
-is stored; secrets are never printed."""
+is stored; secrets are never printed. ``list`` prints a table with a header (``-`` where a
+value is missing, times in UTC), or "no webhooks"."""
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from core.tables import table, utc
 from jobs.models import FINAL_STATUSES
 from tenants.commands import refusal, tenant_named
 from webhooks import selectors, services
@@ -43,9 +45,27 @@ class Command(BaseCommand):
                 raise refusal(exc) from None
             self.stdout.write(f"added {endpoint.pk} {endpoint.url}")
         elif options["action"] == "list":
-            for endpoint in selectors.endpoints_for(tenant=tenant).order_by("pk"):
-                self.stdout.write(f"{endpoint.pk}\t{endpoint.url}\t{','.join(endpoint.statuses)}")
+            self._list(tenant)
         elif not services.endpoint_remove(tenant=tenant, endpoint_id=options["id"]):
             raise CommandError(f"no endpoint {options['id']} in {tenant.schema_name}")
         else:
             self.stdout.write(f"removed {options['id']}")
+
+    def _list(self, tenant):
+        endpoints = list(selectors.endpoints_for(tenant=tenant).order_by("pk"))
+        if not endpoints:
+            self.stdout.write("no webhooks")
+            return
+        rows = [
+            [
+                endpoint.pk,
+                endpoint.url,
+                ",".join(endpoint.statuses),
+                utc(endpoint.created_at),
+            ]
+            for endpoint in endpoints
+        ]
+        self.stdout.write("\n".join(table(LIST_HEADER, rows)))
+
+
+LIST_HEADER = ["id", "url", "statuses", "created (UTC)"]
