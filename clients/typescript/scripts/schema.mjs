@@ -7,7 +7,8 @@
 // The schema comes from `manage.py spectacular` run with the repository's virtualenv
 // (PYTHON overrides it) in the caller's environment: with DATABASE_URL and REDIS_URL unset
 // the settings attach to the embedded servers, as `make run` does; the command itself
-// never queries them.
+// never queries them. defaultNonNullable is off: a field with a default (priority) is
+// optional in a request, as the server treats it.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,7 +32,7 @@ async function generated() {
       cwd: repository,
       stdio: ["ignore", "inherit", "inherit"],
     });
-    const ast = await openapiTS(pathToFileURL(schemaFile), { alphabetize: false });
+    const ast = await openapiTS(pathToFileURL(schemaFile), { alphabetize: false, defaultNonNullable: false });
     return HEADER + astToString(ast);
   } finally {
     rmSync(dir, { recursive: true, force: true });

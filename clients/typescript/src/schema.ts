@@ -381,7 +381,7 @@ export interface components {
              * @description Higher runs first.
              * @default 0
              */
-            priority: number;
+            priority?: number;
         };
         /** @description ``{refresh}``: revoke this refresh token of the host's tenant. */
         LogoutRequest: {
