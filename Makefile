@@ -80,6 +80,13 @@ system-packages:
 test: install system-packages
 	$(PY) -m pytest -m "not faults and not cluster"
 
+# The TypeScript client (clients/typescript): its locked npm packages, its generated types
+# checked against the live schema (manage.py spectacular), a strict type check and its unit
+# tests. Needs Node 20+ and npm; see clients/typescript/README.md.
+.PHONY: test-client
+test-client: install
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run check-schema && npm run typecheck && npm test
+
 # Outages on private PostgreSQL and Redis servers the tests start on loopback ports (never
 # the machine's): PostgreSQL restarted under load, Redis stopped, workers SIGKILLed while
 # 500 jobs run. About two minutes; CI runs it once. See docs/security.md.
