@@ -284,3 +284,59 @@ def jobs_count_finished(*, tenant, statuses: list[str], cutoff: datetime) -> dic
         .order_by()
     )
     return {row["status"]: row["n"] for row in rows}
+
+
+# --- operators: manage.py jobs ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobMatch:
+    """Which jobs an operator's listing or bulk action covers (``manage.py jobs``); a field
+    left empty narrows nothing. ``created_before`` fixes a bulk action's set at its start,
+    so jobs enqueued while it runs are left alone."""
+
+    tenant_id: int | None = None
+    statuses: tuple[str, ...] = ()
+    type: str = ""
+    queue: str = ""
+    created_before: datetime | None = None
+
+
+def jobs_matching(*, tenant, match: JobMatch) -> QuerySet[Job]:
+    """``jobs_for_staff(tenant=tenant)`` (newest first, tenant joined) narrowed to
+    ``match``."""
+    jobs = jobs_for_staff(tenant=tenant)
+    if match.tenant_id is not None:
+        jobs = jobs.filter(tenant_id=match.tenant_id)
+    if match.statuses:
+        jobs = jobs.filter(status__in=match.statuses)
+    if match.type:
+        jobs = jobs.filter(type=match.type)
+    if match.queue:
+        jobs = jobs.filter(queue=match.queue)
+    if match.created_before is not None:
+        jobs = jobs.filter(created_at__lte=match.created_before)
+    return jobs
+
+
+def job_ids_matching(
+    *, tenant, match: JobMatch, after: uuid.UUID | None, limit: int
+) -> list[uuid.UUID]:
+    """The ids of at most ``limit`` jobs of ``jobs_matching`` past ``after`` in id order: one
+    page of a keyset walk, so a bulk action visits any number of jobs in batches, each
+    once, while its own changes move them out of ``match``."""
+    jobs = jobs_matching(tenant=tenant, match=match)
+    if after is not None:
+        jobs = jobs.filter(id__gt=after)
+    return list(jobs.order_by("id").values_list("id", flat=True)[:limit])
+
+
+def job_for_staff(*, tenant, job_id: uuid.UUID) -> Job:
+    """The job ``job_id`` as ``jobs_for_staff(tenant=tenant)`` reaches it (any job, internal
+    ones included, for ``ALL_TENANTS``), with its attempts prefetched (oldest first,
+    ``attempt_history``); ``JobNotFound`` otherwise."""
+    jobs = jobs_for_staff(tenant=tenant).prefetch_related("attempt_history")
+    job = jobs.filter(id=job_id).first()
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
