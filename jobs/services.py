@@ -322,8 +322,8 @@ def _claim_within_limits(params: dict, *, capped: bool) -> tuple[list[Job], floa
     with connection.cursor() as cursor:
         cursor.execute(sql.CAPPED_CANDIDATES if capped else sql.CANDIDATES, params)
         rows = cursor.fetchall()
-        refill = rows.pop()[-1]  # the last row: the first spent rate budget's refill
-        admission = admit(cursor, [Candidate.from_row(row) for row in rows], params["limit"])
+    refill = rows.pop()[-1]  # the last row: the first spent rate budget's refill
+    admission = admit(connection, [Candidate.from_row(row) for row in rows], params["limit"])
     retry_in = min((s for s in (refill, admission.retry_in) if s is not None), default=None)
     if not admission.ids and not admission.tokens:
         return [], retry_in

@@ -76,25 +76,30 @@ def _short(figures: Figures, running: int, tokens: float, units: int) -> float |
     return None
 
 
-def admit(cursor, candidates: list[Candidate], limit: int) -> Admission:
+def admit(connection, candidates: list[Candidate], limit: int) -> Admission:
     """Admit up to ``limit`` of ``candidates`` (in claim order) within their budgets, taking
-    the budgets' row locks through ``cursor`` (inside the claim's transaction)."""
+    the budgets' row locks on ``connection`` (Django's, inside the claim's transaction)."""
     figures = _figures(candidates)
     if not figures:
         return Admission(ids=[candidate.id for candidate in candidates[:limit]])
     keys = sorted(figures)
-    cursor.execute(
-        sql.LOCK_BUDGETS,
-        [
-            keys,
-            [figures[key].concurrency for key in keys],
-            [figures[key].rate for key in keys],
-            [figures[key].burst for key in keys],
-        ],
-    )
-    admission = Admission(tokens=dict(cursor.fetchall()))
-    cursor.execute(sql.RUNNING_UNITS, [keys])
-    running = dict(cursor.fetchall())
+    # One round trip for both: PostgreSQL runs the count after the locks are held, in a
+    # snapshot of its own, so the locks are held one round trip less.
+    session = connection.connection
+    with session.pipeline():
+        locking, counting = session.cursor(), session.cursor()
+        locking.execute(
+            sql.LOCK_BUDGETS,
+            [
+                keys,
+                [figures[key].concurrency for key in keys],
+                [figures[key].rate for key in keys],
+                [figures[key].burst for key in keys],
+            ],
+        )
+        counting.execute(sql.RUNNING_UNITS, [keys])
+    admission = Admission(tokens=dict(locking.fetchall()))
+    running = dict(counting.fetchall())
     waits = []
     for candidate in candidates:
         if len(admission.ids) == limit:
