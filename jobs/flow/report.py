@@ -2,19 +2,11 @@
 (``manage.py jobs_flow status``, ``manage.py jobs_stats``), and the same as JSON-ready
 dicts (``jobs_stats --json``)."""
 
+from core.tables import table
 from jobs.flow.selectors import LimitUse, PauseRow, limit_usage, pauses
 
 LIMIT_HEADER = ["limit", "scope", "tenant", "running", "tokens", "rate/s", "waiting", "throttled"]
 PAUSE_HEADER = ["paused", "target", "by", "at (UTC)", "reason"]
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """``header`` and ``rows`` as lines of left-aligned columns two spaces apart."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
 
 
 def limit_cells(use: LimitUse) -> list[str]:

@@ -11,8 +11,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.roles import ALL_TENANTS
+from core.tables import table
 from insights.selectors import stats_by_tenant
-from jobs.flow.report import status_json, status_lines, table
+from jobs.flow.report import status_json, status_lines
 from jobs.management.commands._durations import parse_age
 from tenants.models import Tenant
 
