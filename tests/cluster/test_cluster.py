@@ -9,7 +9,8 @@ import time
 import pytest
 
 from tests.cluster import ledger
-from tests.cluster.stack import TENANTS, WEB_HOSTS
+from tests.cluster.budget import RunningUnits
+from tests.cluster.stack import TENANTS, WEB_HOSTS, WORKER_TIMING
 from tests.cluster.traffic import FINAL, Clients, Pollers, unfinished
 from tests.faults import servers
 
@@ -209,6 +210,143 @@ def test_worker_partition_leases_expire_and_late_writes_are_refused(cluster):
     count = ledger.count(cluster, job_ids + later)
     assert count.lost_leases >= len(taken)
     _report("worker partition", count)
+
+
+# A global limit held across both worker hosts (issue 21): its figures and job type
+# (tests/settings.py), each job's length, the sampling of its running units.
+_LIMIT_KEY, _LIMITED_TYPE, _LIMIT = "test.cluster_slots", "test.cluster_limited", 3
+_LIMITED_SLEEP = 1.0
+_SAMPLE_INTERVAL = 0.05
+# The units worker1 held are free again after its lease and one pass of the reaper
+# (stack.WORKER_TIMING), and worker2, woken by their release, takes them within a few
+# seconds. Unless worker1 was cut off inside a claim's transaction: it holds the limit's
+# budget row lock, which every claim of the limit waits for (and worker2's reaper with it:
+# it runs in the claim loop), until PgBouncer drops the dead client (tcp_user_timeout 10 s,
+# keepalives after 5 s idle: ~11 s, stack.Pooler) and PostgreSQL rolls the claim back.
+_POOLER_DROPS_DEAD_CLIENT_SECONDS = 11.0
+_UNITS_BACK_SECONDS = (
+    max(
+        float(WORKER_TIMING["JOBS_LEASE_SECONDS"]) + float(WORKER_TIMING["JOBS_REAP_INTERVAL"]),
+        _POOLER_DROPS_DEAD_CLIENT_SECONDS,
+    )
+    + 4.0
+)
+# How long worker1 is cut off: past the units' return, with time left to see worker2
+# alone hold the limit.
+_LIMITED_CUT_SECONDS = _UNITS_BACK_SECONDS + 3.0
+# Claims waiting for a budget row lock: a second after the cut (worker2 polls every 0.5 s),
+# only the lock of a claim worker1 was cut off in holds them.
+_CLAIMS_WAITING_ON_A_BUDGET = """
+SELECT count(*) FROM pg_stat_activity
+WHERE cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%INSERT INTO flow_budget%'
+"""
+
+
+def test_global_limit_held_across_worker_hosts_through_a_partition(cluster):
+    """Both worker hosts serve a type whose jobs take one unit of a global concurrency limit
+    of 3, through PgBouncer, with more jobs than the limit lets run for the whole scenario.
+    PostgreSQL's count of the limit's running units, sampled every 50 ms, never exceeds the
+    limit: before worker1 is cut off, while it is (its units come back when its leases
+    expire, and worker2 takes them), and once it is back and claims again beside worker2
+    (what it wrote late, for the runs it lost, is refused or given up)."""
+    clients = Clients(cluster)
+    cut_off = cluster.workers["worker1"]
+    running_on_cut_off = (
+        "SELECT id::text FROM job_queue WHERE status = 'processing' AND type = %s"
+        " AND worker_id LIKE %s"
+    )
+    with RunningUnits(
+        cluster, _LIMIT_KEY, _LIMITED_TYPE, watched_pid=cut_off.pid, interval=_SAMPLE_INTERVAL
+    ) as units:
+        # 150 one-second jobs, 50 s of the limit's work: it stays saturated to the end.
+        job_ids = [
+            job
+            for _ in range(10)
+            for schema in TENANTS
+            for job in clients.submit(schema, 5, sleep=_LIMITED_SLEEP, job_type=_LIMITED_TYPE)
+        ]
+        servers.wait_until(
+            lambda: units.first(0.0, lambda sample: sample.running == _LIMIT),
+            timeout=60,
+            what=f"the limit's {_LIMIT} units to run",
+        )
+        # Cut worker1 off while it runs a job it has just started, so it still holds it then.
+        servers.wait_until(
+            lambda: cluster.sql(
+                f"{running_on_cut_off} AND started_at > clock_timestamp() - interval '0.3 s'",
+                [_LIMITED_TYPE, f"%-{cut_off.pid}-%"],
+            ),
+            timeout=60,
+            what="worker1 to start a limited job",
+            interval=0.02,
+        )
+        cluster.network.cut("worker1")
+        cut_at = time.monotonic()
+        try:
+            time.sleep(0.5)  # what it holds once cut off: no write of it reaches PostgreSQL now
+            taken = {
+                job_id
+                for (job_id,) in cluster.sql(
+                    running_on_cut_off, [_LIMITED_TYPE, f"%-{cut_off.pid}-%"]
+                )
+            }
+            assert taken, "worker1 finished its jobs before the cut"
+            time.sleep(0.5)
+            budget_held_by_the_cut = cluster.sql(_CLAIMS_WAITING_ON_A_BUDGET)[0][0] > 0
+            # Its units come back when its leases expire; worker2 takes the limit whole.
+            try:
+                back = servers.wait_until(
+                    lambda: units.first(
+                        cut_at, lambda sample: sample.running == _LIMIT and sample.on_watched == 0
+                    ),
+                    timeout=_UNITS_BACK_SECONDS,
+                    what=f"worker2 to hold all {_LIMIT} units after the cut",
+                    interval=0.05,
+                )
+            except AssertionError as timed_out:
+                raise AssertionError(
+                    f"{timed_out}; running (worker1's) waiting since the cut:"
+                    f" {units.timeline(cut_at, cut_at)}"
+                ) from None
+            time.sleep(max(0.0, _LIMITED_CUT_SECONDS - (time.monotonic() - cut_at)))
+        finally:
+            cluster.network.mend("worker1")
+        mended_at = time.monotonic()
+        # Back on the network, worker1 claims units of the limit again beside worker2.
+        returned = servers.wait_until(
+            lambda: units.first(mended_at, lambda sample: sample.on_watched > 0),
+            timeout=_BACK_TO_WORK_SECONDS,
+            what=f"worker1 to run limited jobs within {_BACK_TO_WORK_SECONDS} s of the mend",
+            interval=0.1,
+        )
+        _settle(cluster, job_ids, timeout=120)
+    before, during, after = (
+        units.between(0.0, cut_at),
+        units.between(cut_at, mended_at),
+        units.between(mended_at),
+    )
+    peaks = [max(sample.running for sample in phase) for phase in (before, during, after)]
+    shared = sum(1 for s in after if 0 < s.on_watched < s.running)
+    print(
+        f"\n[global limit partition] limit {_LIMIT}: {len(units.samples)} samples (widest gap"
+        f" {units.widest_gap() * 1000:.0f} ms), peak running before/during/after the cut"
+        f" {peaks[0]}/{peaks[1]}/{peaks[2]}; worker1 held {len(taken)} at the cut"
+        f" (its claim cut off holding the budget's lock: {budget_held_by_the_cut}), worker2 held"
+        f" the limit"
+        f" {back.at - cut_at:.1f} s after it; worker1 back {returned.at - mended_at:.1f}"
+        f" s after the mend, {shared} samples with both hosts running"
+    )
+    over = [sample.at for sample in units.samples if sample.running > _LIMIT]
+    assert not over, (
+        f"the limit was exceeded {len(over)} times; running (worker1's) waiting, in s since the"
+        f" cut (mended at {mended_at - cut_at:+.2f}):"
+        f" {units.timeline(cut_at, over[0] - 1, over[-1] + 1)}"
+    )
+    assert returned.waiting > 0, "the jobs ran out before worker1 was back: nothing contended"
+    assert _worker_runs(cluster, "worker2", list(taken)) == taken
+    count = ledger.count(cluster, job_ids)
+    assert count.lost_leases >= len(taken)
+    _report("global limit partition", count)
 
 
 def test_web_host_lost_clients_retry_on_the_other(cluster):

@@ -61,10 +61,14 @@ class Clients:
             return answered
         raise AssertionError(f"no web host answered {method} {path}")
 
-    def submit(self, schema: str, count: int, *, sleep: float) -> list[str]:
+    def submit(
+        self, schema: str, count: int, *, sleep: float, job_type: str = "test.cluster_work"
+    ) -> list[str]:
+        """``count`` jobs of ``job_type`` (a type whose task is ``tests.tasks.cluster_work``)
+        for ``schema``, each sleeping ``sleep`` seconds; their ids."""
         ids = []
         for _ in range(count):
-            body = {"type": "test.cluster_work", "payload": {"tenant": schema, "sleep": sleep}}
+            body = {"type": job_type, "payload": {"tenant": schema, "sleep": sleep}}
             answered = self._send(schema, "POST", "/api/jobs", body=body)
             assert answered.answer.status == 202, answered.answer
             ids.append(answered.answer.json()["id"])
