@@ -26,7 +26,11 @@ export async function readEvents(
       const { value, done } = await reader.read();
       if (done) return;
       onActivity();
-      buffer = (buffer + decoder.decode(value, { stream: true })).replace(/\r\n?/g, "\n");
+      // Line ends are normalized to \n; a \r ending a chunk waits for the next one, whose
+      // first character may be the \n of the same CRLF.
+      const text = buffer + decoder.decode(value, { stream: true });
+      const held = text.endsWith("\r") ? "\r" : "";
+      buffer = text.slice(0, text.length - held.length).replace(/\r\n?/g, "\n") + held;
       let end: number;
       while ((end = buffer.indexOf("\n\n")) >= 0) {
         const block = buffer.slice(0, end);
