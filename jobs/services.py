@@ -269,6 +269,12 @@ def _notify_workers(queue: str) -> None:
         cursor.execute(sql.NOTIFY_WORKERS, [NOTIFY_CHANNEL, queue])
 
 
+# The longest a claim under flow control may leave its transaction idle between statements,
+# in milliseconds (sql.CANDIDATES): far above a healthy claim's pause, far below the
+# network's own timeout (DB_NETWORK_TIMEOUT), which a cut-off worker's locks would last.
+CLAIM_IDLE_TIMEOUT_MS = 3000
+
+
 class ClaimedJobs(list):
     """The jobs a claim took (a list, in run order), and ``retry_in``: the seconds until a
     rate budget that held a job back has a token again (None: none did)."""
@@ -295,6 +301,7 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> ClaimedJo
         "worker_id": worker_id,
         "lease": settings.JOBS_LEASE_SECONDS,
         "ageing": settings.JOBS_PRIORITY_AGEING_SECONDS,
+        "idle_timeout": str(CLAIM_IDLE_TIMEOUT_MS),
     }
     retry_in = None
     with transaction.atomic():

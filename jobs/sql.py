@@ -200,11 +200,14 @@ chosen AS (SELECT id FROM candidates ORDER BY {_CANDIDATE_ORDER} LIMIT %(limit)s
 
 
 def _candidates_statement(*, capped: bool) -> str:
-    return f"""{_candidates(capped=capped, limited=True)}
+    return f"""{_candidates(capped=capped, limited=True)},
+guard AS (
+    SELECT set_config('idle_in_transaction_session_timeout', %(idle_timeout)s, true)
+)
 (SELECT id, tenant_id, limit_keys, limit_units, plan, overrides, NULL::float8
  FROM candidates ORDER BY {_CANDIDATE_ORDER} LIMIT %(limit)s * 2)
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, seconds FROM refill"""  # noqa: S608 - composed of constant SQL only
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, seconds FROM refill CROSS JOIN guard"""  # noqa: S608 - composed of constant SQL only
 
 
 # The one-statement claim, when no job type consumes a limit of flow control: the first
@@ -214,7 +217,10 @@ CLAIM = _claim_statement(capped=False)
 CAPPED_CLAIM = _claim_statement(capped=True)
 # Flow control's first claim statement: the candidates, locked, in claim order, with their
 # budgets and their tenant's plan and overrides (``jobs.flow.claim``), then one row with no
-# id: the seconds until the first spent rate budget has a token again (NULL: none).
+# id: the seconds until the first spent rate budget has a token again (NULL: none). It also
+# bounds how long the transaction may sit idle (%(idle_timeout)s ms): a worker cut off
+# between the claim's statements, holding a budget's lock that every host's claims of that
+# limit wait for, loses its session then instead of when the network gives up on it.
 CANDIDATES = _candidates_statement(capped=False)
 CAPPED_CANDIDATES = _candidates_statement(capped=True)
 

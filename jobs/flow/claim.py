@@ -83,12 +83,11 @@ def admit(connection, candidates: list[Candidate], limit: int) -> Admission:
     if not figures:
         return Admission(ids=[candidate.id for candidate in candidates[:limit]])
     keys = sorted(figures)
-    # One round trip for both: PostgreSQL runs the count after the locks are held, in a
-    # snapshot of its own, so the locks are held one round trip less.
-    session = connection.connection
-    with session.pipeline():
-        locking, counting = session.cursor(), session.cursor()
-        locking.execute(
+    # Two round trips, not one psycopg pipeline: after a pipeline PostgreSQL does not arm
+    # the claim's idle timeout (sql.CANDIDATES), which bounds how long a worker cut off
+    # here holds these locks.
+    with connection.cursor() as cursor:
+        cursor.execute(
             sql.LOCK_BUDGETS,
             [
                 keys,
@@ -97,9 +96,9 @@ def admit(connection, candidates: list[Candidate], limit: int) -> Admission:
                 [figures[key].burst for key in keys],
             ],
         )
-        counting.execute(sql.RUNNING_UNITS, [keys])
-    admission = Admission(tokens=dict(locking.fetchall()))
-    running = dict(counting.fetchall())
+        admission = Admission(tokens=dict(cursor.fetchall()))
+        cursor.execute(sql.RUNNING_UNITS, [keys])
+        running = dict(cursor.fetchall())
     waits = []
     for candidate in candidates:
         if len(admission.ids) == limit:

@@ -3,12 +3,15 @@ scope of limit, plans and overrides, units from the payload, pauses, and priorit
 The limits are tests/settings.py's ``test.*`` ones. Several worker processes: test_workers.
 """
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from jobs import services
+from jobs import services, sql
+from jobs.flow.claim import Candidate, admit
 from jobs.flow.models import LimitBudget, LimitOverride, Pause
 from jobs.models import Job, JobStatus
 from tests.jobs.writes import job_complete
@@ -18,8 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def submit(tenant, type_, count=1, **payload):
     return [
-        services.job_enqueue(tenant=tenant, type=type_, payload=dict(payload))
-        for _ in range(count)
+        services.job_enqueue(tenant=tenant, type=type_, payload=dict(payload)) for _ in range(count)
     ]
 
 
@@ -147,3 +149,49 @@ def test_the_ageing_bound_a_job_waiting_long_enough_beats_every_newer_one(acme, 
         services.job_enqueue(tenant=acme, type="test.record", payload={}, priority=100)
     assert [job.id for job in claim(limit=1)] == [lowest.id]
 
+
+def test_a_claimer_gone_quiet_inside_its_claim_loses_its_locks(acme):
+    # A worker cut off between the claim's statements holds the budget's lock that every
+    # claim of that limit waits for. Its transaction may sit idle CLAIM_IDLE_TIMEOUT_MS at
+    # most: PostgreSQL then ends its session, and another claimer takes the job while the
+    # quiet one is still away.
+    submit(acme, "test.single", 2)  # one for the quiet claimer to hold, one for the other
+    locked, taken = threading.Event(), threading.Event()
+    outcome = {}
+
+    def cut_off():
+        params = {
+            "queues": ["default"],
+            "limit": 1,
+            "cap": None,
+            "worker_id": "gone",
+            "lease": 30,
+            "ageing": 60,
+            "idle_timeout": str(services.CLAIM_IDLE_TIMEOUT_MS),
+        }
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(sql.CANDIDATES, params)
+                    rows = cursor.fetchall()[:-1]
+                admit(connection, [Candidate.from_row(row) for row in rows], 1)
+                locked.set()
+                # The cut: away twice as long as the claim may idle, or until taken.
+                taken.wait(2 * services.CLAIM_IDLE_TIMEOUT_MS / 1000)
+                outcome["taken while away"] = taken.is_set()
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+        except DatabaseError as error:
+            outcome["ended"] = str(error)
+        finally:
+            connection.close()
+
+    quiet = threading.Thread(target=cut_off)
+    quiet.start()
+    assert locked.wait(30)
+    claimed = claim()  # waits for the budget's lock, until PostgreSQL ends the quiet session
+    taken.set()
+    quiet.join()
+    assert len(claimed) == 1
+    assert outcome["taken while away"], outcome
+    assert "idle-in-transaction timeout" in outcome["ended"], outcome
