@@ -9,11 +9,14 @@ cannot hold one), a bad pattern (``__regex=(``), a transform's out-of-range valu
 - a parameter name or value with NUL is an invalid filter: Django's redirect to ``?e=1``;
 - a field may be followed by one plain comparison only (``exact``, ``in``, ``gte``,
   ``contains``…), across relations too; a transform or pattern is a disallowed lookup,
-  which Django answers with 400 (the project's problem document).
+  which Django answers with 400 (the project's problem document);
+- an array field (a job's flow-control budgets) is no filter at all: its values are array
+  literals Django does not check, and the admin offers no such filter.
 """
 
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models.constants import LOOKUP_SEP
 
@@ -48,6 +51,8 @@ def is_plain_lookup(model, lookup: str) -> bool:
             field = opts.get_field(part)
         except FieldDoesNotExist:
             return index == 0 or (index == len(parts) - 1 and part in PLAIN_LOOKUPS)
+        if isinstance(field, ArrayField):
+            return False
         if field.related_model is None:  # not a relation (or a generic one): no more fields
             rest = parts[index + 1 :]
             return not rest or (len(rest) == 1 and rest[0] in PLAIN_LOOKUPS)

@@ -54,3 +54,9 @@ JOBS_TYPES["test.cluster_limited"] = {
     "max_attempts": 5,
     "limits": {"test.cluster_slots": 1},
 }
+
+# The pooler test (tests/tenants/test_pooler.py): ai_generation's handler, without its limits.
+JOBS_TYPES["test.generate"] = {
+    "task": "jobs.demo.ai_generation",
+    "payload": "jobs.demo.AiGenerationPayload",
+}

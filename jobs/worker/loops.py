@@ -323,7 +323,10 @@ class Worker:
             more = more or pool.maybe_work
         if more:
             return True  # there may be more: claim again as soon as a slot frees
-        if idle and not claimed_any:
+        # A burst ends only when nothing is left to wait for: not while a rate budget holds
+        # jobs back that its next token lets run.
+        waiting = any(pool.retry_at is not None for pool in self.pools)
+        if idle and not claimed_any and not waiting:
             if not skipped:
                 return False
             for pool in self.pools:  # a burst ends on a round in which every pool claimed

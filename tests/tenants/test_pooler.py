@@ -4,7 +4,9 @@ The way the misplaced rows were found: two tenants' ``ai_generation`` jobs enque
 alternately, two ``run_worker`` processes with four threads each, ``DATABASE_URL`` through
 a transaction pooler with one (then two) server connections, so consecutive transactions
 of every client run on server connections other clients just used. Each document's title
-names its tenant; every row of both schemas is checked.
+names its tenant; every row of both schemas is checked. The jobs are ``test.generate``,
+``ai_generation``'s handler without its flow-control limits (2 a second per tenant would
+make the 300 jobs take minutes; tests/jobs/flow holds the limits to account).
 """
 
 import pytest
@@ -43,7 +45,7 @@ def test_handler_writes_stay_in_their_tenants_schema(acme, globex, bouncer):
         for tenant in tenants:
             services.job_enqueue(
                 tenant=tenant,
-                type="ai_generation",
+                type="test.generate",
                 payload={"prompt": f"{tenant.schema_name}:{i}"},
             )
     env = {

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from insights.models import JobRollup
+from jobs.flow.models import LimitOverride
 from jobs.models import Job
 from schedules.models import Schedule
 from tenants import row_security as rls
@@ -80,6 +81,9 @@ ROWS = {
         job_status="completed",
     ),
     "job_webhook_endpoint": _endpoint,
+    "flow_limit_override": lambda tenant: LimitOverride(
+        tenant=tenant, limit=f"rls-{uuid.uuid4().hex}", figures={}, changed_by="staff"
+    ),
 }
 
 

@@ -141,3 +141,10 @@ def test_nothing_paused_starts_and_resume_restarts_within_a_second(acme, executi
     wait_for(lambda: finished("test.record") == 3, timeout=30)
     first_start = JobAttempt.objects.filter(job__in=paused).order_by("started_at").first()
     assert (first_start.started_at - resumed_at).total_seconds() < 1.0
+
+
+def test_a_burst_worker_waits_for_rate_limited_jobs_before_it_ends(acme, executions, processes):
+    submit(acme, "test.bursty", 5)  # 60/m, burst 2: two at once, then one a second
+    burst = worker(processes, "--burst", "--concurrency", "4")
+    assert burst.wait(timeout=60) == 0, log_of(burst)
+    assert finished("test.bursty") == 5
