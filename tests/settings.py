@@ -43,7 +43,7 @@ JOBS_TYPES["test.rated"] = {"task": "tests.tasks.record", "limits": {"test.rate"
 JOBS_TYPES["test.bursty"] = {"task": "tests.tasks.record", "limits": {"test.burst": 1}}
 JOBS_TYPES["test.slotted"] = {"task": "tests.tasks.record", "limits": {"test.slots": 1}}
 JOBS_TYPES["test.planned"] = {"task": "tests.tasks.record", "limits": {"test.plan_slots": 1}}
-JOBS_TYPES["test.weighted"] = {"task": "tests.tasks.record", "limits": {"test.units": "size"}}
+JOBS_TYPES["test.weighted"] = {"task": "tests.tasks.record_units", "limits": {"test.units": "size"}}
 JOBS_TYPES["test.single"] = {"task": "tests.tasks.record", "limits": {"test.one": 1}}
 JOBS_TYPES["test.snoozy"] = {"task": "tests.tasks.snooze_once", "max_attempts": 2}
 

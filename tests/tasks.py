@@ -84,3 +84,9 @@ def snooze_once(context, seconds: float = 1.0, times: int = 1):
     if context.job.snoozes < times:
         raise Snooze(seconds)
     return record.func(context)
+
+
+@task(takes_context=True)
+def record_units(context, size: int = 1, sleep: float = 0.0):
+    """``record`` for a job weighed by its payload's ``size`` (flow control's units)."""
+    return record.func(context, sleep=sleep)

@@ -54,7 +54,13 @@ def test_start_profile_counts_each_second_and_finds_pauses_and_bunches():
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_each_part_runs_with_real_workers_and_reports_figures_target_and_verdict(tmp_path):
+def test_each_part_runs_with_real_workers_and_reports_figures_target_and_verdict(
+    tmp_path, monkeypatch, settings
+):
+    # The bench's servers are the suite's (embedded ones when DATABASE_URL and REDIS_URL are
+    # unset), not the first it would find on its own (a PostgreSQL on 127.0.0.1:5432).
+    monkeypatch.setattr(flow.bench, "SERVER_URL", settings.DATABASE_URL)
+    monkeypatch.setattr(flow.bench, "REDIS_URL", settings.REDIS_URL)
     results = tmp_path / "RESULTS.md"
     report = flow.Report(results)
     for name, measure in flow.parts(connection.settings_dict["NAME"], TINY):

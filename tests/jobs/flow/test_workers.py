@@ -12,6 +12,7 @@ from django.db import connection
 
 from jobs import services
 from jobs.flow.models import Pause
+from jobs.flow.services import override_set
 from jobs.models import Job, JobAttempt, JobStatus
 from tests.jobs.test_engine import wait_for
 from tests.jobs.test_processes import log_of, worker
@@ -52,32 +53,40 @@ def test_a_global_rate_holds_within_ten_percent_over_30_s_with_two_processes(
     assert len(pids) == 2  # both processes started jobs: the limit is held across them
 
 
-def test_tenant_and_plan_concurrency_is_never_exceeded_under_a_flood(
+def test_tenant_plan_and_unit_limits_are_never_exceeded_under_a_flood(
     acme, globex, executions, processes
 ):
     acme.plan = "pro"  # test.plan_slots: 3 for pro, 1 for free (globex)
     acme.save(update_fields=["plan"])
+    # test.slots: 2 per tenant, but staff gave globex 3.
+    override_set(tenant=globex, limit="test.slots", figures={"concurrency": 3}, actor="staff")
     for tenant in (acme, globex):
-        submit(tenant, "test.slotted", 20, sleep=0.3)  # test.slots: 2 per tenant
+        submit(tenant, "test.slotted", 20, sleep=0.3)
         submit(tenant, "test.planned", 20, sleep=0.3)
+        submit(tenant, "test.weighted", 5, sleep=0.3, size=4)  # test.units: 10, global
     for _ in range(2):
-        worker(processes, "--concurrency", "6")
-    most = Counter()
+        worker(processes, "--concurrency", "8")
+    most = Counter()  # the most units running at once, per (tenant, type) and per type
     deadline = time.monotonic() + 90
     with connection.cursor() as cursor:
-        while finished("test.slotted") + finished("test.planned") < 80:
+        while Job.objects.exclude(status=JobStatus.COMPLETED).exists():
             assert time.monotonic() < deadline, [log_of(p)[-2000:] for p in processes]
             cursor.execute(
-                "SELECT tenant_id, type, count(*) FROM job_queue WHERE status = 'processing'"
-                " GROUP BY tenant_id, type"
+                "SELECT tenant_id, type, sum(limit_units[1]) FROM job_queue"
+                " WHERE status = 'processing' GROUP BY tenant_id, type"
             )
-            for tenant_id, type_, count in cursor.fetchall():
-                most[(tenant_id, type_)] = max(most[(tenant_id, type_)], count)
+            per_type = Counter()
+            for tenant_id, type_, units in cursor.fetchall():
+                most[(tenant_id, type_)] = max(most[(tenant_id, type_)], units)
+                per_type[type_] += units
+            for type_, units in per_type.items():
+                most[type_] = max(most[type_], units)
             time.sleep(0.05)
     assert most[(acme.pk, "test.slotted")] == 2
-    assert most[(globex.pk, "test.slotted")] == 2
+    assert most[(globex.pk, "test.slotted")] == 3  # the override applies
     assert most[(acme.pk, "test.planned")] == 3
     assert most[(globex.pk, "test.planned")] == 1
+    assert most["test.weighted"] == 8  # two jobs of 4 units: a third would make 12 > 10
     assert not Job.objects.exclude(attempts=1).exists()  # waiting spent no attempt
 
 
@@ -148,3 +157,24 @@ def test_a_burst_worker_waits_for_rate_limited_jobs_before_it_ends(acme, executi
     burst = worker(processes, "--burst", "--concurrency", "4")
     assert burst.wait(timeout=60) == 0, log_of(burst)
     assert finished("test.bursty") == 5
+
+
+def test_a_low_priority_job_ages_ahead_of_newer_high_priority_ones(acme, executions, processes):
+    # One step a second: the priority-97 job counts as 100 after 3 s and then goes before
+    # every priority-100 job submitted after it, instead of after all of them.
+    (old,) = [
+        services.job_enqueue(tenant=acme, type="test.record", payload={"sleep": 0.5}, priority=97)
+    ]
+    newer = [
+        services.job_enqueue(tenant=acme, type="test.record", payload={"sleep": 0.5}, priority=100)
+        for _ in range(20)
+    ]
+    worker(processes, "--concurrency", "1", JOBS_PRIORITY_AGEING_SECONDS="1")
+    wait_for(lambda: finished("test.record") == 21, timeout=60)
+    order = list(
+        JobAttempt.objects.filter(job__type="test.record")
+        .order_by("started_at")
+        .values_list("job_id", flat=True)
+    )
+    position = order.index(old.id)
+    assert 0 < position < len(newer)  # behind the first newer ones, but not starved
