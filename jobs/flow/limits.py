@@ -131,10 +131,6 @@ def plans() -> dict[str, dict[str, Figures]]:
     return found
 
 
-def plan_names() -> list[str]:
-    return list(plans())
-
-
 def figures_for(name: str, plan: str, override: dict | None) -> Figures:
     """The figures of limit ``name`` for a tenant on ``plan`` with staff's ``override``
     (``LimitOverride.figures``, or None): the override, else the plan's (a tenant on an
