@@ -45,7 +45,9 @@ def test_progress_and_completion_arrive_through_the_stream(uvicorn_url, alice, w
         while (
             time.monotonic() < deadline and "completed" not in status_of(page, sleeper).inner_text()
         ):
-            value = progress.get_attribute("value") if progress.count() else None
+            # One read in the page: the bar may vanish (the job completed) between a count
+            # and a second call, which would then wait for it for STEP_TIMEOUT_MS.
+            value = progress.evaluate_all("bars => bars[0]?.getAttribute('value') ?? null")
             if value is not None and (not seen or seen[-1] != int(value)):
                 seen.append(int(value))
             page.wait_for_timeout(100)
