@@ -352,13 +352,14 @@ class Worker:
             + [max(0.0, pool.retry_at - now) for pool in self.pools if pool.retry_at is not None]
         )
         readable, _, _ = select.select([listener.fileno(), self._wake_r], [], [], timeout)
-        if not readable:
-            now = time.monotonic()
-            for pool in self.pools:
-                if timeout >= self.poll_interval or (
-                    pool.retry_at is not None and pool.retry_at <= now
-                ):
-                    pool.maybe_work = True
+        now = time.monotonic()
+        for pool in self.pools:
+            if pool.retry_at is not None and pool.retry_at <= now:
+                # Its token is due: one claim for it, then no more waking for it (a pool
+                # with no free thread would otherwise be woken again at once, and spin).
+                pool.maybe_work, pool.retry_at = True, None
+            elif not readable and timeout >= self.poll_interval:
+                pool.maybe_work = True
         if self._wake_r in readable:
             try:
                 while os.read(self._wake_r, 4096):

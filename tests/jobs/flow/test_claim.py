@@ -4,6 +4,7 @@ The limits are tests/settings.py's ``test.*`` ones. Several worker processes: te
 """
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from jobs import services, sql
 from jobs.flow.claim import Candidate, admit
 from jobs.flow.models import LimitBudget, LimitOverride, Pause
 from jobs.models import Job, JobStatus
+from jobs.worker import Worker
 from tests.jobs.writes import job_complete
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -195,3 +197,17 @@ def test_a_claimer_gone_quiet_inside_its_claim_loses_its_locks(acme):
     assert len(claimed) == 1
     assert outcome["taken while away"], outcome
     assert "idle-in-transaction timeout" in outcome["ended"], outcome
+
+
+def test_a_due_token_wakes_its_pool_once_and_then_no_more():
+    # A pool whose claim a rate limit held back is woken when the token is due; if it has
+    # no free thread then, it must not be woken again at once on every wait (a spin).
+    worker = Worker(poll_interval=0.2)
+    pool = worker.pools[0]
+    pool.maybe_work, pool.retry_at = False, time.monotonic() - 1
+    listener = worker._listen()
+    try:
+        worker._wait(listener)
+        assert (pool.maybe_work, pool.retry_at) == (True, None)
+    finally:
+        listener.close()
