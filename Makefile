@@ -83,10 +83,12 @@ test: install system-packages test-client
 
 # The TypeScript client (clients/typescript): its locked npm packages, its generated types
 # checked against the live schema (manage.py spectacular), a strict type check and its unit
-# tests. Needs Node 20+ and npm; see clients/typescript/README.md.
+# tests; then the example SPA (clients/spa-example) built from its own lock, for the
+# browser tests in tests/spa. Needs Node 20.19+ and npm; see clients/typescript/README.md.
 .PHONY: test-client
 test-client: install
 	cd clients/typescript && npm ci --no-audit --no-fund && npm run check-schema && npm run typecheck && npm test
+	cd clients/spa-example && npm ci --no-audit --no-fund && npm run build
 
 # Outages on private PostgreSQL and Redis servers the tests start on loopback ports (never
 # the machine's): PostgreSQL restarted under load, Redis stopped, workers SIGKILLed while
