@@ -59,8 +59,10 @@ class Spa:
         api_host = urlsplit(api).netloc
         page.on(
             "request",
-            lambda request: urlsplit(request.url).netloc == api_host
-            and self.requests.append((request.method, request.url)),
+            lambda request: (
+                urlsplit(request.url).netloc == api_host
+                and self.requests.append((request.method, request.url))
+            ),
         )
         page.goto(f"{origin}/?api={api}")
 
@@ -120,7 +122,8 @@ def status_in_database(job_id: str) -> str:
 
 def assert_in_order(seen: list[str]) -> None:
     """Each state once, statuses and progress never going back, ending completed."""
-    assert seen and seen[-1] == "completed", seen
+    assert seen, "no state shown"
+    assert seen[-1] == "completed", seen
     assert len(set(seen)) == len(seen), f"a state was reported twice: {seen}"
     ranks = []
     for line in seen:
@@ -151,9 +154,8 @@ def test_progress_arrives_through_the_stream(uvicorn_server, spa_origin, alice, 
         assert page.console_errors == []
 
 
-def test_with_streams_refused_the_app_long_polls(
-    live_server, spa_origin, alice, worker_process, _stop_long_poll_listener
-):
+@pytest.mark.usefixtures("_stop_long_poll_listener")
+def test_with_streams_refused_the_app_long_polls(live_server, spa_origin, alice, worker_process):
     """``live_server`` is the WSGI server, which answers every stream 503."""
     with chromium_page() as page:
         spa = Spa(page, spa_origin, api_url(urlsplit(live_server.url).port))
