@@ -89,11 +89,13 @@ test: install system-packages test-client
 
 # The TypeScript client (clients/typescript): its locked npm packages, its generated types
 # checked against the live schema (manage.py spectacular), a strict type check and its unit
-# tests; then the example SPA (clients/spa-example) built from its own lock, for the
+# tests; the console's compiled copy (console/static/console/client/) checked against a
+# fresh build; then the example SPA (clients/spa-example) built from its own lock, for the
 # browser tests in tests/spa. Needs Node 20.19+ and npm; see clients/typescript/README.md.
 .PHONY: test-client
 test-client: install
-	cd clients/typescript && npm ci --no-audit --no-fund && npm run check-schema && npm run typecheck && npm test
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run check-schema && npm run typecheck && npm test \
+		&& node scripts/console.mjs check
 	cd clients/spa-example && npm ci --no-audit --no-fund && npm run build
 
 # Outages on private PostgreSQL and Redis servers the tests start on loopback ports (never
