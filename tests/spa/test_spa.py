@@ -28,6 +28,7 @@ from tests.helpers import start_uvicorn, stop_process, subprocess_env
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 STEP_TIMEOUT_MS = 30_000
+JOB_STREAM = re.compile(r"/api/jobs/[^/]+/events$")  # not the list's /api/events
 STATUS_ORDER = ["pending", "processing", "completed"]
 
 
@@ -55,13 +56,13 @@ class Spa:
     def __init__(self, page, origin: str, api: str):
         self.page = page
         self.api = api
-        self.requests = []  # (method, url) of each request to the API, in order
+        self.requests = []  # (method, url, headers) of each request to the API, in order
         api_host = urlsplit(api).netloc
         page.on(
             "request",
             lambda request: (
                 urlsplit(request.url).netloc == api_host
-                and self.requests.append((request.method, request.url))
+                and self.requests.append((request.method, request.url, request.headers))
             ),
         )
         page.goto(f"{origin}/?api={api}")
@@ -103,7 +104,7 @@ class Spa:
     def polls_of(self, job_id: str) -> list[str]:
         """Reads of the job itself (GET /api/jobs/<id>, with or without ?wait=)."""
         poll = re.compile(rf"/api/jobs/{job_id}(\?|$)")
-        return [url for method, url in self.requests if method == "GET" and poll.search(url)]
+        return [url for method, url, _ in self.requests if method == "GET" and poll.search(url)]
 
 
 def status_in_database(job_id: str) -> str:
@@ -136,7 +137,7 @@ def test_progress_arrives_through_the_stream(uvicorn_server, spa_origin, alice, 
     with chromium_page() as page:
         spa = Spa(page, spa_origin, api_url(uvicorn_server.port))
         spa.log_in()
-        with page.expect_response(lambda r: r.url.endswith("/events")) as stream:
+        with page.expect_response(lambda r: JOB_STREAM.search(r.url)) as stream:
             job_id = spa.submit({"seconds": 3})
         assert stream.value.url == f"{spa.api}/api/jobs/{job_id}/events"
         assert stream.value.status == 200
@@ -160,7 +161,7 @@ def test_with_streams_refused_the_app_long_polls(live_server, spa_origin, alice,
     with chromium_page() as page:
         spa = Spa(page, spa_origin, api_url(urlsplit(live_server.url).port))
         spa.log_in()
-        with page.expect_response(lambda r: r.url.endswith("/events")) as stream:
+        with page.expect_response(lambda r: JOB_STREAM.search(r.url)) as stream:
             job_id = spa.submit({"seconds": 2})
         assert stream.value.status == 503
         expect(spa.status).to_have_text("completed", timeout=STEP_TIMEOUT_MS)
@@ -176,10 +177,11 @@ def test_a_server_restart_mid_job_loses_and_repeats_no_state(
     with chromium_page() as page:
         spa = Spa(page, spa_origin, api_url(uvicorn_server.port))
         spa.log_in()
-        spa.submit({"seconds": 6})
+        job_id = spa.submit({"seconds": 6})
         spa.wait_for_progress()
         uvicorn_server.send_signal(signal.SIGKILL)  # a crash: streams cut mid-flight
         uvicorn_server.wait(timeout=10)
+        sent_before = len(spa.requests)
         page.wait_for_timeout(1_000)
         restarted = start_uvicorn(env=uvicorn_env, port=uvicorn_server.port)
         try:
@@ -188,6 +190,16 @@ def test_a_server_restart_mid_job_loses_and_repeats_no_state(
         finally:
             stop_process(restarted)
         assert_in_order(spa.seen())
+        # The job's stream was reopened where it left off, never replaced by polls.
+        reopened = [
+            headers
+            for method, url, headers in spa.requests[sent_before:]
+            if url == f"{spa.api}/api/jobs/{job_id}/events"
+        ]
+        assert reopened, spa.requests[sent_before:]
+        assert all(headers.get("last-event-id") for headers in reopened)
+        assert spa.polls_of(job_id) == []
+        expect(spa.mode).to_have_text("stream")
 
 
 HIDE = """hidden => {

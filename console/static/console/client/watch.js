@@ -181,6 +181,7 @@ export function watchJob(client, id, onChange, options = {}) {
     let mode = options.mode ?? "stream";
     let lastKey = null;
     let lastEtag = null;
+    let streamed = false; // the server has opened this job's stream at least once
     function report(job, etag) {
         const key = etag ?? JSON.stringify(job);
         if (pacer.stopped || key === lastKey)
@@ -196,14 +197,17 @@ export function watchJob(client, id, onChange, options = {}) {
         try {
             await readStream(client, `/api/jobs/${encodeURIComponent(id)}/events`, lastEtag, signal, idleTimeout, pacer, report, () => {
                 opened = true;
+                streamed = true;
                 pacer.failures = 0;
             });
         }
         catch (error) {
-            // A stream the server refuses (503 under WSGI) or that cannot be reached falls
-            // back to long polls; one that was open and dropped is reopened.
+            // A stream the server refuses (503 under WSGI), or that could never be reached, falls
+            // back to long polls; one that was open and dropped is reopened, also when the server
+            // is unreachable for a while (a restart), with backoff.
             const refused = error instanceof ApiProblem && error.status === 503;
-            if (!opened && !pacer.abortedByHiding() && !pacer.stopped && (refused || !(error instanceof ApiProblem))) {
+            const unreachable = !(error instanceof ApiProblem) && !streamed;
+            if (!opened && !pacer.abortedByHiding() && !pacer.stopped && (refused || unreachable)) {
                 mode = "longpoll";
                 return;
             }
