@@ -60,7 +60,6 @@ const ui = {
   notice: $("notice"),
 };
 
-
 const EXPIRED = "Your session has expired: please log in again.";
 
 // --- small helpers ---------------------------------------------------------------------
@@ -253,7 +252,8 @@ async function logIn(event) {
     if (!(error instanceof ApiProblem)) {
       show(ui.loginError, "Cannot reach the server. Check your connection and try again.");
     } else if (error.status === 429) {
-      show(ui.loginError, `Too many tries: wait ${Math.ceil(error.retryAfter ?? RATE_LIMITED_SECONDS)} s.`);
+      const wait = error.retryAfter ?? RATE_LIMITED_SECONDS;
+      show(ui.loginError, `Too many tries: wait ${Math.ceil(wait)} s.`);
     } else {
       show(ui.loginError, problemText(error));
     }
