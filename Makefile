@@ -47,16 +47,22 @@ migrate: install
 	$(PY) manage.py migrate_schemas
 
 # Embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set; then the demo data,
-# the development server on http://localhost:$(PORT) and one worker of 4 threads (a slow job
-# does not hold up the others), both restarting when the code changes, until Ctrl-C.
-# runserver serves each request on a new thread, which never reuses a kept connection: with
-# DB_CONN_MAX_AGE=0 each request closes its own (tests/config/test_make_run.py).
+# the ASGI server (uvicorn, as in production, so streams work: the console follows its jobs
+# on /api/events) on http://localhost:$(PORT) and one worker of 4 threads (a slow job does
+# not hold up the others), both restarting when the code changes, until Ctrl-C. uvicorn
+# watches the project's Python packages only (its stat reloader would rescan .venv every
+# quarter second) and gives open streams 1 s when it restarts: clients reconnect.
+# Django runs each ASGI request's code on a thread of its own, which never reuses a kept
+# connection: with DB_CONN_MAX_AGE=0 each request closes its own (tests/config/test_make_run.py).
+RELOAD_DIRS := $(patsubst %/__init__.py,%,$(filter-out tests/% bench/%,$(wildcard */__init__.py)))
 run: migrate
 	$(PY) manage.py seed_demo
 	@echo "Serving http://localhost:$(PORT) (admin) and http://acme.localhost:$(PORT) (job console and API); Ctrl-C stops."
 	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	DEBUG=1 $(PY) manage.py run_worker --concurrency 4 --reload & worker=$$!; \
-	DEBUG=1 DB_CONN_MAX_AGE=0 $(PY) manage.py runserver 127.0.0.1:$(PORT)
+	DEBUG=1 DB_CONN_MAX_AGE=0 $(PY) -m uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT) \
+		--http config.asgi_server:H11Protocol --reload $(addprefix --reload-dir ,$(RELOAD_DIRS)) \
+		--timeout-graceful-shutdown 1
 
 # What the suite needs from the system: Debian's Chromium (browser tests) and PgBouncer
 # (the transaction-pooler tests). Installed through apt when running as root; otherwise one
@@ -83,10 +89,14 @@ test: install system-packages test-client
 
 # The TypeScript client (clients/typescript): its locked npm packages, its generated types
 # checked against the live schema (manage.py spectacular), a strict type check and its unit
-# tests. Needs Node 20+ and npm; see clients/typescript/README.md.
+# tests; the console's compiled copy (console/static/console/client/) checked against a
+# fresh build; then the example SPA (clients/spa-example) built from its own lock, for the
+# browser tests in tests/spa. Needs Node 20.19+ and npm; see clients/typescript/README.md.
 .PHONY: test-client
 test-client: install
-	cd clients/typescript && npm ci --no-audit --no-fund && npm run check-schema && npm run typecheck && npm test
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run check-schema && npm run typecheck && npm test \
+		&& node scripts/console.mjs check
+	cd clients/spa-example && npm ci --no-audit --no-fund && npm run build
 
 # Outages on private PostgreSQL and Redis servers the tests start on loopback ports (never
 # the machine's): PostgreSQL restarted under load, Redis stopped, workers SIGKILLed while

@@ -2,14 +2,20 @@
 
 Django's ASGI handler with long polls served without a thread per waiting client
 (``jobs.api.realtime.longpoll.LongPollASGIHandler``, named by dotted path: config imports no app).
+With ``DEBUG`` (``make run``) it also serves ``/static/``, as runserver does; in production
+the front proxy serves ``collectstatic``'s copy (docs/operations.md, "Static files").
 """
 
 import os
 
 import django
+from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.utils.module_loading import import_string
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
 application = import_string("jobs.api.realtime.longpoll.LongPollASGIHandler")()
+if settings.DEBUG:
+    application = ASGIStaticFilesHandler(application)

@@ -57,14 +57,17 @@ def start_manage(*args: str, **env: str) -> subprocess.Popen:
     return process
 
 
-def start_uvicorn(app: str = "config.asgi:application", env: dict | None = None):
+def start_uvicorn(
+    app: str = "config.asgi:application", env: dict | None = None, port: int | None = None
+):
     """A uvicorn serving ``app`` as docs/operations.md runs it (``config.asgi_server``'s
-    protocol) on a free loopback port, with ``env`` (default: the test database's,
-    ``subprocess_env``, under a cache prefix of its own), returned once it accepts
-    connections; ``.port`` and ``.log_path`` say where. Stop it with ``stop_process``."""
+    protocol) on loopback ``port`` (default: a free one), with ``env`` (default: the test
+    database's, ``subprocess_env``, under a cache prefix of its own), returned once it
+    accepts connections; ``.port`` and ``.log_path`` say where. Stop it with
+    ``stop_process``."""
     from tests.faults.servers import free_port
 
-    port = free_port()
+    port = port or free_port()
     env = env or subprocess_env(CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
     with tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False) as log:
         server = subprocess.Popen(

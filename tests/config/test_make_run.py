@@ -1,8 +1,9 @@
-"""`make run`'s development server keeps no database connection past its request.
+"""`make run`'s development server: the ASGI server (uvicorn with reload), so streams and
+the console's static files are served, and no database connection kept past its request.
 
-runserver serves each request on a new thread, so a connection kept for reuse
-(``DB_CONN_MAX_AGE``) is never reused: it stays open until the dead thread's objects are
-collected, and a burst of requests held as many connections, exhausting
+Django runs each ASGI request's code on a thread of its own, so a connection kept for
+reuse (``DB_CONN_MAX_AGE``) is never reused: it stays open until the dead thread's objects
+are collected, and a burst of requests held as many connections, exhausting
 ``max_connections`` for every other process on the server. The server is started with the
 environment and command that ``make run`` uses (read from ``make -n run``, which only
 prints them), its connections told apart in ``pg_stat_activity`` by ``PGAPPNAME``.
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
+from accounts.tokens import tokens_for
 from tests.faults.servers import free_port, request, wait_until
 from tests.helpers import ROOT, subprocess_env
 
@@ -31,12 +33,14 @@ LEFT_OPEN = 2  # at most, once the burst is answered
 
 
 def dev_server_command(port: int) -> tuple[dict[str, str], list[str]]:
-    """The runserver line of ``make run``: its variable assignments and its command."""
+    """The server line of ``make run``: its variable assignments and its command."""
     printed = subprocess.run(
         ["make", "--no-print-directory", "-n", "run", f"PORT={port}", f"PY={sys.executable}"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
-    line = next(line for line in printed.splitlines() if " manage.py runserver " in line)
+    ).stdout.replace("\\\n", " ")  # fmt: skip
+    # The recipe's lines, continuations joined, split into its shell commands.
+    commands = [part for line in printed.splitlines() for part in line.split("; ")]
+    line = next(command for command in commands if " -m uvicorn " in command)
     words = shlex.split(line)
     program = words.index(sys.executable)
     return dict(word.split("=", 1) for word in words[:program]), words[program:]
@@ -53,7 +57,7 @@ def connections_of(application_name: str) -> int:
 
 @pytest.fixture
 def dev_server(tmp_path):
-    """runserver as ``make run`` starts it (autoreloader included), on the test database;
+    """The server as ``make run`` starts it (reloader included), on the test database;
     yields its port and the application_name its connections carry."""
     port = free_port()
     make_env, command = dev_server_command(port)
@@ -64,21 +68,21 @@ def dev_server(tmp_path):
         CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
         PGAPPNAME=application_name,
     )
-    with (tmp_path / "runserver.log").open("w") as log:
+    with (tmp_path / "server.log").open("w") as log:
         server = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the reloader's child stops too
         )  # fmt: skip
 
     def answers():
-        assert server.poll() is None, (tmp_path / "runserver.log").read_text()[-3000:]
+        assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
         try:
             return request(port, "GET", "/healthz", host="localhost", timeout=2).status == 200
         except OSError:
             return False
 
     try:
-        wait_until(answers, timeout=60, what="runserver to answer")
+        wait_until(answers, timeout=60, what="the server to answer")
         yield port, application_name
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -101,3 +105,17 @@ def test_a_burst_of_requests_leaves_no_connection_per_thread(dev_server):
     while connections_of(application_name) > LEFT_OPEN and time.monotonic() < deadline:
         time.sleep(0.2)
     assert connections_of(application_name) <= LEFT_OPEN
+
+
+def test_streams_and_the_consoles_files_are_served(dev_server, alice):
+    """Streams answer (a ``HEAD`` of ``/api/events`` is what a ``GET`` would start; the
+    WSGI server answers 503), so the console follows its jobs live, and ``/static/`` is
+    served as runserver served it."""
+    port, _ = dev_server
+    host = "acme.localhost"
+    token = str(tokens_for(alice).access_token)
+    stream = request(port, "HEAD", "/api/events", host=host, token=token)
+    assert stream.status == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    script = request(port, "GET", "/static/console/console.js", host=host)
+    assert script.status == 200

@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from tests.browser import chromium_page, screenshot
 from tests.console.steps import log_in, status_of, submit
+from tests.helpers import insert_finished_jobs
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -85,4 +86,19 @@ def test_alice_runs_fails_and_cancels_jobs_and_bob_sees_none(
         content = page.content()
         assert not [job_id for job_id in alice_jobs if job_id in content]
         screenshot(page, "console-6-bob-sees-nothing")
+        assert page.console_errors == []
+
+
+def test_older_jobs_are_paged_in_with_the_lists_cursor(acme_url, alice):
+    insert_finished_jobs(alice.tenant, 25, days_old=1)
+    with chromium_page() as page:
+        log_in(page, acme_url, "alice")
+        rows = page.locator("#jobs-body tr")
+        expect(rows).to_have_count(20)
+        older = page.get_by_role("button", name="Show older jobs")
+        with page.expect_response(lambda r: "cursor=" in r.url) as listing:
+            older.click()
+        assert listing.value.status == 200
+        expect(rows).to_have_count(25)
+        expect(older).to_be_hidden()
         assert page.console_errors == []

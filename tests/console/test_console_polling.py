@@ -188,8 +188,9 @@ def test_a_429_pauses_until_retry_after(acme_url, acme):
         assert page.console_errors == failed_loads("429 (Too Many Requests)")
 
 
-def test_a_400_for_wait_falls_back_to_plain_polling(acme_url, acme):
-    invalid = {"detail": "The request is invalid.", "code": "invalid"}
+def test_an_invalid_wait_falls_back_to_plain_polling(acme_url, acme):
+    """A server without long polls refuses ``?wait=`` (400 ``invalid_wait``)."""
+    invalid = {"detail": "`?wait=` is out of range.", "code": "invalid_wait"}
     api = FakeApi(
         [
             answer(400, invalid),

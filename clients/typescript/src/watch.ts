@@ -249,6 +249,7 @@ export function watchJob(
   let mode: WatchMode = options.mode ?? "stream";
   let lastKey: string | null = null;
   let lastEtag: string | null = null;
+  let streamed = false; // the server has opened this job's stream at least once
 
   function report(job: Job, etag: string | null): void {
     const key = etag ?? JSON.stringify(job);
@@ -272,14 +273,17 @@ export function watchJob(
         report,
         () => {
           opened = true;
+          streamed = true;
           pacer.failures = 0;
         },
       );
     } catch (error) {
-      // A stream the server refuses (503 under WSGI) or that cannot be reached falls
-      // back to long polls; one that was open and dropped is reopened.
+      // A stream the server refuses (503 under WSGI), or that could never be reached, falls
+      // back to long polls; one that was open and dropped is reopened, also when the server
+      // is unreachable for a while (a restart), with backoff.
       const refused = error instanceof ApiProblem && error.status === 503;
-      if (!opened && !pacer.abortedByHiding() && !pacer.stopped && (refused || !(error instanceof ApiProblem))) {
+      const unreachable = !(error instanceof ApiProblem) && !streamed;
+      if (!opened && !pacer.abortedByHiding() && !pacer.stopped && (refused || unreachable)) {
         mode = "longpoll";
         return;
       }

@@ -178,6 +178,24 @@ describe("watchJob", () => {
     ]);
   });
 
+  it("keeps to a stream it has read when the server is unreachable for a while", async () => {
+    api.stream(STREAM).on(STREAM, new TypeError("fetch failed")).stream(STREAM);
+    const { watch } = start();
+    await advance();
+    api.streams[0]?.send(job("processing", { progress: 10 }), '"1-a"');
+    await advance();
+    api.streams[0]?.fail(); // the server went away (a restart)
+    await advance(500); // backoff 0.5 s: refused, no long poll instead
+    await advance(1_000); // backoff 1 s: the server is back
+    expect(api.lines()).toEqual(Array(3).fill(`GET /api/jobs/${JOB_ID}/events`));
+    expect(api.requests[2]?.headers.get("Last-Event-ID")).toBe('"1-a"');
+    api.streams[1]?.send(job("completed"), '"1-b"');
+    await advance();
+
+    expect(statuses()).toEqual(["processing", "completed"]);
+    expect(watch.mode).toBe("stream");
+  });
+
   it("backs off exponentially with jitter on server errors", async () => {
     for (let i = 0; i < 3; i += 1) api.on(POLL, () => problem(500, "server_error"));
     api.on(POLL, () => jobResponse(job("completed"), '"1-b"'));

@@ -1,22 +1,26 @@
-// The job console: a small client of the jobs API, written the way docs/api.md asks
-// single-page apps to poll. No framework, no build step; the page passes its settings as
-// a JSON block (#console-config) and server-rendered markup, so no inline script runs.
+// The job console: a small client of the jobs API on the project's TypeScript client
+// (clients/typescript, shipped compiled to ./client/ by its scripts/console.mjs). No
+// framework, no build step here; the page passes its settings as a JSON block
+// (#console-config) and server-rendered markup, so no inline script runs.
 //
-// Changes arrive on one stream, GET /api/events (read with fetch(): EventSource cannot send
-// the Authorization header), which carries every job of the tenant. While it is open no
-// job is polled; when it fails or ends, the polling below takes over until it reconnects
-// (with backoff); a server without streams (404, 503) is polled only.
-//
-// Polling rules, per unfinished job:
-// - send If-None-Match with the last ETag (when the server gave one): 304 = unchanged;
-// - ask for a long poll with ?wait= (a 400 for it means "unsupported": plain polls after);
-// - start polls no more often than Retry-After says (else every 2 s);
-// - 429: every request of this page waits Retry-After (the limit is per user);
-// - network errors: exponential backoff with jitter, 1 s doubling to 30 s;
-// - stop at a final state; pause while the tab is hidden.
-// The access token lives in memory only; it is refreshed before it expires.
+// Changes arrive on one stream, GET /api/events (watchJobs), which carries every job of
+// the tenant. While it works no job is polled; when the server refuses it (503) or it is
+// down, each unfinished job is long-polled (watchJob), at most FOLLOWED at a time. The
+// client does what docs/api.md asks of a poller: If-None-Match, ?wait= (plain polls where
+// the server has none), Retry-After, 429, jittered backoff, a stop at a final state and a
+// pause while the tab is hidden. The access token lives in memory only; it is refreshed
+// before it expires (and once on a 401).
 
-const FINAL_STATES = new Set(["completed", "failed", "cancelled"]);
+import {
+  ApiProblem,
+  createClient,
+  cursorOf,
+  isFinal,
+  parseRetryAfter,
+  watchJob,
+  watchJobs,
+} from "./client/index.js";
+
 const STATUS_SYMBOLS = {
   pending: "◷",
   processing: "▶",
@@ -24,14 +28,9 @@ const STATUS_SYMBOLS = {
   failed: "✗",
   cancelled: "⊘",
 };
-const POLLING = {
-  intervalSeconds: 2, // between polls of a job when the server suggests no Retry-After
-  waitSeconds: 20, // long-poll length asked for with ?wait= (the server accepts 1–30)
-  maxConcurrent: 4, // browsers open 6 connections per host: keep two for user actions
-  backoffBaseSeconds: 1,
-  backoffMaxSeconds: 30,
-  rateLimitedSeconds: 5, // a 429 without Retry-After
-};
+const WATCH = { mode: "longpoll", wait: 20 }; // long-poll length asked for with ?wait= (1–30)
+const FOLLOWED = 4; // jobs long-polled at once: browsers open 6 connections per host
+const RATE_LIMITED_SECONDS = 5; // a 429 without Retry-After
 const PAGE_SIZE = 20;
 
 const config = JSON.parse(document.getElementById("console-config").textContent);
@@ -61,12 +60,9 @@ const ui = {
   notice: $("notice"),
 };
 
-class SessionEnded extends Error {}
 const EXPIRED = "Your session has expired: please log in again.";
 
 // --- small helpers ---------------------------------------------------------------------
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 function element(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -91,23 +87,6 @@ function announce(text) {
 const shortId = (id) => id.slice(0, 8);
 const describe = (job) => `${job.type} ${shortId(job.id)}`;
 
-function retryAfterSeconds(response) {
-  const value = response.headers.get("Retry-After");
-  if (value === null) return null;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds);
-  const date = Date.parse(value); // the HTTP-date form
-  return Number.isNaN(date) ? null : Math.max(0, (date - Date.now()) / 1000);
-}
-
-function backoffSeconds(failures) {
-  const ceiling = Math.min(
-    POLLING.backoffMaxSeconds,
-    POLLING.backoffBaseSeconds * 2 ** (failures - 1),
-  );
-  return ceiling / 2 + (Math.random() * ceiling) / 2; // jitter: clients don't retry in step
-}
-
 function flattenErrors(errors, prefix = "") {
   if (Array.isArray(errors)) {
     if (errors.every((item) => typeof item === "string")) {
@@ -123,64 +102,38 @@ function flattenErrors(errors, prefix = "") {
   return [`${prefix ? `${prefix}: ` : ""}${errors}`];
 }
 
-async function problemText(response) {
-  let problem = {};
-  try {
-    problem = await response.json();
-  } catch {
-    // not JSON (a proxy's error page): fall back to the status line
-  }
-  const lines = problem.errors ? flattenErrors(problem.errors) : [];
-  const detail = problem.detail || `${response.status} ${response.statusText}`.trim();
-  return lines.length ? lines.join("\n") : detail;
+// A refusal in words: the validation errors per field, else the problem's detail.
+function problemText(error) {
+  const lines = error.problem?.errors ? flattenErrors(error.problem.errors) : [];
+  return lines.length ? lines.join("\n") : error.detail || `HTTP ${error.status}`;
 }
 
-function sameOrigin(link) {
-  const url = new URL(link, location.href);
-  return url.pathname + url.search;
+// The client's fetch: no HTTP cache (validators are the client's), and the notices for
+// trouble that concerns the whole page (rate limit, connection), cleared once the server
+// answers again.
+function noticingFetch(input, init = {}) {
+  return fetch(input, { ...init, cache: "no-store" }).then(
+    (response) => {
+      if (response.status === 429) {
+        const wait = parseRetryAfter(response.headers) ?? RATE_LIMITED_SECONDS;
+        if (session) setNotice(`Too many requests: pausing for ${Math.ceil(wait)} s.`, "rate");
+      } else if (response.status < 500) {
+        clearNotice("connection", "rate");
+      }
+      return response;
+    },
+    (error) => {
+      if (session && error.name !== "AbortError") {
+        setNotice("Connection problem: retrying.", "connection");
+      }
+      throw error;
+    },
+  );
 }
 
-function whenVisible() {
-  if (!document.hidden) return Promise.resolve();
-  return new Promise((resolve) => {
-    const onChange = () => {
-      if (document.hidden) return;
-      document.removeEventListener("visibilitychange", onChange);
-      resolve();
-    };
-    document.addEventListener("visibilitychange", onChange);
-  });
-}
+// --- the session: the client, its tokens in memory, refreshed before expiry --------------
 
-// A counting semaphore: at most POLLING.maxConcurrent polls in flight.
-class Slots {
-  constructor(size) {
-    this.free = size;
-    this.queue = [];
-  }
-  get waiting() {
-    return this.queue.length;
-  }
-  acquire() {
-    if (this.free > 0) {
-      this.free -= 1;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.queue.push(resolve));
-  }
-  release() {
-    const next = this.queue.shift();
-    if (next) next();
-    else this.free += 1;
-  }
-}
-
-// --- the session: tokens in memory, refreshed before expiry -----------------------------
-
-let session = null;
-let waitSupported = true;
-let streamLive = false; // the events stream is open: pollers stand down
-let pausedUntil = 0; // after a 429, no API request leaves before this time (ms)
+let session = null; // {username, client, refreshTimer, stream, streamDown, watches, queue}
 
 function tokenLifetimeMs(token) {
   try {
@@ -195,17 +148,17 @@ function tokenLifetimeMs(token) {
 
 function scheduleRefresh(s) {
   clearTimeout(s.refreshTimer);
-  const lifetime = tokenLifetimeMs(s.access);
-  if (!lifetime) return; // unknown lifetime: refresh on the first 401 instead
+  const lifetime = s.client.tokens && tokenLifetimeMs(s.client.tokens.access);
+  if (!lifetime) return; // unknown lifetime: the client refreshes on the first 401 instead
   const margin = Math.min(60_000, lifetime / 5);
   s.refreshTimer = setTimeout(() => renew(s), lifetime - margin);
 }
 
 function renew(s) {
-  refreshAccess(s).catch((error) => {
+  s.client.refresh().catch((error) => {
     if (session !== s) return;
-    if (error instanceof SessionEnded) {
-      endSession(error.message);
+    if (error instanceof ApiProblem && error.status < 500 && error.status !== 429) {
+      endSession(EXPIRED);
     } else {
       setNotice("Cannot renew your session right now: retrying.", "connection");
       s.refreshTimer = setTimeout(() => renew(s), 5_000);
@@ -213,90 +166,28 @@ function renew(s) {
   });
 }
 
-function refreshAccess(s) {
-  s.refreshing ??= (async () => {
-    let response;
-    try {
-      response = await fetch(config.api.refresh, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ refresh: s.refresh }),
-        cache: "no-store",
-        signal: s.controller.signal,
-      });
-    } catch (error) {
-      if (session !== s) throw new SessionEnded();
-      throw error; // network trouble: the caller retries later
-    }
-    if ([400, 401, 403].includes(response.status)) {
-      throw new SessionEnded(EXPIRED);
-    }
-    if (!response.ok) throw new Error(`refresh answered ${response.status}`); // retried later
-    const tokens = await response.json();
-    s.access = tokens.access;
-    if (tokens.refresh) s.refresh = tokens.refresh; // the server rotates refresh tokens
-    scheduleRefresh(s);
-  })().finally(() => {
-    s.refreshing = null;
-  });
-  return s.refreshing;
+// A refusal no retry fixes: the session ends on 401 (the refresh failed too) and 403 (the
+// user or tenant deactivated); true when it did.
+function endedSession(error) {
+  if (!(error instanceof ApiProblem)) return false;
+  if (error.status === 401) endSession(EXPIRED);
+  else if (error.status === 403) endSession(`Access refused: ${problemText(error)}`);
+  else return false;
+  return true;
 }
 
-// An API call of the current session: bearer token, 401 → refresh once, 429 → pause all.
-async function api(path, { method = "GET", body, headers = {} } = {}) {
-  const s = session;
-  if (!s) throw new SessionEnded();
-  for (let attempt = 0; ; attempt += 1) {
-    await sleep(pausedUntil - Date.now());
-    if (session !== s) throw new SessionEnded();
-    const init = {
-      method,
-      headers: { Accept: "application/json", ...headers, Authorization: `Bearer ${s.access}` },
-      cache: "no-store", // validators are sent by hand (If-None-Match), not by the cache
-      signal: s.controller.signal,
-    };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch (error) {
-      if (session !== s) throw new SessionEnded();
-      throw error;
-    }
-    if (response.status === 401 && attempt === 0) {
-      await refreshAccess(s);
-      continue;
-    }
-    if (response.status === 401) throw new SessionEnded(EXPIRED);
-    if (response.status === 403) {
-      // The user or the tenant was deactivated, or the token belongs elsewhere.
-      throw new SessionEnded(`Access refused: ${await problemText(response)}`);
-    }
-    if (response.status === 429) {
-      const wait = retryAfterSeconds(response) ?? POLLING.rateLimitedSeconds;
-      pausedUntil = Math.max(pausedUntil, Date.now() + wait * 1000);
-      setNotice(`Too many requests: pausing for ${Math.ceil(wait)} s.`, "rate");
-    } else if (response.status < 500) {
-      clearNotice("connection", "rate"); // the server answers again
-    }
-    return response;
-  }
-}
-
-function startSession(username, tokens) {
-  session = {
+function startSession(username, client) {
+  const s = {
     username,
-    access: tokens.access,
-    refresh: tokens.refresh,
-    controller: new AbortController(),
-    slots: new Slots(POLLING.maxConcurrent),
+    client,
     refreshTimer: null,
-    refreshing: null,
+    stream: null,
+    streamDown: !config.api.events, // under WSGI the page gets no stream: long polls
+    watches: new Map(), // job id → its watch, while the stream is down
+    queue: [], // entries waiting for a watch
   };
-  scheduleRefresh(session);
+  session = s;
+  scheduleRefresh(s);
   ui.sessionUser.textContent = username;
   ui.login.hidden = true;
   ui.sessionBar.hidden = false;
@@ -304,7 +195,12 @@ function startSession(username, tokens) {
   fillSample(true);
   ui.submitTitle.focus();
   loadJobs();
-  streamEvents(session);
+  if (config.api.events) {
+    s.stream = watchJobs(client, (job) => streamed(s, job), {
+      onUnavailable: () => streamDown(s),
+      onError: (error) => session === s && endedSession(error),
+    });
+  }
 }
 
 function endSession(message = "") {
@@ -312,18 +208,12 @@ function endSession(message = "") {
   if (!s) return;
   session = null;
   clearTimeout(s.refreshTimer);
-  s.controller.abort(); // in-flight polls end; their loops see the session is gone
-  if (config.api.logout && !message) {
-    // Revoke the refresh token where the service supports it; the page forgets it anyway.
-    fetch(config.api.logout, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${s.access}` },
-      body: JSON.stringify({ refresh: s.refresh }),
-      keepalive: true,
-    }).catch(() => {});
-  }
+  s.stream?.stop();
+  for (const watch of s.watches.values()) watch.stop();
+  // Revoke the refresh token when the user logs out; the page forgets it anyway.
+  if (!message) s.client.logout().catch(() => {});
   jobs.clear();
-  olderUrl = null;
+  olderCursor = null;
   ui.jobsBody.replaceChildren();
   ui.jobsEmpty.hidden = false;
   ui.older.hidden = true;
@@ -349,29 +239,25 @@ async function logIn(event) {
   }
   show(ui.loginError, "");
   ui.loginButton.disabled = true;
+  // A new client per session: its tokens and ETag cache go with it.
+  const client = createClient({
+    baseUrl: location.origin,
+    fetch: noticingFetch,
+    onTokens: (tokens) => tokens && session?.client === client && scheduleRefresh(session),
+  });
   try {
-    let response;
-    try {
-      response = await fetch(config.api.token, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ username, password }),
-        cache: "no-store",
-      });
-    } catch {
+    await client.login(username, password);
+    startSession(username, client);
+  } catch (error) {
+    if (!(error instanceof ApiProblem)) {
       show(ui.loginError, "Cannot reach the server. Check your connection and try again.");
-      return;
+    } else if (error.status === 429) {
+      const wait = error.retryAfter ?? RATE_LIMITED_SECONDS;
+      show(ui.loginError, `Too many tries: wait ${Math.ceil(wait)} s.`);
+    } else {
+      show(ui.loginError, problemText(error));
     }
-    if (!response.ok) {
-      const wait = response.status === 429 ? retryAfterSeconds(response) : null;
-      show(
-        ui.loginError,
-        wait === null ? await problemText(response) : `Too many tries: wait ${Math.ceil(wait)} s.`,
-      );
-      ui.loginPassword.select();
-      return;
-    }
-    startSession(username, await response.json());
+    ui.loginPassword.select();
   } finally {
     ui.loginButton.disabled = false;
   }
@@ -390,10 +276,11 @@ function clearNotice(...kinds) {
   if (kinds.includes(ui.notice.dataset.kind)) setNotice("");
 }
 
+
 // --- the jobs table --------------------------------------------------------------------
 
-const jobs = new Map(); // job id → entry {job, parts, polling, cancelling}
-let olderUrl = null;
+const jobs = new Map(); // job id → entry {job, parts, cancelling}
+let olderCursor = null;
 
 function cell(label, ...children) {
   return element("td", { "data-label": label }, ...children);
@@ -423,7 +310,7 @@ function createEntry(job) {
     cell("Actions", cancel),
   );
   const parts = { row, statusText, details, cancel };
-  const entry = { job, parts, polling: false, cancelling: false };
+  const entry = { job, parts, cancelling: false };
   cancel.addEventListener("click", () => cancelJob(entry));
   return entry;
 }
@@ -485,7 +372,7 @@ function render(entry) {
   const { job, parts } = entry;
   parts.row.dataset.status = job.status;
   parts.statusText.className = `status status-${job.status}`;
-  const final = FINAL_STATES.has(job.status);
+  const final = isFinal(job);
   const label = entry.cancelling && !final ? `${job.status} (cancelling)` : job.status;
   const symbol = STATUS_SYMBOLS[job.status] ?? "•";
   parts.statusText.replaceChildren(
@@ -526,206 +413,114 @@ function upsert(job) {
     announce(`${describe(job)}: ${job.status}${job.error ? ` (${job.error})` : ""}.`);
   }
   entry.job = job;
-  if (FINAL_STATES.has(job.status)) entry.cancelling = false;
+  if (isFinal(job)) entry.cancelling = false;
   render(entry);
   if (isNew) placeRows();
-  if (!FINAL_STATES.has(job.status) && !entry.polling && !streamLive) pollJob(entry);
+  if (session?.streamDown && !isFinal(job)) follow(session, entry);
   return entry;
 }
 
-// --- the events stream -------------------------------------------------------------------
+// --- following jobs: the stream, else a watch per unfinished job --------------------------
 
-// Calls onEvent(type, id, data) for each event of a text/event-stream response body.
-async function readEvents(response, onEvent) {
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value.replace(/\r\n?/g, "\n");
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let type = "message";
-      let id = null;
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith(":")) continue; // a heartbeat comment
-        const colon = line.indexOf(":");
-        const name = colon < 0 ? line : line.slice(0, colon);
-        const field = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-        if (name === "event") type = field;
-        else if (name === "id") id = field;
-        else if (name === "data") data.push(field);
-      }
-      if (data.length) onEvent(type, id, data.join("\n"));
-    }
+function streamed(s, job) {
+  if (session !== s) return;
+  if (s.streamDown) {
+    // The stream is back (it opens with every unfinished job): the watches stand down.
+    s.streamDown = false;
+    for (const watch of s.watches.values()) watch.stop();
+    s.watches.clear();
+    s.queue = [];
   }
+  upsert(job);
 }
 
-// Keeps the page's one stream open; polls take over whenever it is down.
-async function streamEvents(s) {
-  let failures = 0;
-  while (session === s && config.api.events) {
-    await whenVisible();
-    let response;
-    try {
-      response = await api(config.api.events, { headers: { Accept: "text/event-stream" } });
-    } catch (error) {
-      if (error instanceof SessionEnded || session !== s) return;
-      response = null;
-    }
-    if (response && !response.ok && response.status !== 429) {
-      return; // no streams here (404, 503 under WSGI): the long polls carry on
-    }
-    if (response && response.ok) {
-      failures = 0;
-      streamLive = true;
-      try {
-        await readEvents(response, (type, id, data) => {
-          if (type !== "job" || session !== s) return;
-          const entry = upsert(JSON.parse(data));
-          entry.etag = id;
-        });
-      } catch (error) {
-        // The connection broke: poll until it is back.
-      } finally {
-        streamLive = false;
-      }
-      if (session !== s) return;
-      // Changes made while no stream was open are picked up by the pollers.
-      for (const entry of jobs.values()) {
-        if (!FINAL_STATES.has(entry.job.status) && !entry.polling) pollJob(entry);
-      }
-    }
-    failures += 1;
-    await sleep(backoffSeconds(failures) * 1000);
-  }
+function streamDown(s) {
+  if (session !== s || s.streamDown) return;
+  s.streamDown = true;
+  for (const entry of jobs.values()) if (!isFinal(entry.job)) follow(s, entry);
 }
 
-async function loadJobs(url = `${config.api.jobs}?page_size=${PAGE_SIZE}`, { older = false } = {}) {
-  let response;
-  try {
-    response = await api(url);
-  } catch (error) {
-    if (error instanceof SessionEnded) {
-      if (error.message) endSession(error.message);
-    } else {
-      setNotice("Cannot reach the server to list jobs: use Refresh to try again.", "connection");
-    }
+function follow(s, entry) {
+  const id = entry.job.id;
+  if (s.watches.has(id) || s.queue.includes(entry)) return;
+  if (s.watches.size >= FOLLOWED) {
+    s.queue.push(entry);
     return;
   }
-  if (!response.ok) {
-    if (response.status !== 429) setNotice(`Listing jobs failed: ${await problemText(response)}`);
-    return;
-  }
-  const page = await response.json();
-  if (!session) return;
-  for (const job of page.results) upsert(job);
-  if (older || !olderUrl || !page.next) {
-    // The cursor link is absolute: keep its path and query so requests stay on this origin.
-    olderUrl = page.next ? sameOrigin(page.next) : null;
-  }
-  ui.older.hidden = !olderUrl;
+  const done = () => {
+    s.watches.delete(id);
+    const next = s.queue.shift();
+    if (next && session === s && s.streamDown && jobs.get(next.job.id) === next) follow(s, next);
+  };
+  const watch = watchJob(
+    s.client,
+    id,
+    (job) => {
+      if (session !== s || jobs.get(id) !== entry) return;
+      upsert(job);
+      if (isFinal(job)) done();
+    },
+    {
+      ...WATCH,
+      onError: (error) => {
+        done();
+        if (session !== s || endedSession(error)) return;
+        if (error instanceof ApiProblem && error.status === 404) {
+          entry.parts.statusText.textContent = "no longer available";
+        } else {
+          setNotice(`Cannot follow ${describe(entry.job)}: ${error.message}`);
+        }
+      },
+    },
+  );
+  s.watches.set(id, watch);
 }
 
-// --- polling -------------------------------------------------------------------------------
-
-async function pollJob(entry) {
+async function loadJobs({ older = false } = {}) {
   const s = session;
   if (!s) return;
-  entry.polling = true;
-  const id = entry.job.id;
-  let etag = entry.etag ?? null;
-  let failures = 0;
+  const query = { page_size: PAGE_SIZE, ...(older && olderCursor ? { cursor: olderCursor } : {}) };
+  let page;
   try {
-    while (session === s && jobs.get(id) === entry && !FINAL_STATES.has(entry.job.status)) {
-      if (streamLive) return; // the stream carries this job's changes
-      await whenVisible();
-      await s.slots.acquire();
-      if (session !== s) return;
-      const started = performance.now();
-      // Long-poll only while every poll can have a slot; otherwise short polls share them.
-      const useWait = waitSupported && s.slots.waiting === 0;
-      let response;
-      let failure = null;
-      try {
-        const query = useWait ? `?wait=${POLLING.waitSeconds}` : "";
-        response = await api(`${config.api.jobs}/${id}${query}`, {
-          headers: etag ? { "If-None-Match": etag } : {},
-        });
-      } catch (error) {
-        failure = error;
-      } finally {
-        s.slots.release();
-      }
-      if (failure) {
-        if (failure instanceof SessionEnded || session !== s) {
-          if (failure.message) endSession(failure.message);
-          return;
-        }
-        failures += 1;
-        const delay = backoffSeconds(failures);
-        setNotice(`Connection problem: retrying in ${Math.ceil(delay)} s.`, "connection");
-        await sleep(delay * 1000);
-        continue;
-      }
-      let delay = retryAfterSeconds(response) ?? POLLING.intervalSeconds;
-      if (response.status === 304) {
-        failures = 0;
-      } else if (response.ok) {
-        failures = 0;
-        etag = response.headers.get("ETag");
-        const job = await response.json();
-        if (session !== s) return;
-        upsert(job).etag = etag;
-      } else if (response.status === 429) {
-        continue; // api() paused every request until Retry-After
-      } else if (response.status === 400 && useWait) {
-        waitSupported = false; // this server has no long polling: plain polls from now on
-        continue;
-      } else if (response.status === 404) {
-        entry.parts.statusText.textContent = "no longer available";
-        return;
-      } else {
-        failures += 1;
-        delay = backoffSeconds(failures);
-      }
-      await sleep((delay - (performance.now() - started) / 1000) * 1000);
+    page = await s.client.listJobs(query);
+  } catch (error) {
+    if (session !== s || endedSession(error)) return;
+    if (!(error instanceof ApiProblem)) {
+      setNotice("Cannot reach the server to list jobs: use Refresh to try again.", "connection");
+    } else if (error.status !== 429) {
+      setNotice(`Listing jobs failed: ${problemText(error)}`);
     }
-  } finally {
-    entry.polling = false;
+    return;
   }
+  if (session !== s) return;
+  for (const job of page.results) upsert(job);
+  if (older || !olderCursor || !page.next) olderCursor = cursorOf(page.next) ?? null;
+  ui.older.hidden = !olderCursor;
 }
 
 // --- actions ----------------------------------------------------------------------------------
 
 async function cancelJob(entry) {
+  const s = session;
+  if (!s) return;
   entry.cancelling = true;
   render(entry);
-  let response;
   try {
-    response = await api(`${config.api.jobs}/${entry.job.id}/cancel`, { method: "POST" });
-  } catch (error) {
-    if (error instanceof SessionEnded) {
-      if (error.message) endSession(error.message);
-      return;
-    }
-    entry.cancelling = false;
-    render(entry);
-    setNotice("Cannot reach the server to cancel the job: try again.", "connection");
-    return;
-  }
-  if (response.status === 200 || response.status === 202) {
-    const job = await response.json();
+    const job = await s.client.cancelJob(entry.job.id);
+    if (session !== s) return;
     upsert(job);
-    if (response.status === 202) announce(`Cancellation of ${describe(job)} requested.`);
-  } else {
-    // 409: it finished meanwhile; its poller shows how.
+    // A running job is asked to stop (202): it ends as cancelled when its handler checks.
+    if (!isFinal(job)) announce(`Cancellation of ${describe(job)} requested.`);
+  } catch (error) {
+    if (session !== s || endedSession(error)) return;
     entry.cancelling = false;
     render(entry);
-    setNotice(`Cannot cancel ${describe(entry.job)}: ${await problemText(response)}`);
+    if (error instanceof ApiProblem) {
+      // 409: it finished meanwhile; its watch or the stream shows how.
+      setNotice(`Cannot cancel ${describe(entry.job)}: ${problemText(error)}`);
+    } else {
+      setNotice("Cannot reach the server to cancel the job: try again.", "connection");
+    }
   }
 }
 
@@ -747,8 +542,11 @@ function payloadProblem(message) {
   ui.payload.focus();
 }
 
+
 async function submitJob(event) {
   event.preventDefault();
+  const s = session;
+  if (!s) return;
   show(ui.submitError, "");
   ui.payload.removeAttribute("aria-invalid");
   let payload;
@@ -765,26 +563,18 @@ async function submitJob(event) {
   }
   ui.submitButton.disabled = true;
   try {
-    let response;
-    try {
-      const body = { type: ui.type.value, payload };
-      response = await api(config.api.jobs, { method: "POST", body });
-    } catch (error) {
-      if (error instanceof SessionEnded) {
-        if (error.message) endSession(error.message);
-      } else {
-        show(ui.submitError, "Cannot reach the server: the job was not submitted.");
-      }
-      return;
-    }
-    if (response.ok) {
-      const job = await response.json();
-      upsert(job);
-      announce(`Submitted ${describe(job)}.`);
-    } else if (response.status === 429) {
+    const job = await s.client.submitJob({ type: ui.type.value, payload });
+    if (session !== s) return;
+    upsert(job);
+    announce(`Submitted ${describe(job)}.`);
+  } catch (error) {
+    if (session !== s || endedSession(error)) return;
+    if (!(error instanceof ApiProblem)) {
+      show(ui.submitError, "Cannot reach the server: the job was not submitted.");
+    } else if (error.status === 429) {
       show(ui.submitError, "Too many requests: the job was not submitted. Try again shortly.");
     } else {
-      payloadProblem(`The job was not accepted: ${await problemText(response)}`);
+      payloadProblem(`The job was not accepted: ${problemText(error)}`);
     }
   } finally {
     ui.submitButton.disabled = false;
@@ -798,9 +588,9 @@ ui.logout.addEventListener("click", () => endSession());
 ui.submitForm.addEventListener("submit", submitJob);
 ui.type.addEventListener("change", () => fillSample());
 ui.refresh.addEventListener("click", () => loadJobs());
-ui.older.addEventListener("click", () => olderUrl && loadJobs(olderUrl, { older: true }));
+ui.older.addEventListener("click", () => olderCursor && loadJobs({ older: true }));
 document.addEventListener("visibilitychange", () => {
-  // Back on the tab: pick up jobs submitted elsewhere (pollers resume by themselves).
+  // Back on the tab: pick up jobs submitted elsewhere (the watches resume by themselves).
   if (!document.hidden && session) loadJobs();
 });
 ui.login.hidden = false;
