@@ -127,17 +127,26 @@ def current_traceparent() -> str:
     return carrier.get("traceparent", "")
 
 
-def job_span(*, traceparent: str, tenant: str, job_id: str, job_type: str, attempt: int):
+def job_span(
+    *,
+    traceparent: str,
+    tenant: str,
+    job_id: str,
+    job_type: str,
+    attempt: int,
+    not_errors: tuple[type[BaseException], ...] = (),
+):
     """Context manager: a worker's run of a job as a consumer span, current inside, the
     child of ``traceparent`` (the span that submitted the job; a new trace without one).
-    An exception leaving it is recorded on the span. A null context when tracing is off."""
+    An exception leaving it marks the span as an error and is recorded on it, unless it is
+    one of ``not_errors`` (a snooze). A null context when tracing is off."""
     if not settings.TRACING:
         return nullcontext()
-    return _job_span(traceparent, tenant, job_id, job_type, attempt)
+    return _job_span(traceparent, tenant, job_id, job_type, attempt, not_errors)
 
 
 @contextmanager
-def _job_span(traceparent, tenant, job_id, job_type, attempt) -> Iterator[None]:
+def _job_span(traceparent, tenant, job_id, job_type, attempt, not_errors) -> Iterator[None]:
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -147,8 +156,17 @@ def _job_span(traceparent, tenant, job_id, job_type, attempt) -> Iterator[None]:
         context=parent,
         kind=trace.SpanKind.CONSUMER,
         attributes={"tenant": tenant, "job.id": job_id, "job.type": job_type, "attempt": attempt},
-    ):
-        yield
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield
+        except not_errors:
+            raise
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+            raise
 
 
 def current_trace_id() -> str | None:

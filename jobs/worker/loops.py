@@ -68,6 +68,7 @@ def _job_span(job):
         job_id=str(job.id),
         job_type=job.type,
         attempt=job.attempts,
+        not_errors=(Snooze,),  # handed back for later: no failure
     )
 
 

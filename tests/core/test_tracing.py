@@ -91,6 +91,15 @@ def test_a_failing_run_is_an_error_span(spans, alice_client):
     assert [event.name for event in run.events] == ["exception"]
 
 
+def test_a_snoozed_run_is_no_error(spans, alice_client):
+    _submit(alice_client, body={"type": "test.snoozy", "payload": {"seconds": 60}})
+    Worker(burst=True, poll_interval=0.1).run()
+
+    (run,) = [span for span in spans.get_finished_spans() if span.kind == SpanKind.CONSUMER]
+    assert run.status.status_code == StatusCode.UNSET
+    assert run.events == ()
+
+
 def test_every_job_of_a_batch_keeps_the_requests_span(spans, alice_client):
     body = {"jobs": [{"type": "demo.echo", "payload": {}}, {"type": "demo.echo", "payload": {}}]}
     jobs = _submit(alice_client, traceparent=CLIENT_TRACEPARENT, path="/api/jobs/batch", body=body)[
