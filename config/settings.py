@@ -443,6 +443,10 @@ JOBS_PLANS = {
     "pro": {"generations": {"concurrency": 5}},
 }
 JOBS_DEFAULT_PLAN = env("JOBS_DEFAULT_PLAN", "free")
+# What a handler logs while it runs is kept with its job (jobs/worker/logs.py): at most
+# this many lines per job over all its attempts, each message cut to this many characters.
+JOBS_LOG_MAX_LINES = env("JOBS_LOG_MAX_LINES", 200, int)
+JOBS_LOG_LINE_CHARS = env("JOBS_LOG_LINE_CHARS", 1000, int)
 # Most times one job may snooze (hand itself back for later, attempt not spent); one more
 # snooze counts as a failed attempt.
 JOBS_MAX_SNOOZES = env("JOBS_MAX_SNOOZES", 20, int)
@@ -509,6 +513,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Each line carries the request id, tenant and user of the request, or the job id and
 # attempt of the job, it was written for (core/log_context.py).
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
+# OpenTelemetry tracing (core/tracing.py): a span per request and per job run, linked
+# through the job's traceparent, and trace_id on log lines. Off: OpenTelemetry is not even
+# imported. The exporter and the service's name come from the standard OTEL_* variables
+# (docs/operations.md).
+TRACING = env("TRACING", False, boolean)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -519,9 +528,11 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "formatter": "json",
             "filters": ["context"],
-        }
+        },
+        # A running job's own lines, kept with the job (jobs/worker/logs.py).
+        "capture": {"class": "core.log_context.CaptureHandler"},
     },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console", "capture"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
         # django.tasks logs each task's start and end at INFO; the worker's own "job ..."

@@ -10,4 +10,8 @@ class CoreConfig(AppConfig):
         from core import (  # noqa: F401
             checks,  # registers the settings' system checks
             cors,  # connects the per-tenant CORS receiver
+            tracing,
         )
+
+        if tracing.enabled():
+            tracing.configure()

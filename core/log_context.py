@@ -5,7 +5,12 @@ job carries ``request_id``, ``tenant`` and ``user_id`` and, in jobs, ``job_id`` 
 ``bind_request`` (``core.request_log.RequestLogMiddleware``) and ``bind_job`` (the worker,
 around a handler run) set them in a context variable for a ``with`` block;
 ``ContextFilter``, on the log handler (settings ``LOGGING``), copies them onto each record.
-A field given explicitly with ``extra=`` wins over the bound one.
+A field given explicitly with ``extra=`` wins over the bound one. With tracing on
+(``core.tracing``), a record written inside a span also carries its ``trace_id``.
+
+``capture(sink)`` passes every record logged inside its block (in this context: this
+thread, and the tasks it awaits) to ``sink`` through ``CaptureHandler``, on the root logger
+(settings ``LOGGING``): the worker keeps a handler's lines with its job this way.
 """
 
 import logging
@@ -15,7 +20,10 @@ from contextvars import ContextVar
 
 from django.utils.functional import SimpleLazyObject, empty
 
+from core import tracing
+
 _fields: ContextVar[Callable[[], dict] | None] = ContextVar("log_fields", default=None)
+_sink: ContextVar[Callable[[logging.LogRecord], None] | None] = ContextVar("log_sink", default=None)
 
 
 def resolved_user_id(request):
@@ -68,8 +76,15 @@ def bind_job(job):
         "user_id": job.created_by_id,
         "job_id": str(job.id),
         "attempt": job.attempts,
+        **job_trace_fields(job),
     }
     return _bound(lambda: fields)
+
+
+def job_trace_fields(job) -> dict:
+    """``trace_id`` of the trace the job was submitted in (its ``traceparent``), {} for a
+    job submitted with tracing off."""
+    return {"trace_id": job.traceparent[3:35]} if job.traceparent else {}
 
 
 def current() -> dict:
@@ -85,4 +100,28 @@ class ContextFilter(logging.Filter):
         for name, value in current().items():
             if name not in vars(record):
                 setattr(record, name, value)
+        if tracing.enabled() and "trace_id" not in vars(record):
+            trace_id = tracing.current_trace_id()
+            if trace_id is not None:
+                record.trace_id = trace_id
         return True
+
+
+@contextmanager
+def capture(sink: Callable[[logging.LogRecord], None]) -> Iterator[None]:
+    """Records logged inside the block, at levels the loggers let through, go to
+    ``sink`` too (besides the log)."""
+    token = _sink.set(sink)
+    try:
+        yield
+    finally:
+        _sink.reset(token)
+
+
+class CaptureHandler(logging.Handler):
+    """Hands each record to the sink ``capture`` bound, if any; does nothing elsewhere."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = _sink.get()
+        if sink is not None:
+            sink(record)

@@ -5,7 +5,7 @@ import re
 import time
 import uuid
 
-from core import log_context
+from core import log_context, tracing
 
 logger = logging.getLogger("api.access")
 
@@ -27,7 +27,8 @@ class RequestLogMiddleware:
     beside it, never used as the request's id: a client cannot make its request look like
     another one in the logs. Placed before tenant routing so that even unknown-host answers
     are logged. Every record logged while the request is served carries its request id,
-    tenant and user (``core.log_context``).
+    tenant and user (``core.log_context``). With tracing on, the request is served inside
+    its server span (``core.tracing``), the child of the client's ``traceparent``.
     """
 
     def __init__(self, get_response):
@@ -37,18 +38,19 @@ class RequestLogMiddleware:
         request.request_id = uuid.uuid4().hex
         request.client_request_id = _client_request_id(request)
         started = time.perf_counter()
-        with log_context.bind_request(request):
-            response = self.get_response(request)
-        response["X-Request-ID"] = request.request_id
-        logger.info(
-            "request",
-            extra={
-                **log_context.request_fields(request),
-                "client_request_id": request.client_request_id,
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        with tracing.request_span(request):
+            with log_context.bind_request(request):
+                response = self.get_response(request)
+            response["X-Request-ID"] = request.request_id
+            logger.info(
+                "request",
+                extra={
+                    **log_context.request_fields(request),
+                    "client_request_id": request.client_request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
         return response

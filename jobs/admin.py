@@ -32,6 +32,7 @@ from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import (
     Job,
     JobAttempt,
+    JobLogLine,
     JobStatus,
 )
 from jobs.registry import job_types
@@ -159,6 +160,17 @@ class JobAttemptInline(admin.TabularInline):
         return False
 
 
+class JobLogInline(JobAttemptInline):
+    """The job page's log: what its handler logged (``jobs.worker.logs``), oldest first,
+    at most ``JOBS_LOG_MAX_LINES``; read-only under the attempt history's rules."""
+
+    model = JobLogLine
+    fields = ["attempt", "logged_at", "level", "logger", "message"]
+    readonly_fields = fields
+    verbose_name = "log line"
+    verbose_name_plural = "log (what the handler logged)"
+
+
 @admin.register(Job)
 class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     list_display = [
@@ -191,7 +203,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     search_fields = ["type"]  # shows the search box; get_search_results does the matching
     search_help_text = "A job id (or its first 8 characters), an exact job type, or a username."
     actions = ["retry_jobs", "cancel_jobs", "run_jobs_now"]
-    inlines = [JobAttemptInline]
+    inlines = [JobAttemptInline, JobLogInline]
     fieldsets = [
         (
             None,

@@ -110,6 +110,11 @@ class Job(models.Model):
     # The jobs of one POST /api/jobs/batch; their ids are in the batch's order, and the
     # first carries the batch's Idempotency-Key (jobs.services.jobs_enqueue_batch).
     batch_id = models.UUIDField(null=True, blank=True, editable=False)
+    # The W3C traceparent of the span that submitted the job (core.tracing), whose child
+    # its runs' spans are; "" when tracing is off.
+    traceparent = models.CharField(
+        max_length=55, blank=True, default="", db_default="", editable=False
+    )
 
     created_at = models.DateTimeField(db_default=models.functions.Now())
     started_at = models.DateTimeField(null=True, blank=True)
@@ -297,6 +302,33 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id} ({self.outcome or 'running'})"
+
+
+class JobLogLine(models.Model):
+    """One line a job's handler logged while it ran (``jobs.worker.logs``): at most
+    ``JOBS_LOG_MAX_LINES`` per job over all its attempts, each message cut to
+    ``JOBS_LOG_LINE_CHARS``. Shown to the job's tenant (``GET /api/jobs/{id}/logs``) and
+    staff; the message only, never a traceback. ``logged_at`` is the worker's clock (the
+    record's time). Deleted with its job; ``tenant_id`` (its job's) is for row-level
+    security."""
+
+    # CASCADE in Python and in PostgreSQL (migration 0028's constraint), like JobAttempt's.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log", db_constraint=False)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    attempt = models.PositiveSmallIntegerField()
+    logged_at = models.DateTimeField()
+    level = models.CharField(max_length=10)
+    logger = models.CharField(max_length=100)
+    message = models.TextField()
+
+    class Meta:
+        db_table = "job_log"
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.logger}: {self.message[:50]}"
 
 
 # Flow control's models are the engine's (app label ``jobs``), in a module of their own.

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import (
     BooleanField,
@@ -39,6 +40,7 @@ from jobs.models import (
     REPRESENTATION_VERSION,
     Job,
     JobAttempt,
+    JobLogLine,
     JobStatus,
 )
 from jobs.signals import JobOutcome
@@ -97,6 +99,28 @@ def job_list(*, tenant, status: str | None = None, type: str | None = None) -> Q
         )
         .order_by("-created_at", "-id")
     )
+
+
+@dataclass(frozen=True)
+class JobLog:
+    """What a job's handler logged, oldest first; ``capped`` once it holds the most lines a
+    job keeps (``JOBS_LOG_MAX_LINES``), after which later lines were not kept."""
+
+    lines: list[JobLogLine]
+    capped: bool
+
+
+def job_log(*, tenant, job_id: uuid.UUID) -> JobLog:
+    """The lines job ``job_id`` of ``tenant`` (or ``ALL_TENANTS``) logged; ``JobNotFound``
+    when the job is missing, another tenant's or (for a tenant) internal."""
+    if not Job.objects.filter(reachable_jobs(tenant), id=job_id).exists():
+        raise JobNotFound(job_id)
+    lines = list(
+        JobLogLine.objects.filter(job_id=job_id).only(
+            "attempt", "logged_at", "level", "logger", "message"
+        )
+    )
+    return JobLog(lines=lines, capped=len(lines) >= settings.JOBS_LOG_MAX_LINES)
 
 
 # --- the poll ----------------------------------------------------------------------------

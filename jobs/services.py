@@ -27,6 +27,7 @@ from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Now
 
 from accounts.roles import ALL_TENANTS
+from core import tracing
 from jobs import sql
 from jobs.conditions import reachable_jobs
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound, JobQuotaExceeded
@@ -96,6 +97,7 @@ def job_enqueue(
             **_budget_fields(job_type, tenant.pk, payload),
             idempotency_key=idempotency_key,
             system_key=system_key,
+            traceparent=tracing.current_traceparent(),
             request_fingerprint=(
                 request_fingerprint(type=type, payload=payload, run_at=run_at, priority=priority)
                 if idempotency_key
@@ -202,6 +204,7 @@ def jobs_enqueue_batch(
 
 def _insert_batch(tenant, items, created_by, idempotency_key, fingerprint, quota) -> list[Job]:
     ids = sorted(uuid.uuid4() for _ in items)
+    traceparent = tracing.current_traceparent()
     jobs = []
     for index, (job_id, item) in enumerate(zip(ids, items, strict=True)):
         job_type = get_job_type(item["type"])
@@ -220,6 +223,7 @@ def _insert_batch(tenant, items, created_by, idempotency_key, fingerprint, quota
             batch_id=ids[0],
             idempotency_key=idempotency_key if index == 0 else "",
             request_fingerprint=fingerprint if index == 0 else "",
+            traceparent=traceparent,
         )
         if item.get("run_at") is not None:
             job.run_at = item["run_at"]
@@ -422,6 +426,39 @@ def jobs_complete(*, worker_id: str, results: list[tuple[uuid.UUID, object]]) ->
     with connection.cursor() as cursor:
         cursor.execute(sql.COMPLETE, [ids, documents, worker_id])
         return {row[0] for row in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class KeptLines:
+    """What one run of job ``job_id`` (its attempt ``attempt``) logged, to keep."""
+
+    job_id: uuid.UUID
+    attempt: int
+    lines: list  # of jobs.worker.logs.LogLine
+
+
+def job_logs_keep(*, runs: list[KeptLines], max_lines: int) -> int:
+    """Store the lines of ``runs`` in one statement, each job's up to ``max_lines`` over all
+    its attempts (later ones dropped); a job deleted meanwhile keeps none. Returns how many
+    were stored."""
+    rows = [(run, number, line) for run in runs for number, line in enumerate(run.lines, 1)]
+    if not rows:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.KEEP_LOG_LINES,
+            {
+                "job_ids": [run.job_id for run, _, _ in rows],
+                "attempts": [run.attempt for run, _, _ in rows],
+                "ordinals": [number for _, number, _ in rows],
+                "logged_at": [line.logged_at for _, _, line in rows],
+                "levels": [line.level for _, _, line in rows],
+                "loggers": [line.logger for _, _, line in rows],
+                "messages": [line.message for _, _, line in rows],
+                "max_lines": max_lines,
+            },
+        )
+        return cursor.rowcount
 
 
 def backoff_seconds(attempts: int) -> float:

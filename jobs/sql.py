@@ -405,6 +405,31 @@ DELETE FROM job_queue AS job USING doomed
 WHERE job.id = doomed.id AND job.status = ANY(%(statuses)s)
 RETURNING job.status
 """
+# --- per-job logs ------------------------------------------------------------------------------
+
+# Keep the lines runs logged (jobs.services.job_logs_keep), numbered from 1 per run in
+# ``ordinals``: each job's up to ``max_lines`` with those it already has; its tenant is the
+# job's, and a job deleted meanwhile takes none.
+KEEP_LOG_LINES = """
+WITH line AS (
+    SELECT * FROM unnest(
+        %(job_ids)s::uuid[], %(attempts)s::smallint[], %(ordinals)s::int[],
+        %(logged_at)s::timestamptz[], %(levels)s::text[], %(loggers)s::text[], %(messages)s::text[]
+    ) AS line(job_id, attempt, ordinal, logged_at, level, logger, message)
+),
+kept AS (
+    SELECT job_id, count(*) AS lines FROM job_log
+    WHERE job_id IN (SELECT job_id FROM line) GROUP BY job_id
+)
+INSERT INTO job_log (job_id, tenant_id, attempt, logged_at, level, logger, message)
+SELECT line.job_id, job.tenant_id, line.attempt, line.logged_at, line.level, line.logger,
+       line.message
+FROM line
+JOIN job_queue AS job ON job.id = line.job_id
+LEFT JOIN kept ON kept.job_id = line.job_id
+WHERE line.ordinal <= %(max_lines)s - coalesce(kept.lines, 0)
+ORDER BY line.job_id, line.ordinal
+"""
 # The live queue per status and queue, with the oldest due pending job and the db's now.
 LIVE_QUEUE = """
 SELECT 'pending', queue, count(*),

@@ -12,6 +12,9 @@ JOBS_TYPES = {
     "test.crash_once": {"task": "tests.tasks.crash_once", "max_attempts": 3},
 }
 
+# Per-job logs and tracing (tests/jobs/test_job_logs.py, tests/core/test_tracing.py).
+JOBS_TYPES["test.chatty"] = {"task": "tests.tasks.chatty", "max_attempts": 2}
+
 # Password hashing is deliberately slow; tests create many users (every job's creator).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -1,5 +1,6 @@
 """Job handlers used only by tests (registered in tests/settings.py)."""
 
+import logging
 import os
 import time
 
@@ -90,3 +91,15 @@ def snooze_once(context, seconds: float = 1.0, times: int = 1):
 def record_units(context, size: int = 1, sleep: float = 0.0):
     """``record`` for a job weighed by its payload's ``size`` (flow control's units)."""
     return record.func(context, sleep=sleep)
+
+
+@task(takes_context=True)
+def chatty(context, lines: int = 3, fail_first: bool = False, message: str = "line"):
+    """Logs ``lines`` lines ``<message> <n> of attempt <a>`` through its own logger (kept
+    with the job, tests/jobs/test_job_logs.py), then fails its first attempt if asked."""
+    log = logging.getLogger("tests.chatty")
+    for number in range(1, lines + 1):
+        log.info("%s %d of attempt %d", message, number, context.attempt)
+    if fail_first and context.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return {"logged": lines}

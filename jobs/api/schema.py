@@ -18,6 +18,7 @@ from jobs.api.serializers import (
     JobCreateSerializer,
     JobListItemSerializer,
     JobListQuerySerializer,
+    JobLogSerializer,
     JobOutputSerializer,
     JobPollQuerySerializer,
 )
@@ -137,6 +138,16 @@ job_viewset_schema = extend_schema_view(
             304: OpenApiResponse(description="Not modified: the client's copy is current."),
             **openapi.problems(400, 401, 403, 404, 429),
         },
+        tags=["jobs"],
+    ),
+    logs=extend_schema(
+        operation_id="getJobLogs",
+        summary="Read a job's log",
+        description="What the job's handler logged through its loggers while it ran, over "
+        "all its attempts, oldest first: at most `JOBS_LOG_MAX_LINES` lines, each message "
+        "cut to `JOBS_LOG_LINE_CHARS` characters. A run's lines appear when the run ends.",
+        parameters=[_JOB_ID, *openapi.rate_limit_headers(200, 429), openapi.RETRY_AFTER_429],
+        responses={200: JobLogSerializer, **openapi.problems(400, 401, 403, 404, 429)},
         tags=["jobs"],
     ),
     cancel=extend_schema(

@@ -99,6 +99,30 @@ class JobListItemSerializer(JobOutputSerializer):
         return {"result": job.listed_result}
 
 
+class JobLogLineSerializer(serializers.Serializer):
+    """One line the job's handler logged while it ran."""
+
+    attempt = serializers.IntegerField(help_text="The run that logged it, 1 for the first.")
+    logged_at = serializers.DateTimeField(help_text="When it was logged (the worker's clock).")
+    level = serializers.CharField(help_text="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.")
+    logger = serializers.CharField(help_text="The logger's name.")
+    message = serializers.CharField(
+        help_text="The message, cut to `JOBS_LOG_LINE_CHARS` characters; never a traceback."
+    )
+
+
+@extend_schema_serializer(component_name="JobLog")
+class JobLogSerializer(serializers.Serializer):
+    """What the job's handler logged through its loggers while it ran, oldest first, over
+    all its attempts; the worker stores a run's lines when the run ends."""
+
+    lines = JobLogLineSerializer(many=True)
+    capped = serializers.BooleanField(
+        help_text="The job holds `JOBS_LOG_MAX_LINES` lines, the most kept: later lines "
+        "were not kept."
+    )
+
+
 def _registered_types(field: serializers.ChoiceField) -> None:
     """Limit ``field`` to the public job types as registered now (``job_types()``: no
     internal type), naming them when it refuses another."""

@@ -24,6 +24,7 @@ from jobs.api.serializers import (
     JobCreateSerializer,
     JobListItemSerializer,
     JobListQuerySerializer,
+    JobLogSerializer,
     JobOutputSerializer,
     batch_size,
 )
@@ -197,6 +198,12 @@ class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
             JobBatchOutputSerializer({"jobs": jobs}).data,
             status=status.HTTP_200_OK if replayed_final else status.HTTP_202_ACCEPTED,
         )
+
+    @action(detail=True, methods=["get"])
+    def logs(self, request, pk=None):
+        """``GET /api/jobs/{id}/logs``: what the job's handler logged (``jobs.worker.logs``)."""
+        log = selectors.job_log(tenant=request.tenant, job_id=_job_id(pk))
+        return Response(JobLogSerializer(log).data)
 
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):

@@ -20,8 +20,8 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.tasks.signals import task_started
 from django_tenants.utils import tenant_context
 
-from core import listen
-from core.log_context import bind_job
+from core import listen, tracing
+from core.log_context import bind_job, capture
 from jobs import periodic, services
 from jobs.backends import send_task_signal
 from jobs.context import JobContext, JobError, Snooze
@@ -58,6 +58,18 @@ def _task_of(job):
         return get_job_type(job.type).task
     except UnknownJobType:
         return None
+
+
+def _job_span(job):
+    """The run's span (``core.tracing``; nothing when tracing is off)."""
+    return tracing.job_span(
+        traceparent=job.traceparent,
+        tenant=job.tenant.schema_name,
+        job_id=str(job.id),
+        job_type=job.type,
+        attempt=job.attempts,
+        not_errors=(Snooze,),  # handed back for later: no failure
+    )
 
 
 def default_worker_id() -> str:
@@ -480,7 +492,7 @@ class Worker:
         try:
             task = job_type.task
             arguments = (run.context,) if task.takes_context else ()
-            with bind_job(job), tenant_context(job.tenant):
+            with bind_job(job), capture(run.log), _job_span(job), tenant_context(job.tenant):
                 # Task.call runs an async def task to its end in this thread (async_to_sync).
                 result = task.call(*arguments, **job.payload)
             json.dumps(result)  # fail here, not in the UPDATE, if it can't be stored

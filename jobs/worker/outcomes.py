@@ -1,8 +1,9 @@
 """The worker's one outcome writer: how each run ended, decided, recorded and reported once.
 
 One ``JobOutcome`` per run (claim), sent with ``job_finished`` and logged as
-``job <outcome>``. Whichever ending of a run reaches it first wins; a later one (a handler's
-result after its job was cancelled or handed back) changes nothing.
+``job <outcome>``; the lines its handler logged are kept with the job in the same pass.
+Whichever ending of a run reaches it first wins; a later one (a handler's result after its
+job was cancelled or handed back) changes nothing.
 """
 
 import logging
@@ -110,6 +111,7 @@ class OutcomeWriter:
             else:
                 decided.append((run, ending, outcome))
         self._close_attempts(decided)
+        self._keep_logs(decided)
         for run, ending, outcome in decided:
             # A run that ended here may have freed what held its pool's next job back (its
             # tenant's running cap): the pool claims again at its next round.
@@ -163,6 +165,22 @@ class OutcomeWriter:
             _retrying(services.job_attempts_close, worker_id=self.worker_id, endings=endings)
         except Exception:
             logger.exception("attempt history not recorded", extra={"jobs": len(endings)})
+            connection.close()
+
+    def _keep_logs(self, decided: list[tuple[Run, Ending, JobOutcome]]) -> None:
+        """Store what the runs' handlers logged (``jobs.worker.logs``), in one statement.
+        Lines the database refused past its patience are lost (logged)."""
+        runs = [
+            services.KeptLines(job_id=run.job.id, attempt=run.job.attempts, lines=run.log.lines)
+            for run, _ending, _outcome in decided
+            if run.log.lines
+        ]
+        if not runs:
+            return
+        try:
+            _retrying(services.job_logs_keep, runs=runs, max_lines=settings.JOBS_LOG_MAX_LINES)
+        except Exception:
+            logger.exception("job log lines not recorded", extra={"jobs": len(runs)})
             connection.close()
 
     def _write_outcome(self, run: Run, ending: Ending) -> JobOutcome:

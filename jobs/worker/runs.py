@@ -6,8 +6,10 @@ import enum
 import threading
 import time
 
+from core.log_context import job_trace_fields
 from jobs.backends import JOB_ERROR
 from jobs.context import JobContext
+from jobs.worker.logs import RunLog
 from jobs.worker.pools import Pool
 
 
@@ -26,6 +28,7 @@ class Run:
     abandoned: bool = False  # past its timeout: its thread is no longer waited for
     duration: float | None = None  # the handler's run time, once it returned or raised
     settled: bool = False  # taken by the outcome writer (under the worker's lock)
+    log: RunLog = dataclasses.field(default_factory=RunLog)  # what its handler logged
 
     def elapsed(self) -> float:
         """The handler's run time: so far while it runs, 0 if it never started."""
@@ -39,6 +42,7 @@ class Run:
             "type": self.job.type,
             "tenant": self.job.tenant.schema_name,
             "attempt": self.job.attempts,
+            **job_trace_fields(self.job),
         }
 
 

@@ -46,6 +46,7 @@ OPERATIONS = [
     "POST /api/jobs",
     "POST /api/jobs/batch",
     "GET /api/jobs/{id}",
+    "GET /api/jobs/{id}/logs",
     "POST /api/jobs/{id}/cancel",
 ]
 

@@ -30,6 +30,7 @@ OPERATIONS = {
     ("/api/jobs/batch", "post"),
     ("/api/jobs/{id}", "get"),
     ("/api/jobs/{id}/cancel", "post"),
+    ("/api/jobs/{id}/logs", "get"),
     ("/api/jobs/{id}/events", "get"),
     ("/api/events", "get"),
 }
@@ -61,6 +62,17 @@ def test_schema_generates_without_warnings_and_validates():
     out = StringIO()
     call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
     assert "/api/jobs/{id}/cancel" in yaml.safe_load(out.getvalue())["paths"]
+
+
+def test_the_logs_operation_documents_its_response(schema):
+    operation = _operation(schema, "/api/jobs/{id}/logs", "get")
+    assert operation["operationId"] == "getJobLogs"
+    body = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/JobLog"}
+    log = schema["components"]["schemas"]["JobLog"]
+    assert set(log["required"]) == {"lines", "capped"}
+    line = schema["components"]["schemas"]["JobLogLine"]
+    assert set(line["properties"]) == {"attempt", "logged_at", "level", "logger", "message"}
 
 
 def test_every_error_is_a_problem_document(schema):

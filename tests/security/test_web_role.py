@@ -20,6 +20,7 @@ TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFEREN
 # every relation there is false.
 EXPECTED_TABLE_PRIVILEGES = {
     ("accounts_user", "SELECT"),
+    ("job_log", "SELECT"),
     ("job_queue", "INSERT"),
     ("job_queue", "SELECT"),
     ("job_queue", "UPDATE"),

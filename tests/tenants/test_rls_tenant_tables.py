@@ -23,7 +23,7 @@ from django.utils import timezone
 from accounts.models import User
 from insights.models import JobRollup
 from jobs.flow.models import LimitOverride
-from jobs.models import Job
+from jobs.models import Job, JobLogLine
 from schedules.models import Schedule
 from tenants import row_security as rls
 from tests.helpers import admin_client_for
@@ -63,6 +63,15 @@ def _endpoint(tenant) -> WebhookEndpoint:
 ROWS = {
     "accounts_user": lambda tenant: User(username=f"rls-{uuid.uuid4().hex}", tenant=tenant),
     "job_queue": lambda tenant: Job(tenant=tenant, type="demo.echo"),
+    "job_log": lambda tenant: JobLogLine(
+        job=Job.objects.create(tenant=tenant, type="demo.echo"),  # deleted with its job
+        tenant=tenant,
+        attempt=1,
+        logged_at=timezone.now(),
+        level="INFO",
+        logger="rls",
+        message="a line",
+    ),
     "job_rollup": lambda tenant: JobRollup(
         tenant=tenant,
         minute=timezone.now().replace(second=0, microsecond=0),

@@ -166,6 +166,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/jobs/{id}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a job's log
+         * @description What the job's handler logged through its loggers while it ran, over all its attempts, oldest first: at most `JOBS_LOG_MAX_LINES` lines, each message cut to `JOBS_LOG_LINE_CHARS` characters. A run's lines appear when the run ends.
+         */
+        get: operations["getJobLogs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/batch": {
         parameters: {
             query?: never;
@@ -351,6 +371,31 @@ export interface components {
             cancelled_at?: string | null;
             /** @description completed, instead of a result longer than 1024 characters of JSON: poll the job for it. */
             result_omitted?: boolean;
+        };
+        /**
+         * @description What the job's handler logged through its loggers while it ran, oldest first, over
+         *     all its attempts; the worker stores a run's lines when the run ends.
+         */
+        JobLog: {
+            lines: components["schemas"]["JobLogLine"][];
+            /** @description The job holds `JOBS_LOG_MAX_LINES` lines, the most kept: later lines were not kept. */
+            capped: boolean;
+        };
+        /** @description One line the job's handler logged while it ran. */
+        JobLogLine: {
+            /** @description The run that logged it, 1 for the first. */
+            attempt: number;
+            /**
+             * Format: date-time
+             * @description When it was logged (the worker's clock).
+             */
+            logged_at: string;
+            /** @description `DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`. */
+            level: string;
+            /** @description The logger's name. */
+            logger: string;
+            /** @description The message, cut to `JOBS_LOG_LINE_CHARS` characters; never a traceback. */
+            message: string;
         };
         /**
          * @description ``POST /api/jobs``: ``type`` and ``payload``, optionally ``run_at`` and ``priority``.
@@ -1864,6 +1909,145 @@ export interface operations {
                 };
                 content: {
                     "text/event-stream": string;
+                };
+            };
+            /**
+             * @description - `invalid`: A field is invalid or unknown: see `errors`.
+             *     - `parse_error`: The body is not JSON that the service can store.
+             *     - `json_too_deep`: The JSON body is nested deeper than the limit.
+             *     - `invalid_job_id`: The job id in the path is not a UUID.
+             *     - `invalid_wait`: `?wait=` is not a whole number of seconds in range.
+             *     - `invalid_cursor`: `?cursor=` is not one this API returned.
+             *     - `invalid_idempotency_key`: `Idempotency-Key` does not match its documented pattern.
+             *     - `invalid_content_length`: `Content-Length` is not ASCII digits.
+             *     - `invalid_host`: The `Host` header is not allowed.
+             *     - `bad_request`: A request the server cannot read.
+             */
+            400: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description - `not_authenticated`: No token was sent (on /metrics: not the metrics token).
+             *     - `bad_authorization_header`: `Authorization` is not `Bearer <token>`.
+             *     - `token_not_valid`: The token is forged, expired, revoked or of the wrong kind.
+             *     - `authentication_failed`: The credentials were refused.
+             *     - `invalid_credentials`: Wrong username or password, or a user of another tenant.
+             *     - `user_not_found`: The token's user no longer exists on this host.
+             */
+            401: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description - `token_tenant_mismatch`: The token, or its user, belongs to another tenant.
+             *     - `user_inactive`: The token's user is deactivated.
+             *     - `tenant_inactive`: The host's tenant is deactivated.
+             *     - `permission_denied`: Not allowed to do this.
+             */
+            403: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description - `not_found`: No such resource; another tenant's job is answered alike.
+             *     - `unknown_host`: No tenant is served at this host.
+             */
+            404: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description - `rate_limited`: Rate limited: retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description The caller's quota (IETF draft): `"jobs-api";q=<requests>;w=<seconds>`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left (IETF draft): `"jobs-api";r=<remaining>;t=<seconds to reset>`. */
+                    RateLimit?: string;
+                    /** @description Seconds to wait before the next request. */
+                    "Retry-After"?: number;
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description - `server_error`: An unexpected error; the request id is logged. */
+            500: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description - `service_unavailable`: PostgreSQL or Redis cannot serve now: retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getJobLogs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job's id (400 if not a UUID). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The caller's quota (IETF draft): `"jobs-api";q=<requests>;w=<seconds>`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left (IETF draft): `"jobs-api";r=<remaining>;t=<seconds to reset>`. */
+                    RateLimit?: string;
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobLog"];
                 };
             };
             /**
