@@ -4,7 +4,7 @@ Every variable has a default that works for local development; production
 (``DJANGO_ENV=production``) must set ``SECRET_KEY``, ``DATABASE_URL``, ``REDIS_URL`` and
 ``METRICS_TOKEN``. Code elsewhere reads ``django.conf.settings``, never ``os.environ``, and
 this module names the apps' classes by dotted path only (it imports no app). Grouped by
-topic; the README's "Configuration" table lists every variable.
+topic; docs/configuration.md lists every variable.
 """
 
 import secrets

@@ -1,8 +1,10 @@
-"""The configuration tables of the README and docs/operations.md match the code, both ways.
+"""The configuration tables of docs/configuration.md, the README and docs/operations.md
+match the code, both ways.
 
 - Every variable ``config/settings.py`` reads (its ``env(...)`` and ``required(...)``
-  calls, found with ``ast``) has a row in README "Configuration", and every row there names
-  a variable settings reads or one the Makefile takes (``NAME ?= default``).
+  calls, found with ``ast``) has a row in docs/configuration.md, and every row there names
+  a variable settings reads or one the Makefile takes (``NAME ?= default``). The README's
+  short table holds only rows of that one, word for word.
 - Every variable ``config/gunicorn.conf.py`` reads (``os.environ.get(...)``) has a row in
   the gunicorn table of docs/operations.md ("Production"), or in "Configuration" when
   settings reads it too; every gunicorn row names a variable gunicorn reads.
@@ -14,6 +16,7 @@ import re
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
+CONFIGURATION_DOC = (ROOT / "docs" / "configuration.md").read_text()
 OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
 
 
@@ -30,7 +33,7 @@ def _table_after(text: str, marker: str) -> set[str]:
     return names
 
 
-CONFIGURATION = _table_after(README, "\n## Configuration\n")
+CONFIGURATION = _table_after(CONFIGURATION_DOC, "# Configuration\n")
 GUNICORN = _table_after(OPERATIONS, "`config/gunicorn.conf.py` reads a few variables of its own")
 
 
@@ -92,6 +95,23 @@ def test_every_variable_settings_reads_is_in_the_configuration_table():
 
 def test_every_configuration_row_is_read_by_settings_or_the_makefile():
     assert sorted(CONFIGURATION - SETTINGS - MAKEFILE) == []
+
+
+def _rows_after(text: str, marker: str) -> list[str]:
+    lines = text[text.index(marker) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start + 2 : end]
+
+
+def test_the_readme_rows_are_rows_of_the_configuration_page():
+    # The README links from the root, the page from docs/: the same link either way.
+    readme_rows = [
+        row.replace("](docs/", "](") for row in _rows_after(README, "\n## Configuration\n")
+    ]
+    assert readme_rows
+    page_rows = set(_rows_after(CONFIGURATION_DOC, "# Configuration\n"))
+    assert [row for row in readme_rows if row not in page_rows] == []
 
 
 def test_every_variable_gunicorn_reads_is_documented():
