@@ -235,7 +235,6 @@ CACHES = {
         "TIMEOUT": 300,
     }
 }
-RATELIMIT_USE_CACHE = "default"
 
 # --- Users, tokens and logins -----------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -249,8 +248,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # the user drops it at once; this only bounds changes made by bulk UPDATEs that bypass
 # signals.
 AUTH_USER_CACHE_SECONDS = env("AUTH_USER_CACHE_SECONDS", 300, int)
-# POST /api/auth/token and /admin/login/ (accounts/throttling.py, django-ratelimit syntax
-# N/[k]s|m|h|d): every attempt per client IP; failed attempts per username, over all hosts.
+# POST /api/auth/token and /admin/login/ (accounts/throttling.py; N/[k]s|m|h|d as in
+# core/rates.py): every attempt per client IP; failed attempts per username, over all hosts.
 AUTH_LOGIN_IP_RATE = env("AUTH_LOGIN_IP_RATE", "30/m")
 AUTH_LOGIN_USERNAME_RATE = env("AUTH_LOGIN_USERNAME_RATE", "10/15m")
 # Reverse proxies (addresses or networks, comma-separated: "10.0.0.0/8,192.0.2.7") whose
@@ -375,7 +374,7 @@ JOBS_TYPES = {
 # queue (Django's meaning of an empty list): queues are whatever `run_worker --queues`
 # serves and JOBS_TYPES names, not a fixed list here.
 TASKS = {"default": {"BACKEND": "jobs.backends.JobQueueBackend", "QUEUES": []}}
-# Rate limit of the jobs API, per tenant + user (django-ratelimit syntax: N/s|m|h|d).
+# Rate limit of the jobs API, per tenant + user (N/[k]s|m|h|d, core/rates.py).
 JOBS_API_RATE = env("JOBS_API_RATE", "300/m")
 # An Idempotency-Key returns the same job for this long after the first request.
 JOBS_IDEMPOTENCY_TTL = timedelta(hours=env("JOBS_IDEMPOTENCY_TTL_HOURS", 24, int))
