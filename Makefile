@@ -48,15 +48,16 @@ migrate: install
 
 # Embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set; then the demo data,
 # the development server on http://localhost:$(PORT) and one worker of 4 threads (a slow job
-# does not hold up the others), both restarting when the code changes, until Ctrl-C.
+# does not hold up the others), both restarting when the code changes and logging readable
+# lines (LOG_FORMAT=text), until Ctrl-C.
 # runserver serves each request on a new thread, which never reuses a kept connection: with
 # DB_CONN_MAX_AGE=0 each request closes its own (tests/config/test_make_run.py).
 run: migrate
 	$(PY) manage.py seed_demo
 	@echo "Serving http://localhost:$(PORT) (admin) and http://acme.localhost:$(PORT) (job console and API); Ctrl-C stops."
 	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	DEBUG=1 $(PY) manage.py run_worker --concurrency 4 --reload & worker=$$!; \
-	DEBUG=1 DB_CONN_MAX_AGE=0 $(PY) manage.py runserver 127.0.0.1:$(PORT)
+	DEBUG=1 LOG_FORMAT=text $(PY) manage.py run_worker --concurrency 4 --reload & worker=$$!; \
+	DEBUG=1 LOG_FORMAT=text DB_CONN_MAX_AGE=0 $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # What the suite needs from the system: Debian's Chromium (browser tests) and PgBouncer
 # (the transaction-pooler tests). Installed through apt when running as root; otherwise one

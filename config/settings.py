@@ -504,19 +504,25 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# --- Logging: JSON lines (config/logging.py) ---------------------------------------------
+# --- Logging: one line per record (config/logging.py) ------------------------------------
 # Each line carries the request id, tenant and user of the request, or the job id and
-# attempt of the job, it was written for (core/log_context.py).
+# attempt of the job, it was written for (core/log_context.py). LOG_FORMAT: "json" (one
+# object per line, for log shippers) or "text" (readable, for a development console; the
+# default under make run).
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
+LOG_FORMAT = env("LOG_FORMAT", "json", choice("json", "text"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "core.log_context.ContextFilter"}},
-    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "formatters": {
+        "json": {"()": "config.logging.JsonFormatter"},
+        "text": {"()": "config.logging.TextFormatter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "json",
+            "formatter": LOG_FORMAT,
             "filters": ["context"],
         }
     },
