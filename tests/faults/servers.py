@@ -373,7 +373,7 @@ class RedisServer:
             env=dict(os.environ),
             log_path=self.root / "redis.log",
         )  # fmt: skip
-        wait_until(self.answers, timeout=20, what="redis-server to answer")
+        wait_until(self.answers, timeout=20, what="valkey-server to answer")
 
     def answers(self) -> bool:
         import redis
