@@ -49,9 +49,10 @@ migrate: install
 # Embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set; then the demo data,
 # the ASGI server (uvicorn, as in production, so streams work: the console follows its jobs
 # on /api/events) on http://localhost:$(PORT) and one worker of 4 threads (a slow job does
-# not hold up the others), both restarting when the code changes, until Ctrl-C. uvicorn
-# watches the project's Python packages only (its stat reloader would rescan .venv every
-# quarter second) and gives open streams 1 s when it restarts: clients reconnect.
+# not hold up the others), both restarting when the code changes and logging readable
+# lines (LOG_FORMAT=text), until Ctrl-C. uvicorn watches the project's Python packages only
+# (its stat reloader would rescan .venv every quarter second) and gives open streams 1 s
+# when it restarts: clients reconnect.
 # Django runs each ASGI request's code on a thread of its own, which never reuses a kept
 # connection: with DB_CONN_MAX_AGE=0 each request closes its own (tests/config/test_make_run.py).
 RELOAD_DIRS := $(patsubst %/__init__.py,%,$(filter-out tests/% bench/%,$(wildcard */__init__.py)))
@@ -59,8 +60,8 @@ run: migrate
 	$(PY) manage.py seed_demo
 	@echo "Serving http://localhost:$(PORT) (admin) and http://acme.localhost:$(PORT) (job console and API); Ctrl-C stops."
 	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	DEBUG=1 $(PY) manage.py run_worker --concurrency 4 --reload & worker=$$!; \
-	DEBUG=1 DB_CONN_MAX_AGE=0 $(PY) -m uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT) \
+	DEBUG=1 LOG_FORMAT=text $(PY) manage.py run_worker --concurrency 4 --reload & worker=$$!; \
+	DEBUG=1 LOG_FORMAT=text DB_CONN_MAX_AGE=0 $(PY) -m uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT) \
 		--http config.asgi_server:H11Protocol --reload $(addprefix --reload-dir ,$(RELOAD_DIRS)) \
 		--timeout-graceful-shutdown 1
 

