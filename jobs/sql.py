@@ -1,8 +1,8 @@
 """Every raw SQL statement of the engine, side by side: the claim, the attempt history, the
 outcomes (complete, fail, time out), the heartbeat (with the worker registry), the reaper
-and its dry run, cleanup, and the poll. ``jobs.services`` and ``jobs.selectors`` (and the fan-out) send them; each
-statement is guarded by the state it expects (compare-and-set), and its times are
-PostgreSQL's ``now()``, never a worker's clock.
+and its dry run, cleanup, and the poll. ``jobs.services`` and ``jobs.selectors`` (and the
+fan-out) send them; each statement is guarded by the state it expects (compare-and-set),
+and its times are PostgreSQL's ``now()``, never a worker's clock.
 
 Statements over ``job_queue`` and ``job_attempt`` name the tables unqualified (the public
 schema, on the search path), except the poll and the fan-out's routing read, which run
