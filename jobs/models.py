@@ -328,6 +328,11 @@ class WorkerProcess(models.Model):
     def __str__(self) -> str:
         return self.worker_id
 
+    @property
+    def pools_text(self) -> str:
+        """Its pools as ``run_worker --queues`` names them: ``default,emails:8 platform:2``."""
+        return " ".join(f"{queues}:{threads}" for queues, threads in self.pools.items())
+
 
 # Flow control's models are the engine's (app label ``jobs``), in a module of their own.
 from jobs.flow.models import FlowAuditEntry, LimitBudget, LimitOverride, Pause  # noqa: E402, F401

@@ -255,10 +255,14 @@ def live_queue_by_queue() -> list[tuple[str, str, int, datetime | None, datetime
 def workers_live() -> QuerySet[WorkerProcess]:
     """The registry's live workers, every host's: those whose last beat is within
     ``JOBS_WORKER_EXPIRY`` by the database's clock (a killed worker's row lingers until the
-    reaper deletes it, but is not live), by host and start. For platform staff and
-    operators only: their running jobs are every tenant's."""
+    reaper deletes it, but is not live), by host and start, with ``since_beat`` and
+    ``uptime`` (durations, by the same clock). For platform staff and operators only:
+    their running jobs are every tenant's."""
     expiry = timedelta(seconds=settings.JOBS_WORKER_EXPIRY)
-    return WorkerProcess.objects.filter(last_beat_at__gte=Now() - expiry)
+    return WorkerProcess.objects.filter(last_beat_at__gte=Now() - expiry).annotate(
+        since_beat=ExpressionWrapper(Now() - F("last_beat_at"), output_field=DurationField()),
+        uptime=ExpressionWrapper(Now() - F("started_at"), output_field=DurationField()),
+    )
 
 
 def worker_live_exists() -> bool:
