@@ -1,8 +1,10 @@
 """System checks of the engine's settings, run by ``manage.py check`` (and before
 ``runserver``, ``migrate`` and the tests): a bad ``JOBS_TYPES``, ``JOBS_LIMITS`` or
-``JOBS_PLANS`` stops a deploy instead of the first claim or submit that reads it.
+``JOBS_PLANS`` stops a deploy instead of the first claim or submit that reads it, and a
+``JOBS_WORKER_EXPIRY`` within a heartbeat one instead of workers that come and go.
 Registered in ``JobsConfig.ready``."""
 
+from django.conf import settings
 from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
 
@@ -27,3 +29,20 @@ def check_job_types_and_limits(app_configs, **kwargs) -> list[Error]:
             )
         ]
     return []
+
+
+@register()
+def check_worker_expiry(app_configs, **kwargs) -> list[Error]:
+    """``jobs.E002`` when ``JOBS_WORKER_EXPIRY`` is not above two heartbeats: a live worker
+    would drop out of the registry (and fail ``/readyz``) between two of its beats."""
+    expiry, beat = settings.JOBS_WORKER_EXPIRY, settings.JOBS_HEARTBEAT_SECONDS
+    if expiry > 2 * beat:
+        return []
+    return [
+        Error(
+            f"JOBS_WORKER_EXPIRY ({expiry:g} s) must be above two heartbeats "
+            f"(JOBS_HEARTBEAT_SECONDS {beat:g} s).",
+            hint="The default, 30 s, is fifteen heartbeats of 2 s.",
+            id="jobs.E002",
+        )
+    ]
