@@ -2,7 +2,7 @@
 registers itself and beats, with the jobs it holds; a clean shutdown deregisters it; one
 killed with SIGKILL stops being live within ``JOBS_WORKER_EXPIRY`` (off the Workers page,
 ``jobs_stats`` and the selectors) and the next reaper round deletes its row; ``/readyz``
-configured to require a live worker follows it."""
+configured to require a live worker follows it. A heartbeat round stays one statement."""
 
 import io
 import json
@@ -16,7 +16,10 @@ from django.core.management import call_command
 from django.test import Client
 
 from jobs import selectors, services
+from jobs.context import JobContext
 from jobs.models import Job, JobStatus, WorkerProcess
+from jobs.worker import Worker
+from jobs.worker.runs import Run
 from tests.factories import UserFactory
 from tests.helpers import ROOT, admin_client_for, start_manage
 from tests.jobs.test_engine import wait_for
@@ -143,3 +146,23 @@ def test_only_platform_staff_see_the_workers_page(acme, public_tenant, processes
     platform = admin_client_for(UserFactory(username="ops", is_staff=True, is_superuser=True))
     assert row.worker_id in platform.get(WORKERS_PAGE).content.decode()
     assert "Workers" in platform.get("/admin/").content.decode()
+
+
+def test_a_heartbeat_round_is_one_statement_whatever_the_jobs_held(acme, django_assert_num_queries):
+    """The registry rides on the lease renewal: beating costs no round trip of its own."""
+    beating = Worker(concurrency=3)
+    for _ in range(3):
+        services.job_enqueue(tenant=acme, type="demo.echo", payload={})
+    pool = beating.pools[0]
+    for job in services.job_claim(worker_id=beating.worker_id, queues=["default"], limit=3):
+        context = JobContext(job=job, worker_id=beating.worker_id)
+        beating._owned[job.id] = Run(job=job, context=context, pool=pool)
+    with django_assert_num_queries(1):
+        beating._beat()
+    row = WorkerProcess.objects.get(worker_id=beating.worker_id)
+    assert sorted(row.running_job_ids) == sorted(beating._owned)
+    assert not any(run.context.cancelled() for run in beating._owned.values())  # renewed
+    beating._owned.clear()
+    with django_assert_num_queries(1):
+        beating._beat()  # idle: the registry alone
+    assert WorkerProcess.objects.get(worker_id=beating.worker_id).running_job_ids == []
