@@ -407,6 +407,14 @@ JOBS_LEASE_SECONDS = env("JOBS_LEASE_SECONDS", 30, int)
 JOBS_HEARTBEAT_SECONDS = env("JOBS_HEARTBEAT_SECONDS", 2.0, float)
 # Each worker runs the reaper (expired leases, timeouts) this often (seconds).
 JOBS_REAP_INTERVAL = env("JOBS_REAP_INTERVAL", 10.0, float)
+# A worker whose last heartbeat is older than this (seconds) is no longer live in the
+# worker registry (the Workers page, jobs_stats, /readyz); the reaper deletes its row.
+JOBS_WORKER_EXPIRY = env("JOBS_WORKER_EXPIRY", 30.0, float)
+# /readyz also requires a live worker (off: a web process is ready without one).
+READYZ_REQUIRE_WORKER = env("READYZ_REQUIRE_WORKER", False, boolean)
+# Checks /readyz runs after the database and Redis (core.health): name -> dotted path of a
+# callable that returns None when ready, else a short reason.
+READINESS_CHECKS = {"worker": "jobs.health.live_worker"} if READYZ_REQUIRE_WORKER else {}
 # Defaults for job types that don't set their own.
 JOBS_DEFAULT_MAX_ATTEMPTS = env("JOBS_DEFAULT_MAX_ATTEMPTS", 3, int)
 JOBS_DEFAULT_TIMEOUT = env("JOBS_DEFAULT_TIMEOUT", 600, int)

@@ -7,10 +7,12 @@ the very outage it must report, and load balancers probe by IP, which is no tena
 
 import logging
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +44,27 @@ def _check_redis() -> None:
     cache.get("readyz-probe")
 
 
+def _configured_checks() -> dict[str, str | None]:
+    """``READINESS_CHECKS``: each named check's result, None when ready. An app's check is
+    named there by dotted path (``core`` imports no app); one that raises is
+    ``"unreachable"``."""
+    results = {}
+    for name, path in settings.READINESS_CHECKS.items():
+        try:
+            results[name] = import_string(path)()
+        except Exception:
+            logger.warning("readiness: %s check failed", name, exc_info=True)
+            results[name] = "unreachable"
+    return results
+
+
 def readyz(request):
-    """Ready to serve: database and Redis reachable, no unapplied migrations.
+    """Ready to serve: database and Redis reachable, no unapplied migrations, and every
+    check of ``READINESS_CHECKS`` passing (with ``READYZ_REQUIRE_WORKER``: a live worker).
 
     200 ``{"status": "ok", "checks": {...}}``, else 503 with ``"unavailable"`` and, per
-    dependency, ``"unreachable"`` or ``"unapplied migrations"``; never error details.
+    dependency, ``"unreachable"``, ``"unapplied migrations"`` or the check's reason;
+    never error details.
     """
     checks = {}
     try:
@@ -61,6 +79,8 @@ def readyz(request):
     except Exception:
         logger.warning("readiness: redis unreachable", exc_info=True)
         checks["redis"] = "unreachable"
+    for name, problem in _configured_checks().items():
+        checks[name] = problem or "ok"
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503

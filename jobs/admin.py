@@ -548,4 +548,5 @@ class TenantScopedFormAdmin(TenantOwnedAdmin):
         return fields
 
 
+from jobs import workers_admin  # noqa: E402, F401  (the Workers page)
 from jobs.flow import admin as flow_admin  # noqa: E402, F401  (flow control's pages)

@@ -1,7 +1,8 @@
 """System checks of the engine's settings, run by ``manage.py check`` (and before
 ``runserver``, ``migrate`` and the tests): a bad ``JOBS_TYPES``, ``JOBS_LIMITS``,
 ``JOBS_PLANS`` or ``JOBS_RETENTION`` stops a deploy instead of the first claim, submit or
-cleanup that reads it. Registered in ``JobsConfig.ready``."""
+cleanup that reads it, and a ``JOBS_WORKER_EXPIRY`` within a heartbeat one instead of
+workers that come and go. Registered in ``JobsConfig.ready``."""
 
 from django.conf import settings
 from django.core.checks import Error, register
@@ -49,5 +50,22 @@ def check_retention(app_configs, **kwargs) -> list[Error]:
             f"JOBS_RETENTION is not a retention cleanup_jobs accepts: {problem}.",
             hint="Write whole days, hours, minutes or seconds, at least 24h: 30d, 48h.",
             id="jobs.E002",
+        )
+    ]
+
+
+@register()
+def check_worker_expiry(app_configs, **kwargs) -> list[Error]:
+    """``jobs.E003`` when ``JOBS_WORKER_EXPIRY`` is not above two heartbeats: a live worker
+    would drop out of the registry (and fail ``/readyz``) between two of its beats."""
+    expiry, beat = settings.JOBS_WORKER_EXPIRY, settings.JOBS_HEARTBEAT_SECONDS
+    if expiry > 2 * beat:
+        return []
+    return [
+        Error(
+            f"JOBS_WORKER_EXPIRY ({expiry:g} s) must be above two heartbeats "
+            f"(JOBS_HEARTBEAT_SECONDS {beat:g} s).",
+            hint="The default, 30 s, is fifteen heartbeats of 2 s.",
+            id="jobs.E003",
         )
     ]

@@ -331,5 +331,40 @@ class JobLogLine(models.Model):
         return f"{self.level} {self.logger}: {self.message[:50]}"
 
 
+class WorkerProcess(models.Model):
+    """The worker registry: one row per running worker process (``manage.py run_worker``),
+    written by its heartbeat (``services.worker_beat``, in the statement that renews its
+    leases) and deleted at a clean shutdown. A worker is live while its last beat is
+    within ``JOBS_WORKER_EXPIRY`` (``selectors.workers_live``); a killed one's row expires
+    and the reaper deletes it. ``running_job_ids``: the jobs it held at its last beat
+    (running, or claimed and about to run), every tenant's. No tenant column, no row
+    security: only platform staff and operators read it, as the login role."""
+
+    worker_id = models.CharField(max_length=100, primary_key=True)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    queues = ArrayField(models.CharField(max_length=100))
+    # Each pool's queues (comma-joined) and threads: {"reports": 2, "default,emails": 8}.
+    pools = models.JSONField()
+    concurrency = models.IntegerField()
+    running_job_ids = ArrayField(models.UUIDField(), default=list)
+    version = models.CharField(max_length=100)
+    started_at = models.DateTimeField(db_default=models.functions.Now())
+    last_beat_at = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        db_table = "job_worker"
+        verbose_name = "worker"
+        ordering = ("host", "started_at", "worker_id")
+
+    def __str__(self) -> str:
+        return self.worker_id
+
+    @property
+    def pools_text(self) -> str:
+        """Its pools as ``run_worker --queues`` names them: ``default,emails:8 platform:2``."""
+        return " ".join(f"{queues}:{threads}" for queues, threads in self.pools.items())
+
+
 # Flow control's models are the engine's (app label ``jobs``), in a module of their own.
 from jobs.flow.models import FlowAuditEntry, LimitBudget, LimitOverride, Pause  # noqa: E402, F401

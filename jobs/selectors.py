@@ -5,7 +5,8 @@ clients (``job_get``, ``job_list``, ``job_poll_get``) need a ``Tenant``; staff r
 accept ``ALL_TENANTS`` (``accounts.roles``). Anything else, None included, raises
 ``TypeError`` (``jobs.conditions``). What a client or a tenant's staff reads is
 ``conditions.reachable_jobs``: internal jobs are missing to them. Platform-wide reads for
-operators and metrics (``jobs_stale_preview``, ``live_queue_by_queue``) take no scope.
+operators and metrics (``jobs_stale_preview``, ``live_queue_by_queue``, ``workers_live``) take
+no scope.
 """
 
 import re
@@ -42,6 +43,7 @@ from jobs.models import (
     JobAttempt,
     JobLogLine,
     JobStatus,
+    WorkerProcess,
 )
 from jobs.signals import JobOutcome
 from tenants.scope import one_tenant, tenant_scope
@@ -271,6 +273,25 @@ def live_queue_by_queue() -> list[tuple[str, str, int, datetime | None, datetime
     with connection.cursor() as cursor:
         cursor.execute(sql.LIVE_QUEUE)
         return cursor.fetchall()
+
+
+def workers_live() -> QuerySet[WorkerProcess]:
+    """The registry's live workers, every host's: those whose last beat is within
+    ``JOBS_WORKER_EXPIRY`` by the database's clock (a killed worker's row lingers until the
+    reaper deletes it, but is not live), by host and start, with ``since_beat`` and
+    ``uptime`` (durations, by the same clock). For platform staff and operators only:
+    their running jobs are every tenant's."""
+    expiry = timedelta(seconds=settings.JOBS_WORKER_EXPIRY)
+    return WorkerProcess.objects.filter(last_beat_at__gte=Now() - expiry).annotate(
+        since_beat=ExpressionWrapper(Now() - F("last_beat_at"), output_field=DurationField()),
+        uptime=ExpressionWrapper(Now() - F("started_at"), output_field=DurationField()),
+    )
+
+
+def worker_live_exists() -> bool:
+    """Whether at least one worker is live (``workers_live``); one indexless read of a
+    table with a row per worker process."""
+    return workers_live().exists()
 
 
 @dataclass(frozen=True)

@@ -563,25 +563,63 @@ def job_report_progress(
 
 
 @dataclass(frozen=True)
+class WorkerCard:
+    """What a worker registers about itself (``jobs.models.WorkerProcess``): its pools map
+    each pool's comma-joined queues to its threads."""
+
+    worker_id: str
+    host: str
+    pid: int
+    pools: dict[str, int]
+    version: str
+
+
+@dataclass(frozen=True)
 class HeartbeatResult:
     renewed: set[uuid.UUID]
     cancel_requested: set[uuid.UUID]
 
 
-def job_heartbeat(*, worker_id: str, job_ids: list[uuid.UUID]) -> HeartbeatResult:
-    """Renew the leases of ``worker_id``'s running jobs.
+def worker_beat(*, card: WorkerCard, job_ids: list[uuid.UUID]) -> HeartbeatResult:
+    """A worker's heartbeat, in one statement: register the worker (or refresh its row of
+    the registry: its last beat, the jobs it holds) and renew the leases of its jobs.
 
     Returns which leases were renewed (a job missing from ``renewed`` was taken from this
     worker) and which of them have a cancellation request.
     """
-    if not job_ids:
-        return HeartbeatResult(renewed=set(), cancel_requested=set())
+    params = {
+        "worker_id": card.worker_id,
+        "host": card.host,
+        "pid": card.pid,
+        "queues": [name for queues in card.pools for name in queues.split(",")],
+        "pools": json.dumps(card.pools),
+        "concurrency": sum(card.pools.values()),
+        "version": card.version,
+        "job_ids": list(job_ids),
+        "lease": settings.JOBS_LEASE_SECONDS,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(sql.HEARTBEAT, [settings.JOBS_LEASE_SECONDS, list(job_ids), worker_id])
+        cursor.execute(sql.WORKER_BEAT, params)
         rows = cursor.fetchall()
     return HeartbeatResult(
         renewed={row[0] for row in rows}, cancel_requested={row[0] for row in rows if row[1]}
     )
+
+
+def worker_deregister(*, worker_id: str) -> bool:
+    """A clean shutdown: ``worker_id`` leaves the registry. False if it was not there."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql.WORKER_DEREGISTER, [worker_id])
+        return cursor.rowcount > 0
+
+
+def workers_expire() -> list[str]:
+    """Part of the reaper's round: delete the registry's rows of workers whose last beat is
+    older than ``JOBS_WORKER_EXPIRY`` (killed, or cut off); their ids. A worker that comes
+    back registers again at its next beat."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql.WORKERS_EXPIRE, [settings.JOBS_WORKER_EXPIRY])
+        return [row[0] for row in cursor.fetchall()]
 
 
 @dataclass(frozen=True)

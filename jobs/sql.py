@@ -1,8 +1,8 @@
 """Every raw SQL statement of the engine, side by side: the claim, the attempt history, the
-outcomes (complete, fail, time out), the heartbeat, the reaper and its dry run, cleanup,
-and the poll. ``jobs.services`` and ``jobs.selectors`` (and the fan-out) send them; each
-statement is guarded by the state it expects (compare-and-set), and its times are
-PostgreSQL's ``now()``, never a worker's clock.
+outcomes (complete, fail, time out), the heartbeat (with the worker registry), the reaper
+and its dry run, cleanup, and the poll. ``jobs.services`` and ``jobs.selectors`` (and the
+fan-out) send them; each statement is guarded by the state it expects (compare-and-set),
+and its times are PostgreSQL's ``now()``, never a worker's clock.
 
 Statements over ``job_queue`` and ``job_attempt`` name the tables unqualified (the public
 schema, on the search path), except the poll and the fan-out's routing read, which run
@@ -321,11 +321,31 @@ WHERE id = %(id)s AND status = 'processing' AND worker_id = %(worker_id)s
   AND NOT cancel_requested AND snoozes < %(max_snoozes)s
 RETURNING id
 """
-# Renew the leases of a worker's running jobs; which were renewed, and their cancel flag.
-HEARTBEAT = """
-UPDATE job_queue SET lease_expires_at = now() + make_interval(secs => %s)
-WHERE id = ANY(%s) AND status = 'processing' AND worker_id = %s
+# A worker's heartbeat, one round trip: its row of the registry written (inserted the
+# first time, and again if the reaper deleted it as expired; its start time kept), and
+# the leases of the jobs it holds renewed; which were renewed, and their cancel flag.
+WORKER_BEAT = """
+WITH registered AS (
+    INSERT INTO job_worker AS w (worker_id, host, pid, queues, pools, concurrency,
+                                 running_job_ids, version, started_at, last_beat_at)
+    VALUES (%(worker_id)s, %(host)s, %(pid)s, %(queues)s, %(pools)s, %(concurrency)s,
+            %(job_ids)s, %(version)s, now(), now())
+    ON CONFLICT (worker_id) DO UPDATE
+    SET host = EXCLUDED.host, pid = EXCLUDED.pid, queues = EXCLUDED.queues,
+        pools = EXCLUDED.pools, concurrency = EXCLUDED.concurrency,
+        running_job_ids = EXCLUDED.running_job_ids, version = EXCLUDED.version,
+        last_beat_at = now()
+)
+UPDATE job_queue SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+WHERE id = ANY(%(job_ids)s) AND status = 'processing' AND worker_id = %(worker_id)s
 RETURNING id, cancel_requested
+"""
+# A worker's clean shutdown: its row of the registry deleted.
+WORKER_DEREGISTER = "DELETE FROM job_worker WHERE worker_id = %s"
+# The reaper's round: delete the rows of workers whose last beat is older than %s seconds.
+WORKERS_EXPIRE = """
+DELETE FROM job_worker WHERE last_beat_at < now() - make_interval(secs => %s)
+RETURNING worker_id
 """
 
 # --- the reaper ----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ FK_DROP = "ALTER TABLE public.job_log DROP CONSTRAINT job_log_job_id_fk;"
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("jobs", "0025_row_level_security_for_overrides"),
+        ("jobs", "0026_worker_registry"),
         ("tenants", "0004_flow_control"),
     ]
 

@@ -25,7 +25,9 @@ Threads, each with its own database connection (Django connections are per threa
 - the recorder thread, which passes everything that has piled up to the outcome writer in
   one call (so the results are one guarded UPDATE: one round trip for many short jobs; a
   runner never waits for its write);
-- a heartbeat thread renews leases and raises flags on the runs' contexts: cancellation
+- a heartbeat thread writes the worker's row of the worker registry (host, pid, pools,
+  the jobs it holds, version, last beat; ``jobs.models.WorkerProcess``) and renews its
+  leases, in one statement, and raises flags on the runs' contexts: cancellation
   requested, or job lost. A run to cancel is also handed to the recorder, which ends it
   ``cancelled`` within the heartbeat, whether or not its handler notices. The heartbeat
   writes no outcome.

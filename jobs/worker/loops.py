@@ -30,6 +30,7 @@ from jobs.registry import get_job_type
 from jobs.signals import job_started
 from jobs.worker.outcomes import OutcomeWriter
 from jobs.worker.pools import Pool, parse_pools
+from jobs.worker.registration import worker_card
 from jobs.worker.runs import Cut, Ending, Raised, Returned, Run, Snoozed, exception_path
 
 logger = logging.getLogger("jobs.worker")
@@ -119,6 +120,7 @@ class Worker:
         self.max_jobs = max_jobs
         self.grace = grace
         self.poll_interval = poll_interval or settings.JOBS_POLL_INTERVAL
+        self._card = worker_card(self.worker_id, self.pools)  # what the heartbeat registers
 
         self._stop = threading.Event()
         self._stopped_heartbeat = threading.Event()
@@ -165,14 +167,16 @@ class Worker:
 
     def run(self) -> int:
         """Run until stopped; returns the number of runs that ended here with any outcome
-        but ``handed_back``."""
+        but ``handed_back``. The worker is in the registry from its first heartbeat until
+        it returns (``jobs.models.WorkerProcess``)."""
         logger.info(
             "worker started",
             extra={
                 "worker_id": self.worker_id,
                 "queues": self.queues,
                 "concurrency": self.concurrency,
-                "pools": {",".join(pool.queues): pool.concurrency for pool in self.pools},
+                "pools": self._card.pools,
+                "version": self._card.version,
             },
         )
         for pool in self.pools:
@@ -192,6 +196,7 @@ class Worker:
             recorder.join(timeout=settings.JOBS_LEASE_SECONDS)
             self._stopped_heartbeat.set()
             heartbeat.join(timeout=5)
+            self._deregister()
             with self._wake_lock:
                 os.close(self._wake_r)
                 os.close(self._wake_w)
@@ -202,6 +207,17 @@ class Worker:
                 extra={"worker_id": self.worker_id, "finished": self.finished_total},
             )
         return self.finished_total
+
+    def _deregister(self) -> None:
+        """Leave the registry at a clean stop; in an outage the row expires instead."""
+        try:
+            services.worker_deregister(worker_id=self.worker_id)
+        except DB_ERRORS:
+            logger.warning(
+                "could not leave the worker registry; its row will expire",
+                extra={"worker_id": self.worker_id},
+                exc_info=True,
+            )
 
     @property
     def finished_total(self) -> int:
@@ -285,9 +301,11 @@ class Worker:
             _close_quietly(listener)
 
     def _reap(self) -> None:
-        """Run the reaper for the whole queue, then the registered periodic work
-        (``jobs.periodic``): at start-up, then every ``JOBS_REAP_INTERVAL``."""
+        """Run the reaper for the whole queue and the worker registry (expired workers),
+        then the registered periodic work (``jobs.periodic``): at start-up, then every
+        ``JOBS_REAP_INTERVAL``."""
         reaped = services.jobs_requeue_stale()
+        services.workers_expire()
         periodic.run_registered()  # the features' periodic work (due schedules, sweeps)
         if reaped.requeued:
             for pool in self.pools:
@@ -563,17 +581,16 @@ class Worker:
             connection.close()
 
     def _beat(self) -> None:
-        """Renew the leases of this worker's jobs and raise flags on their contexts: lost
-        for a job taken from it, cancel requested for a job to cancel. A run to cancel is
-        also handed to the recorder, whose outcome writer ends it now; a cancel requested
-        again in later beats changes nothing. First, the runs that waited too long for a
-        thread are handed back and those past their timeout abandoned."""
+        """In one statement, write this worker's row of the registry (its last beat, the
+        jobs it holds) and renew the leases of its jobs; then raise flags on their
+        contexts: lost for a job taken from it, cancel requested for a job to cancel. A run
+        to cancel is also handed to the recorder, whose outcome writer ends it now; a
+        cancel requested again in later beats changes nothing. First, the runs that waited
+        too long for a thread are handed back and those past their timeout abandoned."""
         self._enforce_deadlines()
         with self._lock:
             runs = dict(self._owned)
-        if not runs:
-            return
-        beat = services.job_heartbeat(worker_id=self.worker_id, job_ids=list(runs))
+        beat = services.worker_beat(card=self._card, job_ids=list(runs))
         for job_id, run in runs.items():
             if job_id not in beat.renewed:
                 run.context.mark_lost()

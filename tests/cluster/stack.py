@@ -4,7 +4,8 @@
 - ``db``: PostgreSQL (:5432) and PgBouncer in transaction mode (:6432) in front of it;
 - ``cache``: Redis (:6379);
 - ``web1``, ``web2``: gunicorn (:8000, 2 sync workers) and uvicorn (:8001, long polls);
-- ``worker1``, ``worker2``: ``run_worker --concurrency 4``;
+- ``worker1``, ``worker2``: ``run_worker --concurrency 4``, each with its host's name as
+  its hostname (a UTS namespace of its own: what it registers in the worker registry);
 - the client: the test, in the root namespace.
 
 Every application process reaches PostgreSQL through PgBouncer (``DATABASE_URL``,
@@ -192,12 +193,19 @@ class Cluster:
         return alive
 
 
+# Run the command that follows with the hostname given as $0, in a UTS namespace of its
+# own; each step execs the next, so the process started is the command's (its PID).
+_NAMED_HOST = ("unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"')
+
+
 def _manage_on(network: Network, host: str, *args: str, env: dict, log_path: Path):
+    """``manage.py *args`` on ``host``: in its network namespace, named ``host``."""
     return servers.Process(
-        [*network.prefix(host), sys.executable, str(servers.ROOT / "manage.py"), *args],
+        [*network.prefix(host), *_NAMED_HOST, host, sys.executable,
+         str(servers.ROOT / "manage.py"), *args],
         env=env,
         log_path=log_path,
-    )
+    )  # fmt: skip
 
 
 def _start_web(network: Network, name: str, env: dict, root: Path) -> WebHost:

@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from django.conf import settings
 
 from tests.cluster import ledger
 from tests.cluster.budget import RunningUnits
@@ -61,6 +62,18 @@ def _worker_claims(cluster, process: servers.Process, job_ids: list[str]) -> set
             [f"%-{process.pid}-%", job_ids],
         )
     }
+
+
+def _live_workers(cluster) -> dict[str, int]:
+    """The worker registry's live workers (last beat within ``JOBS_WORKER_EXPIRY``), as
+    hostname → PID."""
+    return dict(
+        cluster.sql(
+            "SELECT host, pid FROM job_worker"
+            " WHERE last_beat_at >= now() - make_interval(secs => %s)",
+            [settings.JOBS_WORKER_EXPIRY],
+        )
+    )
 
 
 def _log_records(process: servers.Process) -> list[dict]:
@@ -129,6 +142,8 @@ def test_mixed_load_through_both_web_hosts_and_both_worker_hosts(cluster):
     assert all(_worker_runs(cluster, host, job_ids) for host in cluster.workers), (
         "both worker hosts must have run jobs"
     )
+    # Both are live in the worker registry, each under its own host's name.
+    assert _live_workers(cluster) == {host: w.pid for host, w in cluster.workers.items()}
     assert not clients.unreachable
     _report("mixed load", ledger.count(cluster, job_ids))
 

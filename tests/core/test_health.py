@@ -1,8 +1,11 @@
 """GET /healthz and /readyz: no auth, any host, and a 503 with a reason when a dependency
 is down, exercised against real refused connections."""
 
+import ast
 import logging
 import socket
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -11,6 +14,10 @@ from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.utils import ConnectionHandler
 from django.test import Client
+from django.utils.module_loading import import_string
+
+from jobs.health import live_worker
+from tests.helpers import ROOT, subprocess_env
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +86,34 @@ def test_readyz_is_503_with_unapplied_migrations(public_client):
     response = public_client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["database"] == "unapplied migrations"
+
+
+def failing_check():
+    raise ConnectionError("the check's own dependency is down")
+
+
+def test_a_configured_check_that_raises_is_unreachable_without_details(public_client, settings):
+    # READYZ_REQUIRE_WORKER names the worker check here (tests/jobs/test_worker_registry.py).
+    settings.READINESS_CHECKS = {"worker": "tests.core.test_health.failing_check"}
+    response = public_client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "redis": "ok", "worker": "unreachable"},
+    }
+    assert "down" not in response.content.decode()
+
+
+@pytest.mark.parametrize(("flag", "checks"), [("0", {}), ("1", {"worker": live_worker})])
+def test_readyz_require_worker_turns_on_the_engine_check(flag, checks):
+    done = subprocess.run(
+        [sys.executable, "-c", "from config import settings; print(settings.READINESS_CHECKS)"],
+        cwd=ROOT,
+        env=subprocess_env(READYZ_REQUIRE_WORKER=flag),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    configured = ast.literal_eval(done.stdout.strip())
+    assert {name: import_string(path) for name, path in configured.items()} == checks

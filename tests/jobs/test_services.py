@@ -118,7 +118,10 @@ def _claim(job, tenant):
 
 
 def _heartbeat(job, tenant):
-    beat = services.job_heartbeat(worker_id=WORKER_ID, job_ids=[job.id])
+    card = services.WorkerCard(
+        worker_id=WORKER_ID, host="test", pid=1, pools={"default": 1}, version="test"
+    )
+    beat = services.worker_beat(card=card, job_ids=[job.id])
     return beat.renewed, beat.cancel_requested
 
 
