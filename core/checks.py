@@ -27,3 +27,24 @@ def check_rates(app_configs, **kwargs) -> list[Error]:
                 )
             )
     return errors
+
+
+# JWT_READ_TOKEN_MINUTES: a job read token is short-lived, at most a day.
+READ_TOKEN_MINUTES = range(1, 24 * 60 + 1)
+
+
+@register()
+def check_read_token_minutes(app_configs, **kwargs) -> list[Error]:
+    """``core.E002`` when ``JWT_READ_TOKEN_MINUTES`` is not a whole number of minutes from
+    1 to 1440."""
+    value = settings.JWT_READ_TOKEN_MINUTES
+    if type(value) is int and value in READ_TOKEN_MINUTES:
+        return []
+    return [
+        Error(
+            f"JWT_READ_TOKEN_MINUTES is {value!r}: a job read token must live "
+            f"{READ_TOKEN_MINUTES.start} to {READ_TOKEN_MINUTES.stop - 1} minutes.",
+            hint="Set it to a whole number of minutes from 1 to 1440 (a day).",
+            id="core.E002",
+        )
+    ]

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from core.checks import check_rates
+from core.checks import check_rates, check_read_token_minutes
 from core.rates import RATE_SETTINGS, parse_rate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +59,18 @@ def test_manage_py_check_exits_non_zero_on_a_bad_environment_variable():
     )
     assert run.returncode == 1
     assert "(core.E001) JOBS_API_RATE is malformed: 'abc'" in run.stderr
+
+
+@pytest.mark.parametrize("minutes", [0, -5, 1441, 10**9, "60", 1.5])
+def test_a_read_token_lifetime_out_of_bounds_stops_check(settings, minutes):
+    settings.JWT_READ_TOKEN_MINUTES = minutes
+    with pytest.raises(SystemCheckError) as refused:
+        call_command("check")
+    assert "(core.E002) JWT_READ_TOKEN_MINUTES is" in str(refused.value)
+    assert [error.id for error in check_read_token_minutes(None)] == ["core.E002"]
+
+
+@pytest.mark.parametrize("minutes", [1, 60, 1440])
+def test_a_read_token_lifetime_of_a_minute_to_a_day_passes(settings, minutes):
+    settings.JWT_READ_TOKEN_MINUTES = minutes
+    assert check_read_token_minutes(None) == []
