@@ -22,6 +22,7 @@ deleted, and a stream ends at the final state while a long poll never waits on i
 import uuid
 from dataclasses import dataclass
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -107,6 +108,28 @@ class JobReadTokenAuthentication(JWTAuthentication):
         ):
             return None
         return JobReader(job_id=job_id), token
+
+
+class JobReadTokenScheme(SimpleJWTScheme):
+    """The OpenAPI security scheme of read tokens (registered by defining it): a bearer JWT,
+    offered beside ``jwtAuth`` on the operations that accept it."""
+
+    target_class = "jobs.api.read_tokens.JobReadTokenAuthentication"
+    name = "jobReadToken"
+
+    def get_security_requirement(self, auto_schema):
+        """Offered where the token applies, as ``_requested_job`` decides: a ``GET`` of a
+        path naming the job."""
+        if auto_schema.method == "GET" and "{id}" in auto_schema.path:
+            return super().get_security_requirement(auto_schema)
+        return None
+
+    def get_security_definition(self, auto_schema):
+        return {
+            **super().get_security_definition(auto_schema),
+            "description": "A submit's `Job-Read-Token`: reads that one job (getJob, its long "
+            "poll and streamJobEvents) on its tenant's host until it expires.",
+        }
 
 
 def _requested_job(request) -> uuid.UUID | None:
