@@ -8,8 +8,9 @@ job's poll and stream views): a ``GET`` or ``HEAD`` of ``/api/jobs/{id}`` (poll,
 or ``/api/jobs/{id}/events`` (stream) on its tenant's host, for the job it names, while that
 job exists and the token has not expired. Any other request with it (another job, endpoint,
 method or host; expired, tampered, its job deleted) is answered exactly as one without a
-token: this class passes it on (None) and the users' authentication takes a read token for
-no token (``accounts.authentication``).
+token: the users' authentication takes a read token for no token (``accounts.authentication``)
+and this class, after it, returns None too. It comes second so that a user's poll, the hot
+path, is not slowed by it.
 
 The reader is ``request.user`` (``JobReader``): its ``pk``, ``job:<id>``, is the identity of
 the rate limit and of the cap on concurrent waits, so every read token of a job shares one
@@ -85,8 +86,8 @@ def read_token_for(request, job) -> str:
 
 class JobReadTokenAuthentication(JWTAuthentication):
     """Authenticates a read token for exactly the reads it grants (module docstring);
-    returns None for every other request, and for every other token (the users'
-    authentication, after this one, takes those)."""
+    returns None for every other request and every other token. Runs after the users'
+    authentication, which answers for users' tokens and passes read tokens on."""
 
     def authenticate(self, request):
         header = self.get_header(request)

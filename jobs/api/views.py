@@ -107,7 +107,7 @@ class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
     """``/api/jobs`` and ``/api/jobs/{id}`` for the authenticated user's tenant."""
 
     # A job read token authorizes its job's poll only (jobs.api.read_tokens).
-    authentication_classes = [JobReadTokenAuthentication, TenantJWTAuthentication]
+    authentication_classes = [TenantJWTAuthentication, JobReadTokenAuthentication]
     queryset = Job.objects.none()
     serializer_class = JobOutputSerializer
     pagination_class = JobCursorPagination

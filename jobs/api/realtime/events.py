@@ -194,7 +194,7 @@ async def tenant_events(tenant, initial: list[fanout.Snapshot], *, seq, slot, gr
 class JobEventsView(_StreamView):
     """``GET /api/jobs/{id}/events``; a job read token of the job may stream it too."""
 
-    authentication_classes = [JobReadTokenAuthentication, TenantJWTAuthentication]
+    authentication_classes = [TenantJWTAuthentication, JobReadTokenAuthentication]
 
     @schema.job_events_schema
     def get(self, request, pk=None):
