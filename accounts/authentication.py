@@ -14,9 +14,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 
-from accounts.tokens import TENANT_CLAIM
+from accounts.tokens import TENANT_CLAIM, is_job_read_token
 from core import row_cache
 from core.problems import Problem, ProblemCode
 
@@ -91,6 +92,9 @@ class TenantJWTAuthentication(JWTAuthentication):
     - the user must belong to that tenant and be active (``user_for_tenant``).
     An inactive tenant never gets here: the tenant middleware refuses its hosts.
     A token verified once is not verified again by this process until it expires.
+    A job read token (``accounts.tokens.JobReadToken``) is no user's credential: it is
+    answered as no token at all (None), never as an invalid one, so everywhere a read token
+    does not apply the answer is exactly the anonymous one.
     """
 
     def get_validated_token(self, raw_token):
@@ -103,7 +107,12 @@ class TenantJWTAuthentication(JWTAuthentication):
         raw_token = self.get_raw_token(header)
         if raw_token is None:
             return None
-        token = self.get_validated_token(raw_token)
+        try:
+            token = self.get_validated_token(raw_token)
+        except InvalidToken:
+            if is_job_read_token(raw_token):  # only looked at once a token fails (no cost)
+                return None
+            raise
 
         tenant = getattr(request, "tenant", None)
         if tenant is None or token.get(TENANT_CLAIM) != tenant.schema_name:

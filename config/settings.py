@@ -118,6 +118,7 @@ CORS_EXPOSE_HEADERS = [
     "RateLimit-Policy",
     "Location",
     "X-Request-ID",
+    "Job-Read-Token",
 ]
 CORS_PREFLIGHT_MAX_AGE = 600
 
@@ -261,6 +262,9 @@ TRUSTED_PROXIES = env("TRUSTED_PROXIES", [], comma_list)
 # a token of another service sharing SECRET_KEY, or one without these claims, is refused.
 JWT_ISSUER = env("JWT_ISSUER", "tenant-jobs")
 JWT_AUDIENCE = env("JWT_AUDIENCE", "tenant-jobs-api")
+# Minutes a job read token lives (POST /api/jobs?read_token=true; docs/api.md): it reads
+# its one job until then. 1 to 1440 (core.checks refuses other values).
+JWT_READ_TOKEN_MINUTES = env("JWT_READ_TOKEN_MINUTES", 60, int)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env("JWT_ACCESS_TOKEN_SECONDS", 300, int)),
     # Also the absolute end of a session: rotation keeps the login's expiry.

@@ -46,6 +46,7 @@ class Duration:
     above: bool = False
     unit: str = "seconds"
     read: Callable[[], object] | None = None
+    most: float = math.inf
 
     def value(self) -> object:
         return self.read() if self.read else getattr(settings, self.variable)
@@ -90,19 +91,23 @@ DURATIONS = (
     Duration("JOBS_SCHEDULE_MIN_INTERVAL", 0),
     Duration("JOBS_WEBHOOK_TIMEOUT", 0, above=True),
     Duration("SECURE_HSTS_SECONDS", 0),
+    # A job read token is short-lived: at most a day.
+    Duration("JWT_READ_TOKEN_MINUTES", 1, unit="minutes", most=24 * 60),
 )
 
 
 def _duration_error(duration: Duration) -> Error | None:
     value = duration.value()
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if number and math.isfinite(value):
+    if number and math.isfinite(value) and value <= duration.most:
         if value > duration.least or (value == duration.least and not duration.above):
             return None
     bound = f"{'more than' if duration.above else 'at least'} {duration.least:g}"
+    if math.isfinite(duration.most):
+        bound += f" and at most {duration.most:g}"
     return Error(
         f"{duration.variable} is {value!r}: it must be a number of {duration.unit}, {bound}.",
-        hint=f"Set {duration.variable} in {duration.unit}, {bound} (README, Configuration).",
+        hint=f"Set {duration.variable} in {duration.unit}, {bound} (docs/configuration.md).",
         id="core.E002",
     )
 

@@ -12,6 +12,7 @@ from drf_spectacular.utils import (
 )
 
 from core import openapi
+from jobs.api.read_tokens import SUBMIT_PARAMETERS as READ_TOKEN_PARAMETERS
 from jobs.api.serializers import (
     JobBatchCreateSerializer,
     JobBatchOutputSerializer,
@@ -66,6 +67,7 @@ job_viewset_schema = extend_schema_view(
         request=JobCreateSerializer,
         parameters=[
             _IDEMPOTENCY_KEY,
+            *READ_TOKEN_PARAMETERS,
             openapi.header("Location", "The job's URL: `/api/jobs/{id}`.", [200, 202]),
             *openapi.rate_limit_headers(200, 202, 429),
             openapi.RETRY_AFTER_429,

@@ -13,10 +13,17 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from accounts.authentication import TenantJWTAuthentication
 from core.problems import Problem, ProblemCode
 from jobs import selectors, services
 from jobs.api import polling, schema
 from jobs.api.ratelimit import RateLimitedView, charge_rate_limit_units, check_rate_limit
+from jobs.api.read_tokens import (
+    READ_TOKEN_HEADER,
+    JobReadTokenAuthentication,
+    read_token_for,
+    wants_read_token,
+)
 from jobs.api.realtime import longpoll
 from jobs.api.serializers import (
     JobBatchCreateSerializer,
@@ -100,6 +107,8 @@ def _idempotency_key(request) -> str:
 class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
     """``/api/jobs`` and ``/api/jobs/{id}`` for the authenticated user's tenant."""
 
+    # A job read token authorizes its job's poll only (jobs.api.read_tokens).
+    authentication_classes = [TenantJWTAuthentication, JobReadTokenAuthentication]
     queryset = Job.objects.none()
     serializer_class = JobOutputSerializer
     pagination_class = JobCursorPagination
@@ -147,6 +156,7 @@ class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key = _idempotency_key(request)
+        read_token = wants_read_token(request.query_params)
         if key:
             job, created = services.job_enqueue_once(
                 tenant=request.tenant,
@@ -165,11 +175,10 @@ class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
             created = True
         # A replayed request gets 202 while its job is unfinished, 200 once it is final.
         code = status.HTTP_200_OK if not created and job.is_final else status.HTTP_202_ACCEPTED
-        return Response(
-            JobOutputSerializer(job).data,
-            status=code,
-            headers={"Location": f"/api/jobs/{job.id}"},
-        )
+        headers = {"Location": f"/api/jobs/{job.id}"}
+        if read_token:
+            headers[READ_TOKEN_HEADER] = read_token_for(request, job)
+        return Response(JobOutputSerializer(job).data, status=code, headers=headers)
 
     @action(detail=False, methods=["post"], url_path="batch")
     def batch(self, request):

@@ -73,7 +73,7 @@ def test_a_duration_below_its_bound_is_refused_naming_it(settings, duration):
     bound = "more than" if duration.above else "at least"
     assert (
         f"(core.E002) {duration.variable} is {too_small!r}: it must be a number of "
-        f"{duration.unit}, {bound} {duration.least:g}."
+        f"{duration.unit}, {bound} {duration.least:g}"
     ) in message
 
 
@@ -141,3 +141,17 @@ def test_manage_py_check_exits_non_zero_on_a_bad_environment_variable(variable, 
     )
     assert run.returncode == 1
     assert expected in run.stderr
+
+
+@pytest.mark.parametrize("minutes", [0, -5, 1441, 10**9, "60"])
+def test_a_read_token_lifetime_out_of_bounds_stops_check(settings, minutes):
+    settings.JWT_READ_TOKEN_MINUTES = minutes
+    with pytest.raises(SystemCheckError) as refused:
+        call_command("check")
+    assert "(core.E002) JWT_READ_TOKEN_MINUTES is" in str(refused.value)
+
+
+@pytest.mark.parametrize("minutes", [1, 60, 1440])
+def test_a_read_token_lifetime_of_a_minute_to_a_day_passes(settings, minutes):
+    settings.JWT_READ_TOKEN_MINUTES = minutes
+    assert check_durations(None) == []

@@ -11,7 +11,7 @@ table.
 
 import json
 import time
-from base64 import b64encode
+from base64 import b64encode, urlsafe_b64encode
 from dataclasses import dataclass, field
 
 import jwt
@@ -22,7 +22,7 @@ from django.test import Client
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from accounts.models import User
-from accounts.tokens import tokens_for
+from accounts.tokens import JobReadToken, read_token_audience, tokens_for
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory, UserFactory
 from tests.jobs.api.asgi import asgi_get, run_app
@@ -44,7 +44,8 @@ ADMIN_JOBS = "/admin/jobs/job/"
 class Attack:
     name: str
     method: str
-    url: str  # {acme_job}, {acme_internal}, {globex_job} and {acme_tenant} are filled in
+    url: str  # {acme_job}, {acme_sibling}, {acme_deleted}, {acme_internal}, {globex_job}
+    # and {acme_tenant} are filled in
     who: str  # a bearer token kind (API), or a user logged in to the admin (public host)
     host: str
     status: int
@@ -102,6 +103,42 @@ ATTACKS = [
     Attack("refresh another tenant's token", "POST", "/api/auth/token/refresh", "anonymous", "globex", 403, "token_tenant_mismatch", body={"refresh": "<alice refresh>"}),
     Attack("log out another tenant's token", "POST", "/api/auth/logout", "anonymous", "globex", 403, "token_tenant_mismatch", body={"refresh": "<alice refresh>"}),
     Attack("log in on another tenant's host", "POST", "/api/auth/token", "anonymous", "globex", 401, "invalid_credentials", body={"username": "alice", "password": "correct-horse-battery"}),
+    # --- job read tokens (POST /api/jobs?read_token=true): acme_job's, and nothing else ----
+    # Anywhere but its own job's poll, long poll and stream, a read token is answered exactly
+    # as no token is (401 not_authenticated where no token gets it).
+    Attack("read token reads its job (control)", "GET", "/api/jobs/{acme_job}", "read", "acme", 200),
+    Attack("read token lists the tenant's jobs", "GET", "/api/jobs", "read", "acme", 401, "not_authenticated"),
+    Attack("read token submits", "POST", "/api/jobs", "read", "acme", 401, "not_authenticated", body={"type": "demo.echo"}),
+    Attack("read token submits a batch", "POST", "/api/jobs/batch", "read", "acme", 401, "not_authenticated", body={"jobs": [{"type": "demo.echo"}]}),
+    Attack("read token cancels its job", "POST", "/api/jobs/{acme_job}/cancel", "read", "acme", 401, "not_authenticated"),
+    Attack("read token reads its job's logs", "GET", "/api/jobs/{acme_job}/logs", "read", "acme", 401, "not_authenticated"),
+    Attack("read token updates its job", "PATCH", "/api/jobs/{acme_job}", "read", "acme", 401, "not_authenticated", body={"status": "completed"}),
+    Attack("read token reads another job of the tenant", "GET", "/api/jobs/{acme_sibling}", "read", "acme", 401, "not_authenticated"),
+    Attack("read token long-polls another job", "GET", "/api/jobs/{acme_sibling}?wait=1", "read", "acme", 401, "not_authenticated"),
+    Attack("read token streams another job", "GET", "/api/jobs/{acme_sibling}/events", "read", "acme", 401, "not_authenticated", asgi=True),
+    Attack("read token reads an internal job", "GET", "/api/jobs/{acme_internal}", "read", "acme", 401, "not_authenticated"),
+    Attack("read token reads another tenant's job", "GET", "/api/jobs/{globex_job}", "read", "acme", 401, "not_authenticated"),
+    Attack("read token on another tenant's host", "GET", "/api/jobs/{acme_job}", "read", "globex", 401, "not_authenticated"),
+    Attack("read token for another tenant's job there", "GET", "/api/jobs/{globex_job}", "read", "globex", 401, "not_authenticated"),
+    Attack("read token streams on another tenant's host", "GET", "/api/jobs/{acme_job}/events", "read", "globex", 401, "not_authenticated", asgi=True),
+    Attack("read token opens the tenant stream", "GET", "/api/events", "read", "acme", 401, "not_authenticated", asgi=True),
+    Attack("read token as a refresh token", "POST", "/api/auth/token/refresh", "anonymous", "acme", 401, "token_not_valid", body={"refresh": "<read token>"}),
+    Attack("read token to log out", "POST", "/api/auth/logout", "anonymous", "acme", 401, "token_not_valid", body={"refresh": "<read token>"}),
+    Attack("read token in the refresh call's header", "POST", "/api/auth/token/refresh", "read", "acme", 400, "invalid", body={}),
+    Attack("read token in the admin", "GET", ADMIN_JOBS, "read", "public", 302, location=f"/admin/login/?next={ADMIN_JOBS}"),
+    Attack("read token on the platform host", "GET", "/api/jobs/{acme_job}", "read", "public", 404, "not_found"),
+    Attack("expired read token", "GET", "/api/jobs/{acme_job}", "read_expired", "acme", 401, "not_authenticated"),
+    Attack("expired read token streams", "GET", "/api/jobs/{acme_job}/events", "read_expired", "acme", 401, "not_authenticated", asgi=True),
+    Attack("read token of a deleted job", "GET", "/api/jobs/{acme_deleted}", "read_deleted", "acme", 401, "not_authenticated"),
+    Attack("read token of a deleted job streams", "GET", "/api/jobs/{acme_deleted}/events", "read_deleted", "acme", 401, "not_authenticated", asgi=True),
+    Attack("read token with its job claim changed", "GET", "/api/jobs/{acme_sibling}", "read_tampered", "acme", 401, "not_authenticated"),
+    Attack("read token with a forged signature", "GET", "/api/jobs/{acme_sibling}", "read_forged", "acme", 401, "not_authenticated"),
+    Attack("read token with alg none", "GET", "/api/jobs/{acme_job}", "read_alg_none", "acme", 401, "not_authenticated"),
+    Attack("read token for the users' audience", "GET", "/api/jobs/{acme_job}", "read_user_audience", "acme", 401, "token_not_valid"),
+    Attack("user token for the read audience", "GET", "/api/jobs/{acme_job}", "user_read_audience", "acme", 401, "not_authenticated"),
+    Attack("user token for the read audience lists", "GET", "/api/jobs", "user_read_audience", "acme", 401, "not_authenticated"),
+    Attack("ask for a read token in the body", "POST", "/api/jobs", "alice", "acme", 400, "invalid", body={"type": "demo.echo", "read_token": True}),
+    Attack("ask for a read token with a foreign value", "POST", "/api/jobs?read_token=yes", "alice", "acme", 400, "invalid", body={"type": "demo.echo"}),
     # --- hosts -------------------------------------------------------------------------------
     Attack("unknown tenant host", "GET", "/api/jobs", "alice", "unknown", 404, "unknown_host"),
     Attack("host outside ALLOWED_HOSTS", "GET", "/api/jobs", "alice", "disallowed", 400, "invalid_host"),
@@ -207,11 +244,18 @@ def world(acme, globex, public_tenant):
     carol = UserFactory(username="carol", tenant=acme, is_staff=True)
     root = UserFactory(username="root", is_staff=True, is_superuser=True)
     dave = UserFactory(username="dave", tenant=acme)
+    acme_job = JobFactory(tenant=acme, created_by=alice)
+    deleted = JobFactory(tenant=acme, created_by=alice, status=JobStatus.COMPLETED)
+    deleted.delete()
     tokens = {
         "alice": str(tokens_for(alice).access_token),
         "bob": str(tokens_for(bob).access_token),
         "dave": str(tokens_for(dave).access_token),
         "alice_refresh": str(tokens_for(alice)),
+        "read": str(JobReadToken.for_job(tenant_schema=acme.schema_name, job_id=acme_job.id)),
+        "read_deleted": str(
+            JobReadToken.for_job(tenant_schema=acme.schema_name, job_id=deleted.id)
+        ),
     }
     dave.is_active = False
     dave.save()
@@ -219,15 +263,21 @@ def world(acme, globex, public_tenant):
         "users": {"alice": alice, "bob": bob, "carol": carol, "root": root},
         "acme": acme,
         "tokens": tokens,
-        "acme_job": JobFactory(tenant=acme, created_by=alice),
+        "acme_job": acme_job,
+        "acme_sibling": JobFactory(tenant=acme, created_by=alice),
+        "acme_deleted": deleted,
         "acme_internal": JobFactory(tenant=acme, type="webhooks.deliver", internal=True),
         "globex_job": JobFactory(tenant=globex, created_by=bob, type="globex.only"),
     }
 
 
-def _bearer(who: str, tokens: dict) -> str | None:
+def _bearer(who: str, tokens: dict, sibling=None) -> str | None:
     alice_claims = jwt.decode(tokens["alice"], options={"verify_signature": False})
+    read_claims = jwt.decode(tokens["read"], options={"verify_signature": False})
     now = int(time.time())
+    header, _, signature = tokens["read"].split(".")
+    sibling_claims = {**read_claims, "job": str(sibling)}
+    retargeted = urlsafe_b64encode(json.dumps(sibling_claims).encode()).decode().rstrip("=")
     return {
         "anonymous": None,
         "alice": tokens["alice"],
@@ -242,6 +292,20 @@ def _bearer(who: str, tokens: dict) -> str | None:
         "alg_none": jwt.encode(alice_claims, None, algorithm="none"),
         "expired": jwt.encode(
             {**alice_claims, "iat": now - 400, "exp": now - 100}, settings.SECRET_KEY, "HS256"
+        ),
+        "read": tokens["read"],
+        "read_deleted": tokens["read_deleted"],
+        "read_expired": jwt.encode(
+            {**read_claims, "iat": now - 400, "exp": now - 100}, settings.SECRET_KEY, "HS256"
+        ),
+        "read_tampered": f"{header}.{retargeted}.{signature}",
+        "read_forged": jwt.encode(sibling_claims, "an-attacker-key-of-32-bytes-or-more!!", "HS256"),
+        "read_alg_none": jwt.encode(read_claims, None, algorithm="none"),
+        "read_user_audience": jwt.encode(
+            {**read_claims, "aud": settings.JWT_AUDIENCE}, settings.SECRET_KEY, "HS256"
+        ),
+        "user_read_audience": jwt.encode(
+            {**alice_claims, "aud": read_token_audience()}, settings.SECRET_KEY, "HS256"
         ),
     }[who]
 
@@ -261,6 +325,8 @@ def _snapshot():
 def _send(attack: Attack, world) -> object:
     url = attack.url.format(
         acme_job=world["acme_job"].id,
+        acme_sibling=world["acme_sibling"].id,
+        acme_deleted=world["acme_deleted"].id,
         acme_internal=world["acme_internal"].id,
         globex_job=world["globex_job"].id,
         acme_tenant=world["acme"].pk,
@@ -272,17 +338,18 @@ def _send(attack: Attack, world) -> object:
     if attack.host == "public" and attack.who in world["users"]:
         client.force_login(world["users"][attack.who])  # the admin uses sessions
     else:
-        token = _bearer(attack.who, world["tokens"])
+        token = _bearer(attack.who, world["tokens"], world["acme_sibling"].id)
         if token:
             extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     body = attack.body
     if isinstance(body, dict):
         body = json.dumps(body).replace("<alice refresh>", world["tokens"]["alice_refresh"])
+        body = body.replace("<read token>", world["tokens"]["read"])
     return client.generic(attack.method, url, body or b"", content_type="application/json", **extra)
 
 
 def _auth(who: str, world) -> dict:
-    token = _bearer(who, world["tokens"])
+    token = _bearer(who, world["tokens"], world["acme_sibling"].id)
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
@@ -337,7 +404,7 @@ def test_the_list_and_filters_still_show_the_callers_own_jobs(world):
         HTTP_HOST=HOSTS["acme"], HTTP_AUTHORIZATION=f"Bearer {world['tokens']['alice']}"
     )
     listed = [job["id"] for job in client.get("/api/jobs").json()["results"]]
-    assert listed == [str(world["acme_job"].id)]
+    assert listed == [str(world["acme_sibling"].id), str(world["acme_job"].id)]
 
 
 def test_mass_assignment_names_every_refused_field(world):

@@ -22,7 +22,15 @@ from tests.helpers import admin_client_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SPA = "https://app.example.com"
-EXPOSED = {"etag", "retry-after", "ratelimit", "ratelimit-policy", "location", "x-request-id"}
+EXPOSED = {
+    "etag",
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+    "location",
+    "x-request-id",
+    "job-read-token",
+}
 
 
 def _request(live_server, host, method, path, headers=None):

@@ -158,9 +158,14 @@ def test_token_answers_are_documented_from_their_serializers(schema):
 
 def test_jobs_operations_require_a_token_and_auth_operations_do_not(schema):
     assert schema["components"]["securitySchemes"]["jwtAuth"]["scheme"] == "bearer"
+    assert schema["components"]["securitySchemes"]["jobReadToken"]["scheme"] == "bearer"
+    # A job read token is offered only where it reads: its job's poll and stream.
+    job_reads = {("/api/jobs/{id}", "get"), ("/api/jobs/{id}/events", "get")}
     for path, method in OPERATIONS:
         security = _operation(schema, path, method).get("security")
-        if path.startswith(("/api/jobs", "/api/events")):
+        if (path, method) in job_reads:
+            assert security == [{"jwtAuth": []}, {"jobReadToken": []}], path
+        elif path.startswith(("/api/jobs", "/api/events")):
             assert security == [{"jwtAuth": []}], path
         else:
             assert not security, path

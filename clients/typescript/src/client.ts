@@ -136,6 +136,11 @@ export interface ClientOptions {
   tokens?: Tokens | null;
   /** Called whenever the tokens change (login, rotation, logout: null). */
   onTokens?: (tokens: Tokens | null) => void;
+  /**
+   * A token sent as it is and never refreshed, while no `tokens` are set: a job read token
+   * (the `Job-Read-Token` of a submit with `?read_token=true`), which reads that one job.
+   */
+  accessToken?: string;
 }
 
 export interface RequestOptions {
@@ -175,6 +180,8 @@ export interface Client {
   cancelJob(id: string, options?: RequestOptions): Promise<Job>;
   /** Opens a `text/event-stream` (`/api/jobs/{id}/events` or `/api/events`); refused → ApiProblem. */
   openStream(path: string, options?: StreamOptions): Promise<Response>;
+  /** A client of the same host and fetch that sends `accessToken` (a job read token) instead. */
+  withAccessToken(accessToken: string): Client;
 }
 
 /** The `?cursor=` of a page's `next` or `previous` link, for listJobs({cursor}). */
@@ -202,7 +209,8 @@ export function createClient(options: ClientOptions): Client {
     const { auth = true, accept304 = false, ...request } = init;
     const attempt = (): Promise<Response> => {
       const headers = new Headers(request.headers);
-      if (auth && tokens) headers.set("Authorization", `Bearer ${tokens.access}`);
+      const bearer = tokens?.access ?? options.accessToken;
+      if (auth && bearer) headers.set("Authorization", `Bearer ${bearer}`);
       if (request.body !== undefined) headers.set("Content-Type", "application/json");
       return doFetch(`${baseUrl}${path}`, { ...request, headers });
     };
@@ -321,5 +329,7 @@ export function createClient(options: ClientOptions): Client {
       if (request.lastEventId) headers["Last-Event-ID"] = request.lastEventId;
       return send(path, { ...(request.signal ? { signal: request.signal } : {}), headers });
     },
+    withAccessToken: (accessToken) =>
+      createClient({ baseUrl, accessToken, ...(options.fetch ? { fetch: options.fetch } : {}) }),
   };
 }

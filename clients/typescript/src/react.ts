@@ -35,7 +35,7 @@ export interface JobState {
 
 /**
  * The live state of job `id` (none while `id` is null), watched until it is final.
- * Options are read when `id` or the client changes.
+ * Options are read when `id`, the client or `accessToken` (a job read token) changes.
  */
 export function useJob(id: string | null | undefined, options: UseJobOptions = {}): JobState {
   const client = useClient(options.client);
@@ -54,14 +54,15 @@ export function useJob(id: string | null | undefined, options: UseJobOptions = {
       { ...watchOptions, onError: (error) => setState((last) => ({ ...last, error })) },
     );
     return () => watch.stop();
-  }, [client, id]);
+  }, [client, id, options.accessToken]);
 
   return state;
 }
 
 export type ListedJob = JobListItem | Job;
 
-export interface UseJobsOptions extends Omit<WatchOptions, "onError" | "mode" | "wait"> {
+export interface UseJobsOptions
+  extends Omit<WatchOptions, "onError" | "mode" | "wait" | "accessToken"> {
   client?: Client;
   /** Seconds between re-reads of the list while the tenant stream is unavailable (default 5). */
   relistInterval?: number;

@@ -1329,7 +1329,10 @@ export interface operations {
     };
     submitJob: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description `true`: answer with a `Job-Read-Token` for this job (another value: 400). */
+                read_token?: "false" | "true";
+            };
             header?: {
                 /** @description 1–255 printable ASCII characters (sent empty: 400); the same key returns the same job for JOBS_IDEMPOTENCY_TTL_HOURS. */
                 "Idempotency-Key"?: string;
@@ -1346,6 +1349,8 @@ export interface operations {
             /** @description Idempotent replay of a job that has ended. */
             200: {
                 headers: {
+                    /** @description With `?read_token=true`: a token that reads this job only, as `Authorization: Bearer <token>` on this host: `GET /api/jobs/{id}` (with `?wait=`) and `GET /api/jobs/{id}/events`. It expires JWT_READ_TOKEN_MINUTES after issue (its `exp`); anywhere else it is answered as no token. */
+                    "Job-Read-Token"?: string;
                     /** @description The job's URL: `/api/jobs/{id}`. */
                     Location?: string;
                     /** @description The caller's quota (IETF draft): `"jobs-api";q=<requests>;w=<seconds>`. */
@@ -1363,6 +1368,8 @@ export interface operations {
             /** @description Accepted: the job, pending. */
             202: {
                 headers: {
+                    /** @description With `?read_token=true`: a token that reads this job only, as `Authorization: Bearer <token>` on this host: `GET /api/jobs/{id}` (with `?wait=`) and `GET /api/jobs/{id}/events`. It expires JWT_READ_TOKEN_MINUTES after issue (its `exp`); anywhere else it is answered as no token. */
+                    "Job-Read-Token"?: string;
                     /** @description The job's URL: `/api/jobs/{id}`. */
                     Location?: string;
                     /** @description The caller's quota (IETF draft): `"jobs-api";q=<requests>;w=<seconds>`. */

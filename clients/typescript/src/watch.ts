@@ -41,6 +41,12 @@ export interface WatchOptions {
   random?: () => number;
   /** A refusal that ends the watch (400, 401, 403, 404…): the watch has stopped when it is called. */
   onError?: (error: unknown) => void;
+  /**
+   * Read with this job read token (a submit's `Job-Read-Token`) instead of the client's
+   * session: for a page opened from an email link, a widget or a second device. Once it
+   * expires the watch stops with a 401 (`onError`).
+   */
+  accessToken?: string;
 }
 
 export interface Watch {
@@ -237,11 +243,12 @@ async function readStream(
  * the watch and go to `options.onError`.
  */
 export function watchJob(
-  client: Client,
+  session: Client,
   id: string,
   onChange: (job: Job) => void,
   options: WatchOptions = {},
 ): Watch {
+  const client = options.accessToken ? session.withAccessToken(options.accessToken) : session;
   const wait = options.wait ?? DEFAULTS.wait;
   const pollInterval = options.pollInterval ?? DEFAULTS.pollInterval;
   const idleTimeout = options.idleTimeout ?? DEFAULTS.idleTimeout;
@@ -343,7 +350,8 @@ export function watchJob(
   };
 }
 
-export interface WatchJobsOptions extends Omit<WatchOptions, "mode" | "wait" | "pollInterval"> {
+export interface WatchJobsOptions
+  extends Omit<WatchOptions, "mode" | "wait" | "pollInterval" | "accessToken"> {
   /** The server offers no tenant stream (503) or it failed: called before each retry. */
   onUnavailable?: (error: unknown) => void;
 }

@@ -270,6 +270,25 @@ describe("watchJob", () => {
     expect(onError.mock.calls[0]?.[0]).toMatchObject({ status: 404, code: "not_found" });
   });
 
+  it("reads with a job read token instead of the session, and never refreshes it", async () => {
+    api.stream(STREAM);
+    api.on(STREAM, () => problem(401, "not_authenticated")); // the token has expired
+    const { onError } = start({ accessToken: "READ" });
+    await advance();
+    const [stream] = api.streams as [Stream];
+    stream.send(job("processing"), '"1-a"');
+    stream.fail();
+    await advance(60_000);
+
+    expect(statuses()).toEqual(["processing"]);
+    expect(api.requests.map((request) => request.headers.get("Authorization"))).toEqual([
+      "Bearer READ",
+      "Bearer READ",
+    ]);
+    expect(api.lines()).not.toContain("POST /api/auth/token/refresh");
+    expect(onError.mock.calls[0]?.[0]).toMatchObject({ status: 401, code: "not_authenticated" });
+  });
+
   it("sends nothing and reports nothing after stop()", async () => {
     api.on(POLL, () => jobResponse(job("pending"), '"1-a"', { "Retry-After": "2" }));
     const { watch } = start({ mode: "poll" });

@@ -31,10 +31,12 @@ from django.utils.cache import patch_vary_headers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
+from accounts.authentication import TenantJWTAuthentication
 from core.problems import Problem, ProblemCode
 from jobs import selectors
 from jobs.api import schema
 from jobs.api.ratelimit import RateLimitedView, check_rate_limit
+from jobs.api.read_tokens import JobReadTokenAuthentication
 from jobs.api.realtime import fanout, longpoll, waits
 from jobs.api.realtime.fanout import listener
 from jobs.api.realtime.grants import Grant
@@ -190,7 +192,9 @@ async def tenant_events(tenant, initial: list[fanout.Snapshot], *, seq, slot, gr
 
 
 class JobEventsView(_StreamView):
-    """``GET /api/jobs/{id}/events``."""
+    """``GET /api/jobs/{id}/events``; a job read token of the job may stream it too."""
+
+    authentication_classes = [TenantJWTAuthentication, JobReadTokenAuthentication]
 
     @schema.job_events_schema
     def get(self, request, pk=None):

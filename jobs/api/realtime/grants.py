@@ -1,6 +1,7 @@
 """What authorized a long-lived request (an event stream, a long poll), checked again while
 it lasts: the access token's expiry, the tenant (its host still serves it, and it is
-active) and the user (still of that tenant, and active).
+active) and the user (still of that tenant, and active); for a job read token, which has
+no user, its expiry and the tenant (``jobs.api.read_tokens``).
 
 The checks are the request path's own, through the same caches (``tenants.resolution``,
 ``accounts.authentication``): this process's copies, else Redis, else PostgreSQL.
@@ -22,6 +23,7 @@ from django.db import Error as DatabaseError
 from rest_framework.exceptions import APIException
 
 from accounts.authentication import user_for_tenant
+from jobs.api.read_tokens import JobReader
 from tenants.middleware import TenantMiddleware
 from tenants.resolution import tenant_for_host
 
@@ -39,16 +41,17 @@ class Grant:
 
     hostname: str
     tenant_id: int
-    user_id: int
-    expires_at: float  # the access token's ``exp``
+    user_id: int | None  # None for a job read token
+    expires_at: float  # the token's ``exp``
 
     @classmethod
     def of(cls, request) -> "Grant":
-        """The grant of an authenticated API request (``request.auth``: its access token)."""
+        """The grant of an authenticated API request (``request.auth``: its access token or
+        job read token)."""
         return cls(
             hostname=TenantMiddleware.hostname_from_request(request),
             tenant_id=request.tenant.pk,
-            user_id=request.user.pk,
+            user_id=None if isinstance(request.user, JobReader) else request.user.pk,
             expires_at=float(request.auth["exp"]),
         )
 
@@ -67,7 +70,8 @@ class Grant:
             tenant = tenant_for_host(self.hostname)
             if tenant is None or tenant.pk != self.tenant_id or not tenant.is_active:
                 return False
-            user_for_tenant(self.user_id, tenant)
+            if self.user_id is not None:
+                user_for_tenant(self.user_id, tenant)
         except APIException:  # 401/403 (Problem included)
             return False
         except DatabaseError:

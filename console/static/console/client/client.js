@@ -100,8 +100,9 @@ export function createClient(options) {
         const { auth = true, accept304 = false, ...request } = init;
         const attempt = () => {
             const headers = new Headers(request.headers);
-            if (auth && tokens)
-                headers.set("Authorization", `Bearer ${tokens.access}`);
+            const bearer = tokens?.access ?? options.accessToken;
+            if (auth && bearer)
+                headers.set("Authorization", `Bearer ${bearer}`);
             if (request.body !== undefined)
                 headers.set("Content-Type", "application/json");
             return doFetch(`${baseUrl}${path}`, { ...request, headers });
@@ -217,5 +218,6 @@ export function createClient(options) {
                 headers["Last-Event-ID"] = request.lastEventId;
             return send(path, { ...(request.signal ? { signal: request.signal } : {}), headers });
         },
+        withAccessToken: (accessToken) => createClient({ baseUrl, accessToken, ...(options.fetch ? { fetch: options.fetch } : {}) }),
     };
 }

@@ -173,7 +173,8 @@ async function readStream(client, path, lastEventId, signal, idleTimeout, pacer,
  * last. Errors that retrying cannot fix (400, 401 after a failed refresh, 403, 404) stop
  * the watch and go to `options.onError`.
  */
-export function watchJob(client, id, onChange, options = {}) {
+export function watchJob(session, id, onChange, options = {}) {
+    const client = options.accessToken ? session.withAccessToken(options.accessToken) : session;
     const wait = options.wait ?? DEFAULTS.wait;
     const pollInterval = options.pollInterval ?? DEFAULTS.pollInterval;
     const idleTimeout = options.idleTimeout ?? DEFAULTS.idleTimeout;
