@@ -11,9 +11,19 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+# The words of a job's error and payload (its JSON text, keys and values), what the admin's
+# search matches (``jobs.selectors.job_search``). Full-text, not trigrams: the embedded
+# PostgreSQL of ``make test`` ships no pg_trgm. The "simple" configuration keeps every word
+# as written (lower-cased), with no stemming or stop words of a language.
+SEARCH_VECTOR = SearchVector(
+    "error", models.functions.Cast("payload", models.TextField()), config="simple"
+)
 
 
 class JobStatus(models.TextChoices):
@@ -168,6 +178,8 @@ class Job(models.Model):
             models.Index(
                 "lease_expires_at", name="job_queue_lease_idx", condition=Q(status="processing")
             ),
+            # The admin's search in errors and payloads (``SEARCH_VECTOR``).
+            GinIndex(SEARCH_VECTOR, name="job_queue_search_idx"),
             # Cleanup of finished jobs.
             models.Index("status", "completed_at", name="job_queue_cleanup_idx"),
             # An idempotent batch's replay: its jobs.
