@@ -45,6 +45,7 @@ from jobs.models import (
     Job,
     JobAttempt,
     JobStatus,
+    TenantLexemeQuery,
 )
 from jobs.registry import registered_type_names
 from jobs.signals import JobOutcome
@@ -189,11 +190,14 @@ def search_condition(*, tenant, text: str) -> Q:
     case) of their creator among ``tenant``'s users (every user for ``ALL_TENANTS``).
     Each part is one an index serves (the full-text ``job_queue_search_idx``, the primary
     key, the type and creator indexes), so PostgreSQL ORs their bitmaps instead of reading
-    the table. Blank text narrows nothing."""
+    the table; for one tenant, its lexeme (``jobs.models.TenantLexemeQuery``) is ANDed to the
+    words, so the index returns that tenant's matches only. Blank text narrows nothing."""
     text = text.strip()
     if not text:
         return Q()
     words = SearchQuery(text, config="simple", search_type="websearch")
+    if tenant is not ALL_TENANTS and re.search(r"\w", text):  # (no word: no lexeme to AND)
+        words &= TenantLexemeQuery(one_tenant(tenant).pk)
     condition = Q(SearchVectorExact(SEARCH_VECTOR, words))
     if text in registered_type_names():
         condition |= Q(type=text)

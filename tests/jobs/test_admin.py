@@ -558,6 +558,8 @@ def test_search_in_error_text_and_payload(superuser_client, acme, term, found):
 
 def test_carol_search_in_error_text_finds_acme_jobs_only(carol_client, acme_failed, globex_failed):
     assert _ids(carol_client, {"q": "demo failure"}) == {acme_failed.id}
+    assert _ids(carol_client, {"q": "!!!"}) == set()  # no word: not every acme job
+    assert _ids(carol_client, {"q": "t" + str(acme_failed.tenant_id)}) == set()
 
 
 def test_live_version_is_conditional_and_changes_with_the_list(superuser_client, acme):
