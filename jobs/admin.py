@@ -371,7 +371,7 @@ class JobAdmin(StaffReadOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin):
     def get_list_filter(self, request):
         if staff_tenant(request.user) is ALL_TENANTS:
             return self.list_filter
-        return [spec for spec in self.list_filter if spec not in (TenantFilter, InternalFilter)]
+        return [spec for spec in self.list_filter if spec is not TenantFilter]
 
     def get_fieldsets(self, request, obj=None):
         if staff_tenant(request.user) is ALL_TENANTS:
@@ -536,7 +536,11 @@ class JobAdmin(StaffReadOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin):
         summary counts and the bulk actions: the page's own bounded queries, no render."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        version = self._version(request, self.get_changelist_instance(request))
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return JsonResponse({"detail": "Not a valid filter of the job list."}, status=400)
+        version = self._version(request, changelist)
         if request.headers.get("If-None-Match") == f'"{version}"':
             response = HttpResponseNotModified()
         else:

@@ -577,6 +577,10 @@ def test_live_version_is_conditional_and_changes_with_the_list(superuser_client,
     assert changed.json()["version"] != version
 
 
+def test_live_version_of_a_bad_filter_is_a_400(superuser_client):
+    assert superuser_client.get(LIST + "live/", {"held": "nope"}).status_code == 400
+
+
 def test_live_version_is_for_staff_only(alice, public_tenant):
     response = admin_client_for(alice).get(LIST + "live/")
     assert response.status_code == 302
