@@ -373,6 +373,13 @@ JOBS_TYPES = {
         "max_attempts": 8,
         "timeout": 60,
     },
+    # Internal: a staff action over every job a filter matches (jobs/bulk.py), in batches.
+    "jobs.bulk": {
+        "task": "jobs.bulk.bulk_change",
+        "internal": True,
+        "max_attempts": 1,
+        "timeout": 3600,
+    },
 }
 # Django Tasks (@task functions) enqueue into job_queue. "QUEUES": [] lets a task name any
 # queue (Django's meaning of an empty list): queues are whatever `run_worker --queues`

@@ -7,8 +7,11 @@ WIDTH, HEIGHT, PAD = 640, 160, 4
 COLOURS = ("#417690", "#ba2121", "#79aec8", "#e49b0f")
 
 
-def chart(title: str, unit: str, bins: list[datetime], lines: dict[str, list]) -> dict:
-    """A line chart's geometry: one polyline per series (None values are gaps, drawn at 0)."""
+def chart(
+    title: str, unit: str, bins: list[datetime], lines: dict[str, list], *, legends: dict
+) -> dict:
+    """A line chart's geometry: one polyline per series (None values are gaps, drawn at 0),
+    each with its legend (``legends``: the whole window's figure per series)."""
     values = [v for series in lines.values() for v in series if v is not None]
     top = max(values, default=0) or 1
     step = (WIDTH - 2 * PAD) / max(1, len(bins) - 1)
@@ -27,7 +30,7 @@ def chart(title: str, unit: str, bins: list[datetime], lines: dict[str, list]) -
                 "name": name,
                 "colour": COLOURS[index % len(COLOURS)],
                 "points": " ".join(point(i, v) for i, v in enumerate(series)),
-                "last": label(series[-1], unit) if series and series[-1] is not None else "–",
+                "legend": legends[name],
             }
             for index, (name, series) in enumerate(lines.items())
         ],

@@ -16,10 +16,13 @@ from jobs.conditions import reachable_jobs
 from jobs.models import Job, JobStatus
 from tenants.scope import tenant_scope
 
-# The dashboard's ranges: how far back, in bins of how long.
+# The dashboard's ranges: how far back, in bins of how long (60 to 180 points a chart).
 RANGES = {
     "hour": (timedelta(hours=1), timedelta(minutes=1)),
+    "6h": (timedelta(hours=6), timedelta(minutes=5)),
     "day": (timedelta(days=1), timedelta(minutes=15)),
+    "7d": (timedelta(days=7), timedelta(hours=1)),
+    "30d": (timedelta(days=30), timedelta(hours=4)),
 }
 
 

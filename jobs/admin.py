@@ -13,6 +13,7 @@ checked before the query (``core.admin_filters``, ``TenantFilter``): a foreign o
 Django's "invalid filter" redirect, never a 500.
 """
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -21,13 +22,16 @@ from django.contrib.admin import ActionLocation
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import HttpResponseNotModified, JsonResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from accounts.roles import ALL_TENANTS, is_tenant_staff, staff_tenant
+from accounts.roles import ALL_TENANTS, StaffReadOnlyMixin, is_tenant_staff, staff_tenant
 from core.admin_filters import CheckedLookupsMixin
 from jobs import selectors, services
+from jobs.bulk import bulk_start
 from jobs.exceptions import InvalidTransition, JobNotFound
 from jobs.models import (
     Job,
@@ -78,7 +82,43 @@ class CappedCountPaginator(Paginator):
         return min(counted, self.count_cap)
 
 
-class TypeFilter(admin.SimpleListFilter):
+class MatchFilter(admin.SimpleListFilter):
+    """A filter of the job list that is a part of a ``selectors.JobMatch``
+    (``match_fields``), so the list and a bulk action over everything it matches
+    (``jobs.bulk``) select the same jobs. A value that is no choice is an invalid filter:
+    Django redirects to ``?e=1``."""
+
+    def match_fields(self, request) -> dict:
+        raise NotImplementedError
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        match = selectors.JobMatch(**self.match_fields(request))
+        return queryset.filter(
+            selectors.match_condition(tenant=staff_tenant(request.user), match=match)
+        )
+
+    def checked(self, request, choices) -> str | None:
+        value = self.value()
+        if value is not None and value not in {str(key) for key, _ in choices}:
+            raise IncorrectLookupParameters(f"Not a choice of {self.title}: {value!r}")
+        return value
+
+
+class StatusFilter(MatchFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return JobStatus.choices
+
+    def match_fields(self, request):
+        value = self.checked(request, JobStatus.choices)
+        return {"statuses": (value,)} if value else {}
+
+
+class TypeFilter(MatchFilter):
     """Registered job types (from settings, no query)."""
 
     title = "type"
@@ -87,13 +127,78 @@ class TypeFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         return [(name, name) for name in sorted(job_types())]
 
-    def queryset(self, request, queryset):
-        return queryset.filter(type=self.value()) if self.value() else queryset
+    def match_fields(self, request):
+        return {"type": self.value()} if self.value() else {}
 
 
-class InternalFilter(admin.SimpleListFilter):
-    """Internal jobs (webhook deliveries) are listed only under "internal: yes", which only
-    platform staff are offered; a tenant's staff never reach them (``jobs_for_staff``)."""
+class QueueFilter(MatchFilter):
+    """The queues job types send their jobs to (from settings, no query); any other queue
+    name works from the URL (``?queue=reports``)."""
+
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        queues = {job_type.queue for job_type in job_types().values()} | {"default"}
+        if self.value():
+            queues.add(self.value())
+        return [(name, name) for name in sorted(queues)]
+
+    def match_fields(self, request):
+        return {"queue": self.value()} if self.value() else {}
+
+
+YES_NO = [("yes", "yes"), ("no", "no")]
+
+
+class ScheduledFilter(MatchFilter):
+    """Pending jobs due later (``run_at`` in the future), or every other job."""
+
+    title = "scheduled for later"
+    parameter_name = "scheduled"
+
+    def lookups(self, request, model_admin):
+        return YES_NO
+
+    def match_fields(self, request):
+        value = self.checked(request, YES_NO)
+        return {"scheduled": value == "yes"} if value else {}
+
+
+class HasErrorFilter(MatchFilter):
+    title = "has an error"
+    parameter_name = "has_error"
+
+    def lookups(self, request, model_admin):
+        return YES_NO
+
+    def match_fields(self, request):
+        value = self.checked(request, YES_NO)
+        return {"has_error": value == "yes"} if value else {}
+
+
+HELD = [("paused", "paused"), ("throttled", "throttled")]
+
+
+class HeldFilter(MatchFilter):
+    """Pending jobs held by flow control (docs/flow.md): by a pause of their queue, type or
+    tenant, or by a budget the last claim found spent."""
+
+    title = "held by flow control"
+    parameter_name = "held"
+
+    def lookups(self, request, model_admin):
+        return HELD
+
+    def match_fields(self, request):
+        value = self.checked(request, HELD)
+        return {"held": value} if value else {}
+
+
+class InternalFilter(MatchFilter):
+    """Internal jobs (webhook deliveries, bulk actions) are listed only under "internal:
+    yes", which only platform staff are offered; a tenant's staff never reach them
+    (``jobs_for_staff``)."""
 
     title = "internal"
     parameter_name = "internal"
@@ -107,91 +212,99 @@ class InternalFilter(admin.SimpleListFilter):
         yield from others
 
     def queryset(self, request, queryset):
+        return queryset.filter(internal=self.match_fields(request)["internal"])
+
+    def match_fields(self, request):
         if self.value() not in (None, "yes"):
             raise IncorrectLookupParameters(f"Not a choice: {self.value()!r}")
-        return queryset.filter(internal=self.value() == "yes")
+        return {"internal": self.value() == "yes"}
 
 
-class TenantFilter(admin.SimpleListFilter):
-    """Tenants the user may see: every customer tenant, or only the user's own."""
+class TenantFilter(MatchFilter):
+    """Tenants a platform staff user may pick among: every customer tenant. Tenant staff
+    get no such filter (``JobAdmin.get_list_filter``)."""
 
     title = "tenant"
     parameter_name = "tenant"
 
     def lookups(self, request, model_admin):
-        own = staff_tenant(request.user)
-        if own is not ALL_TENANTS:
-            return [(str(own.pk), own.name)]
         tenants = Tenant.objects.customers().values_list("pk", "name")
         return [(str(pk), name) for pk, name in tenants]
 
-    def queryset(self, request, queryset):
+    def match_fields(self, request):
         """A value that is not an id in ASCII digits (``abc``, ``1.5``, ``²``) is an invalid
         filter: Django redirects to ``?e=1``."""
         value = self.value()
         if not value:
-            return queryset
+            return {}
         if not (value.isascii() and value.isdigit()):
             raise IncorrectLookupParameters(f"Not a tenant id: {value!r}")
-        return queryset.filter(tenant_id=value)
+        return {"tenant_id": int(value)}
 
 
-class JobAttemptInline(admin.TabularInline):
-    """The job page's attempt history, oldest first: read-only, seen by whoever may see
-    the job (the job admin's queryset already scoped it to the staff's tenant)."""
+class CreatedFilter(admin.DateFieldListFilter):
+    """Django's date filter on ``created_at``, as a part of a ``JobMatch`` too."""
 
-    model = JobAttempt
-    fields = ["number", "worker_id", "started_at", "finished_at", "outcome", "error", "traceback"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    verbose_name = "attempt"
-
-    def has_view_permission(self, request, obj=None):
-        return is_tenant_staff(request.user) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    def match_fields(self, request) -> dict:
+        fields = {}
+        for lookup, name in (
+            (self.lookup_kwarg_since, "created_from"),
+            (self.lookup_kwarg_until, "created_until"),
+        ):
+            value = self.used_parameters.get(lookup)
+            if isinstance(value, list):
+                value = value[-1]
+            if value:
+                try:
+                    fields[name] = datetime.fromisoformat(str(value))
+                except ValueError:
+                    raise IncorrectLookupParameters(f"Not a date: {value!r}") from None
+        return fields
 
 
-class JobLogInline(JobAttemptInline):
+class JobLogInline(StaffReadOnlyMixin, admin.TabularInline):
     """The job page's log: what its handler logged (``jobs.worker.logs``), oldest first,
-    at most ``JOBS_LOG_MAX_LINES``; read-only under the attempt history's rules."""
+    at most ``JOBS_LOG_MAX_LINES``; read-only, seen by whoever may see the job (the job
+    admin's queryset already scoped it to the staff's tenant)."""
 
     model = JobLogLine
     fields = ["attempt", "logged_at", "level", "logger", "message"]
     readonly_fields = fields
+    extra = 0
+    can_delete = False
     verbose_name = "log line"
     verbose_name_plural = "log (what the handler logged)"
 
 
 @admin.register(Job)
-class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
+class JobAdmin(StaffReadOnlyMixin, CheckedLookupsMixin, admin.ModelAdmin):
+    """The job list (live, filtered, searched; bulk actions over all it matches) and the
+    job page (status, error and attempts first). Columns fit a 1,440 px screen; tenant
+    staff get no tenant column or filter (``get_list_display``, ``get_list_filter``)."""
+
     list_display = [
         "short_id",
         "tenant_name",
         "type",
+        "queue",
         "status_badge",
-        "progress_display",
         "attempts_display",
         "created",
-        "started",
         "completed",
         "duration",
+        "error_excerpt",
     ]
     list_display_links = ["short_id"]
     list_filter = [
-        "status",
+        StatusFilter,
         TypeFilter,
+        QueueFilter,
+        ScheduledFilter,
+        HasErrorFilter,
+        HeldFilter,
         TenantFilter,
         InternalFilter,
-        ("created_at", admin.DateFieldListFilter),
+        ("created_at", CreatedFilter),
     ]
     list_select_related = ["tenant", "created_by"]
     list_per_page = 50
@@ -201,44 +314,43 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts would count the whole table
     search_fields = ["type"]  # shows the search box; get_search_results does the matching
-    search_help_text = "A job id (or its first 8 characters), an exact job type, or a username."
-    actions = ["retry_jobs", "cancel_jobs", "run_jobs_now"]
-    inlines = [JobAttemptInline, JobLogInline]
+    search_help_text = (
+        'Words of the error or payload (all of them; "a phrase"; -word to leave out), '
+        "a job id (or its first 8 characters), an exact job type, or a username."
+    )
+    actions = ["retry_jobs", "cancel_jobs", "run_jobs_now", "delete_finished_jobs"]
+    inlines = [JobLogInline]
     fieldsets = [
         (
             None,
             {
                 "fields": [
-                    "id",
-                    "tenant",
-                    "type",
                     "status_badge",
+                    "error_summary",
+                    "attempt_table",
+                    "type",
+                    "tenant",
                     "queue",
                     "priority",
                     "created_by",
-                    "idempotency_key",
+                    "id",
                 ]
             },
         ),
+        ("Timeline (UTC)", {"fields": ["timeline"]}),
         (
             "Execution",
             {
                 "fields": [
-                    "attempts_display",
+                    "worker",
                     "progress_display",
-                    "progress_message",
-                    "worker_id",
-                    "lease_expires_at",
                     "cancel_requested",
                     "timeout_seconds",
+                    "idempotency_key",
                 ]
             },
         ),
-        ("Timeline", {"fields": ["timeline"]}),
-        (
-            "Input and output",
-            {"fields": ["payload_pretty", "result_pretty", "error", "traceback_pretty"]},
-        ),
+        ("Input and output", {"fields": ["payload_pretty", "result_pretty"]}),
     ]
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
 
@@ -247,22 +359,11 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         return selectors.jobs_for_staff(tenant=staff_tenant(request.user))
 
-    def has_module_permission(self, request):
-        return is_tenant_staff(request.user) or super().has_module_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        return is_tenant_staff(request.user) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # no free edits: state changes only through the operations below
-
     def has_delete_permission(self, request, obj=None):
+        """Users with the model permission (not tenant staff), finished jobs only."""
         if obj is not None and not obj.is_final:
             return False
-        return super().has_delete_permission(request, obj)
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
     def has_operate_permission(self, request):
         """Retry, cancel and run now: tenant staff (on their tenant) and users with the
@@ -278,6 +379,24 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         if not services.job_delete_finished(tenant=staff_tenant(request.user), job_id=obj.id):
             raise PermissionDenied("Only a finished job can be deleted.")
 
+    def get_list_display(self, request):
+        if staff_tenant(request.user) is ALL_TENANTS:
+            return self.list_display
+        return [name for name in self.list_display if name != "tenant_name"]
+
+    def get_list_filter(self, request):
+        if staff_tenant(request.user) is ALL_TENANTS:
+            return self.list_filter
+        return [spec for spec in self.list_filter if spec is not TenantFilter]
+
+    def get_fieldsets(self, request, obj=None):
+        if staff_tenant(request.user) is ALL_TENANTS:
+            return self.fieldsets
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f != "tenant"]})
+            for name, options in self.fieldsets
+        ]
+
     # --- search ---------------------------------------------------------------------------
 
     def get_search_results(self, request, queryset, search_term):
@@ -285,6 +404,15 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
             tenant=staff_tenant(request.user), jobs=queryset, text=search_term
         )
         return found, False
+
+    def filter_match(self, request) -> selectors.JobMatch:
+        """The list's filters and search as a ``selectors.JobMatch``: what a bulk action
+        over everything the list matches covers (``jobs.bulk``)."""
+        changelist = self.get_changelist_instance(request)
+        fields = {"search": changelist.query, "internal": False}
+        for spec in changelist.filter_specs:
+            fields.update(spec.match_fields(request))
+        return selectors.JobMatch(**fields)
 
     # --- columns and detail fields ---------------------------------------------------
 
@@ -301,11 +429,17 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         label = job.get_status_display()
         if job.status == JobStatus.PROCESSING and job.cancel_requested:
             label += " (cancelling)"
+        elif job.status == JobStatus.PROCESSING and job.progress is not None:
+            label += f" {job.progress}%"
+        elif job.status == JobStatus.PENDING and job.run_at and job.run_at > timezone.now():
+            label = "Scheduled"
         return format_html('<span class="job-status job-status-{}">{}</span>', job.status, label)
 
     @admin.display(description="progress")
     def progress_display(self, job):
-        return "—" if job.progress is None else f"{job.progress}%"
+        if job.progress is None:
+            return "—"
+        return f"{job.progress}% {job.progress_message}".strip()
 
     @admin.display(description="attempts")
     def attempts_display(self, job):
@@ -315,11 +449,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     def created(self, job):
         return _moment(job.created_at)
 
-    @admin.display(description="started")
-    def started(self, job):
-        return _moment(job.started_at, same_day_as=job.created_at)
-
-    @admin.display(description="completed")
+    @admin.display(description="finished")
     def completed(self, job):
         return _moment(job.completed_at, same_day_as=job.created_at)
 
@@ -330,6 +460,65 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         end = job.completed_at or (timezone.now() if job.status == JobStatus.PROCESSING else None)
         return human_duration(end - job.started_at) if end else "—"
 
+    @admin.display(description="error")
+    def error_excerpt(self, job):
+        if not job.error:
+            return ""
+        return format_html('<span class="job-error" title="{}">{}</span>', job.error, job.error)
+
+    @admin.display(description="error")
+    def error_summary(self, job):
+        """The error, then the one traceback (the job's, else its last attempt's), folded."""
+        traceback = job.error_traceback or next(
+            (a.traceback for a in reversed(_attempts(job)) if a.traceback), ""
+        )
+        if not job.error and not traceback:
+            return "—"
+        folded = ""
+        if traceback:
+            folded = format_html(
+                '<details class="job-traceback" open><summary>traceback (staff only)</summary>'
+                '<pre class="job-json">{}</pre></details>',
+                traceback,
+            )
+        return format_html('<p class="job-error-text">{}</p>{}', job.error or "—", folded)
+
+    @admin.display(description="attempts")
+    def attempt_table(self, job):
+        """Each attempt: worker, start, run time, outcome, error (its traceback is the one
+        above when it is the last)."""
+        rows = [
+            (
+                attempt.number,
+                attempt.worker_id or "—",
+                _moment(attempt.started_at),
+                human_duration(attempt.finished_at - attempt.started_at)
+                if attempt.finished_at and attempt.started_at
+                else "—",
+                attempt.outcome or "running",
+                attempt.error or "",
+            )
+            for attempt in _attempts(job)
+        ]
+        if not rows:
+            return f"none yet (at most {job.max_attempts})"
+        return format_html(
+            '<p>{} of at most {}</p><table class="job-attempts"><thead><tr><th>#</th>'
+            "<th>worker</th><th>started (UTC)</th><th>ran</th><th>outcome</th><th>error</th>"
+            "</tr></thead><tbody>{}</tbody></table>",
+            job.attempts,
+            job.max_attempts,
+            format_html_join("", "<tr>" + "<td>{}</td>" * 6 + "</tr>", rows),
+        )
+
+    @admin.display(description="worker")
+    def worker(self, job):
+        """The worker running the job, or the one of its last attempt once it ended."""
+        if job.worker_id:
+            return job.worker_id
+        last = _attempts(job)[-1] if _attempts(job) else None
+        return f"{last.worker_id} (last attempt)" if last and last.worker_id else "—"
+
     @admin.display(description="payload")
     def payload_pretty(self, job):
         return _pretty_json(job.payload)
@@ -337,12 +526,6 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     @admin.display(description="result")
     def result_pretty(self, job):
         return "—" if job.result is None else _pretty_json(job.result)
-
-    @admin.display(description="traceback (staff only)")
-    def traceback_pretty(self, job):
-        if not job.error_traceback:
-            return "—"
-        return format_html('<pre class="job-json">{}</pre>', job.error_traceback)
 
     @admin.display(description="timeline")
     def timeline(self, job):
@@ -357,8 +540,47 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
 
     # --- the list page ---------------------------------------------------------------
 
+    def get_urls(self):
+        live = self.admin_site.admin_view(self.live_view)
+        info = self.opts.app_label, self.opts.model_name
+        return [path("live/", live, name="{}_{}_live".format(*info)), *super().get_urls()]
+
+    def live_view(self, request):
+        """The live refresh's cheap conditional poll: a version of the list page for the
+        same filters (the query string), 304 when it is the ``If-None-Match`` sent. The
+        version covers the first page's rows (id, status, progress, last change), the
+        summary counts and the bulk actions: the page's own bounded queries, no render."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return JsonResponse({"detail": "Not a valid filter of the job list."}, status=400)
+        version = self._version(request, changelist)
+        if request.headers.get("If-None-Match") == f'"{version}"':
+            response = HttpResponseNotModified()
+        else:
+            response = JsonResponse({"version": version})
+        response["ETag"] = f'"{version}"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _version(self, request, changelist) -> str:
+        tenant = staff_tenant(request.user)
+        rows = [
+            (str(job.id), job.status, job.progress, job.updated_at.isoformat())
+            for job in changelist.result_list
+        ]
+        bulk = [
+            (str(job.id), job.status, job.progress) for job in selectors.bulk_actions(tenant=tenant)
+        ]
+        counts = selectors.queue_summary(tenant=tenant).counts
+        state = json.dumps([rows, counts, bulk, changelist.result_count])
+        return hashlib.sha256(state.encode()).hexdigest()[:16]
+
     def changelist_view(self, request, extra_context=None):
-        summary = selectors.queue_summary(tenant=staff_tenant(request.user))
+        tenant = staff_tenant(request.user)
+        summary = selectors.queue_summary(tenant=tenant)
         extra_context = {
             **(extra_context or {}),
             "job_summary": summary,
@@ -370,17 +592,34 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
             if summary.oldest_pending_age is not None
             else None,
             "job_summary_window": int(summary.window.total_seconds() // 60),
+            "bulk_actions": selectors.bulk_actions(tenant=tenant),
+            "live_url": reverse("admin:jobs_job_live"),
         }
         return super().changelist_view(request, extra_context)
 
     # --- operations: on selected jobs in the list, or on one job from its page -----------
 
-    def _operate(self, request, queryset, operation, done_text: str) -> None:
+    def _operate(self, request, queryset, operation, done_text: str, bulk: str = "") -> None:
         """Apply ``operation`` (a ``jobs.services`` call taking ``tenant`` and ``job_id``) to
         at most ``ACTION_LIMIT`` jobs of ``queryset``, which ``get_queryset`` has already
         scoped to the user's tenant; the service is scoped again by that tenant. Jobs in
-        another state are skipped."""
+        another state are skipped. With "select all … matching" (``select_across``) and a
+        ``bulk`` action, a ``jobs.bulk`` job does it instead, over any number of jobs."""
         tenant = staff_tenant(request.user)
+        if bulk and request.POST.get("select_across") == "1":
+            job = bulk_start(
+                tenant=tenant,
+                action=bulk,
+                match=self.filter_match(request),
+                requested_by=request.user,
+            )
+            self.message_user(
+                request,
+                f"Started in the background: {bulk} every job this list matches (bulk "
+                f"action {str(job.id)[:8]}); its progress shows above the list.",
+                messages.SUCCESS,
+            )
+            return
         candidates = list(queryset.order_by("-created_at", "-id")[: ACTION_LIMIT + 1])
         done, refusals = 0, []
         for job in candidates[:ACTION_LIMIT]:
@@ -399,7 +638,8 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         if len(candidates) > ACTION_LIMIT:
             self.message_user(
                 request,
-                f"Only the newest {ACTION_LIMIT} selected jobs were processed; run it again.",
+                f"Only the newest {ACTION_LIMIT} selected jobs were processed; select all "
+                "jobs matching the filter to act on every one.",
                 messages.WARNING,
             )
 
@@ -410,7 +650,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
         location=BOTH_LOCATIONS,
     )
     def retry_jobs(self, request, queryset):
-        self._operate(request, queryset, services.job_retry, "retried: pending again")
+        self._operate(request, queryset, services.job_retry, "retried: pending again", "retry")
 
     @admin.action(
         description="Cancel",
@@ -424,6 +664,7 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
             queryset,
             services.job_cancel,
             "cancelled (running ones when their worker notices)",
+            "cancel",
         )
 
     @admin.action(
@@ -435,9 +676,33 @@ class JobAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     def run_jobs_now(self, request, queryset):
         self._operate(request, queryset, services.job_run_now, "due now")
 
+    @admin.action(
+        description="Delete",
+        description_plural="Delete selected finished jobs",
+        permissions=["delete"],
+        location=[ActionLocation.CHANGE_LIST],
+    )
+    def delete_finished_jobs(self, request, queryset):
+        self._operate(request, queryset, _delete_finished, "deleted", "delete")
+
+
+def _delete_finished(*, tenant, job_id) -> None:
+    """``services.job_delete_finished`` as an operation: ``InvalidTransition`` when the job
+    was not deleted (not finished)."""
+    if not services.job_delete_finished(tenant=tenant, job_id=job_id):
+        raise InvalidTransition("Only a finished job can be deleted.")
+
+
+def _attempts(job) -> list[JobAttempt]:
+    """The job's attempts, oldest first, read once per page."""
+    if not hasattr(job, "_admin_attempts"):
+        job._admin_attempts = list(job.attempt_history.order_by("number"))
+    return job._admin_attempts
+
 
 def _moment(moment: datetime | None, *, same_day_as: datetime | None = None) -> str:
-    """A compact UTC time for list columns: the time only when on ``same_day_as``'s date."""
+    """The one date format of the job pages, UTC: ``2026-12-07 14:03:09``, or the time only
+    when on ``same_day_as``'s date (list columns)."""
     if moment is None:
         return "—"
     moment = timezone.localtime(moment, UTC)
@@ -453,17 +718,13 @@ def _pretty_json(value) -> str:
 
 
 def _timeline_rows(job):
-    """``(event, time, note)`` rows of the job's life so far."""
-
-    def at(moment: datetime | None) -> str:
-        return moment.isoformat(sep=" ", timespec="milliseconds") if moment else "—"
-
-    rows = [("Created", at(job.created_at), "")]
+    """``(event, time, note)`` rows of the job's life so far, times as ``_moment``."""
+    rows = [("Created", _moment(job.created_at), "")]
     if job.run_at and job.run_at > job.created_at:
         rows.append(
             (
                 "Due",
-                at(job.run_at),
+                _moment(job.run_at),
                 f"{human_duration(job.run_at - job.created_at)} after creation",
             )
         )
@@ -472,16 +733,16 @@ def _timeline_rows(job):
         rows.append(
             (
                 "Started",
-                at(job.started_at),
+                _moment(job.started_at),
                 f"attempt {job.attempts}, waited {human_duration(job.started_at - due)}",
             )
         )
     if job.status == JobStatus.PROCESSING and job.lease_expires_at:
-        rows.append(("Lease expires", at(job.lease_expires_at), job.worker_id))
+        rows.append(("Lease expires", _moment(job.lease_expires_at), job.worker_id))
     if job.completed_at:
         ran = f"ran {human_duration(job.completed_at - job.started_at)}" if job.started_at else ""
-        rows.append((job.get_status_display(), at(job.completed_at), ran))
-    rows.append(("Last update", at(job.updated_at), ""))
+        rows.append((job.get_status_display(), _moment(job.completed_at), ran))
+    rows.append(("Last update", _moment(job.updated_at), ""))
     return rows
 
 

@@ -11,9 +11,45 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import (
+    SearchQueryCombinable,
+    SearchQueryField,
+    SearchVector,
+    SearchVectorCombinable,
+    SearchVectorField,
+)
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+
+# The words of a job's error and payload (its JSON text, keys and values), what the admin's
+# search matches (``jobs.selectors.job_search``). Full-text, not trigrams: the embedded
+# PostgreSQL of ``make test`` ships no pg_trgm. The "simple" configuration keeps every word
+# as written (lower-cased), with no stemming or stop words of a language. One more lexeme
+# names the job's tenant (``TenantLexemeQuery`` finds it; ``#`` never survives the parser,
+# so no word of a job is one): a tenant's search ANDs it in, and the index hands back that
+# tenant's matches only, however common the words are in other tenants' jobs.
+class TenantLexeme(SearchVectorCombinable, models.Func):
+    template = "array_to_tsvector(ARRAY['#t' || %(expressions)s::text])"
+    output_field = SearchVectorField()
+
+
+class TenantLexemeQuery(SearchQueryCombinable, models.Func):
+    """The query of one tenant's lexeme, cast as written (``to_tsquery`` would parse the
+    ``#`` away): ANDed to a tenant's search words."""
+
+    template = "(%(expressions)s)::tsquery"
+    output_field = SearchQueryField()
+
+    def __init__(self, tenant_id: int):
+        super().__init__(models.Value(f"'#t{int(tenant_id)}'"))
+
+
+SEARCH_VECTOR = SearchVector(
+    "error", models.functions.Cast("payload", models.TextField()), config="simple"
+) + TenantLexeme("tenant_id")
 
 
 class JobStatus(models.TextChoices):
@@ -173,6 +209,8 @@ class Job(models.Model):
             models.Index(
                 "lease_expires_at", name="job_queue_lease_idx", condition=Q(status="processing")
             ),
+            # The admin's search in errors and payloads (``SEARCH_VECTOR``).
+            GinIndex(SEARCH_VECTOR, name="job_queue_search_idx"),
             # Cleanup of finished jobs.
             models.Index("status", "completed_at", name="job_queue_cleanup_idx"),
             # An idempotent batch's replay: its jobs.

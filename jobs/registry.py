@@ -92,6 +92,11 @@ def job_types() -> dict[str, JobType]:
     return {name: job_type for name, job_type in _registry().items() if not job_type.internal}
 
 
+def registered_type_names() -> frozenset[str]:
+    """The names of every job type, internal ones included."""
+    return frozenset(_registry())
+
+
 def limits_in_use() -> bool:
     """Whether any job type, internal ones included, consumes a limit of flow control."""
     return any(job_type.limits for job_type in _registry().values())

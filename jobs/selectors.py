@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchVectorExact
 from django.db import connection
 from django.db.models import (
     BooleanField,
@@ -30,21 +31,27 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Cast, Length, Now
+from django_tenants.utils import get_public_schema_name
 
 from accounts.models import User
+from accounts.roles import ALL_TENANTS
 from core.clock import db_now
 from jobs import sql
 from jobs.conditions import reachable_jobs
 from jobs.exceptions import JobNotFound
+from jobs.flow import selectors as flow_selectors
 from jobs.models import (
     FINAL_STATUSES,
     REPRESENTATION_VERSION,
+    SEARCH_VECTOR,
     Job,
     JobAttempt,
     JobLogLine,
     JobStatus,
+    TenantLexemeQuery,
     WorkerProcess,
 )
+from jobs.registry import registered_type_names
 from jobs.signals import JobOutcome
 from tenants.scope import one_tenant, tenant_scope
 from tenants.search_path import without_search_path
@@ -198,19 +205,36 @@ def short_id_range(text: str) -> tuple[uuid.UUID, uuid.UUID] | None:
 
 
 def job_search(*, tenant, jobs: QuerySet[Job], text: str) -> QuerySet[Job]:
-    """``jobs`` narrowed to the admin's search ``text``: a job id (full or its first 8+ hex
-    digits), an exact type, or the username (any case) of their creator, looked up among
-    ``tenant``'s users (every user for ``ALL_TENANTS``). Blank text narrows nothing."""
-    scope = tenant_scope(tenant)
+    """``jobs`` narrowed to the admin's search ``text`` (``search_condition``)."""
+    return jobs.filter(search_condition(tenant=tenant, text=text))
+
+
+def search_condition(*, tenant, text: str) -> Q:
+    """The jobs the admin's search ``text`` finds: the words of ``text`` in their error or
+    payload (``websearch_to_tsquery``: all the words, ``"a phrase"``, ``-not``), or a job
+    id (full or its first 8+ hex digits), a registered job type, or the username (any
+    case) of their creator among ``tenant``'s users (every user for ``ALL_TENANTS``).
+    Each part is one an index serves (the full-text ``job_queue_search_idx``, the primary
+    key, the type and creator indexes), so PostgreSQL ORs their bitmaps instead of reading
+    the table; for one tenant, its lexeme (``jobs.models.TenantLexemeQuery``) is ANDed to the
+    words, so the index returns that tenant's matches only. Blank text narrows nothing."""
     text = text.strip()
     if not text:
-        return jobs
-    creators = User.objects.filter(scope, username__iexact=text)
-    condition = Q(type=text) | Q(created_by_id__in=creators.values("pk"))
+        return Q()
+    words = SearchQuery(text, config="simple", search_type="websearch")
+    if tenant is not ALL_TENANTS and re.search(r"\w", text):  # (no word: no lexeme to AND)
+        words &= TenantLexemeQuery(one_tenant(tenant).pk)
+    condition = Q(SearchVectorExact(SEARCH_VECTOR, words))
+    if text in registered_type_names():
+        condition |= Q(type=text)
+    creators = User.objects.filter(tenant_scope(tenant), username__iexact=text)
+    creator_ids = list(creators.values_list("pk", flat=True)[:10])
+    if creator_ids:
+        condition |= Q(created_by_id__in=creator_ids)
     id_range = short_id_range(text)
     if id_range is not None:
         condition |= Q(id__range=id_range)
-    return jobs.filter(condition)
+    return condition
 
 
 # Summary counts stop at this many rows each: exact for the live queue, "10000+" for the
@@ -336,32 +360,60 @@ def jobs_count_finished(*, tenant, statuses: list[str], cutoff: datetime) -> dic
 
 @dataclass(frozen=True)
 class JobMatch:
-    """Which jobs an operator's listing or bulk action covers (``manage.py jobs``); a field
-    left empty narrows nothing. ``created_before`` fixes a bulk action's set at its start,
-    so jobs enqueued while it runs are left alone."""
+    """Which jobs a listing or bulk action covers (the admin's filters and search, and
+    ``manage.py jobs``); a field left empty narrows nothing. ``held``: ``"paused"`` or
+    ``"throttled"`` (``jobs.flow.selectors``); ``scheduled``: pending and due later;
+    ``created_from``/``created_until``: the admin's date filter (until: exclusive);
+    ``created_before`` fixes a bulk action's set at its start, so jobs enqueued while it
+    runs are left alone."""
 
     tenant_id: int | None = None
     statuses: tuple[str, ...] = ()
     type: str = ""
     queue: str = ""
+    internal: bool | None = None
+    has_error: bool | None = None
+    scheduled: bool | None = None
+    held: str = ""
+    search: str = ""
+    created_from: datetime | None = None
+    created_until: datetime | None = None
     created_before: datetime | None = None
+
+
+HELD_JOBS = {"paused": flow_selectors.paused_jobs, "throttled": flow_selectors.throttled_jobs}
+
+
+def match_condition(*, tenant, match: JobMatch) -> Q:
+    """``match`` as a condition on jobs, its tenant-dependent parts (creators, pauses,
+    budgets) read in ``tenant``'s view. Not the scope itself: see ``jobs_matching``."""
+    condition = Q()
+    for field, value in (
+        ("tenant_id", match.tenant_id),
+        ("status__in", match.statuses),
+        ("type", match.type),
+        ("queue", match.queue),
+        ("internal", match.internal),
+        ("created_at__gte", match.created_from),
+        ("created_at__lt", match.created_until),
+        ("created_at__lte", match.created_before),
+    ):
+        if value not in (None, "", ()):
+            condition &= Q(**{field: value})
+    if match.has_error is not None:
+        condition &= ~Q(error="") if match.has_error else Q(error="")
+    if match.scheduled is not None:
+        later = Q(status=JobStatus.PENDING, run_at__gt=Now())
+        condition &= later if match.scheduled else ~later
+    if match.held:
+        condition &= HELD_JOBS[match.held](tenant=tenant)
+    return condition & search_condition(tenant=tenant, text=match.search)
 
 
 def jobs_matching(*, tenant, match: JobMatch) -> QuerySet[Job]:
     """``jobs_for_staff(tenant=tenant)`` (newest first, tenant joined) narrowed to
     ``match``."""
-    jobs = jobs_for_staff(tenant=tenant)
-    if match.tenant_id is not None:
-        jobs = jobs.filter(tenant_id=match.tenant_id)
-    if match.statuses:
-        jobs = jobs.filter(status__in=match.statuses)
-    if match.type:
-        jobs = jobs.filter(type=match.type)
-    if match.queue:
-        jobs = jobs.filter(queue=match.queue)
-    if match.created_before is not None:
-        jobs = jobs.filter(created_at__lte=match.created_before)
-    return jobs
+    return jobs_for_staff(tenant=tenant).filter(match_condition(tenant=tenant, match=match))
 
 
 def job_ids_matching(
@@ -374,6 +426,25 @@ def job_ids_matching(
     if after is not None:
         jobs = jobs.filter(id__gt=after)
     return list(jobs.order_by("id").values_list("id", flat=True)[:limit])
+
+
+# The internal job type of a staff action over every job a filter matches (jobs/bulk.py).
+BULK_TYPE = "jobs.bulk"
+
+
+def bulk_actions(*, tenant, recent: timedelta = timedelta(minutes=30)) -> list[Job]:
+    """The bulk actions (``BULK_TYPE`` jobs) started for ``tenant`` (for ``ALL_TENANTS``:
+    by platform staff, on the platform's tenant) that are unfinished or ended within
+    ``recent``, newest first, at most 5: what the job list shows with their progress."""
+    owner = (
+        Q(tenant__schema_name=get_public_schema_name())
+        if tenant is ALL_TENANTS
+        else Q(tenant=one_tenant(tenant))
+    )
+    jobs = Job.objects.filter(owner, type=BULK_TYPE).filter(
+        Q(completed_at__isnull=True) | Q(completed_at__gte=Now() - recent)
+    )
+    return list(jobs.order_by("-created_at", "-id")[:5])
 
 
 def job_for_staff(*, tenant, job_id: uuid.UUID) -> Job:

@@ -701,6 +701,29 @@ def job_time_out(*, job_id: uuid.UUID, worker_id: str) -> bool:
     return bool(timed_out)
 
 
+def _retried() -> dict:
+    """The fields a staff retry sets: a fresh pending job, due now (attempts reset)."""
+    return {
+        "status": JobStatus.PENDING,
+        "attempts": 0,
+        "result": None,
+        "error": "",
+        "error_traceback": "",
+        "completed_at": None,
+        "started_at": None,
+        "run_at": Now(),
+        "cancel_requested": False,
+        "progress": None,
+        "progress_message": "",
+        "worker_id": "",
+        "lease_expires_at": None,
+        "updated_at": Now(),
+    }
+
+
+RETRYABLE = [JobStatus.FAILED, JobStatus.CANCELLED]
+
+
 def job_retry(*, tenant, job_id: uuid.UUID) -> Job:
     """Staff retry: a failed or cancelled job of ``tenant`` (or ``ALL_TENANTS``) becomes a
     fresh pending job (attempts reset).
@@ -710,22 +733,7 @@ def job_retry(*, tenant, job_id: uuid.UUID) -> Job:
     """
     jobs = Job.objects.filter(reachable_jobs(tenant), id=job_id)
     with transaction.atomic():
-        changed = jobs.filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
-            status=JobStatus.PENDING,
-            attempts=0,
-            result=None,
-            error="",
-            error_traceback="",
-            completed_at=None,
-            started_at=None,
-            run_at=Now(),
-            cancel_requested=False,
-            progress=None,
-            progress_message="",
-            worker_id="",
-            lease_expires_at=None,
-            updated_at=Now(),
-        )
+        changed = jobs.filter(status__in=RETRYABLE).update(**_retried())
         job = jobs.first()
         if job is None:
             raise JobNotFound(job_id)
@@ -733,6 +741,53 @@ def job_retry(*, tenant, job_id: uuid.UUID) -> Job:
             raise InvalidTransition(f"A {job.status} job cannot be retried.")
         _notify_workers(job.queue)
     return job
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a change of many jobs did: ``done`` changed at once, ``asked`` (cancel only)
+    running jobs asked to stop, ``skipped`` in no state for the change (or gone)."""
+
+    done: int
+    asked: int
+    skipped: int
+
+
+def jobs_retry(*, tenant, job_ids: list[uuid.UUID]) -> BatchOutcome:
+    """``job_retry`` for each of ``job_ids`` of ``tenant`` (or ``ALL_TENANTS``) at once: one
+    guarded UPDATE, then one wake-up per queue that got jobs back."""
+    with transaction.atomic():
+        retried = Job.objects.filter(
+            reachable_jobs(tenant), id__in=job_ids, status__in=RETRYABLE
+        ).update(**_retried())
+        if retried:
+            queues = Job.objects.filter(id__in=job_ids, status=JobStatus.PENDING)
+            for queue in queues.values_list("queue", flat=True).distinct().order_by():
+                _notify_workers(queue)
+    return BatchOutcome(done=retried, asked=0, skipped=len(job_ids) - retried)
+
+
+def jobs_cancel(*, tenant, job_ids: list[uuid.UUID]) -> BatchOutcome:
+    """``job_cancel`` for each of ``job_ids`` of ``tenant`` (or ``ALL_TENANTS``): pending
+    ones end cancelled, running ones are asked to stop; two guarded UPDATEs."""
+    scoped = Job.objects.filter(reachable_jobs(tenant), id__in=job_ids)
+    cancelled = scoped.filter(status=JobStatus.PENDING).update(
+        status=JobStatus.CANCELLED, completed_at=Now(), updated_at=Now()
+    )
+    asked = scoped.filter(status=JobStatus.PROCESSING, cancel_requested=False).update(
+        cancel_requested=True, updated_at=Now()
+    )
+    return BatchOutcome(done=cancelled, asked=asked, skipped=len(job_ids) - cancelled - asked)
+
+
+def jobs_delete_chosen(*, tenant, job_ids: list[uuid.UUID]) -> BatchOutcome:
+    """``job_delete_finished`` for each of ``job_ids`` of ``tenant`` (or ``ALL_TENANTS``):
+    finished ones are deleted, others skipped; one guarded DELETE."""
+    _, per_model = Job.objects.filter(
+        reachable_jobs(tenant), id__in=job_ids, status__in=FINAL_STATUSES
+    ).delete()
+    deleted = per_model.get(Job._meta.label, 0)
+    return BatchOutcome(done=deleted, asked=0, skipped=len(job_ids) - deleted)
 
 
 def job_run_now(*, tenant, job_id: uuid.UUID) -> Job:

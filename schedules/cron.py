@@ -32,6 +32,12 @@ def next_tick(schedule: Schedule, after: datetime) -> datetime:
     return next(CronSim(schedule.cron, after.astimezone(zone)))
 
 
+def next_ticks(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
+    """The first ``count`` ticks of ``schedule`` strictly after ``after``, in its timezone."""
+    zone = ZoneInfo(schedule.timezone)
+    return list(itertools.islice(CronSim(schedule.cron, after.astimezone(zone)), count))
+
+
 def latest_tick(schedule: Schedule, at: datetime) -> datetime:
     """The last tick of ``schedule`` at or before ``at`` (ticks fall on whole seconds)."""
     zone = ZoneInfo(schedule.timezone)

@@ -181,6 +181,18 @@ def schedule_set_enabled(*, tenant, name: str, enabled: bool) -> Schedule:
     return schedule
 
 
+def schedule_run_now(*, tenant, name: str, created_by=None) -> Job:
+    """Enqueue one job of ``tenant``'s schedule ``name`` now, with its type and payload,
+    beside its ticks (its next run stays as it was), whether it is enabled or not."""
+    schedule = schedule_get(tenant=tenant, name=name)
+    return services.job_enqueue(
+        tenant=schedule.tenant,
+        type=schedule.type,
+        payload=schedule.payload,
+        created_by=created_by,
+    )
+
+
 def schedule_remove(*, tenant, name: str) -> bool:
     """Delete a schedule of ``tenant`` (its jobs stay); False if there is none."""
     deleted, _ = Schedule.objects.filter(tenant=one_tenant(tenant), name=name).delete()

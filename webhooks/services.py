@@ -23,7 +23,10 @@ that ``jobs_finished`` inserts at the same time do not wait for (``FOR UPDATE`` 
 two deadlock). Deliveries are deleted with their job (``ON DELETE CASCADE``).
 """
 
+import http.client
+import json
 import logging
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -40,7 +43,7 @@ from jobs.signals import JobOutcome, jobs_finished
 from tenants.scope import one_tenant, tenant_bound_refusal, tenant_lock
 from webhooks import client
 from webhooks.models import WebhookDelivery, WebhookEndpoint
-from webhooks.signing import secret_key
+from webhooks.signing import secret_key, signed_headers
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +118,44 @@ def endpoint_remove(*, tenant, endpoint_id: int) -> bool:
     """Delete an endpoint of ``tenant`` and its deliveries; False if there is none."""
     deleted, _ = WebhookEndpoint.objects.filter(tenant=one_tenant(tenant), pk=endpoint_id).delete()
     return bool(deleted)
+
+
+def endpoint_send_test(*, tenant, endpoint_id: int) -> str:
+    """POST a signed test message to an endpoint of ``tenant`` now (``webhooks.client``,
+    within ``JOBS_WEBHOOK_TIMEOUT``) and say what came of it: the answer's status, or why
+    nothing was sent. The body says it is a test (``{"type": "webhook.test", …}``), so a
+    receiver can tell it from a job's; nothing is stored. ``WebhookEndpoint.DoesNotExist``
+    for another tenant's endpoint."""
+    endpoint = WebhookEndpoint.objects.get(tenant=one_tenant(tenant), pk=endpoint_id)
+    message_id = f"msg_test_{uuid.uuid4().hex}"
+    body = json.dumps(
+        {"type": "webhook.test", "endpoint": endpoint.pk, "sent_at": db_now().isoformat()},
+        separators=(",", ":"),
+    ).encode()
+    headers = signed_headers(secret=endpoint.secret, message_id=message_id, body=body)
+    try:
+        status, _ = client.post(endpoint.url, headers, body)
+    except client.WebhookRefused as exc:
+        return f"not sent: {exc}"
+    except (OSError, http.client.HTTPException) as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return f"answered {status}"
+
+
+def delivery_redeliver(*, tenant, delivery_id) -> Job:
+    """Deliver a delivery of ``tenant`` again: a new delivery job for it (retried with the
+    engine's backoff like the first), its attempts added to the delivery's list.
+    ``WebhookDelivery.DoesNotExist`` for another tenant's delivery."""
+    delivery = WebhookDelivery.objects.select_related("tenant").get(
+        tenant=one_tenant(tenant), pk=delivery_id
+    )
+    return services.job_enqueue(
+        tenant=delivery.tenant,
+        type=DELIVERY_TYPE,
+        payload={"delivery": str(delivery.pk)},
+        queue=settings.JOBS_PLATFORM_QUEUE,
+        system_key=f"webhook:{delivery.pk}:again:{uuid.uuid4().hex}",
+    )
 
 
 # --- enqueueing deliveries -----------------------------------------------------------------

@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import time
 
 
 def secret_key(secret: str) -> bytes:
@@ -26,3 +27,17 @@ def signature(*, secret: str, message_id: str, timestamp: int, body: bytes) -> s
     signed = f"{message_id}.{timestamp}.".encode() + body
     digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
+
+
+def signed_headers(*, secret: str, message_id: str, body: bytes) -> dict[str, str]:
+    """The headers of one signed POST of ``body`` (Standard Webhooks), timestamped now."""
+    timestamp = int(time.time())
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "tenant-jobs-webhooks",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature(
+            secret=secret, message_id=message_id, timestamp=timestamp, body=body
+        ),
+    }

@@ -4,7 +4,6 @@ recorded on its delivery."""
 
 import http.client
 import json
-import time
 
 from django.tasks import task
 from django.utils import timezone
@@ -13,7 +12,7 @@ from jobs.context import JobError
 from jobs.models import Job, job_representation
 from webhooks import client
 from webhooks.models import WebhookDelivery
-from webhooks.signing import signature
+from webhooks.signing import signed_headers
 
 
 @task(takes_context=True)
@@ -35,16 +34,7 @@ def deliver(context, delivery: str):
         return {"delivered": False, "reason": "the job no longer exists"}
     body = json.dumps(job_representation(job), separators=(",", ":")).encode()
     message_id = f"msg_{found.pk.hex}"
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "tenant-jobs-webhooks",
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(
-            secret=found.endpoint.secret, message_id=message_id, timestamp=timestamp, body=body
-        ),
-    }
+    headers = signed_headers(secret=found.endpoint.secret, message_id=message_id, body=body)
     try:
         status, excerpt = client.post(found.endpoint.url, headers, body)
     except client.WebhookRefused as exc:

@@ -26,8 +26,8 @@ from django.urls import path
 from accounts.roles import (
     ALL_TENANTS,
     PlatformStaffOnlyMixin,
+    StaffReadOnlyMixin,
     is_platform_staff,
-    is_tenant_staff,
     staff_tenant,
 )
 from core.admin_filters import CheckedLookupsMixin
@@ -41,24 +41,9 @@ def _actor(request) -> str:
 
 
 @admin.register(LimitBudget)
-class LimitsAdmin(admin.ModelAdmin):
+class LimitsAdmin(StaffReadOnlyMixin, admin.ModelAdmin):
     """The Limits page: a read-only view of ``jobs.flow.selectors`` in place of the
     changelist; a budget has no page of its own."""
-
-    def has_module_permission(self, request):
-        return is_tenant_staff(request.user) or super().has_module_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        return is_tenant_staff(request.user) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.changelist_view)

@@ -12,11 +12,12 @@ from datetime import datetime
 
 from django.db import connection
 from django.db.models import Q
+from django.db.models.functions import Now
 
 from accounts.roles import ALL_TENANTS
 from jobs.flow import sql
 from jobs.flow.limits import Figures, figures_for, limit_of_key, limits
-from jobs.flow.models import LimitOverride, Pause, PauseScope
+from jobs.flow.models import LimitBudget, LimitOverride, Pause, PauseScope
 from tenants.models import Tenant
 
 
@@ -126,3 +127,26 @@ def pauses(*, tenant) -> list[PauseRow]:
         )
         for p in rows
     ]
+
+
+def paused_jobs(*, tenant) -> Q:
+    """Pending jobs held by a pause in ``tenant``'s view: their queue, type or tenant is
+    paused (the job list's "paused" filter). One query, for the pauses."""
+    held = Q()
+    for row in pauses(tenant=tenant):
+        field = {PauseScope.QUEUE: "queue", PauseScope.TYPE: "type"}.get(row.scope, "tenant_id")
+        held |= Q(**{field: row.target})
+    return Q(status="pending") & held if held else Q(pk__in=[])
+
+
+def throttled_jobs(*, tenant) -> Q:
+    """Due pending jobs taking a budget that the last claim found spent, in ``tenant``'s
+    view (its own budgets and the global ones): the job list's "throttled" filter, the
+    jobs whose poll says ``waiting: throttled``. One query, for the spent budgets."""
+    spent = LimitBudget.objects.filter(throttled=True)
+    if tenant is not ALL_TENANTS:
+        spent = spent.filter(Q(key__endswith=f":{tenant.pk}") | ~Q(key__contains=":"))
+    keys = list(spent.values_list("key", flat=True))
+    if not keys:
+        return Q(pk__in=[])
+    return Q(status="pending", run_at__lte=Now(), limit_keys__overlap=keys)

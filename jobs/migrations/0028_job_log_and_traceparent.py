@@ -31,7 +31,7 @@ FK_DROP = "ALTER TABLE public.job_log DROP CONSTRAINT job_log_job_id_fk;"
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("jobs", "0026_worker_registry"),
+        ("jobs", "0027_job_search"),
         ("tenants", "0004_flow_control"),
     ]
 

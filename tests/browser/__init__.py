@@ -6,6 +6,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_ARGS = [
@@ -45,4 +46,14 @@ def screenshot(page, name: str) -> Path:
     """Save a screenshot under artifacts/ (kept by CI as a test artifact)."""
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def docs_screenshot(page, name: str, *, full_page: bool = True) -> Path:
+    """A screenshot kept under docs/img/ (the docs show it; reviewers look at it), and under
+    artifacts/ like every other."""
+    path = DOCS_IMG / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / path.name).write_bytes(path.read_bytes())
     return path

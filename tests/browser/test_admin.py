@@ -67,14 +67,14 @@ def test_staff_filter_open_and_retry_a_job_and_carol_sees_only_acme(
         screenshot(page, "admin-job-list")
 
         page.locator("#changelist-filter").get_by_role("link", name="Failed").click()
-        assert "status__exact=failed" in page.url
+        assert "status=failed" in page.url
         expect(page.locator(f"{rows} th a")).to_have_text(
             [short(globex_failed), short(acme_failed)]  # newest first
         )
 
         page.get_by_role("link", name=short(acme_failed), exact=True).click()
         expect(page.locator(".job-status")).to_have_text("Failed")
-        expect(page.locator("pre.job-json").last).to_contain_text("JobError: demo failure")
+        expect(page.locator(".job-traceback pre")).to_contain_text("JobError: demo failure")
         page.select_option("select[name='CHANGE_FORM-action']", "retry_jobs")
         page.get_by_role("button", name="Run").click()
         expect(page.locator("ul.messagelist")).to_contain_text("1 job(s) retried")
@@ -91,7 +91,7 @@ def test_staff_filter_open_and_retry_a_job_and_carol_sees_only_acme(
         body = page.locator("#content").inner_text()
         assert short(globex_failed) not in body
         assert short(globex_pending) not in body
-        tenant_filter = page.locator("#changelist-filter details", has_text="By tenant")
-        expect(tenant_filter.locator("li a")).to_have_text(["All", "Acme"])
+        expect(page.locator("#changelist-filter")).not_to_contain_text("By tenant")
+        expect(page.locator("#result_list thead")).not_to_contain_text("Tenant")
         screenshot(page, "admin-job-list-carol")
         assert page.console_errors == []

@@ -199,3 +199,65 @@ def test_a_batch_the_rollup_cannot_store_is_logged_and_swallowed(acme, caplog, m
     ]
     assert response is None
     assert "rollup: could not count runs" in caplog.text
+
+
+# --- issue 23: breadcrumbs, index link, window legends, ranges, tenant picker, row links ---
+
+
+@pytest.mark.django_db
+def test_legends_give_the_window_s_totals_not_the_last_minute(acme, superuser):
+    for minutes_ago in (5, 30):
+        rollup_record(
+            tenant_id=acme.pk, queue="default", type="demo.fail", outcome="failed",
+            wait=1, run=2, at=timezone.now() - timedelta(minutes=minutes_ago),
+        )  # fmt: skip
+    response = admin_client_for(superuser).get(URL)
+    legends = {s["name"]: s["legend"] for s in response.context["charts"][0]["series"]}
+    assert legends == {"completed": "0", "failed": "2"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("range_name", ["hour", "6h", "day", "7d", "30d"])
+def test_ranges_from_an_hour_to_30_days(acme, superuser, range_name):
+    rollup_record(
+        tenant_id=acme.pk, queue="default", type="demo.echo", outcome="completed",
+        wait=1, run=2, at=timezone.now() - timedelta(minutes=50),
+    )  # fmt: skip
+    response = admin_client_for(superuser).get(URL, {"range": range_name})
+    assert response.context["range"] == range_name
+    assert [row["completed"] for row in response.context["breakdown"]] == [1]
+
+
+@pytest.mark.django_db
+def test_platform_staff_pick_a_tenant_and_rows_link_to_its_jobs(acme, globex, superuser):
+    _seed(acme, "acme.only", 3)
+    _seed(globex, "globex.only", 4)
+    client = admin_client_for(superuser)
+    response = client.get(URL, {"tenant": str(acme.pk)})
+    assert [row["type"] for row in response.context["breakdown"]] == ["acme.only"]
+    assert response.context["scope"] == "acme"
+    row = response.context["breakdown"][0]
+    assert row["jobs_url"] == f"/admin/jobs/job/?queue=default&type=acme.only&tenant={acme.pk}"
+    assert f'href="{row["jobs_url"]}"'.replace("&", "&amp;") in response.content.decode()
+    assert client.get(URL, {"tenant": "999999"}).status_code == 404
+    assert client.get(URL, {"tenant": "x"}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_tenant_staff_get_no_picker_and_cannot_pick_another_tenant(acme, globex):
+    _seed(globex, "globex.only", 4)
+    carol = UserFactory(username="carol3", tenant=acme, is_staff=True)
+    response = admin_client_for(carol).get(URL, {"tenant": str(globex.pk)})
+    assert response.status_code == 200
+    assert response.context["scope"] == "acme"
+    assert "globex.only" not in response.content.decode()
+    assert 'id="tenant-picker"' not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_breadcrumbs_are_django_s_and_the_index_links_here(superuser):
+    client = admin_client_for(superuser)
+    page = client.get(URL).content.decode()
+    assert '<ol class="breadcrumbs">' in page
+    assert '<li aria-current="page">Queue dashboard</li>' in page
+    assert f'<a href="{URL}">Queue dashboard</a>' in client.get("/admin/").content.decode()

@@ -204,3 +204,48 @@ def test_tenant_staff_see_and_add_only_their_tenants_schedules(carol_admin, acme
     assert created.next_run_at is not None
     duplicate = carol_admin.post("/admin/schedules/schedule/add/", form)
     assert "already has a schedule named" in duplicate.content.decode()
+
+
+# --- issue 23: enable/disable and "run now" actions, the next runs, the timezone chooser -
+
+
+def _act(client, name: str, *schedules):
+    return client.post(
+        "/admin/schedules/schedule/",
+        {"action": name, "_selected_action": [str(s.pk) for s in schedules], "index": "0"},
+    )
+
+
+@pytest.mark.django_db
+def test_disable_enable_and_run_now_actions(carol_admin, acme, globex):
+    mine = add(acme, name="acme-hourly", cron="0 * * * *")
+    theirs = add(globex, name="globex-hourly", cron="0 * * * *")
+    _act(carol_admin, "disable_schedules", mine, theirs)
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.enabled, mine.next_run_at) == (False, None)
+    assert theirs.enabled  # another tenant's: out of carol's reach
+    _act(carol_admin, "enable_schedules", mine)
+    mine.refresh_from_db()
+    assert mine.enabled
+    assert mine.next_run_at is not None
+    next_run = mine.next_run_at
+    _act(carol_admin, "run_schedules_now", mine, theirs)
+    assert list(Job.objects.values_list("tenant", "type")) == [(acme.pk, "demo.echo")]
+    mine.refresh_from_db()
+    assert mine.next_run_at == next_run  # a run now is no tick
+
+
+@pytest.mark.django_db
+def test_the_form_shows_the_next_five_runs_and_offers_timezones(carol_admin, acme):
+    schedule = add(acme, name="paris-nine", cron="0 9 * * *", timezone="Europe/Paris")
+    page = carol_admin.get(f"/admin/schedules/schedule/{schedule.pk}/change/").content.decode()
+    runs = page.split('<ol class="schedule-next-runs">', 1)[1].split("</ol>", 1)[0]
+    assert runs.count("<li>") == 5
+    assert "09:00:00 Europe/Paris" in runs
+    assert '<option value="Europe/Paris" selected>' in page
+    form = {"name": "x", "type": "demo.echo", "payload": "{}", "cron": "0 * * * *"}
+    refused = carol_admin.post(
+        "/admin/schedules/schedule/add/", {**form, "timezone": "Mars/Olympus", "enabled": "on"}
+    )
+    assert "Select a valid choice" in refused.content.decode()

@@ -373,3 +373,70 @@ def test_a_batch_enqueues_deliveries_only_for_tenants_with_endpoints(acme, globe
     assert Job.objects.filter(type=webhook_services.DELIVERY_TYPE).count() == 3
     jobs_finished.send(sender=Worker, runs=runs)  # told twice: nothing twice
     assert WebhookDelivery.objects.count() == 3
+
+
+# --- issue 23: secrets masked after save, "send test", "redeliver" ------------------------
+
+
+def test_a_saved_secret_is_never_shown_and_an_empty_field_keeps_it(
+    carol_admin, acme, allow_loopback, receivers
+):
+    secret = new_secret()
+    endpoint = add_endpoint(acme, receivers().url, secret)
+    url = f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/"
+    page = carol_admin.get(url).content.decode()
+    assert secret not in page
+    assert f"Saved (ending …{secret[-4:]})" in page
+    form = {"url": endpoint.url, "secret": "", "statuses": ["completed", "failed"]}
+    assert carol_admin.post(url, form).status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.secret == secret
+    replaced = new_secret()
+    assert carol_admin.post(url, {**form, "secret": replaced}).status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.secret == replaced
+
+
+def test_send_test_posts_a_signed_test_message(carol_admin, acme, allow_loopback, receivers):
+    receiver = receivers(answers=[204])
+    secret = new_secret()
+    endpoint = add_endpoint(acme, receiver.url, secret)
+    response = carol_admin.post(
+        "/admin/webhooks/webhookendpoint/",
+        {"action": "send_test", "_selected_action": [str(endpoint.pk)], "index": "0"},
+        follow=True,
+    )
+    shown = [str(message) for message in response.context["messages"]]
+    assert shown == [f"{receiver.url}: answered 204"], response.content.decode()[-3000:]
+    ((_, headers, body),) = receiver.requests
+    assert json.loads(body)["type"] == "webhook.test"
+    assert verify(secret, headers, body)
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_carol_cannot_send_a_test_to_another_tenants_endpoint(
+    carol_admin, globex, allow_loopback, receivers
+):
+    receiver = receivers()
+    theirs = add_endpoint(globex, receiver.url, new_secret())
+    carol_admin.post(
+        "/admin/webhooks/webhookendpoint/",
+        {"action": "send_test", "_selected_action": [str(theirs.pk)], "index": "0"},
+    )
+    assert receiver.requests == []
+
+
+def test_redeliver_queues_the_delivery_again(carol_admin, acme, allow_loopback, receivers):
+    receiver = receivers()
+    add_endpoint(acme, receiver.url, new_secret())
+    services.job_enqueue(tenant=acme, type="demo.echo", payload={})
+    run_until(lambda: len(receiver.requests) == 1)
+    delivery = WebhookDelivery.objects.get()
+    carol_admin.post(
+        "/admin/webhooks/webhookdelivery/",
+        {"action": "redeliver", "_selected_action": [str(delivery.pk)], "index": "0"},
+    )
+    run_until(lambda: len(receiver.requests) == 2)
+    delivery.refresh_from_db()
+    assert [attempt["status"] for attempt in delivery.attempts] == [200, 200]
+    assert receiver.requests[0][2] == receiver.requests[1][2]  # the same job's JSON
