@@ -123,9 +123,11 @@ class JobSubmitSchema(OpenApiSerializerExtension):
         return "JobSubmit"
 
     def map_serializer(self, auto_schema, direction):
-        return PolymorphicProxySerializerExtension(_JOB_SUBMIT).map_serializer(
+        union = PolymorphicProxySerializerExtension(_JOB_SUBMIT).map_serializer(
             auto_schema, direction
         )
+        # Every member requires its discriminator: so does the union (and a body is required).
+        return {**union, "required": [_JOB_SUBMIT.resource_type_field_name]}
 
 
 # The one definition of a valid Idempotency-Key: documented here, checked by the views.
@@ -331,7 +333,13 @@ def _events_schema(operation_id: str, summary: str, description: str, parameters
         operation_id=operation_id,
         summary=summary,
         description=description + _EVENTS_DESCRIPTION,
-        parameters=[*parameters, *openapi.rate_limit_headers(200, 429), openapi.RETRY_AFTER_429],
+        parameters=[
+            *parameters,
+            # DRF's ?format= override, which a stream does not read (events._ByAcceptOnly).
+            OpenApiParameter("format", exclude=True),
+            *openapi.rate_limit_headers(200, 429),
+            openapi.RETRY_AFTER_429,
+        ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
                 JobEventSerializer,

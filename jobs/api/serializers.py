@@ -107,9 +107,8 @@ class JobCompletedSerializer(_JobShown):
     """A job that succeeded: its result."""
 
     status = _status(JobStatus.COMPLETED)
-    result = serializers.JSONField(
+    result = serializers.JSONField(  # any JSON value, null included
         required=False,
-        allow_null=True,
         help_text="What its handler returned. Absent only in a list, for one longer than "
         f"{LIST_RESULT_MAX_CHARS} characters of JSON (result_omitted).",
     )

@@ -346,7 +346,7 @@ export interface components {
              */
             status: "completed";
             /** @description What its handler returned. Absent only in a list, for one longer than 1024 characters of JSON (result_omitted). */
-            result?: unknown | null;
+            result?: unknown;
             /** @description In a list, instead of a result longer than 1024 characters of JSON: poll the job for it. */
             result_omitted?: boolean;
             /** Format: date-time */
@@ -1220,9 +1220,7 @@ export interface operations {
     };
     streamEvents: {
         parameters: {
-            query?: {
-                format?: "json" | "sse";
-            };
+            query?: never;
             header?: never;
             path?: never;
             cookie?: never;
@@ -1525,7 +1523,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["JobSubmitRequest"];
             };
@@ -2069,9 +2067,7 @@ export interface operations {
     };
     streamJobEvents: {
         parameters: {
-            query?: {
-                format?: "json" | "sse";
-            };
+            query?: never;
             header?: {
                 /** @description The `id` (`ETag`) of the last event received. */
                 "Last-Event-ID"?: string;
