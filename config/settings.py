@@ -318,6 +318,9 @@ SPECTACULAR_SETTINGS = {
         "bound to that tenant. Errors are RFC 9457 problem details."
     ),
     "VERSION": API_VERSION,
+    # 3.1: JSON Schema 2020-12, so a stream event's data says it is a Job as JSON text
+    # (contentMediaType, contentSchema: jobs.api.schema).
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

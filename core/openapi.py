@@ -5,11 +5,13 @@ documents, the headers) is described here once and used by each app's schema mod
 (``accounts.schema``, ``jobs.api.schema``).
 """
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
 from core.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES_PATH, ProblemCode, codes_of
+from core.serializers import StrictSerializer
 
 # --- errors: RFC 9457 problem details ------------------------------------------------------
 
@@ -121,3 +123,25 @@ def every_operation_hook(result, generator, request, public):
 RETRY_AFTER_429 = header(
     "Retry-After", "Seconds to wait before the next request.", [429], OpenApiTypes.INT
 )
+
+
+# --- strict request bodies -----------------------------------------------------------------
+
+
+class StrictBodySchema(OpenApiSerializerExtension):
+    """A ``StrictSerializer`` (and each of its subclasses) refuses unknown fields: its
+    schema says ``additionalProperties: false``, and a list of nested serializers says its
+    bounds (``min_length``, ``max_length``: ``minItems``, ``maxItems``)."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        for name, field in self.target.fields.items():
+            if isinstance(field, serializers.ListSerializer) and name in schema["properties"]:
+                bounds = {"minItems": field.min_length, "maxItems": field.max_length}
+                schema["properties"][name].update(
+                    {key: value for key, value in bounds.items() if value is not None}
+                )
+        return {**schema, "additionalProperties": False}

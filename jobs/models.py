@@ -251,7 +251,8 @@ class Job(models.Model):
 # The columns of a job its representation (``job_representation``) reads that can change
 # after the job is created: a poll's ETag is computed from them
 # (``jobs.selectors.job_poll_get``), and migration ``0003_job_changed_notify_trigger`` sends
-# ``job_changed`` on changes of the same columns; keep the two in step.
+# ``job_changed`` on changes of the same columns (redefined by 0009 and 0026); keep the two
+# in step.
 REPRESENTED_COLUMNS = (
     "type",
     "status",
@@ -262,11 +263,15 @@ REPRESENTED_COLUMNS = (
     "error",
     "started_at",
     "completed_at",
-    "run_at",  # next_attempt_at of a job waiting for its retry
+    "run_at",  # run_at, and next_attempt_at of a job waiting for its retry
+    "created_by_id",  # set to NULL when the user is deleted
 )
+# The columns it reads that never change once the job is created: read by the poll, and
+# no part of the ETag (a job's URL already names them).
+FIXED_REPRESENTED_COLUMNS = ("payload", "queue", "priority")
 # Bump when the representation changes what it renders from the same columns, so clients'
 # cached copies stop matching.
-REPRESENTATION_VERSION = "3"
+REPRESENTATION_VERSION = "4"
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -277,15 +282,26 @@ def _iso(moment: datetime | None) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def job_representation(job: Job, result_of: Callable[[Job], dict] | None = None) -> dict:
+def job_representation(
+    job: Job,
+    result_of: Callable[[Job], dict] | None = None,
+    payload_of: Callable[[Job], dict] | None = None,
+) -> dict:
     """A job as ``GET /api/jobs/{id}`` answers it (``jobs.api.serializers.JobOutputSerializer``
-    documents its keys) and as a completion webhook posts it: ``id, type, status,
-    created_at`` always, every other key only in the states that give it. ``result_of(job)``
-    gives a completed job's result keys (default: ``{"result": job.result}``)."""
+    documents its keys) and as a completion webhook posts it: ``id, type, status, payload,
+    queue, priority, run_at, created_by, created_at`` always, every other key only in the
+    states that give it. ``result_of(job)`` gives a completed job's result keys and
+    ``payload_of(job)`` its payload keys (default: ``{"result": job.result}``,
+    ``{"payload": job.payload}``)."""
     body = {
         "id": str(job.id),
         "type": job.type,
         "status": job.status,
+        **(payload_of(job) if payload_of else {"payload": job.payload}),
+        "queue": job.queue,
+        "priority": job.priority,
+        "run_at": _iso(job.run_at),
+        "created_by": job.created_by_id,
         "created_at": _iso(job.created_at),
     }
     if job.attempts:

@@ -81,30 +81,45 @@ def attempt_outcome(*, job_id: uuid.UUID, number: int) -> JobOutcome | None:
     return JobOutcome(outcome) if outcome else None
 
 
-# The longest ``result`` a list item carries, in characters of its JSON text: a page of
-# 200 jobs whose results are each as large as a request body would be megabytes. A longer
-# one is left out of the list (``GET /api/jobs/{id}`` has it).
+# The longest ``result`` and ``payload`` a list item carries, each in characters of its
+# JSON text: a page of 200 jobs whose results are each as large as a request body would be
+# megabytes. A longer one is left out of the list (``GET /api/jobs/{id}`` has it).
 LIST_RESULT_MAX_CHARS = 1024
+LIST_PAYLOAD_MAX_CHARS = LIST_RESULT_MAX_CHARS
 
 
-def job_list(*, tenant, status: str | None = None, type: str | None = None) -> QuerySet[Job]:
-    """The tenant's jobs but internal ones, newest first, optionally filtered by status
-    and type, as a list shows them: without the columns no list item shows (``payload``,
-    the traceback), and ``result`` only as ``listed_result``, set when it is at most
-    ``LIST_RESULT_MAX_CHARS`` long (else None, and ``result_omitted`` is true). PostgreSQL
-    sends no longer result."""
+def job_list(
+    *,
+    tenant,
+    statuses: list[str] | None = None,
+    type: str | None = None,
+    created_by: User | None = None,
+) -> QuerySet[Job]:
+    """The tenant's jobs but internal ones, newest first, optionally filtered by statuses
+    (any of them), type and creator, as a list shows them: without the traceback, and
+    ``result`` and ``payload`` only as ``listed_result`` and ``listed_payload``, set when
+    at most ``LIST_RESULT_MAX_CHARS`` / ``LIST_PAYLOAD_MAX_CHARS`` long (else None, and
+    ``result_omitted`` / ``payload_omitted`` is true). PostgreSQL sends no longer value."""
     jobs = Job.objects.filter(reachable_jobs(one_tenant(tenant)))
-    if status:
-        jobs = jobs.filter(status=status)
+    if statuses:
+        jobs = jobs.filter(status__in=statuses)
     if type:
         jobs = jobs.filter(type=type)
-    omitted = Q(result_chars__gt=LIST_RESULT_MAX_CHARS)
+    if created_by is not None:
+        jobs = jobs.filter(created_by=created_by)
+    result_omitted = Q(result_chars__gt=LIST_RESULT_MAX_CHARS)
+    payload_omitted = Q(payload_chars__gt=LIST_PAYLOAD_MAX_CHARS)
     return (
         jobs.defer("payload", "result", "error_traceback")
-        .alias(result_chars=Length(Cast("result", output_field=TextField())))
+        .alias(
+            result_chars=Length(Cast("result", output_field=TextField())),
+            payload_chars=Length(Cast("payload", output_field=TextField())),
+        )
         .annotate(
-            listed_result=Case(When(omitted, then=None), default=F("result")),
-            result_omitted=ExpressionWrapper(omitted, output_field=BooleanField()),
+            listed_result=Case(When(result_omitted, then=None), default=F("result")),
+            result_omitted=ExpressionWrapper(result_omitted, output_field=BooleanField()),
+            listed_payload=Case(When(payload_omitted, then=None), default=F("payload")),
+            payload_omitted=ExpressionWrapper(payload_omitted, output_field=BooleanField()),
         )
         .order_by("-created_at", "-id")
     )

@@ -14,7 +14,7 @@ from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
 from jobs.conditions import REACHABLE_JOBS_SQL
-from jobs.models import REPRESENTED_COLUMNS
+from jobs.models import FIXED_REPRESENTED_COLUMNS, REPRESENTED_COLUMNS
 
 
 def public_table(name: str) -> str:
@@ -469,7 +469,7 @@ FROM job_queue WHERE status = 'processing' GROUP BY queue
 # A due pending job's ``waiting`` (why it is not running yet: paused or throttled, else
 # NULL) is part of its representation and of the digest; ``{waiting}``:
 # ``public_table("job_waiting")`` (migration 0024).
-POLL_SELECTED = ("id", "tenant_id", "created_at", *REPRESENTED_COLUMNS)
+POLL_SELECTED = ("id", "tenant_id", "created_at", *FIXED_REPRESENTED_COLUMNS, *REPRESENTED_COLUMNS)
 _WAITING = (
     "CASE WHEN status = 'pending' AND run_at <= now()"
     " THEN {waiting}(queue, type, tenant_id, limit_keys::text[]) END"

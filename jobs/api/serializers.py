@@ -19,84 +19,163 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from core.serializers import MAX_REPORTED_ERRORS, StrictSerializer
+from jobs.flow.limits import plan_in_force
 from jobs.models import Job, JobStatus, job_representation
 from jobs.registry import get_job_type, job_types
-from jobs.selectors import LIST_RESULT_MAX_CHARS
+from jobs.selectors import LIST_PAYLOAD_MAX_CHARS, LIST_RESULT_MAX_CHARS
 
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
-@extend_schema_serializer(component_name="Job")
-class JobOutputSerializer(serializers.Serializer):
-    """A job as polled: ``id, type, status, created_at`` always, every other key only in
-    the states its description names.
+@extend_schema_field(OpenApiTypes.OBJECT)
+class _PayloadField(serializers.JSONField):
+    """Any JSON is read; the job type refuses what is not an object of its shape (400)."""
 
-    pending/processing: + ``attempts`` once tried, ``last_error`` and ``next_attempt_at``
-    while pending after a failed attempt (waiting for its retry), ``waiting`` while a due
-    pending job is held back by flow control (docs/flow.md), ``started_at``,
-    ``progress`` and ``progress_message`` while processing; completed: + ``result,
-    completed_at``; failed: + ``error, completed_at``; cancelled: + ``cancelled_at``.
-    """
 
-    # Output only. The fields are the schema; to_representation writes the keys itself
-    # (the poll is the hot path), and tests/security/test_openapi.py holds it to them.
+class _JobShown(serializers.Serializer):
+    """What every job shows, whatever its status. Schema only, like its subclasses:
+    ``job_representation`` writes the keys, and tests/security/test_openapi.py holds each
+    state's rendering to its component."""
+
     id = serializers.UUIDField()
-    type = serializers.CharField()
-    status = serializers.ChoiceField(choices=JobStatus.choices)
+    type = serializers.CharField(help_text="Its job type.")
+    payload = _PayloadField(
+        required=False,
+        help_text="Its input as stored at submit (after its type's validation: the shapes "
+        "of JobSubmit); from the API at most MAX_REQUEST_BODY_BYTES. Absent only in a list, "
+        f"for one longer than {LIST_PAYLOAD_MAX_CHARS} characters of JSON (payload_omitted).",
+    )
+    payload_omitted = serializers.BooleanField(
+        required=False,
+        help_text=f"In a list, instead of a payload longer than {LIST_PAYLOAD_MAX_CHARS} "
+        "characters of JSON: poll the job for it.",
+    )
+    queue = serializers.CharField(help_text="The queue its type runs in.")
+    priority = serializers.IntegerField(
+        min_value=-100, max_value=100, help_text="Higher runs first."
+    )
+    run_at = serializers.DateTimeField(
+        help_text="Not run before this time: as submitted (default: when submitted), or, "
+        "after a failed attempt, when its retry may run."
+    )
+    created_by = serializers.IntegerField(
+        allow_null=True,
+        help_text="The id of the user who submitted it (`GET /api/me`: `user.id`); null "
+        "for a job the platform submitted (a schedule, an operator) or whose user was deleted.",
+    )
     created_at = serializers.DateTimeField()
-    attempts = serializers.IntegerField(required=False, help_text="Once tried.")
-    started_at = serializers.DateTimeField(required=False, allow_null=True, help_text="processing.")
-    progress = serializers.IntegerField(
-        required=False, min_value=0, max_value=100, help_text="processing, when reported."
-    )
-    progress_message = serializers.CharField(required=False, help_text="processing, when reported.")
-    last_error = serializers.CharField(
-        required=False,
-        help_text="pending after a failed attempt: that attempt's message, safe to show.",
-    )
-    next_attempt_at = serializers.DateTimeField(
-        required=False,
-        help_text="pending after a failed attempt: the retry runs not before this time.",
-    )
+    attempts = serializers.IntegerField(required=False, min_value=1, help_text="Once tried.")
+
+
+def _status(value: JobStatus) -> serializers.ChoiceField:
+    """The discriminator of one state's shape: ``status`` is exactly ``value``."""
+    return serializers.ChoiceField(choices=[value])
+
+
+class JobPendingSerializer(_JobShown):
+    """A job waiting to run."""
+
+    status = _status(JobStatus.PENDING)
     waiting = serializers.ChoiceField(
         choices=["paused", "throttled"],
         required=False,
-        help_text="pending and due, on GET /api/jobs/{id}: held back by flow control, its "
+        help_text="Due, on GET /api/jobs/{id} and in streams: held back by flow control, its "
         "queue, type or tenant paused, or a limit it takes spent; absent: merely queued.",
     )
-    result = serializers.JSONField(required=False, allow_null=True, help_text="completed.")
-    error = serializers.CharField(required=False, help_text="failed: a message safe to show.")
-    completed_at = serializers.DateTimeField(
-        required=False, allow_null=True, help_text="completed, failed."
+    last_error = serializers.CharField(
+        required=False,
+        help_text="After a failed attempt: that attempt's message, safe to show.",
     )
-    cancelled_at = serializers.DateTimeField(
-        required=False, allow_null=True, help_text="cancelled."
+    next_attempt_at = serializers.DateTimeField(
+        required=False,
+        help_text="After a failed attempt: the retry runs not before this time.",
     )
 
+
+class JobProcessingSerializer(_JobShown):
+    """A job a worker runs."""
+
+    status = _status(JobStatus.PROCESSING)
+    started_at = serializers.DateTimeField(allow_null=True)
+    progress = serializers.IntegerField(
+        required=False, min_value=0, max_value=100, help_text="When reported."
+    )
+    progress_message = serializers.CharField(required=False, help_text="When reported.")
+
+
+class JobCompletedSerializer(_JobShown):
+    """A job that succeeded: its result."""
+
+    status = _status(JobStatus.COMPLETED)
+    result = serializers.JSONField(  # any JSON value, null included
+        required=False,
+        help_text="What its handler returned. Absent only in a list, for one longer than "
+        f"{LIST_RESULT_MAX_CHARS} characters of JSON (result_omitted).",
+    )
+    result_omitted = serializers.BooleanField(
+        required=False,
+        help_text=f"In a list, instead of a result longer than {LIST_RESULT_MAX_CHARS} "
+        "characters of JSON: poll the job for it.",
+    )
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+
+class JobFailedSerializer(_JobShown):
+    """A job that failed for good: its error."""
+
+    status = _status(JobStatus.FAILED)
+    error = serializers.CharField(help_text="A message safe to show.")
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+
+class JobCancelledSerializer(_JobShown):
+    """A job that was cancelled."""
+
+    status = _status(JobStatus.CANCELLED)
+    cancelled_at = serializers.DateTimeField(allow_null=True)
+
+
+# Each status's shape: the members of the ``Job`` union (jobs.api.schema).
+JOB_SHAPES = {
+    JobStatus.PENDING: JobPendingSerializer,
+    JobStatus.PROCESSING: JobProcessingSerializer,
+    JobStatus.COMPLETED: JobCompletedSerializer,
+    JobStatus.FAILED: JobFailedSerializer,
+    JobStatus.CANCELLED: JobCancelledSerializer,
+}
+
+
+class JobOutputSerializer(serializers.Serializer):
+    """A job as polled (``job_representation``); documented as the ``Job`` union of
+    ``JOB_SHAPES`` by ``status``."""
+
     def to_representation(self, job: Job) -> dict:
-        return job_representation(job, self.result_of)
+        return job_representation(job, self.result_of, self.payload_of)
 
     def result_of(self, job: Job) -> dict:
         """The keys a completed job's result gives its representation."""
         return {"result": job.result}
 
+    def payload_of(self, job: Job) -> dict:
+        """The keys a job's payload gives its representation."""
+        return {"payload": job.payload}
 
-@extend_schema_serializer(component_name="JobListItem")
+
 class JobListItemSerializer(JobOutputSerializer):
-    """A job as ``GET /api/jobs`` lists it: as polled, except that a ``result`` longer than
-    ``LIST_RESULT_MAX_CHARS`` characters of JSON is left out, and ``result_omitted`` is true
+    """A job as ``GET /api/jobs`` lists it: as polled, except that a ``result`` or
+    ``payload`` longer than ``LIST_RESULT_MAX_CHARS`` / ``LIST_PAYLOAD_MAX_CHARS``
+    characters of JSON is left out, and ``result_omitted`` / ``payload_omitted`` is true
     instead (poll the job for it). Reads the rows of ``selectors.job_list``."""
-
-    result_omitted = serializers.BooleanField(
-        required=False,
-        help_text=f"completed, instead of a result longer than {LIST_RESULT_MAX_CHARS} "
-        "characters of JSON: poll the job for it.",
-    )
 
     def result_of(self, job: Job) -> dict:
         if job.result_omitted:
             return {"result_omitted": True}
         return {"result": job.listed_result}
+
+    def payload_of(self, job: Job) -> dict:
+        if job.payload_omitted:
+            return {"payload_omitted": True}
+        return {"payload": job.listed_payload}
 
 
 class JobLogLineSerializer(serializers.Serializer):
@@ -131,11 +210,6 @@ def _registered_types(field: serializers.ChoiceField) -> None:
     field.error_messages["invalid_choice"] = f"Unknown job type. Registered types: {known}."
 
 
-@extend_schema_field(OpenApiTypes.OBJECT)
-class _PayloadField(serializers.JSONField):
-    """Any JSON is read; the job type refuses what is not an object of its shape (400)."""
-
-
 @extend_schema_serializer(component_name="JobSubmit")
 class JobCreateSerializer(StrictSerializer):
     """``POST /api/jobs``: ``type`` and ``payload``, optionally ``run_at`` and ``priority``.
@@ -155,9 +229,14 @@ class JobCreateSerializer(StrictSerializer):
         required=False, default=0, min_value=-100, max_value=100, help_text="Higher runs first."
     )
 
+    # The one type the schema of a subclass names (``jobs.api.schema``: a submit's shape
+    # per type, its own ``type`` and ``payload`` declared); None: every registered type.
+    shown_type: str | None = None
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        _registered_types(self.fields["type"])
+        if self.shown_type is None:
+            _registered_types(self.fields["type"])
         horizon = settings.JOBS_MAX_RUN_AT_DAYS
         self.fields["run_at"].help_text = f"Not before this time; at most {horizon} days ahead."
 
@@ -196,7 +275,10 @@ class JobBatchCreateSerializer(StrictSerializer):
     and, when there are more, their count under ``non_field_errors``; nothing is stored."""
 
     jobs = JobCreateSerializer(
-        many=True, help_text="The jobs to submit, 1 to 1,000; stored in this order."
+        many=True,
+        min_length=1,
+        max_length=BATCH_MAX_JOBS,
+        help_text="The jobs to submit, 1 to 1,000; stored in this order.",
     )
 
     def to_internal_value(self, data):
@@ -232,19 +314,7 @@ class JobBatchOutputSerializer(serializers.Serializer):
     jobs = JobOutputSerializer(many=True)
 
 
-class JobListQuerySerializer(serializers.Serializer):
-    """``GET /api/jobs`` filters: a status, a registered job type (internal types are none:
-    400 like any unknown name)."""
-
-    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
-    type = serializers.ChoiceField(choices=(), required=False, help_text="A registered job type.")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _registered_types(self.fields["type"])
-
-
-class _WholeSecondsField(serializers.IntegerField):
+class _WholeNumberField(serializers.IntegerField):
     """ASCII digits only: ``5``, never ``5.0``, `` 5``, ``+5`` or ``٥`` (which ``int()``
     reads), and an empty value is refused rather than taken as absent."""
 
@@ -257,6 +327,65 @@ class _WholeSecondsField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class _StatusesField(serializers.CharField):
+    """Statuses separated by commas (``pending,processing``): each a status, none twice."""
+
+    def to_internal_value(self, data) -> list[str]:
+        statuses = super().to_internal_value(data).split(",")
+        unknown = [status for status in statuses if status not in JobStatus.values]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown status {unknown[0]!r}; statuses: {', '.join(JobStatus.values)}."
+            )
+        if len(set(statuses)) < len(statuses):
+            raise serializers.ValidationError("A status is named twice.")
+        return statuses
+
+
+# The list's pages (``jobs.api.views.JobCursorPagination``): jobs per page by default, at most.
+LIST_PAGE_SIZE = 50
+LIST_MAX_PAGE_SIZE = 200
+
+
+class JobListQuerySerializer(StrictSerializer):
+    """``GET /api/jobs``'s query: filters (statuses, a registered job type, ``created_by=me``)
+    and the pagination's ``cursor`` and ``page_size``. Any other parameter, or a parameter
+    given twice, is a 400 like a bad value (an unknown type included: internal types are
+    none)."""
+
+    status = _StatusesField(
+        required=False,
+        max_length=len(",".join(JobStatus.values)),
+        help_text="Jobs in any of these statuses, separated by commas: `pending,processing`.",
+    )
+    type = serializers.ChoiceField(choices=(), required=False, help_text="A registered job type.")
+    created_by = serializers.ChoiceField(
+        choices=["me"], required=False, help_text="`me`: only the jobs the caller submitted."
+    )
+    cursor = serializers.CharField(
+        required=False,
+        max_length=1000,
+        help_text="The position to continue from: follow a page's `next` or `previous` link.",
+    )
+    page_size = _WholeNumberField(
+        required=False,
+        min_value=1,
+        max_value=LIST_MAX_PAGE_SIZE,
+        help_text=f"Jobs per page; default {LIST_PAGE_SIZE}.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _registered_types(self.fields["type"])
+
+    def to_internal_value(self, data):
+        repeated = sorted(name for name in data if len(data.getlist(name)) > 1)
+        if repeated:
+            raise serializers.ValidationError({name: ["Given twice."] for name in repeated})
+        # A plain dict: an empty value is then refused, not taken as absent (form rules).
+        return super().to_internal_value({name: data[name] for name in data})
+
+
 class JobPollQuerySerializer(serializers.Serializer):
     """``GET /api/jobs/{id}`` query: ``wait``, whole seconds from 1 to
     ``JOBS_LONGPOLL_MAX_WAIT`` (``jobs.api.realtime.longpoll.wait_seconds`` answers 400
@@ -264,7 +393,7 @@ class JobPollQuerySerializer(serializers.Serializer):
 
     def get_fields(self):
         return {
-            "wait": _WholeSecondsField(
+            "wait": _WholeNumberField(
                 required=False,
                 min_value=1,
                 max_value=settings.JOBS_LONGPOLL_MAX_WAIT,
@@ -272,4 +401,35 @@ class JobPollQuerySerializer(serializers.Serializer):
                 "(or from its state when the request arrived), at the latest after this many "
                 "seconds.",
             )
+        }
+
+
+class MeUserSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="What `created_by` of the user's jobs holds.")
+    username = serializers.CharField()
+
+
+class MeTenantSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The tenant's public identifier.")
+    name = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="Me")
+class MeSerializer(serializers.Serializer):
+    """``GET /api/me``: the caller, its tenant (the host's) and the tenant's plan."""
+
+    user = MeUserSerializer()
+    display_name = serializers.CharField(help_text="The user's full name, else the username.")
+    tenant = MeTenantSerializer()
+    plan = serializers.CharField(
+        help_text="The tenant's plan (`JOBS_PLANS`), the default plan when it names none."
+    )
+
+    def to_representation(self, request) -> dict:
+        user, tenant = request.user, request.tenant
+        return {
+            "user": {"id": user.pk, "username": user.username},
+            "display_name": user.get_full_name() or user.username,
+            "tenant": {"id": tenant.schema_name, "name": tenant.name},
+            "plan": plan_in_force(tenant.plan),
         }

@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.authentication import TenantJWTAuthentication
 from core.problems import Problem, ProblemCode
@@ -26,6 +27,8 @@ from jobs.api.read_tokens import (
 )
 from jobs.api.realtime import longpoll
 from jobs.api.serializers import (
+    LIST_MAX_PAGE_SIZE,
+    LIST_PAGE_SIZE,
     JobBatchCreateSerializer,
     JobBatchOutputSerializer,
     JobCreateSerializer,
@@ -33,6 +36,7 @@ from jobs.api.serializers import (
     JobListQuerySerializer,
     JobLogSerializer,
     JobOutputSerializer,
+    MeSerializer,
     batch_size,
 )
 from jobs.models import Job
@@ -46,9 +50,18 @@ class JobCursorPagination(CursorPagination):
     for some and lets others fail in the query."""
 
     ordering = ("-created_at", "-id")
-    page_size = 50
+    page_size = LIST_PAGE_SIZE
     page_size_query_param = "page_size"
-    max_page_size = 200
+    max_page_size = LIST_MAX_PAGE_SIZE
+
+    def get_paginated_response_schema(self, schema):
+        """DRF's, with ``next`` and ``previous`` null as OpenAPI 3.1 says it (``nullable`` is
+        3.0's, and would be ignored)."""
+        described = super().get_paginated_response_schema(schema)
+        for link in ("next", "previous"):
+            described["properties"][link].pop("nullable")
+            described["properties"][link]["type"] = ["string", "null"]
+        return described
 
     def decode_cursor(self, request):
         try:
@@ -126,7 +139,13 @@ class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
     def get_queryset(self):
         query = JobListQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
-        return selectors.job_list(tenant=self.request.tenant, **query.validated_data)
+        filters = query.validated_data
+        return selectors.job_list(
+            tenant=self.request.tenant,
+            statuses=filters.get("status"),
+            type=filters.get("type"),
+            created_by=self.request.user if filters.get("created_by") == "me" else None,
+        )
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
@@ -219,3 +238,16 @@ class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
         outcome = services.job_cancel(tenant=request.tenant, job_id=_job_id(pk))
         code = status.HTTP_200_OK if outcome.finished else status.HTTP_202_ACCEPTED
         return Response(JobOutputSerializer(outcome.job).data, status=code)
+
+
+@schema.me_schema  # documentation only (jobs/api/schema.py)
+class MeView(RateLimitedView, APIView):
+    """``GET /api/me``: who the token's user is, on which tenant and plan. Read from the
+    authenticated request (no query); rate-limited like any read."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication and permissions first
+        check_rate_limit(request)
+
+    def get(self, request):
+        return Response(MeSerializer(request).data)

@@ -131,6 +131,12 @@ def plans() -> dict[str, dict[str, Figures]]:
     return found
 
 
+def plan_in_force(plan: str) -> str:
+    """The plan a tenant whose ``Tenant.plan`` is ``plan`` is on: that plan, or the default
+    plan for an empty or unknown name (as ``figures_for`` reads it)."""
+    return plan if plan in plans() else settings.JOBS_DEFAULT_PLAN
+
+
 def figures_for(name: str, plan: str, override: dict | None) -> Figures:
     """The figures of limit ``name`` for a tenant on ``plan`` with staff's ``override``
     (``LimitOverride.figures``, or None): the override, else the plan's (a tenant on an
@@ -139,8 +145,7 @@ def figures_for(name: str, plan: str, override: dict | None) -> Figures:
     if override is not None and limit.scope != "global":
         return parse_figures(override, f"override of {name}")
     if limit.scope == "plan":
-        table = plans()
-        return table.get(plan, table[settings.JOBS_DEFAULT_PLAN]).get(name, Figures())
+        return plans()[plan_in_force(plan)].get(name, Figures())
     return limit.figures
 
 

@@ -25,16 +25,51 @@ def _set(job, **fields):
 # --- the polling contract: GET /api/jobs/{id} ------------------------------------------
 
 
-def test_pending_job_has_only_the_seed_keys(alice_client, acme):
-    job = JobFactory(tenant=acme, type="ai_generation")
+# The keys of every job, whatever its status.
+SEED_KEYS = {
+    "id",
+    "type",
+    "status",
+    "payload",
+    "queue",
+    "priority",
+    "run_at",
+    "created_by",
+    "created_at",
+}
+
+
+def test_pending_job_has_only_the_seed_keys(alice_client, acme, alice):
+    job = JobFactory(
+        tenant=acme, type="ai_generation", created_by=alice, payload={"prompt": "Q3"}, priority=7
+    )
+    job.refresh_from_db()
     response = alice_client.get(f"/api/jobs/{job.id}")
     assert response.status_code == 200
     assert response.json() == {
         "id": str(job.id),
         "type": "ai_generation",
         "status": "pending",
+        "payload": {"prompt": "Q3"},
+        "queue": job.queue,
+        "priority": 7,
+        "run_at": job.run_at.isoformat().replace("+00:00", "Z"),
+        "created_by": alice.pk,
         "created_at": job.created_at.isoformat().replace("+00:00", "Z"),
     }
+
+
+def test_a_job_whose_user_is_deleted_shows_no_creator_and_a_new_etag(alice_client, acme):
+    """``created_by`` is part of the ETag: the poll of a job whose creator is deleted is no
+    304 for the copy that named the creator."""
+    carol = UserFactory(username="carol", tenant=acme)
+    job = JobFactory(tenant=acme, created_by=carol)
+    first = alice_client.get(f"/api/jobs/{job.id}")
+    assert first.json()["created_by"] == carol.pk
+    carol.delete()
+    again = alice_client.get(f"/api/jobs/{job.id}", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 200
+    assert again.json()["created_by"] is None
 
 
 def test_processing_job_shows_progress_and_attempts(alice_client, acme):
@@ -67,7 +102,7 @@ def test_completed_job_adds_result_and_completed_at(alice_client, acme):
         result={"document_id": "doc-1", "success": True},
     )
     body = alice_client.get(f"/api/jobs/{job.id}").json()
-    assert set(body) == {"id", "type", "status", "created_at", "attempts", "result", "completed_at"}
+    assert set(body) == SEED_KEYS | {"attempts", "result", "completed_at"}
     assert body["result"] == {"document_id": "doc-1", "success": True}
 
 
@@ -82,7 +117,7 @@ def test_failed_job_adds_error_not_result_nor_traceback(alice_client, acme):
         error_traceback="Traceback: secret internals",
     )
     body = alice_client.get(f"/api/jobs/{job.id}").json()
-    assert set(body) == {"id", "type", "status", "created_at", "attempts", "error", "completed_at"}
+    assert set(body) == SEED_KEYS | {"attempts", "error", "completed_at"}
     assert body["error"] == "Error message"
     assert "secret" not in str(body)
 
@@ -91,7 +126,7 @@ def test_cancelled_job_shows_cancelled_at(alice_client, acme):
     job = JobFactory(tenant=acme)
     _set(job, status=JobStatus.CANCELLED, completed_at=job.created_at)
     body = alice_client.get(f"/api/jobs/{job.id}").json()
-    assert set(body) == {"id", "type", "status", "created_at", "cancelled_at"}
+    assert set(body) == SEED_KEYS | {"cancelled_at"}
 
 
 def test_non_uuid_id_is_400_invalid_job_id(alice_client):

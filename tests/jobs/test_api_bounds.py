@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from accounts.tokens import tokens_for
 from jobs.models import Job, JobStatus
-from jobs.selectors import LIST_RESULT_MAX_CHARS
+from jobs.selectors import LIST_PAYLOAD_MAX_CHARS, LIST_RESULT_MAX_CHARS
 from tests.conftest import TENANTS, client_for
 from tests.factories import JobFactory
 
@@ -122,14 +122,24 @@ def test_a_result_at_the_bound_is_listed_and_one_more_character_is_not(alice_cli
     assert newer["result_omitted"] is True
 
 
-def test_a_list_reads_no_payload_or_traceback(alice_client, alice):
-    """The list's query names neither column, so large payloads are never read for it."""
-    JobFactory(tenant=alice.tenant, created_by=alice, payload={"blob": "p" * 10_000})
+def test_a_list_reads_no_traceback_and_no_long_payload(alice_client, alice):
+    """The list's query never names the traceback, and PostgreSQL sends a payload only when
+    it is at most LIST_PAYLOAD_MAX_CHARS long: a long one is left out (payload_omitted)."""
+    long = JobFactory(tenant=alice.tenant, created_by=alice, payload={"blob": "p" * 10_000})
+    short = JobFactory(tenant=alice.tenant, created_by=alice, payload={"prompt": "Q3"})
     with CaptureQueriesContext(connection) as queries:
-        assert alice_client.get("/api/jobs").status_code == 200
+        response = alice_client.get("/api/jobs")
+    assert response.status_code == 200
+    assert len(response.content) < 4_000
     (page,) = [query["sql"] for query in queries.captured_queries if "job_queue" in query["sql"]]
-    assert '"payload"' not in page
     assert '"error_traceback"' not in page
+    assert f'> {LIST_PAYLOAD_MAX_CHARS} THEN NULL ELSE "job_queue"."payload"' in page
+    items = {item["id"]: item for item in response.json()["results"]}
+    assert items[str(short.id)]["payload"] == {"prompt": "Q3"}
+    assert "payload_omitted" not in items[str(short.id)]
+    assert "payload" not in items[str(long.id)]
+    assert items[str(long.id)]["payload_omitted"] is True
+    assert alice_client.get(f"/api/jobs/{long.id}").json()["payload"] == long.payload
 
 
 # --- item 23: ?type= ----------------------------------------------------------------------------

@@ -159,9 +159,9 @@ def _submit_poll_list_and_miss(api, submit_job, get_job, list_jobs, models):
     """submit → poll to completion → 304 → list → 404 of a missing job: its problem."""
     submitted = submit_job.sync_detailed(
         client=api,
-        body=models.JobSubmitRequest(
-            type_=models.TypeEnum.DEMO_ECHO,
-            payload=models.JobSubmitRequestPayload.from_dict({"hello": "client"}),
+        body=models.JobSubmitDemoEchoRequest(  # the submit union's member for demo.echo
+            type_=models.JobSubmitDemoEchoTypeEnum.DEMO_ECHO,
+            payload=models.JobSubmitDemoEchoRequestPayload.from_dict({"hello": "client"}),
         ),
     )
     assert submitted.status_code == 202, submitted.content
@@ -170,9 +170,9 @@ def _submit_poll_list_and_miss(api, submit_job, get_job, list_jobs, models):
     for _ in range(20):
         polled = get_job.sync_detailed(job_id, client=api, wait=5)
         assert polled.status_code == 200, polled.content
-        if polled.parsed.status == models.StatusEnum.COMPLETED:
+        if isinstance(polled.parsed, models.JobCompleted):  # the Job union's, by status
             break
-    assert polled.parsed.status == models.StatusEnum.COMPLETED
+    assert isinstance(polled.parsed, models.JobCompleted), polled.parsed
     assert polled.parsed.result == {"echo": {"hello": "client"}}
 
     unchanged = get_job.sync_detailed(job_id, client=api, if_none_match=polled.headers["ETag"])

@@ -11,9 +11,16 @@ from django.contrib.staticfiles import finders
 from django.core.management import call_command
 
 from core.problems import ProblemCode
-from jobs.api.serializers import JobOutputSerializer
+from jobs.api.serializers import (
+    BATCH_MAX_JOBS,
+    LIST_MAX_PAGE_SIZE,
+    JobListItemSerializer,
+    JobListQuerySerializer,
+    JobOutputSerializer,
+)
 from jobs.models import JobStatus
 from jobs.registry import job_types
+from jobs.selectors import job_list
 from tests.conftest import client_for
 from tests.factories import JobFactory
 
@@ -33,6 +40,7 @@ OPERATIONS = {
     ("/api/jobs/{id}/logs", "get"),
     ("/api/jobs/{id}/events", "get"),
     ("/api/events", "get"),
+    ("/api/me", "get"),
 }
 
 
@@ -139,14 +147,91 @@ _STATES = {
 }
 
 
+def _shape(schema, status: str) -> dict:
+    """The member of the ``Job`` union for ``status``, by its discriminator."""
+    union = schema["components"]["schemas"]["Job"]
+    assert union["discriminator"]["propertyName"] == "status"
+    return _component(schema, {"$ref": union["discriminator"]["mapping"][status]})
+
+
+def test_job_is_a_union_discriminated_by_status(schema):
+    union = schema["components"]["schemas"]["Job"]
+    assert set(union["discriminator"]["mapping"]) == set(JobStatus.values)
+    assert len(union["oneOf"]) == len(JobStatus)
+    for status in JobStatus.values:
+        (enum_ref,) = [_shape(schema, status)["properties"]["status"]]
+        assert _component(schema, enum_ref)["enum"] == [status]
+    assert "result" in _shape(schema, "completed")["properties"]
+    assert "error" in _shape(schema, "failed")["required"]
+    for status in ("pending", "processing", "failed", "cancelled"):
+        assert "result" not in _shape(schema, status)["properties"]
+
+
 @pytest.mark.parametrize("state", list(_STATES))
-def test_a_rendered_job_has_the_documented_keys(schema, acme, state):
-    """The Job component is JobOutputSerializer's fields; its hand-written rendering must
-    keep to them: every key documented, every required key present."""
-    job_component = schema["components"]["schemas"]["Job"]
-    assert set(job_component["properties"]) == set(JobOutputSerializer().fields)
-    rendered = JobOutputSerializer(JobFactory(tenant=acme, **_STATES[state])).data
-    assert set(job_component["required"]) <= set(rendered) <= set(job_component["properties"])
+@pytest.mark.parametrize("listed", [False, True])
+def test_a_rendered_job_has_the_documented_keys(schema, acme, state, listed):
+    """Each state's member of the Job union is that shape's fields; the hand-written
+    rendering must keep to them: every key documented, every required key present (in a
+    poll and in a list)."""
+    shape = _shape(schema, state)
+    job = JobFactory(tenant=acme, **_STATES[state])
+    rendered = (
+        JobListItemSerializer(job_list(tenant=acme).get(pk=job.pk)).data
+        if listed
+        else JobOutputSerializer(job).data
+    )
+    assert set(shape["required"]) <= set(rendered) <= set(shape["properties"])
+
+
+def test_submit_is_a_union_of_the_registered_types_with_their_payloads(schema):
+    union = schema["components"]["schemas"]["JobSubmitRequest"]
+    assert union["discriminator"]["propertyName"] == "type"
+    assert sorted(union["discriminator"]["mapping"]) == sorted(job_types())
+    sleep = _component(schema, {"$ref": union["discriminator"]["mapping"]["demo.sleep"]})
+    assert sleep["additionalProperties"] is False
+    assert "payload" in sleep["required"]  # its payload serializer requires seconds
+    (payload_ref,) = sleep["properties"]["payload"]["allOf"]
+    seconds = _component(schema, payload_ref)["properties"]["seconds"]
+    assert (seconds["minimum"], seconds["maximum"]) == (0, 60)
+    echo = _component(schema, {"$ref": union["discriminator"]["mapping"]["demo.echo"]})
+    assert "payload" not in echo["required"]
+    assert echo["properties"]["payload"]["type"] == "object"
+
+
+def test_every_strict_body_refuses_additional_properties_and_the_batch_is_bounded(schema):
+    components = schema["components"]["schemas"]
+    for path, method in OPERATIONS:
+        body = _operation(schema, path, method).get("requestBody")
+        if body is None:
+            continue
+        component = _component(schema, body["content"]["application/json"]["schema"])
+        members = [_component(schema, ref) for ref in component.get("oneOf", [])] or [component]
+        for member in members:
+            assert member["additionalProperties"] is False, (path, member)
+    jobs = components["JobBatchSubmitRequest"]["properties"]["jobs"]
+    assert (jobs["minItems"], jobs["maxItems"]) == (1, BATCH_MAX_JOBS)
+
+
+def test_streams_describe_their_job_event(schema):
+    for path in ("/api/events", "/api/jobs/{id}/events"):
+        ok = _operation(schema, path, "get")["responses"]["200"]["content"]["text/event-stream"]
+        event = _component(schema, ok["schema"])
+        assert set(event["required"]) == {"event", "id", "data"}
+        assert _component(schema, event["properties"]["event"])["enum"] == ["job"]
+        data = event["properties"]["data"]  # a Job as JSON text (JSON Schema 2020-12)
+        assert (data["type"], data["contentMediaType"]) == ("string", "application/json")
+        assert data["contentSchema"] == {"$ref": "#/components/schemas/Job"}
+
+
+def test_the_list_documents_every_query_parameter_it_accepts(schema):
+    listed = _operation(schema, "/api/jobs", "get")
+    parameters = {p["name"]: p for p in listed["parameters"] if p["in"] == "query"}
+    assert set(parameters) == set(JobListQuerySerializer().fields)
+    status = parameters["status"]
+    assert (status["explode"], status["schema"]["type"]) == (False, "array")
+    assert status["schema"]["items"]["enum"] == JobStatus.values
+    assert parameters["created_by"]["schema"]["enum"] == ["me"]
+    assert parameters["page_size"]["schema"]["maximum"] == LIST_MAX_PAGE_SIZE
 
 
 def test_token_answers_are_documented_from_their_serializers(schema):
@@ -165,7 +250,7 @@ def test_jobs_operations_require_a_token_and_auth_operations_do_not(schema):
         security = _operation(schema, path, method).get("security")
         if (path, method) in job_reads:
             assert security == [{"jwtAuth": []}, {"jobReadToken": []}], path
-        elif path.startswith(("/api/jobs", "/api/events")):
+        elif path.startswith(("/api/jobs", "/api/events", "/api/me")):
             assert security == [{"jwtAuth": []}], path
         else:
             assert not security, path
@@ -194,16 +279,15 @@ def test_submit_documents_idempotency_location_and_limits(schema):
     assert {"202", "200", "413", "415", "422", "429"} <= set(submit["responses"])
     assert "Location" in _response_headers(submit, 202)
     assert "Retry-After" in _response_headers(submit, 429)
-    body = submit["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    request = schema["components"]["schemas"][body.rsplit("/", 1)[1]]
-    assert set(request["properties"]) == {"type", "payload", "run_at", "priority"}
-    (enum_ref,) = request["properties"]["type"]["allOf"]  # enums are components of their own
-    job_type = schema["components"]["schemas"][enum_ref["$ref"].rsplit("/", 1)[1]]
+    union = _component(schema, submit["requestBody"]["content"]["application/json"]["schema"])
+    members = [_component(schema, ref) for ref in union["oneOf"]]
+    for member in members:
+        assert set(member["properties"]) == {"type", "payload", "run_at", "priority"}
     # Every registered type a client may submit; internal ones (webhook deliveries) are not.
-    public = sorted(name for name in settings.JOBS_TYPES if name in job_types())
-    assert sorted(job_type["enum"]) == public
+    types = {_component(schema, member["properties"]["type"])["enum"][0] for member in members}
+    assert types == set(job_types()) == {n for n in settings.JOBS_TYPES if n in job_types()}
     assert "webhooks.deliver" in settings.JOBS_TYPES
-    assert "webhooks.deliver" not in job_type["enum"]
+    assert "webhooks.deliver" not in types
 
 
 def test_cancel_documents_200_202_and_409_and_takes_no_body(schema):

@@ -8,12 +8,18 @@
 import type { components, paths } from "./schema.ts";
 
 type Schemas = components["schemas"];
+/** A job: a union by `status`, so `result` is read only once `status === "completed"`. */
 export type Job = Schemas["Job"];
-export type JobListItem = Schemas["JobListItem"];
-export type JobStatus = Schemas["StatusEnum"];
-export type JobType = Schemas["TypeEnum"];
+/** A job as `GET /api/jobs` lists it: a long `payload` or `result` may be left out
+ * (`payload_omitted`, `result_omitted`). */
+export type JobListItem = Job;
+export type JobStatus = Job["status"];
+/** A job to submit: a union by `type`, each with its type's payload. */
 export type JobSubmit = Schemas["JobSubmitRequest"];
-export type JobPage = Schemas["PaginatedJobListItemList"];
+export type JobType = JobSubmit["type"];
+export type JobPage = Schemas["PaginatedJobList"];
+/** `GET /api/me`: the user (`user.id` is what `created_by` holds), tenant and plan. */
+export type Me = Schemas["Me"];
 export type Problem = Schemas["Problem"];
 export type ProblemCode = Schemas["CodeEnum"];
 export type ListJobsQuery = NonNullable<paths["/api/jobs"]["get"]["parameters"]["query"]>;
@@ -175,7 +181,10 @@ export interface Client {
   getJob(id: string, options?: GetJobOptions): Promise<Job>;
   /** As getJob, with the ETag, whether it changed and the pacing headers. */
   readJob(id: string, options?: GetJobOptions): Promise<JobRead>;
+  /** The tenant's jobs, newest first; `status` may name several (sent comma-separated). */
   listJobs(query?: ListJobsQuery, options?: RequestOptions): Promise<JobPage>;
+  /** Who the token's user is (`GET /api/me`). */
+  getMe(options?: RequestOptions): Promise<Me>;
   /** Pending → cancelled; processing → cancellation requested (the job as answered). */
   cancelJob(id: string, options?: RequestOptions): Promise<Job>;
   /** Opens a `text/event-stream` (`/api/jobs/{id}/events` or `/api/events`); refused → ApiProblem. */
@@ -316,12 +325,14 @@ export function createClient(options: ClientOptions): Client {
     async listJobs(query = {}, request = {}) {
       const search = new URLSearchParams();
       for (const [name, value] of Object.entries(query)) {
-        if (value !== undefined && value !== null) search.set(name, String(value));
+        if (value === undefined || value === null) continue;
+        search.set(name, Array.isArray(value) ? value.join(",") : String(value));
       }
       const suffix = search.size ? `?${search}` : "";
       const response = await send(`/api/jobs${suffix}`, request);
       return (await response.json()) as JobPage;
     },
+    getMe: async (request = {}) => (await (await send("/api/me", request)).json()) as Me,
     cancelJob: (id, request = {}) =>
       postJson<Job>(`/api/jobs/${encodeURIComponent(id)}/cancel`, {}, request),
     openStream(path, request = {}) {

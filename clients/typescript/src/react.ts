@@ -74,8 +74,14 @@ export interface JobsState {
   error: unknown;
 }
 
-function matches(job: Job, filter: ListJobsQuery): boolean {
-  return (!filter.status || job.status === filter.status) && (!filter.type || job.type === filter.type);
+/** Whether `job` belongs in the list of `filter`; `me`: the caller's user id, read when the
+ * filter is `created_by: "me"` (until it is known, no new job is taken in). */
+function matches(job: Job, filter: ListJobsQuery, me: number | null): boolean {
+  return (
+    (!filter.status || filter.status.includes(job.status)) &&
+    (!filter.type || job.type === filter.type) &&
+    (!filter.created_by || (me !== null && job.created_by === me))
+  );
 }
 
 /**
@@ -96,6 +102,15 @@ export function useJobs(filter: ListJobsQuery = {}, options: UseJobsOptions = {}
     const { client: _ignored, relistInterval = 5, ...watchOptions } = optionsRef.current;
     let active = true;
     let relist: ReturnType<typeof setTimeout> | undefined;
+    let me: number | null = null;
+    if (query.created_by) {
+      client.getMe().then(
+        (found) => {
+          me = found.user.id;
+        },
+        (error: unknown) => active && setState((last) => ({ ...last, error })),
+      );
+    }
 
     const load = () =>
       client.listJobs(query).then(
@@ -110,7 +125,7 @@ export function useJobs(filter: ListJobsQuery = {}, options: UseJobsOptions = {}
         setState((last) => {
           const others = last.jobs.filter((listed) => listed.id !== job.id);
           const known = others.length !== last.jobs.length;
-          if (!matches(job, query)) return known ? { ...last, jobs: others } : last;
+          if (!matches(job, query, me)) return known ? { ...last, jobs: others } : last;
           const jobs = known
             ? last.jobs.map((listed) => (listed.id === job.id ? job : listed))
             : [job, ...last.jobs];

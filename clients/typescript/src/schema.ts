@@ -91,7 +91,7 @@ export interface paths {
         };
         /**
          * List jobs
-         * @description The tenant's jobs, newest first, with cursor pagination. Each is the job as `getJob` returns it, except a `result` too long for a list (`result_omitted`). `?type=` must be a registered job type (400 otherwise).
+         * @description The tenant's jobs, newest first, with cursor pagination. Each is the job as `getJob` returns it, except a `result` or `payload` too long for a list (`result_omitted`, `payload_omitted`). A bad value, a parameter given twice or an unknown parameter is 400.
          */
         get: operations["listJobs"];
         put?: never;
@@ -206,10 +206,36 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who am I
+         * @description The caller (its `user.id` is what `created_by` of its jobs holds), its display name, the host's tenant and that tenant's plan. Rate-limited like any read.
+         */
+        get: operations["getMe"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AiGenerationPayloadRequest: {
+            /** @default  */
+            prompt?: string;
+            /** @default 500 */
+            max_tokens?: number;
+        };
         /**
          * @description * `invalid` - A field is invalid or unknown: see `errors`.
          *     * `parse_error` - The body is not JSON that the service can store.
@@ -248,62 +274,11 @@ export interface components {
          */
         CodeEnum: "invalid" | "parse_error" | "json_too_deep" | "invalid_job_id" | "invalid_wait" | "invalid_cursor" | "invalid_idempotency_key" | "invalid_content_length" | "invalid_host" | "bad_request" | "not_authenticated" | "bad_authorization_header" | "token_not_valid" | "authentication_failed" | "invalid_credentials" | "user_not_found" | "token_tenant_mismatch" | "user_inactive" | "tenant_inactive" | "permission_denied" | "not_found" | "unknown_host" | "method_not_allowed" | "not_acceptable" | "invalid_transition" | "job_quota_exceeded" | "payload_too_large" | "unsupported_media_type" | "idempotency_key_reused" | "batch_too_large" | "rate_limited" | "server_error" | "service_unavailable";
         /**
-         * @description A job as polled: ``id, type, status, created_at`` always, every other key only in
-         *     the states its description names.
-         *
-         *     pending/processing: + ``attempts`` once tried, ``last_error`` and ``next_attempt_at``
-         *     while pending after a failed attempt (waiting for its retry), ``waiting`` while a due
-         *     pending job is held back by flow control (docs/flow.md), ``started_at``,
-         *     ``progress`` and ``progress_message`` while processing; completed: + ``result,
-         *     completed_at``; failed: + ``error, completed_at``; cancelled: + ``cancelled_at``.
+         * @description * `job` - job
+         * @enum {string}
          */
-        Job: {
-            /** Format: uuid */
-            id: string;
-            type: string;
-            status: components["schemas"]["StatusEnum"];
-            /** Format: date-time */
-            created_at: string;
-            /** @description Once tried. */
-            attempts?: number;
-            /**
-             * Format: date-time
-             * @description processing.
-             */
-            started_at?: string | null;
-            /** @description processing, when reported. */
-            progress?: number;
-            /** @description processing, when reported. */
-            progress_message?: string;
-            /** @description pending after a failed attempt: that attempt's message, safe to show. */
-            last_error?: string;
-            /**
-             * Format: date-time
-             * @description pending after a failed attempt: the retry runs not before this time.
-             */
-            next_attempt_at?: string;
-            /**
-             * @description pending and due, on GET /api/jobs/{id}: held back by flow control, its queue, type or tenant paused, or a limit it takes spent; absent: merely queued.
-             *
-             *     * `paused` - paused
-             *     * `throttled` - throttled
-             */
-            waiting?: components["schemas"]["WaitingEnum"];
-            /** @description completed. */
-            result?: unknown;
-            /** @description failed: a message safe to show. */
-            error?: string;
-            /**
-             * Format: date-time
-             * @description completed, failed.
-             */
-            completed_at?: string | null;
-            /**
-             * Format: date-time
-             * @description cancelled.
-             */
-            cancelled_at?: string | null;
-        };
+        EventEnum: "job";
+        Job: components["schemas"]["JobPending"] | components["schemas"]["JobProcessing"] | components["schemas"]["JobCompleted"] | components["schemas"]["JobFailed"] | components["schemas"]["JobCancelled"];
         /** @description The jobs of a batch, in the order submitted. */
         JobBatch: {
             jobs: components["schemas"]["Job"][];
@@ -318,60 +293,142 @@ export interface components {
             /** @description The jobs to submit, 1 to 1,000; stored in this order. */
             jobs: components["schemas"]["JobSubmitRequest"][];
         };
-        /**
-         * @description A job as ``GET /api/jobs`` lists it: as polled, except that a ``result`` longer than
-         *     ``LIST_RESULT_MAX_CHARS`` characters of JSON is left out, and ``result_omitted`` is true
-         *     instead (poll the job for it). Reads the rows of ``selectors.job_list``.
-         */
-        JobListItem: {
+        /** @description A job that was cancelled. */
+        JobCancelled: {
             /** Format: uuid */
             id: string;
+            /** @description Its job type. */
             type: string;
-            status: components["schemas"]["StatusEnum"];
+            /** @description Its input as stored at submit (after its type's validation: the shapes of JobSubmit); from the API at most MAX_REQUEST_BODY_BYTES. Absent only in a list, for one longer than 1024 characters of JSON (payload_omitted). */
+            payload?: {
+                [key: string]: unknown;
+            };
+            /** @description In a list, instead of a payload longer than 1024 characters of JSON: poll the job for it. */
+            payload_omitted?: boolean;
+            /** @description The queue its type runs in. */
+            queue: string;
+            /** @description Higher runs first. */
+            priority: number;
+            /**
+             * Format: date-time
+             * @description Not run before this time: as submitted (default: when submitted), or, after a failed attempt, when its retry may run.
+             */
+            run_at: string;
+            /** @description The id of the user who submitted it (`GET /api/me`: `user.id`); null for a job the platform submitted (a schedule, an operator) or whose user was deleted. */
+            created_by: number | null;
             /** Format: date-time */
             created_at: string;
             /** @description Once tried. */
             attempts?: number;
             /**
-             * Format: date-time
-             * @description processing.
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
              */
-            started_at?: string | null;
-            /** @description processing, when reported. */
-            progress?: number;
-            /** @description processing, when reported. */
-            progress_message?: string;
-            /** @description pending after a failed attempt: that attempt's message, safe to show. */
-            last_error?: string;
-            /**
-             * Format: date-time
-             * @description pending after a failed attempt: the retry runs not before this time.
-             */
-            next_attempt_at?: string;
-            /**
-             * @description pending and due, on GET /api/jobs/{id}: held back by flow control, its queue, type or tenant paused, or a limit it takes spent; absent: merely queued.
-             *
-             *     * `paused` - paused
-             *     * `throttled` - throttled
-             */
-            waiting?: components["schemas"]["WaitingEnum"];
-            /** @description completed. */
-            result?: unknown;
-            /** @description failed: a message safe to show. */
-            error?: string;
-            /**
-             * Format: date-time
-             * @description completed, failed.
-             */
-            completed_at?: string | null;
-            /**
-             * Format: date-time
-             * @description cancelled.
-             */
-            cancelled_at?: string | null;
-            /** @description completed, instead of a result longer than 1024 characters of JSON: poll the job for it. */
-            result_omitted?: boolean;
+            status: "cancelled";
+            /** Format: date-time */
+            cancelled_at: string | null;
         };
+        /**
+         * @description * `cancelled` - cancelled
+         * @enum {string}
+         */
+        JobCancelledStatusEnum: "cancelled";
+        /** @description A job that succeeded: its result. */
+        JobCompleted: {
+            /** Format: uuid */
+            id: string;
+            /** @description Its job type. */
+            type: string;
+            /** @description Its input as stored at submit (after its type's validation: the shapes of JobSubmit); from the API at most MAX_REQUEST_BODY_BYTES. Absent only in a list, for one longer than 1024 characters of JSON (payload_omitted). */
+            payload?: {
+                [key: string]: unknown;
+            };
+            /** @description In a list, instead of a payload longer than 1024 characters of JSON: poll the job for it. */
+            payload_omitted?: boolean;
+            /** @description The queue its type runs in. */
+            queue: string;
+            /** @description Higher runs first. */
+            priority: number;
+            /**
+             * Format: date-time
+             * @description Not run before this time: as submitted (default: when submitted), or, after a failed attempt, when its retry may run.
+             */
+            run_at: string;
+            /** @description The id of the user who submitted it (`GET /api/me`: `user.id`); null for a job the platform submitted (a schedule, an operator) or whose user was deleted. */
+            created_by: number | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Once tried. */
+            attempts?: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            status: "completed";
+            /** @description What its handler returned. Absent only in a list, for one longer than 1024 characters of JSON (result_omitted). */
+            result?: unknown;
+            /** @description In a list, instead of a result longer than 1024 characters of JSON: poll the job for it. */
+            result_omitted?: boolean;
+            /** Format: date-time */
+            completed_at: string | null;
+        };
+        /**
+         * @description * `completed` - completed
+         * @enum {string}
+         */
+        JobCompletedStatusEnum: "completed";
+        /**
+         * @description One event of a stream (``jobs.api.realtime.events.event``), a field per line:
+         *     ``event: job``, ``id:`` the job's ``ETag`` (send it back as ``Last-Event-ID``), ``data:``
+         *     the job, exactly as ``GET /api/jobs/{id}`` answers it, as one line of JSON.
+         */
+        JobEvent: {
+            event: components["schemas"]["EventEnum"];
+            id: string;
+            data: string;
+        };
+        /** @description A job that failed for good: its error. */
+        JobFailed: {
+            /** Format: uuid */
+            id: string;
+            /** @description Its job type. */
+            type: string;
+            /** @description Its input as stored at submit (after its type's validation: the shapes of JobSubmit); from the API at most MAX_REQUEST_BODY_BYTES. Absent only in a list, for one longer than 1024 characters of JSON (payload_omitted). */
+            payload?: {
+                [key: string]: unknown;
+            };
+            /** @description In a list, instead of a payload longer than 1024 characters of JSON: poll the job for it. */
+            payload_omitted?: boolean;
+            /** @description The queue its type runs in. */
+            queue: string;
+            /** @description Higher runs first. */
+            priority: number;
+            /**
+             * Format: date-time
+             * @description Not run before this time: as submitted (default: when submitted), or, after a failed attempt, when its retry may run.
+             */
+            run_at: string;
+            /** @description The id of the user who submitted it (`GET /api/me`: `user.id`); null for a job the platform submitted (a schedule, an operator) or whose user was deleted. */
+            created_by: number | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Once tried. */
+            attempts?: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            status: "failed";
+            /** @description A message safe to show. */
+            error: string;
+            /** Format: date-time */
+            completed_at: string | null;
+        };
+        /**
+         * @description * `failed` - failed
+         * @enum {string}
+         */
+        JobFailedStatusEnum: "failed";
         /**
          * @description What the job's handler logged through its loggers while it ran, oldest first, over
          *     all its attempts; the worker stores a run's lines when the run ends.
@@ -397,22 +454,134 @@ export interface components {
             /** @description The message, cut to `JOBS_LOG_LINE_CHARS` characters; never a traceback. */
             message: string;
         };
-        /**
-         * @description ``POST /api/jobs``: ``type`` and ``payload``, optionally ``run_at`` and ``priority``.
-         *
-         *     Any other field (``status``, ``tenant``, ``result``, timestamps…) is rejected with 400,
-         *     so a client learns at once that it was not stored.
-         */
-        JobSubmitRequest: {
+        /** @description A job waiting to run. */
+        JobPending: {
+            /** Format: uuid */
+            id: string;
+            /** @description Its job type. */
+            type: string;
+            /** @description Its input as stored at submit (after its type's validation: the shapes of JobSubmit); from the API at most MAX_REQUEST_BODY_BYTES. Absent only in a list, for one longer than 1024 characters of JSON (payload_omitted). */
+            payload?: {
+                [key: string]: unknown;
+            };
+            /** @description In a list, instead of a payload longer than 1024 characters of JSON: poll the job for it. */
+            payload_omitted?: boolean;
+            /** @description The queue its type runs in. */
+            queue: string;
+            /** @description Higher runs first. */
+            priority: number;
             /**
-             * @description A registered job type.
-             *
-             *     * `ai_generation` - ai_generation
-             *     * `demo.echo` - demo.echo
-             *     * `demo.fail` - demo.fail
-             *     * `demo.sleep` - demo.sleep
+             * Format: date-time
+             * @description Not run before this time: as submitted (default: when submitted), or, after a failed attempt, when its retry may run.
              */
-            type: components["schemas"]["TypeEnum"];
+            run_at: string;
+            /** @description The id of the user who submitted it (`GET /api/me`: `user.id`); null for a job the platform submitted (a schedule, an operator) or whose user was deleted. */
+            created_by: number | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Once tried. */
+            attempts?: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            status: "pending";
+            /**
+             * @description Due, on GET /api/jobs/{id} and in streams: held back by flow control, its queue, type or tenant paused, or a limit it takes spent; absent: merely queued.
+             *
+             *     * `paused` - paused
+             *     * `throttled` - throttled
+             */
+            waiting?: components["schemas"]["WaitingEnum"];
+            /** @description After a failed attempt: that attempt's message, safe to show. */
+            last_error?: string;
+            /**
+             * Format: date-time
+             * @description After a failed attempt: the retry runs not before this time.
+             */
+            next_attempt_at?: string;
+        };
+        /**
+         * @description * `pending` - pending
+         * @enum {string}
+         */
+        JobPendingStatusEnum: "pending";
+        /** @description A job a worker runs. */
+        JobProcessing: {
+            /** Format: uuid */
+            id: string;
+            /** @description Its job type. */
+            type: string;
+            /** @description Its input as stored at submit (after its type's validation: the shapes of JobSubmit); from the API at most MAX_REQUEST_BODY_BYTES. Absent only in a list, for one longer than 1024 characters of JSON (payload_omitted). */
+            payload?: {
+                [key: string]: unknown;
+            };
+            /** @description In a list, instead of a payload longer than 1024 characters of JSON: poll the job for it. */
+            payload_omitted?: boolean;
+            /** @description The queue its type runs in. */
+            queue: string;
+            /** @description Higher runs first. */
+            priority: number;
+            /**
+             * Format: date-time
+             * @description Not run before this time: as submitted (default: when submitted), or, after a failed attempt, when its retry may run.
+             */
+            run_at: string;
+            /** @description The id of the user who submitted it (`GET /api/me`: `user.id`); null for a job the platform submitted (a schedule, an operator) or whose user was deleted. */
+            created_by: number | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Once tried. */
+            attempts?: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            status: "processing";
+            /** Format: date-time */
+            started_at: string | null;
+            /** @description When reported. */
+            progress?: number;
+            /** @description When reported. */
+            progress_message?: string;
+        };
+        /**
+         * @description * `processing` - processing
+         * @enum {string}
+         */
+        JobProcessingStatusEnum: "processing";
+        /** @description A job of type `ai_generation`. */
+        JobSubmitAiGenerationRequest: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "ai_generation";
+            /** @description The input of ai_generation. */
+            payload?: components["schemas"]["AiGenerationPayloadRequest"];
+            /**
+             * Format: date-time
+             * @description Not before this time; at most 90 days ahead.
+             */
+            run_at?: string;
+            /**
+             * @description Higher runs first.
+             * @default 0
+             */
+            priority?: number;
+        };
+        /**
+         * @description * `ai_generation` - ai_generation
+         * @enum {string}
+         */
+        JobSubmitAiGenerationTypeEnum: "ai_generation";
+        /** @description A job of type `demo.echo`. */
+        JobSubmitDemoEchoRequest: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "demo.echo";
             /** @description The job type's input (validated per type); default {}. */
             payload?: {
                 [key: string]: unknown;
@@ -428,11 +597,88 @@ export interface components {
              */
             priority?: number;
         };
+        /**
+         * @description * `demo.echo` - demo.echo
+         * @enum {string}
+         */
+        JobSubmitDemoEchoTypeEnum: "demo.echo";
+        /** @description A job of type `demo.fail`. */
+        JobSubmitDemoFailRequest: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "demo.fail";
+            /** @description The job type's input (validated per type); default {}. */
+            payload?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Format: date-time
+             * @description Not before this time; at most 90 days ahead.
+             */
+            run_at?: string;
+            /**
+             * @description Higher runs first.
+             * @default 0
+             */
+            priority?: number;
+        };
+        /**
+         * @description * `demo.fail` - demo.fail
+         * @enum {string}
+         */
+        JobSubmitDemoFailTypeEnum: "demo.fail";
+        /** @description A job of type `demo.sleep`. */
+        JobSubmitDemoSleepRequest: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "demo.sleep";
+            /** @description The input of demo.sleep. */
+            payload: components["schemas"]["SleepPayloadRequest"];
+            /**
+             * Format: date-time
+             * @description Not before this time; at most 90 days ahead.
+             */
+            run_at?: string;
+            /**
+             * @description Higher runs first.
+             * @default 0
+             */
+            priority?: number;
+        };
+        /**
+         * @description * `demo.sleep` - demo.sleep
+         * @enum {string}
+         */
+        JobSubmitDemoSleepTypeEnum: "demo.sleep";
+        JobSubmitRequest: components["schemas"]["JobSubmitAiGenerationRequest"] | components["schemas"]["JobSubmitDemoEchoRequest"] | components["schemas"]["JobSubmitDemoFailRequest"] | components["schemas"]["JobSubmitDemoSleepRequest"];
         /** @description ``{refresh}``: revoke this refresh token of the host's tenant. */
         LogoutRequest: {
             refresh: string;
         };
-        PaginatedJobListItemList: {
+        /** @description ``GET /api/me``: the caller, its tenant (the host's) and the tenant's plan. */
+        Me: {
+            user: components["schemas"]["MeUser"];
+            /** @description The user's full name, else the username. */
+            display_name: string;
+            tenant: components["schemas"]["MeTenant"];
+            /** @description The tenant's plan (`JOBS_PLANS`), the default plan when it names none. */
+            plan: string;
+        };
+        MeTenant: {
+            /** @description The tenant's public identifier. */
+            id: string;
+            name: string;
+        };
+        MeUser: {
+            /** @description What `created_by` of the user's jobs holds. */
+            id: number;
+            username: string;
+        };
+        PaginatedJobList: {
             /**
              * Format: uri
              * @example http://api.example.org/accounts/?cursor=cD00ODY%3D"
@@ -443,7 +689,7 @@ export interface components {
              * @example http://api.example.org/accounts/?cursor=cj0xJnA9NDg3
              */
             previous?: string | null;
-            results: components["schemas"]["JobListItem"][];
+            results: components["schemas"]["Job"][];
         };
         /** @description Every error of the API (``application/problem+json``). */
         Problem: {
@@ -501,15 +747,10 @@ export interface components {
                 [key: string]: unknown;
             };
         };
-        /**
-         * @description * `pending` - Pending
-         *     * `processing` - Processing
-         *     * `completed` - Completed
-         *     * `failed` - Failed
-         *     * `cancelled` - Cancelled
-         * @enum {string}
-         */
-        StatusEnum: "pending" | "processing" | "completed" | "failed" | "cancelled";
+        SleepPayloadRequest: {
+            /** Format: double */
+            seconds: number;
+        };
         /**
          * @description ``{username, password}`` → ``{access, refresh}`` for a user of ``request.tenant``.
          *
@@ -574,14 +815,6 @@ export interface components {
             /** @description Sent: the refresh token, revoked by this call. Returned: its replacement. */
             refresh: string;
         };
-        /**
-         * @description * `ai_generation` - ai_generation
-         *     * `demo.echo` - demo.echo
-         *     * `demo.fail` - demo.fail
-         *     * `demo.sleep` - demo.sleep
-         * @enum {string}
-         */
-        TypeEnum: "ai_generation" | "demo.echo" | "demo.fail" | "demo.sleep";
         /**
          * @description * `paused` - paused
          *     * `throttled` - throttled
@@ -1032,16 +1265,14 @@ export interface operations {
     };
     streamEvents: {
         parameters: {
-            query?: {
-                format?: "json" | "sse";
-            };
+            query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description A `text/event-stream` of `job` events. */
+            /** @description A `text/event-stream` of `job` events, each of the fields of `JobEvent`: `event: job`, `id: <ETag>`, `data: <Job as one line of JSON>`, then a blank line. */
             200: {
                 headers: {
                     /** @description The caller's quota (IETF draft): `"jobs-api";q=<requests>;w=<seconds>`. */
@@ -1053,7 +1284,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": string;
+                    "text/event-stream": components["schemas"]["JobEvent"];
                 };
             };
             /**
@@ -1172,18 +1403,18 @@ export interface operations {
     listJobs: {
         parameters: {
             query?: {
-                /** @description The pagination cursor value. */
-                cursor?: string;
-                /** @description Number of results to return per page. */
-                page_size?: number;
                 /**
-                 * @description * `pending` - Pending
-                 *     * `processing` - Processing
-                 *     * `completed` - Completed
-                 *     * `failed` - Failed
-                 *     * `cancelled` - Cancelled
+                 * @description `me`: only the jobs the caller submitted.
+                 *
+                 *     * `me` - me
                  */
-                status?: "pending" | "processing" | "completed" | "failed" | "cancelled";
+                created_by?: "me";
+                /** @description The position to continue from: follow a page's `next` or `previous` link. */
+                cursor?: string;
+                /** @description Jobs per page; default 50. */
+                page_size?: number;
+                /** @description Jobs in any of these statuses, separated by commas: `pending,processing`. */
+                status?: ("pending" | "processing" | "completed" | "failed" | "cancelled")[];
                 /**
                  * @description A registered job type.
                  *
@@ -1211,7 +1442,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PaginatedJobListItemList"];
+                    "application/json": components["schemas"]["PaginatedJobList"];
                 };
             };
             /**
@@ -1888,9 +2119,7 @@ export interface operations {
     };
     streamJobEvents: {
         parameters: {
-            query?: {
-                format?: "json" | "sse";
-            };
+            query?: never;
             header?: {
                 /** @description The `id` (`ETag`) of the last event received. */
                 "Last-Event-ID"?: string;
@@ -1903,7 +2132,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A `text/event-stream` of `job` events. */
+            /** @description A `text/event-stream` of `job` events, each of the fields of `JobEvent`: `event: job`, `id: <ETag>`, `data: <Job as one line of JSON>`, then a blank line. */
             200: {
                 headers: {
                     /** @description The caller's quota (IETF draft): `"jobs-api";q=<requests>;w=<seconds>`. */
@@ -1915,7 +2144,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": string;
+                    "text/event-stream": components["schemas"]["JobEvent"];
                 };
             };
             /**
@@ -2327,6 +2556,142 @@ export interface operations {
              *     - `batch_too_large`: The batch has more jobs than the rate limit allows in one window, so it can never be accepted: send at most that many jobs per batch.
              */
             422: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description - `rate_limited`: Rate limited: retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description The caller's quota (IETF draft): `"jobs-api";q=<requests>;w=<seconds>`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left (IETF draft): `"jobs-api";r=<remaining>;t=<seconds to reset>`. */
+                    RateLimit?: string;
+                    /** @description Seconds to wait before the next request. */
+                    "Retry-After"?: number;
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description - `server_error`: An unexpected error; the request id is logged. */
+            500: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description - `service_unavailable`: PostgreSQL or Redis cannot serve now: retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getMe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The caller's quota (IETF draft): `"jobs-api";q=<requests>;w=<seconds>`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left (IETF draft): `"jobs-api";r=<remaining>;t=<seconds to reset>`. */
+                    RateLimit?: string;
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            /**
+             * @description - `invalid`: A field is invalid or unknown: see `errors`.
+             *     - `parse_error`: The body is not JSON that the service can store.
+             *     - `json_too_deep`: The JSON body is nested deeper than the limit.
+             *     - `invalid_job_id`: The job id in the path is not a UUID.
+             *     - `invalid_wait`: `?wait=` is not a whole number of seconds in range.
+             *     - `invalid_cursor`: `?cursor=` is not one this API returned.
+             *     - `invalid_idempotency_key`: `Idempotency-Key` does not match its documented pattern.
+             *     - `invalid_content_length`: `Content-Length` is not ASCII digits.
+             *     - `invalid_host`: The `Host` header is not allowed.
+             *     - `bad_request`: A request the server cannot read.
+             */
+            400: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description - `not_authenticated`: No token was sent (on /metrics: not the metrics token).
+             *     - `bad_authorization_header`: `Authorization` is not `Bearer <token>`.
+             *     - `token_not_valid`: The token is forged, expired, revoked or of the wrong kind.
+             *     - `authentication_failed`: The credentials were refused.
+             *     - `invalid_credentials`: Wrong username or password, or a user of another tenant.
+             *     - `user_not_found`: The token's user no longer exists on this host.
+             */
+            401: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description - `token_tenant_mismatch`: The token, or its user, belongs to another tenant.
+             *     - `user_inactive`: The token's user is deactivated.
+             *     - `tenant_inactive`: The host's tenant is deactivated.
+             *     - `permission_denied`: Not allowed to do this.
+             */
+            403: {
+                headers: {
+                    /** @description This request's id, also in problem documents and the server's logs. */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description - `not_found`: No such resource; another tenant's job is answered alike.
+             *     - `unknown_host`: No tenant is served at this host.
+             */
+            404: {
                 headers: {
                     /** @description This request's id, also in problem documents and the server's logs. */
                     "X-Request-ID"?: string;

@@ -94,9 +94,9 @@ describe("jobs", () => {
     const { api, client } = setUp();
     const next = "https://acme.example/api/jobs?cursor=cD0y&status=pending";
     api.on(/^GET \/api\/jobs\?/, () => json(200, { next, previous: null, results: [] }));
-    const page = await client.listJobs({ status: "pending", page_size: 5 });
+    const page = await client.listJobs({ status: ["pending", "processing"], page_size: 5, created_by: "me" });
 
-    expect(api.lines()).toEqual(["GET /api/jobs?status=pending&page_size=5"]);
+    expect(api.lines()).toEqual(["GET /api/jobs?status=pending%2Cprocessing&page_size=5&created_by=me"]);
     expect(cursorOf(page.next)).toBe("cD0y");
   });
 

@@ -7,8 +7,20 @@ import type { Visibility } from "../src/watch.ts";
 
 export const JOB_ID = "5b0c3f3e-8a57-4c1e-9a43-3d7f0f0c9e11";
 
-export function job(status: JobStatus, extra: Partial<Job> = {}): Job {
-  return { id: JOB_ID, type: "demo.sleep", status, created_at: "2026-12-06T10:00:00Z", ...extra };
+/** A job in `status` with the keys every job has, and `extra` (the keys of its state). */
+export function job(status: JobStatus, extra: Record<string, unknown> = {}): Job {
+  return {
+    id: JOB_ID,
+    type: "demo.sleep",
+    status,
+    payload: { seconds: 1 },
+    queue: "default",
+    priority: 0,
+    run_at: "2026-12-06T10:00:00Z",
+    created_by: 1,
+    created_at: "2026-12-06T10:00:00Z",
+    ...extra,
+  } as Job;
 }
 
 export interface Recorded {

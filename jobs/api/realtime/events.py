@@ -23,11 +23,13 @@ under WSGI a ``GET`` or ``HEAD`` is 503 (other methods are answered as on any ro
 import asyncio
 from collections import OrderedDict
 from contextlib import aclosing
+from types import SimpleNamespace
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.cache import patch_vary_headers
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
@@ -63,8 +65,16 @@ def event(snapshot: fanout.Snapshot) -> bytes:
     return b"event: job\nid: %s\ndata: %s\n\n" % (snapshot.etag.encode(), snapshot.body)
 
 
+class _ByAcceptOnly(DefaultContentNegotiation):
+    """Chooses by ``Accept`` alone: a stream takes no query parameter, ``?format=``
+    included (DRF's URL override), which would otherwise be read."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
+
+
 class _StreamView(RateLimitedView, APIView):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
+    content_negotiation_class = _ByAcceptOnly
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication and permissions first

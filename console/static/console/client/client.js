@@ -204,13 +204,15 @@ export function createClient(options) {
         async listJobs(query = {}, request = {}) {
             const search = new URLSearchParams();
             for (const [name, value] of Object.entries(query)) {
-                if (value !== undefined && value !== null)
-                    search.set(name, String(value));
+                if (value === undefined || value === null)
+                    continue;
+                search.set(name, Array.isArray(value) ? value.join(",") : String(value));
             }
             const suffix = search.size ? `?${search}` : "";
             const response = await send(`/api/jobs${suffix}`, request);
             return (await response.json());
         },
+        getMe: async (request = {}) => (await (await send("/api/me", request)).json()),
         cancelJob: (id, request = {}) => postJson(`/api/jobs/${encodeURIComponent(id)}/cancel`, {}, request),
         openStream(path, request = {}) {
             const headers = { Accept: "text/event-stream" };
