@@ -31,6 +31,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.tokens import JOB_CLAIM, TENANT_CLAIM, JobReadToken, is_job_read_token
 from core import openapi
+from core.serializers import MAX_REPORTED_ERRORS
 from jobs import selectors
 from jobs.exceptions import JobNotFound
 
@@ -72,7 +73,13 @@ class JobReader:
 
 def wants_read_token(query_params) -> bool:
     """Whether a submit asks for a read token: ``?read_token=true``; ``false`` or absent:
-    no; any other value is 400 ``invalid``."""
+    no; any other value, and any other query parameter (the submit takes no other), is 400
+    ``invalid``, as an unknown body field is."""
+    unknown = sorted(set(query_params) - {READ_TOKEN_PARAMETER})
+    if unknown:
+        raise serializers.ValidationError(
+            {name: ["Unknown parameter."] for name in unknown[:MAX_REPORTED_ERRORS]}
+        )
     value = query_params.get(READ_TOKEN_PARAMETER)
     if value not in (None, "true", "false"):
         raise serializers.ValidationError({READ_TOKEN_PARAMETER: ["Must be true or false."]})

@@ -314,6 +314,16 @@ class JobBatchOutputSerializer(serializers.Serializer):
     jobs = JobOutputSerializer(many=True)
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class _CursorField(serializers.Field):
+    """``?cursor=``: known to the query, and read by the pagination alone, which answers
+    400 ``invalid_cursor`` for anything it did not hand out (blank, not base64, a NUL
+    included): one code for every bad cursor."""
+
+    def to_internal_value(self, data):
+        return data
+
+
 class _WholeNumberField(serializers.IntegerField):
     """ASCII digits only: ``5``, never ``5.0``, `` 5``, ``+5`` or ``٥`` (which ``int()``
     reads), and an empty value is refused rather than taken as absent."""
@@ -362,9 +372,8 @@ class JobListQuerySerializer(StrictSerializer):
     created_by = serializers.ChoiceField(
         choices=["me"], required=False, help_text="`me`: only the jobs the caller submitted."
     )
-    cursor = serializers.CharField(
+    cursor = _CursorField(
         required=False,
-        max_length=1000,
         help_text="The position to continue from: follow a page's `next` or `previous` link.",
     )
     page_size = _WholeNumberField(

@@ -64,6 +64,8 @@ class JobCursorPagination(CursorPagination):
         return described
 
     def decode_cursor(self, request):
+        if request.query_params.get(self.cursor_query_param) == "":
+            raise _invalid_cursor()  # DRF would read a blank cursor as the first page
         try:
             cursor = super().decode_cursor(request)
         except NotFound:

@@ -57,7 +57,6 @@ def test_several_statuses_in_one_filter(alice_client, alice, acme):
         {"page_size": "201"},
         {"page_size": "5.0"},
         {"page_size": ""},
-        {"cursor": ""},
         {"state": "pending"},
         {"format": "json"},
     ],
@@ -69,6 +68,13 @@ def test_a_bad_or_unknown_query_parameter_is_400(alice_client, query):
     body = response.json()
     assert body["code"] == "invalid"
     assert set(body["errors"]) == set(query)
+
+
+@pytest.mark.parametrize("cursor", ["", "bz1hYmM="])  # blank; base64 of "o=abc"
+def test_a_bad_cursor_is_400_invalid_cursor(alice_client, cursor):
+    response = alice_client.get("/api/jobs", {"cursor": cursor})
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_cursor"
 
 
 def test_a_parameter_given_twice_is_400(alice_client):

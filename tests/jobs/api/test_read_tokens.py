@@ -53,6 +53,15 @@ def test_a_submit_returns_a_read_token_only_when_asked(alice_client, acme, setti
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("query", ["?read_token=yes", "?read_token=true&wait=1", "?=false"])
+def test_a_bad_or_unknown_submit_parameter_is_400_and_submits_nothing(alice_client, query):
+    response = _submit(alice_client, query=query)
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid"
+    assert alice_client.get("/api/jobs").json()["results"] == []
+
+
+@pytest.mark.django_db
 def test_a_replayed_submit_mints_a_token_for_the_same_job(alice_client):
     first = _submit(alice_client, HTTP_IDEMPOTENCY_KEY="k1")
     again = _submit(alice_client, HTTP_IDEMPOTENCY_KEY="k1")
