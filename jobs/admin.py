@@ -7,8 +7,9 @@ and actions alike. Every read comes from ``jobs.selectors`` and every change of 
 through ``jobs.services``; nothing here sets a field.
 
 Built for a table of millions of rows: no full COUNT per page (``CappedCountPaginator``),
-tenant and creator joined in the page query, ordering by ``-created_at`` only, filters
-whose choices need no query (except the tenant list). Filter values from the URL are
+the page's ids sorted on the table alone and only its rows joined to tenant and creator (in
+the one page query), ordering by ``-created_at`` only, filters whose choices need no query
+(except the tenant list). Filter values from the URL are
 checked before the query (``core.admin_filters``, ``TenantFilter``): a foreign one is
 Django's "invalid filter" redirect, never a 500.
 """
@@ -71,7 +72,8 @@ def human_duration(delta: timedelta | None) -> str:
 
 class CappedCountPaginator(Paginator):
     """Counts at most ``count_cap`` rows (``SELECT count(*) FROM (… LIMIT cap+1)``) instead
-    of the whole filtered table; ``capped`` tells the template to show "10000+"."""
+    of the whole filtered table; ``capped`` tells the template to show "10000+". A page is
+    read ids first (``_get_page``)."""
 
     count_cap = 10_000
 
@@ -80,6 +82,16 @@ class CappedCountPaginator(Paginator):
         counted = self.object_list.order_by().values("pk")[: self.count_cap + 1].count()
         self.capped = counted > self.count_cap
         return min(counted, self.count_cap)
+
+    def _get_page(self, object_list, *args, **kwargs):
+        """The page ``object_list`` (a sliced queryset) as one statement in two steps: the
+        page's ids, ordered and sliced on the table alone, then those rows with their
+        ``select_related`` joins. Ten thousand matches of a search are sorted as narrow rows
+        (a top-N of ids) and only the page's rows are joined, where a join before the sort
+        would carry every match through it."""
+        rows = object_list.model._default_manager.filter(pk__in=object_list.values("pk"))
+        rows.query.select_related = object_list.query.select_related
+        return super()._get_page(rows.order_by(*object_list.query.order_by), *args, **kwargs)
 
 
 class MatchFilter(admin.SimpleListFilter):

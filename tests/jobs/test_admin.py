@@ -11,6 +11,8 @@ from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.roles import ALL_TENANTS
+from jobs import selectors
 from jobs.admin import CappedCountPaginator, JobAdmin
 from jobs.flow.models import LimitBudget, Pause
 from jobs.models import Job, JobAttempt, JobStatus
@@ -679,3 +681,50 @@ def test_job_page_leads_with_status_error_and_attempts(superuser_client, acme):
     assert body.count("Traceback (most recent call last)") == 1
     assert "host-1:42 (last attempt)" in body
     assert "Worker id" not in body
+
+
+# --- issue 23: a search's page on a million rows ------------------------------------------
+
+
+def _plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_a_search_s_page_sorts_ids_then_joins_the_page_only(superuser_client, acme, globex):
+    """Many matches of a search (platform staff, every tenant): the page is the 50 newest, in
+    order, in one statement, and no join of tenant or creator sees more than the page's
+    rows (the sort is a top-N of ids on the table alone, ``CappedCountPaginator``)."""
+    now = timezone.now()
+    made = [
+        failed_job((acme, globex)[i % 2], created_at=now - timedelta(seconds=i)) for i in range(120)
+    ]
+    JobFactory.create_batch(5, tenant=acme)  # no match
+    first = superuser_client.get(LIST, {"q": "demo failure"})
+    assert [job.id for job in listed(first)] == [job.id for job in made[:50]]
+    third = superuser_client.get(LIST, {"q": "demo failure", "p": "3"})
+    assert [job.id for job in listed(third)] == [job.id for job in made[100:]]
+
+    jobs = selectors.jobs_matching(
+        tenant=ALL_TENANTS, match=selectors.JobMatch(search="demo failure")
+    )
+    page = CappedCountPaginator(jobs, 50).page(1)
+    sql, params = page.object_list.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        (plan,) = cursor.fetchone()[0]
+    nodes = list(_plan_nodes(plan["Plan"]))
+    joins = [n for n in nodes if n["Node Type"] in ("Hash Join", "Nested Loop", "Merge Join")]
+    assert joins
+    assert max(n["Actual Rows"] for n in joins) == 50
+    assert [job.id for job in page.object_list] == [job.id for job in made[:50]]
+
+
+def test_carol_s_search_page_is_acme_s_only(carol_client, acme, globex):
+    now = timezone.now()
+    for i in range(60):
+        failed_job((acme, globex)[i % 2], created_at=now - timedelta(seconds=i))
+    response = carol_client.get(LIST, {"q": "demo failure"})
+    assert {job.tenant_id for job in listed(response)} == {acme.pk}
+    assert response.context["cl"].result_count == 30
