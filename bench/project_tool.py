@@ -87,7 +87,7 @@ def finished_jobs(
             SELECT gen_random_uuid(), ids[1 + (i / %s) %% array_length(ids, 1)], 'demo.echo',
                    CASE WHEN e.error = '' THEN 'completed' ELSE 'failed' END,
                    {payload},
-                   CASE WHEN e.error = '' THEN {result} END,
+                   CASE WHEN e.error = '' THEN ({result})::jsonb END,
                    e.error, '', 'default', 0, ts, 1, 3, 600, 100, '', '', false, '', '',
                    ts, ts, ts, ts
             FROM tenants, generate_series(1, %s) i,

@@ -728,3 +728,29 @@ def test_carol_s_search_page_is_acme_s_only(carol_client, acme, globex):
     response = carol_client.get(LIST, {"q": "demo failure"})
     assert {job.tenant_id for job in listed(response)} == {acme.pk}
     assert response.context["cl"].result_count == 30
+
+
+def _searches(client, params) -> int:
+    """The statements of one list request that read the matches of its search."""
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(LIST, params).status_code == 200
+    return sum("to_tsvector" in query["sql"] for query in queries)
+
+
+def test_a_search_s_first_page_reads_its_matches_once(superuser_client, acme, monkeypatch):
+    """Counting (capped) and the first page come from one scan of the matches while they are
+    all counted; another page, or more matches than the cap, reads them once more."""
+    now = timezone.now()
+    made = [failed_job(acme, created_at=now - timedelta(seconds=i)) for i in range(60)]
+    monkeypatch.setattr(JobAdmin, "list_per_page", 20)
+    assert _searches(superuser_client, {"q": "demo failure"}) == 1
+    page = listed(superuser_client.get(LIST, {"q": "demo failure"}))
+    assert [job.id for job in page] == [job.id for job in made[:20]]
+    assert _searches(superuser_client, {"q": "demo failure", "p": "2"}) == 2
+    second = listed(superuser_client.get(LIST, {"q": "demo failure", "p": "2"}))
+    assert [job.id for job in second] == [job.id for job in made[20:40]]
+    monkeypatch.setattr(CappedCountPaginator, "count_cap", 30)  # 60 matches: capped
+    assert _searches(superuser_client, {"q": "demo failure"}) == 2
+    capped = superuser_client.get(LIST, {"q": "demo failure"})
+    assert [job.id for job in listed(capped)] == [job.id for job in made[:20]]
+    assert capped.context["cl"].result_count == 30
