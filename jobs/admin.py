@@ -135,8 +135,8 @@ class CappedCountPaginator(Paginator):
 
 
 def _order_keys(jobs) -> list[tuple[str, bool]] | None:
-    """``jobs``' ordering as ``(field name, descending)`` when it is by fields of its own
-    table only (``-created_at``, ``-id``), else None."""
+    """``jobs``' ordering as ``(field name, descending)`` when it is by columns of its own
+    table only (``-created_at``, ``-id``; no relation), else None."""
     if jobs.query.extra_order_by or not jobs.query.order_by:
         return None
     keys = []
@@ -144,7 +144,8 @@ def _order_keys(jobs) -> list[tuple[str, bool]] | None:
         if not isinstance(entry, str) or "__" in entry.lstrip("-") or entry.startswith("?"):
             return None
         name = entry.lstrip("-")
-        if name != "pk" and not any(f.name == name for f in jobs.model._meta.concrete_fields):
+        own = (f.name for f in jobs.model._meta.concrete_fields if not f.is_relation)
+        if name != "pk" and name not in own:  # (a relation orders by its model's ordering)
             return None
         keys.append((name, entry.startswith("-")))
     return keys
