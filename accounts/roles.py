@@ -50,17 +50,10 @@ class PlatformStaffOnlyMixin:
         return is_platform_staff(request.user) and super().has_delete_permission(request, obj)
 
 
-class StaffReadOnlyMixin:
-    """A ModelAdmin that staff read and nobody edits: tenant staff see it (their querysets
-    are scoped by the admin itself) beside users with the view permission; no one adds,
-    changes or deletes through it. An admin that allows a change (a staff action, a delete
-    of a finished row) overrides that one method."""
-
-    def has_module_permission(self, request):
-        return is_tenant_staff(request.user) or super().has_module_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        return is_tenant_staff(request.user) or super().has_view_permission(request, obj)
+class ReadOnlyAdminMixin:
+    """A ModelAdmin (or inline) no one adds to, changes or deletes through, whatever their
+    permissions; who may view it is the admin's own rule. An admin that allows one change (a
+    staff action, a delete of a finished row) overrides that one method."""
 
     def has_add_permission(self, request, *args):
         return False
@@ -70,6 +63,17 @@ class StaffReadOnlyMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class StaffReadOnlyMixin(ReadOnlyAdminMixin):
+    """A ModelAdmin that staff read and nobody edits: tenant staff see it (their querysets
+    are scoped by the admin itself) beside users with the view permission."""
+
+    def has_module_permission(self, request):
+        return is_tenant_staff(request.user) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return is_tenant_staff(request.user) or super().has_view_permission(request, obj)
 
 
 def staff_tenant(user):

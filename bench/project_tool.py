@@ -59,12 +59,22 @@ def seed() -> dict:
     return {"tenant_id": tenant.pk, "user_id": user.pk}
 
 
-def rows(count: int) -> dict:
-    """``count`` jobs, 99% completed and 1% failed, spread over the bench tenants."""
-    started = time.perf_counter()
+def finished_jobs(
+    count: int,
+    *,
+    tenant_run: int = 1,
+    payload: str = "'{}'::jsonb",
+    error: str = "CASE WHEN i %% 100 = 0 THEN 'demo failure' ELSE '' END",
+    result: str = """'{"echo": {}}'::jsonb""",
+) -> None:
+    """``count`` finished ``demo.echo`` jobs in one ``INSERT … SELECT``, job ``i`` created
+    ``i`` seconds ago, over the bench tenants (``seed``) in runs of ``tenant_run``
+    consecutive jobs each. ``payload``, ``error`` and ``result`` are SQL expressions of ``i``
+    (``%%`` for a modulo): a job with an error failed and has no result, the others
+    completed. The shared seed of ``rows`` and bench/search.py; the caller analyzes."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             WITH tenants AS (
                 SELECT array_agg(id ORDER BY id) AS ids FROM tenants_tenant
                 WHERE schema_name = 'bench' OR schema_name ~ '^bench[0-9]+$'
@@ -74,17 +84,25 @@ def rows(count: int) -> dict:
                 priority, run_at, attempts, max_attempts, timeout_seconds, progress,
                 progress_message, worker_id, cancel_requested, idempotency_key,
                 request_fingerprint, created_at, started_at, updated_at, completed_at)
-            SELECT gen_random_uuid(), ids[1 + i %% array_length(ids, 1)], 'demo.echo',
-                   CASE WHEN i %% 100 = 0 THEN 'failed' ELSE 'completed' END,
-                   '{}'::jsonb,
-                   CASE WHEN i %% 100 = 0 THEN NULL ELSE '{"echo": {}}'::jsonb END,
-                   CASE WHEN i %% 100 = 0 THEN 'demo failure' ELSE '' END, '', 'default',
-                   0, ts, 1, 3, 600, 100, '', '', false, '', '', ts, ts, ts, ts
+            SELECT gen_random_uuid(), ids[1 + (i / %s) %% array_length(ids, 1)], 'demo.echo',
+                   CASE WHEN e.error = '' THEN 'completed' ELSE 'failed' END,
+                   {payload},
+                   CASE WHEN e.error = '' THEN ({result})::jsonb END,
+                   e.error, '', 'default', 0, ts, 1, 3, 600, 100, '', '', false, '', '',
+                   ts, ts, ts, ts
             FROM tenants, generate_series(1, %s) i,
-                 LATERAL (SELECT now() - make_interval(secs => i) AS ts) t
+                 LATERAL (SELECT now() - make_interval(secs => i) AS ts) t,
+                 LATERAL (SELECT {error} AS error) e
             """,
-            [count],
+            [tenant_run, count],
         )
+
+
+def rows(count: int) -> dict:
+    """``count`` jobs, 99% completed and 1% failed, spread over the bench tenants."""
+    started = time.perf_counter()
+    finished_jobs(count)
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE job_queue")
     return {"rows": count, "seconds": round(time.perf_counter() - started, 1)}
 

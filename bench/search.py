@@ -6,9 +6,10 @@ consecutive jobs each, so every tenant gets every kind) with varied payloads and
 (1% "demo failure", 0.1% "upstream host-N refused the connection"; payloads
 ``{"prompt": "word<i mod 5000>", "model": "m<i mod 7>"}``), ``VACUUM ANALYZE``.
 Then the job list's own queries, as the admin runs them (``jobs.selectors.jobs_matching``
-with the search text, newest first): the first page of 50 rows and the capped count
-(``CappedCountPaginator``, at most 10,001), for one tenant's staff and for platform staff,
-each case 20 times after a warm-up; median and max wall time per case in ms.
+with the search text, newest first, through the admin's ``CappedCountPaginator``): the
+capped count (at most 10,001) and the first page of 50 rows, for one tenant's staff and for
+platform staff, each case 20 times after a warm-up; median and max wall time per case in
+ms, and the buffers each of the two statements touched (EXPLAIN ANALYZE, load-independent).
 
     .venv/bin/python bench/search.py [--rows N] [--no-append] [--results FILE] [--measure-only]
 """
@@ -29,45 +30,49 @@ TERMS = ["demo failure", "upstream host-7", "word1234", "m3", "nothing-matches-t
 RUNS = 20
 PAGE = 50
 COUNT_CAP = 10_000
+HEADER = ["scope", "search", "matches", "page rows", "median ms", "max ms"]
+HEADER += ["count buffers", "page buffers"]
 
 
 def fill(count: int) -> None:
     """``count`` finished jobs over the bench tenants (run inside the project)."""
+    import project_tool  # bench/project_tool.py: the bench's shared seed
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH tenants AS (
-                SELECT array_agg(id ORDER BY id) AS ids FROM tenants_tenant
-                WHERE schema_name = 'bench' OR schema_name ~ '^bench[0-9]+$'
-            )
-            INSERT INTO job_queue (
-                id, tenant_id, type, status, payload, result, error, error_traceback, queue,
-                priority, run_at, attempts, max_attempts, timeout_seconds, progress,
-                progress_message, worker_id, cancel_requested, idempotency_key,
-                request_fingerprint, created_at, started_at, updated_at, completed_at)
-            SELECT gen_random_uuid(), ids[1 + (i / 100) %% array_length(ids, 1)], 'demo.echo',
-                   CASE WHEN i %% 100 = 0 OR i %% 1000 = 7 THEN 'failed' ELSE 'completed' END,
-                   jsonb_build_object('prompt', 'word' || (i %% 5000), 'model', 'm' || (i %% 7)),
-                   NULL,
-                   CASE WHEN i %% 100 = 0 THEN 'demo failure'
-                        WHEN i %% 1000 = 7
-                        THEN 'upstream host-' || (i %% 50) || ' refused the connection'
-                        ELSE '' END,
-                   '', 'default', 0, ts, 1, 3, 600, 100, '', '', false, '', '', ts, ts, ts, ts
-            FROM tenants, generate_series(1, %s) i,
-                 LATERAL (SELECT now() - make_interval(secs => i) AS ts) t
-            """,
-            [count],
-        )
+    project_tool.finished_jobs(
+        count,
+        tenant_run=100,
+        payload="jsonb_build_object('prompt', 'word' || (i %% 5000), 'model', 'm' || (i %% 7))",
+        error="""CASE WHEN i %% 100 = 0 THEN 'demo failure'
+                      WHEN i %% 1000 = 7
+                      THEN 'upstream host-' || (i %% 50) || ' refused the connection'
+                      ELSE '' END""",
+        result="NULL",
+    )
     connection.cursor().execute("VACUUM ANALYZE job_queue")
 
 
+def _buffers(sql: str) -> int:
+    """The shared buffers (hit and read) of one run of ``sql``: what it touched, whatever the
+    machine's load."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}")
+        (plan,) = cursor.fetchone()[0]
+    return plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"]
+
+
 def measure() -> list[dict]:
-    """Each term, for tenant staff of "bench" and for platform staff: page and count ms."""
+    """Each term, for tenant staff of "bench" and for platform staff: the admin's paginator
+    (``CappedCountPaginator``: the capped count, then the page), ms, and the buffers of the
+    statements it sent (an empty count sends no page statement)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     from accounts.roles import ALL_TENANTS
     from jobs import selectors
+    from jobs.admin import CappedCountPaginator
     from tenants.models import Tenant
 
     bench_tenant = Tenant.objects.get(schema_name="bench")
@@ -75,21 +80,25 @@ def measure() -> list[dict]:
     for scope_name, scope in (("tenant staff", bench_tenant), ("platform staff", ALL_TENANTS)):
         for term in TERMS:
             jobs = selectors.jobs_matching(tenant=scope, match=selectors.JobMatch(search=term))
-            times, rows, counted = [], 0, 0
+            times, rows = [], 0
             for run in range(RUNS + 1):
                 started = time.perf_counter()
-                rows = len(list(jobs[:PAGE]))
-                counted = jobs.order_by().values("pk")[: COUNT_CAP + 1].count()
+                paginator = CappedCountPaginator(jobs, PAGE)
+                with CaptureQueriesContext(connection) as sent:
+                    rows = len(paginator.page(1).object_list)  # counts first (num_pages)
                 if run:  # the first run warms the cache
                     times.append((time.perf_counter() - started) * 1000)
+            buffers = [_buffers(query["sql"]) for query in sent]
             found.append(
                 {
                     "scope": scope_name,
                     "term": term,
                     "rows": rows,
-                    "matches": f"{COUNT_CAP}+" if counted > COUNT_CAP else str(counted),
+                    "matches": f"{COUNT_CAP}+" if paginator.capped else str(paginator.count),
                     "median_ms": round(statistics.median(times), 1),
                     "max_ms": round(max(times), 1),
+                    "count_buffers": buffers[0],
+                    "page_buffers": buffers[1] if len(buffers) > 1 else 0,
                 }
             )
     return found
@@ -134,7 +143,9 @@ def main() -> None:
     found = json.loads(bench.run([bench.PY, __file__, "--inside", "measure"], env=env))
     machine = bench.machine()
     rows = [
-        [r["scope"], r["term"], r["matches"], r["rows"], r["median_ms"], r["max_ms"]] for r in found
+        [r[key] for key in ("scope", "term", "matches", "rows", "median_ms", "max_ms")]
+        + [r["count_buffers"], r["page_buffers"]]
+        for r in found
     ]
     worst = max(r["median_ms"] for r in found)
     report = Report(None if options.no_append else options.results)
@@ -145,9 +156,14 @@ def main() -> None:
         f"measure {machine['load']}."
         + (f" Rows inserted and indexed in {filled:.0f} s." if not options.measure_only else "")
         + "\n\n"
-        "The admin's list with a search (first page of 50, newest first, and the count "
-        f"capped at {COUNT_CAP:,}), {RUNS} runs each after a warm-up:\n\n"
-        + bench.table(["scope", "search", "matches", "page rows", "median ms", "max ms"], rows)
+        "The admin's list with a search, through its paginator (the count capped at "
+        f"{COUNT_CAP:,}, then the first page of 50, newest first), {RUNS} runs each after a "
+        "warm-up; the buffers (shared, hit or read) each statement touched, from EXPLAIN "
+        "(ANALYZE, BUFFERS), do not depend on the load:\n\n"
+        + bench.table(
+            HEADER,
+            rows,
+        )
         + f"\n\nTarget: under 100 ms. Slowest median {worst} ms: "
         + ("met." if worst < 100 else "not met.")
     )

@@ -35,6 +35,9 @@ from jobs.models import JobStatus
 from jobs.signals import job_finished, job_started
 
 # Seconds; the same buckets serve run time and queue wait (from sub-second jobs to hours).
+# Coarse on purpose: each is one series per type (and outcome) in every scrape, and
+# PromQL's histogram_quantile interpolates between them. The dashboard's quantiles come
+# from the rollup's finer log-scale buckets instead (``insights.models``).
 BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 JOB_DURATION = Histogram(

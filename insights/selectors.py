@@ -2,7 +2,11 @@
 ``jobs_stats``: the rollup table and the pending and processing jobs on their partial
 indexes, never ``job_queue``'s history, so each costs the same at any history size."""
 
-from dataclasses import dataclass
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection
@@ -11,7 +15,7 @@ from django.db.models.functions import Now
 
 from accounts.roles import ALL_TENANTS
 from core.clock import db_now
-from insights.models import ROLLUP_BUCKETS, SLOTS, JobRollup
+from insights.models import JobRollup, bucket_value
 from jobs.conditions import reachable_jobs
 from jobs.models import Job, JobStatus
 from tenants.scope import tenant_scope
@@ -35,76 +39,94 @@ def db_minute() -> datetime:
     return minute(db_now())
 
 
-def percentile(counts: list[int], q: float) -> float | None:
-    """The ``q`` quantile of bucket ``counts`` (linear within a bucket, like PromQL's
-    histogram_quantile); None when empty."""
-    total = sum(counts)
+def percentile(counts: Mapping[int, int], q: float) -> float | None:
+    """The ``q`` quantile of the histogram ``counts`` (bucket index → runs): the reading of
+    the bucket holding the run of rank ⌈q·n⌉ (of n, shortest first), so within
+    ``insights.models.RELATIVE_ERROR`` of that run's duration; None when empty."""
+    total = sum(counts.values())
     if not total:
         return None
-    rank, seen, lower = q * total, 0, 0.0
-    for index, count in enumerate(counts):
-        upper = ROLLUP_BUCKETS[index] if index < len(ROLLUP_BUCKETS) else ROLLUP_BUCKETS[-1]
-        if count and seen + count >= rank:
-            return lower + (upper - lower) * (rank - seen) / count
-        seen += count
-        lower = upper
-    return ROLLUP_BUCKETS[-1]
+    rank, seen = max(1, math.ceil(q * total)), 0
+    for index in sorted(counts):
+        seen += counts[index]
+        if seen >= rank:
+            return bucket_value(index)
+    raise AssertionError("unreachable: the ranks end at total")
+
+
+QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 
 @dataclass
 class Totals:
+    """Runs summed over rollup rows: counts and histograms of wait and run time."""
+
     completed: int = 0
     failed: int = 0
-    wait: list | None = None
-    run: list | None = None
+    wait: Counter = field(default_factory=Counter)
+    run: Counter = field(default_factory=Counter)
 
-    def add(self, completed, failed, wait, run) -> None:
+    def add(self, completed: int, failed: int, wait: Mapping, run: Mapping) -> None:
         self.completed += completed
         self.failed += failed
-        self.wait = [a + b for a, b in zip(self.wait or [0] * SLOTS, wait, strict=True)]
-        self.run = [a + b for a, b in zip(self.run or [0] * SLOTS, run, strict=True)]
+        self.wait.update(wait)
+        self.run.update(run)
 
-    def quantiles(self) -> dict:
+    def quantiles(self) -> dict[str, float | None]:
+        """``{"wait_p50": …, "run_p99": …}``: each of ``QUANTILES`` of both histograms."""
         return {
-            f"{kind}_{name}": percentile(getattr(self, kind) or [], q)
+            f"{kind}_{name}": percentile(getattr(self, kind), q)
             for kind in ("wait", "run")
-            for name, q in (("p50", 0.5), ("p95", 0.95))
+            for name, q in QUANTILES
         }
 
 
-def _sums(column: str) -> str:
-    return ", ".join(f"SUM(({column}->>{i})::int)" for i in range(SLOTS))
+def _summed(column: str) -> str:
+    """The histograms ``column`` of the ``picked`` rows, summed per bin, queue and type."""
+    return f"""
+        SELECT bin, queue, type, jsonb_object_agg(key, runs) AS buckets FROM (
+            SELECT bin, queue, type, key, SUM(value::bigint) AS runs
+            FROM picked, jsonb_each_text(picked.{column})
+            GROUP BY 1, 2, 3, 4
+        ) AS per_bucket GROUP BY 1, 2, 3"""  # noqa: S608 (a column name of this module)
 
 
 def rollup_series(*, tenant, since: datetime, step: timedelta) -> list[tuple]:
-    """``(bin start, queue, type, completed, failed, wait counts, run counts)`` per bin of
-    ``step`` from ``since``, for ``tenant`` (or ``ALL_TENANTS``), summed in SQL."""
+    """``(bin start, queue, type, completed, failed, wait histogram, run histogram)`` per bin
+    of ``step`` from ``since``, for ``tenant`` (or ``ALL_TENANTS``); the histograms map
+    bucket index → runs. One statement: every sum, bucket by bucket too, is done in SQL."""
     params = {"since": since, "step": step}
     scope = ""
     if tenant is not ALL_TENANTS:
         scope, params["tenant"] = "AND tenant_id = %(tenant)s", tenant.pk
     sql = f"""
-        SELECT date_bin(%(step)s, minute, %(since)s) AS bin, queue, type,
-               SUM(completed), SUM(failed), {_sums("wait_buckets")}, {_sums("run_buckets")}
-        FROM public.job_rollup
-        WHERE minute >= %(since)s {scope}
-        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        WITH picked AS (
+            SELECT date_bin(%(step)s, minute, %(since)s) AS bin, queue, type, completed,
+                   failed, wait_buckets, run_buckets
+            FROM public.job_rollup
+            WHERE minute >= %(since)s {scope}
+        ),
+        counts AS (
+            SELECT bin, queue, type, SUM(completed) AS completed, SUM(failed) AS failed
+            FROM picked GROUP BY 1, 2, 3
+        ),
+        wait AS ({_summed("wait_buckets")}),
+        run AS ({_summed("run_buckets")})
+        SELECT bin, queue, type, completed, failed, wait.buckets::text, run.buckets::text
+        FROM counts LEFT JOIN wait USING (bin, queue, type) LEFT JOIN run USING (bin, queue, type)
+        ORDER BY 1, 2, 3
     """  # noqa: S608 (constants of this module; values are parameters)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [
-        (
-            bin_,
-            queue,
-            type_,
-            int(done),
-            int(failed),
-            list(map(int, rest[:SLOTS])),
-            list(map(int, rest[SLOTS:])),
-        )
-        for bin_, queue, type_, done, failed, *rest in rows
+        (bin_, queue, type_, int(done), int(failed), _histogram(wait), _histogram(run))
+        for bin_, queue, type_, done, failed, wait, run in rows
     ]
+
+
+def _histogram(text: str | None) -> dict[int, int]:
+    return {int(index): int(runs) for index, runs in json.loads(text or "{}").items()}
 
 
 def live_queue(*, tenant) -> dict[str, dict[str, int]]:

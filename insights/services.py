@@ -2,20 +2,22 @@
 
 As runs end completed or failed (``jobs_finished``, per batch; a timeout counts as failed),
 one ``job_rollup`` row per tenant, minute, queue and job type is upserted: the counts, and
-the runs' wait (due → start) and run time in fixed buckets (``ROLLUP_BUCKETS``), the whole
-batch summed per row in one statement. ``cleanup_jobs`` prunes the rows as old as the jobs
+the runs' wait (due → start) and run time as sparse histograms of log-scale buckets
+(``insights.models.bucket_of``: index → runs), the whole batch summed per row, bucket by
+bucket, in one statement. ``cleanup_jobs`` prunes the rows as old as the jobs
 it deletes (``jobs_cleaned``), never those of the dashboard's last day.
 """
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import DatabaseError, connection
 from django.dispatch import receiver
 
-from insights.models import ROLLUP_BUCKETS, SLOTS, JobRollup
+from insights.models import JobRollup, bucket_of
 from insights.selectors import RANGES, db_minute
 from jobs.signals import JobOutcome, jobs_cleaned, jobs_finished
 from tenants.scope import tenant_scope
@@ -30,17 +32,13 @@ _FINAL = {
 ROLLUP_KEPT = RANGES["day"][0]  # cleanup never prunes what the dashboard's day shows
 
 
-def _bucket(seconds: float) -> list[int]:
-    counts = [0] * SLOTS
-    counts[next((i for i, b in enumerate(ROLLUP_BUCKETS) if seconds <= b), SLOTS - 1)] = 1
-    return counts
-
-
 def _add(column: str) -> str:
-    return (
-        f"(SELECT jsonb_agg((job_rollup.{column}->>i)::int + (EXCLUDED.{column}->>i)::int "  # noqa: S608 (a column name of this module)
-        f"ORDER BY i) FROM generate_series(0, {SLOTS - 1}) AS i)"
-    )
+    """The sum, bucket by bucket, of the stored histogram ``column`` and the new one."""
+    return f"""(SELECT COALESCE(jsonb_object_agg(key, runs), jsonb_build_object()) FROM (
+        SELECT key, SUM(value::bigint) AS runs FROM (
+            SELECT * FROM jsonb_each_text(job_rollup.{column})
+            UNION ALL SELECT * FROM jsonb_each_text(EXCLUDED.{column})
+        ) AS buckets GROUP BY key) AS summed)"""  # noqa: S608 (a column name of this module)
 
 
 _UPSERT = f"""
@@ -58,7 +56,8 @@ _ROW = "(%s, date_trunc('minute', COALESCE(%s, now())), %s, %s, %s, %s, %s::json
 
 @dataclass
 class RollupRow:
-    """The runs of one ``job_rollup`` key to add: counts and bucket counts."""
+    """The runs of one ``job_rollup`` key to add: counts and histograms (bucket index →
+    runs)."""
 
     tenant_id: int
     queue: str
@@ -66,15 +65,15 @@ class RollupRow:
     at: datetime | None = None  # the minute's moment; None: the database's now
     completed: int = 0
     failed: int = 0
-    wait: list[int] = field(default_factory=lambda: [0] * SLOTS)
-    run: list[int] = field(default_factory=lambda: [0] * SLOTS)
+    wait: Counter[int] = field(default_factory=Counter)
+    run: Counter[int] = field(default_factory=Counter)
 
     def count(self, outcome: str, wait: float, run: float) -> None:
         """Add one run that ended ``outcome`` (``completed`` or ``failed``)."""
         self.completed += outcome == "completed"
         self.failed += outcome == "failed"
-        self.wait = [a + b for a, b in zip(self.wait, _bucket(max(0.0, wait)), strict=True)]
-        self.run = [a + b for a, b in zip(self.run, _bucket(max(0.0, run)), strict=True)]
+        self.wait[bucket_of(wait)] += 1
+        self.run[bucket_of(run)] += 1
 
 
 def rollup_add(rows: list[RollupRow]) -> None:

@@ -7,8 +7,9 @@ and actions alike. Every read comes from ``jobs.selectors`` and every change of 
 through ``jobs.services``; nothing here sets a field.
 
 Built for a table of millions of rows: no full COUNT per page (``CappedCountPaginator``),
-tenant and creator joined in the page query, ordering by ``-created_at`` only, filters
-whose choices need no query (except the tenant list). Filter values from the URL are
+the page's ids sorted on the table alone and only its rows joined to tenant and creator (in
+the one page query), ordering by ``-created_at`` only, filters whose choices need no query
+(except the tenant list). Filter values from the URL are
 checked before the query (``core.admin_filters``, ``TenantFilter``): a foreign one is
 Django's "invalid filter" redirect, never a 500.
 """
@@ -20,8 +21,10 @@ from datetime import UTC, datetime, timedelta
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import EmptyResultSet, PermissionDenied
 from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import F
 from django.http import HttpResponseNotModified, JsonResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -69,17 +72,83 @@ def human_duration(delta: timedelta | None) -> str:
     return f"{days} d {hours} h"
 
 
+# The capped count and the first page's ids from one scan of the matches: the count of the
+# first cap+1 (counted by the window) and, of those, the first page's in the list's order.
+# When they are all the matches (not capped), that page is the list's own.
+_COUNT_AND_FIRST_IDS = """
+SELECT page_id, count(*) OVER () FROM ({matches}) AS matches ORDER BY {order} LIMIT %s
+"""
+
+
 class CappedCountPaginator(Paginator):
-    """Counts at most ``count_cap`` rows (``SELECT count(*) FROM (… LIMIT cap+1)``) instead
-    of the whole filtered table; ``capped`` tells the template to show "10000+"."""
+    """Counts at most ``count_cap`` rows (``… LIMIT cap+1``) instead of the whole filtered
+    table; ``capped`` tells the template to show "10000+". The same statement keeps the
+    first page's ids when the list is ordered by fields of its own table, so a search with
+    up to ``count_cap`` matches reads them once, not once to count and once to sort; any
+    other page is read ids first (``_get_page``)."""
 
     count_cap = 10_000
 
     @cached_property
     def count(self) -> int:
-        counted = self.object_list.order_by().values("pk")[: self.count_cap + 1].count()
+        counted, self.first_ids = self._count_and_first_ids()
         self.capped = counted > self.count_cap
         return min(counted, self.count_cap)
+
+    def _count_and_first_ids(self) -> tuple[int, list | None]:
+        """``(matches up to cap + 1, the first page's ids or None)``."""
+        capped = self.object_list.order_by()
+        keys = _order_keys(self.object_list)
+        if keys is None:
+            return capped.values("pk")[: self.count_cap + 1].count(), None
+        fields = {f"order_{i}": F(name) for i, (name, _) in enumerate(keys)}
+        matches = capped.values(page_id=F("pk"), **fields)[: self.count_cap + 1]
+        try:
+            sql, params = matches.query.sql_with_params()
+        except EmptyResultSet:
+            return 0, []
+        order = ", ".join(
+            f"order_{i} {'DESC' if descending else 'ASC'}" for i, (_, descending) in enumerate(keys)
+        )
+        with connections[self.object_list.db].cursor() as cursor:
+            cursor.execute(
+                _COUNT_AND_FIRST_IDS.format(matches=sql, order=order),
+                [*params, self.per_page + self.orphans],
+            )
+            rows = cursor.fetchall()
+        return (rows[0][1] if rows else 0), [page_id for page_id, _ in rows]
+
+    def _get_page(self, object_list, *args, **kwargs):
+        """The page ``object_list`` (a sliced queryset) with its ``select_related`` joins for
+        its own rows only: by the ids ``count`` kept when they are the page's, else in one
+        statement in two steps (the page's ids, ordered and sliced on the table alone, then
+        those rows). Ten thousand matches of a search are sorted as narrow rows and only
+        the page's are joined, where a join before the sort would carry every match."""
+        query = object_list.query
+        ids = object_list.values("pk")
+        known = None if self.capped else self.first_ids
+        if known is not None and query.low_mark == 0 and query.high_mark <= len(known):
+            ids = known[: query.high_mark]
+        rows = object_list.model._default_manager.filter(pk__in=ids)
+        rows.query.select_related = query.select_related
+        return super()._get_page(rows.order_by(*query.order_by), *args, **kwargs)
+
+
+def _order_keys(jobs) -> list[tuple[str, bool]] | None:
+    """``jobs``' ordering as ``(field name, descending)`` when it is by columns of its own
+    table only (``-created_at``, ``-id``; no relation), else None."""
+    if jobs.query.extra_order_by or not jobs.query.order_by:
+        return None
+    keys = []
+    for entry in jobs.query.order_by:
+        if not isinstance(entry, str) or "__" in entry.lstrip("-") or entry.startswith("?"):
+            return None
+        name = entry.lstrip("-")
+        own = (f.name for f in jobs.model._meta.concrete_fields if not f.is_relation)
+        if name != "pk" and name not in own:  # (a relation orders by its model's ordering)
+            return None
+        keys.append((name, entry.startswith("-")))
+    return keys
 
 
 class MatchFilter(admin.SimpleListFilter):

@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from accounts.roles import PlatformStaffOnlyMixin
+from accounts.roles import PlatformStaffOnlyMixin, ReadOnlyAdminMixin
 from core.tables import utc
 from jobs import selectors
 from jobs.admin import human_duration
@@ -20,7 +20,7 @@ SHOWN_JOBS = 10
 
 
 @admin.register(WorkerProcess)
-class WorkerProcessAdmin(PlatformStaffOnlyMixin, admin.ModelAdmin):
+class WorkerProcessAdmin(PlatformStaffOnlyMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "worker_id",
         "host",
@@ -37,15 +37,6 @@ class WorkerProcessAdmin(PlatformStaffOnlyMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return selectors.workers_live()
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {

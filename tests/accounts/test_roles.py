@@ -43,3 +43,32 @@ def test_staff_of_an_inactive_tenant_are_not_let_in(acme):
     carol = UserFactory(username="carol", tenant=acme, is_staff=True)
     acme.is_active = False
     assert admin_tenant_is_active(carol) is False
+
+
+@pytest.mark.django_db
+def test_read_only_admins_refuse_every_change_even_to_a_superuser(rf, acme):
+    """``ReadOnlyAdminMixin``: the Workers page (platform staff) and StaffReadOnlyMixin's
+    admins (the job log inline: tenant staff too) are viewed, never added to, changed or
+    deleted through, whatever the user's permissions."""
+    from django.contrib import admin
+
+    from jobs.admin import JobLogInline
+    from jobs.models import Job, WorkerProcess
+    from jobs.workers_admin import WorkerProcessAdmin
+
+    request = rf.get("/admin/")
+    for user in (
+        UserFactory(username="root", is_staff=True, is_superuser=True),
+        UserFactory(username="carol", tenant=acme, is_staff=True),
+    ):
+        request.user = user
+        platform = not is_tenant_staff(user)
+        for model_admin in (
+            WorkerProcessAdmin(WorkerProcess, admin.site),
+            JobLogInline(Job, admin.site),
+        ):
+            viewer = platform or isinstance(model_admin, JobLogInline)
+            assert model_admin.has_view_permission(request) is viewer
+            assert model_admin.has_add_permission(request, None) is False
+            assert model_admin.has_change_permission(request) is False
+            assert model_admin.has_delete_permission(request) is False

@@ -55,7 +55,7 @@ def test_the_dashboard_draws_its_charts_and_is_screenshotted(
         page.fill("#id_password", PASSWORD)
         page.click("input[type=submit]")
         expect(page.locator("h1")).to_have_text("Queue dashboard", timeout=TIMEOUT_MS)
-        expect(page.locator("svg polyline")).to_have_count(6)
+        expect(page.locator("svg polyline")).to_have_count(8)  # 2 counts, 3 + 3 quantiles
         expect(page.locator("#live-queue")).to_contain_text("reports")
         expect(page.locator("#breakdown")).to_contain_text("ai_generation")
         assert page.console_errors == []

@@ -11,6 +11,8 @@ from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.roles import ALL_TENANTS
+from jobs import selectors
 from jobs.admin import CappedCountPaginator, JobAdmin
 from jobs.flow.models import LimitBudget, Pause
 from jobs.models import Job, JobAttempt, JobStatus
@@ -679,3 +681,92 @@ def test_job_page_leads_with_status_error_and_attempts(superuser_client, acme):
     assert body.count("Traceback (most recent call last)") == 1
     assert "host-1:42 (last attempt)" in body
     assert "Worker id" not in body
+
+
+# --- issue 23: a search's page on a million rows ------------------------------------------
+
+
+def _plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_a_search_s_page_sorts_ids_then_joins_the_page_only(superuser_client, acme, globex):
+    """Many matches of a search (platform staff, every tenant): the page is the 50 newest, in
+    order, in one statement, and no join of tenant or creator sees more than the page's
+    rows (the sort is a top-N of ids on the table alone, ``CappedCountPaginator``)."""
+    now = timezone.now()
+    made = [
+        failed_job((acme, globex)[i % 2], created_at=now - timedelta(seconds=i)) for i in range(120)
+    ]
+    JobFactory.create_batch(5, tenant=acme)  # no match
+    first = superuser_client.get(LIST, {"q": "demo failure"})
+    assert [job.id for job in listed(first)] == [job.id for job in made[:50]]
+    third = superuser_client.get(LIST, {"q": "demo failure", "p": "3"})
+    assert [job.id for job in listed(third)] == [job.id for job in made[100:]]
+
+    jobs = selectors.jobs_matching(
+        tenant=ALL_TENANTS, match=selectors.JobMatch(search="demo failure")
+    )
+    page = CappedCountPaginator(jobs, 50).page(1)
+    sql, params = page.object_list.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        (plan,) = cursor.fetchone()[0]
+    nodes = list(_plan_nodes(plan["Plan"]))
+    joins = [n for n in nodes if n["Node Type"] in ("Hash Join", "Nested Loop", "Merge Join")]
+    assert joins
+    assert max(n["Actual Rows"] for n in joins) == 50
+    assert [job.id for job in page.object_list] == [job.id for job in made[:50]]
+
+
+def test_carol_s_search_page_is_acme_s_only(carol_client, acme, globex):
+    now = timezone.now()
+    for i in range(60):
+        failed_job((acme, globex)[i % 2], created_at=now - timedelta(seconds=i))
+    response = carol_client.get(LIST, {"q": "demo failure"})
+    assert {job.tenant_id for job in listed(response)} == {acme.pk}
+    assert response.context["cl"].result_count == 30
+
+
+def _searches(client, params) -> int:
+    """The statements of one list request that read the matches of its search."""
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(LIST, params).status_code == 200
+    return sum("to_tsvector" in query["sql"] for query in queries)
+
+
+def test_a_search_s_first_page_reads_its_matches_once(superuser_client, acme, monkeypatch):
+    """Counting (capped) and the first page come from one scan of the matches while they are
+    all counted; another page, or more matches than the cap, reads them once more."""
+    now = timezone.now()
+    made = [failed_job(acme, created_at=now - timedelta(seconds=i)) for i in range(60)]
+    monkeypatch.setattr(JobAdmin, "list_per_page", 20)
+    assert _searches(superuser_client, {"q": "demo failure"}) == 1
+    page = listed(superuser_client.get(LIST, {"q": "demo failure"}))
+    assert [job.id for job in page] == [job.id for job in made[:20]]
+    assert _searches(superuser_client, {"q": "demo failure", "p": "2"}) == 2
+    second = listed(superuser_client.get(LIST, {"q": "demo failure", "p": "2"}))
+    assert [job.id for job in second] == [job.id for job in made[20:40]]
+    monkeypatch.setattr(CappedCountPaginator, "count_cap", 30)  # 60 matches: capped
+    assert _searches(superuser_client, {"q": "demo failure"}) == 2
+    capped = superuser_client.get(LIST, {"q": "demo failure"})
+    assert [job.id for job in listed(capped)] == [job.id for job in made[:20]]
+    assert capped.context["cl"].result_count == 30
+
+
+@pytest.mark.parametrize(
+    "ordering", [("tenant__name", "-created_at", "id"), ("tenant", "id"), ("?",)]
+)
+def test_a_list_ordered_by_anything_but_its_columns_counts_apart(acme, globex, ordering):
+    """Only an ordering by the table's own columns is redone over the counted matches;
+    any other is counted alone and its page read ids first, in the list's own order."""
+    for tenant in (acme, globex, acme, globex, acme):
+        JobFactory(tenant=tenant)
+    jobs = Job.objects.select_related("tenant").order_by(*ordering)
+    paginator = CappedCountPaginator(jobs, 2)
+    page = paginator.page(1)
+    assert (paginator.count, paginator.first_ids) == (5, None)
+    if ordering != ("?",):
+        assert [job.id for job in page.object_list] == [job.id for job in jobs[:2]]

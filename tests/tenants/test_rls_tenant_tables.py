@@ -77,8 +77,8 @@ ROWS = {
         minute=timezone.now().replace(second=0, microsecond=0),
         queue="default",
         type=f"rls-{uuid.uuid4().hex}",
-        wait_buckets=[],
-        run_buckets=[],
+        wait_buckets={},
+        run_buckets={},
     ),
     "job_schedule": lambda tenant: Schedule(
         tenant=tenant, name=f"rls-{uuid.uuid4().hex}", type="demo.echo", cron="* * * * *"
