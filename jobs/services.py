@@ -308,16 +308,20 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> ClaimedJo
         "idle_timeout": str(CLAIM_IDLE_TIMEOUT_MS),
     }
     retry_in = None
-    with transaction.atomic():
-        if cap is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(sql.LOCK_PENDING_TENANTS)
-                params["tenants"] = [row[0] for row in cursor.fetchall()]
-        if not limits_in_use():
-            # raw() maps the RETURNING columns onto Job fields, converters included.
-            jobs = list(Job.objects.raw(sql.CAPPED_CLAIM if cap else sql.CLAIM, params))
-        else:
-            jobs, retry_in = _claim_within_limits(params, capped=cap is not None)
+    if cap is None and not limits_in_use():
+        # One statement, which is its own transaction: one round trip. raw() maps the
+        # RETURNING columns onto Job fields, converters included.
+        jobs = list(Job.objects.raw(sql.CLAIM, params))
+    else:
+        with transaction.atomic():
+            if cap is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(sql.LOCK_PENDING_TENANTS)
+                    params["tenants"] = [row[0] for row in cursor.fetchall()]
+            if not limits_in_use():
+                jobs = list(Job.objects.raw(sql.CAPPED_CLAIM, params))
+            else:
+                jobs, retry_in = _claim_within_limits(params, capped=cap is not None)
     # Claimed rows come back whole; tenants come from a per-process cache, so a claim is
     # one round trip however many jobs it takes.
     tenants = tenants_by_id({job.tenant_id for job in jobs})
@@ -329,15 +333,22 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> ClaimedJo
 
 
 def _claim_within_limits(params: dict, *, capped: bool) -> tuple[list[Job], float | None]:
-    """The claim under flow control (``jobs.flow.claim``): candidates, admission, take."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql.CAPPED_CANDIDATES if capped else sql.CANDIDATES, params)
-        rows = cursor.fetchall()
-    refill = rows.pop()[-1]  # the last row: the first spent rate budget's refill
-    admission = admit(connection, [Candidate.from_row(row) for row in rows], params["limit"])
+    """The claim under flow control (``jobs.flow.claim``): the candidates, of which those no
+    budget could hold back are taken at once, then admission of the rest and their take
+    (only when the first statement left free slots and candidates for them)."""
+    # raw() maps the taken rows onto Job fields, converters included; a candidate's row
+    # (``taken`` false) has its id, tenant, budgets, plan and overrides only.
+    rows = list(Job.objects.raw(sql.CAPPED_CANDIDATES if capped else sql.CANDIDATES, params))
+    refill = rows.pop().refill  # the last row: the first spent rate budget's refill
+    jobs = [row for row in rows if row.taken]
+    candidates = [Candidate.from_job(row) for row in rows if not row.taken]
+    free = params["limit"] - len(jobs)
+    if not free or not candidates:
+        return jobs, refill
+    admission = admit(connection, candidates, free)
     retry_in = min((s for s in (refill, admission.retry_in) if s is not None), default=None)
     if not admission.ids and not admission.tokens:
-        return [], retry_in
+        return jobs, retry_in
     keys = sorted(admission.tokens)
     taking = {
         **params,
@@ -346,7 +357,7 @@ def _claim_within_limits(params: dict, *, capped: bool) -> tuple[list[Job], floa
         "tokens": [admission.tokens[key] for key in keys],
         "throttled": [key in admission.throttled for key in keys],
     }
-    return list(Job.objects.raw(sql.TAKE_ADMITTED, taking)), retry_in
+    return jobs + list(Job.objects.raw(sql.TAKE_ADMITTED, taking)), retry_in
 
 
 @dataclass(frozen=True)
