@@ -424,10 +424,11 @@ def _owned(job_id: uuid.UUID, worker_id: str):
 
 
 def jobs_complete(*, worker_id: str, results: list[tuple[uuid.UUID, object]]) -> set[uuid.UUID]:
-    """Record many handlers' results in one statement; returns the ids recorded.
+    """Record many handlers' results in one statement, which also closes their attempts
+    (``completed``); returns the ids recorded.
 
     Each row is guarded: a job this worker lost, or whose cancellation was requested, is
-    left alone (its id is missing from the answer).
+    left alone (its id is missing from the answer, its attempt open).
     Results must be JSON-serialisable; None is stored as SQL NULL.
     """
     if not results:
@@ -435,7 +436,7 @@ def jobs_complete(*, worker_id: str, results: list[tuple[uuid.UUID, object]]) ->
     ids = [job_id for job_id, _ in results]
     documents = [None if result is None else json.dumps(result) for _, result in results]
     with connection.cursor() as cursor:
-        cursor.execute(sql.COMPLETE, [ids, documents, worker_id])
+        cursor.execute(sql.COMPLETE, {"ids": ids, "results": documents, "worker_id": worker_id})
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -481,6 +482,39 @@ def backoff_seconds(attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt of job ``job_id`` (its ``attempts`` so far set the backoff)."""
+
+    job_id: uuid.UUID
+    attempts: int
+    error: str
+    traceback: str = ""
+    retry: bool = True
+
+
+def jobs_fail(*, worker_id: str, failures: list[Failure]) -> dict[uuid.UUID, str]:
+    """Record many failed attempts in one statement: each job back to ``pending`` after a
+    backoff while attempts remain (and ``retry``), else ``failed``. Returns the new status
+    of each job recorded; a job the worker no longer owns, or whose cancellation was
+    requested, is missing from the answer."""
+    if not failures:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.FAIL,
+            {
+                "ids": [failure.job_id for failure in failures],
+                "errors": [failure.error[:500] for failure in failures],
+                "tracebacks": [failure.traceback for failure in failures],
+                "backoffs": [backoff_seconds(failure.attempts) for failure in failures],
+                "retries": [failure.retry for failure in failures],
+                "worker_id": worker_id,
+            },
+        )
+        return dict(cursor.fetchall())
+
+
 def job_fail(
     *,
     job_id: uuid.UUID,
@@ -490,23 +524,10 @@ def job_fail(
     traceback: str = "",
     retry: bool = True,
 ) -> str | None:
-    """Record a failed attempt: back to ``pending`` after a backoff while attempts remain
-    (and ``retry``), else ``failed``. Returns the new status, or None if the worker no
-    longer owns the job or its cancellation was requested."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql.FAIL,
-            {
-                "id": job_id,
-                "worker_id": worker_id,
-                "error": error[:500],
-                "traceback": traceback,
-                "backoff": backoff_seconds(attempts),
-                "retry": retry,
-            },
-        )
-        row = cursor.fetchone()
-    return row[0] if row else None
+    """Record one failed attempt (``jobs_fail``). Returns the new status, or None if the
+    worker no longer owns the job or its cancellation was requested."""
+    failure = Failure(job_id, attempts, error, traceback, retry)
+    return jobs_fail(worker_id=worker_id, failures=[failure]).get(job_id)
 
 
 def job_snooze(*, job_id: uuid.UUID, worker_id: str, seconds: float) -> bool:

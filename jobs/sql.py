@@ -42,16 +42,17 @@ WITH RECURSIVE pending_tenants AS (
 # ``tenant_load`` keeps the active, unpaused ones (a scalar subquery: one primary-key probe
 # each, where a join could read the whole tenant table; a deactivated or paused tenant's
 # jobs stay pending) and counts their running jobs (under flow control, with the tenant's
-# plan and overrides, which admission needs and the claim without limits does not); for each tenant and unpaused queue two
-# LATERALs take its next runnable jobs straight off the claim index (highest priority
-# first) and off the ageing index (longest waiting first), skipping rows other workers hold,
-# jobs of paused types and jobs whose budgets are spent ({blocked_filter}). Each pick's
-# effective priority is its priority plus one per JOBS_PRIORITY_AGEING_SECONDS waited, at
-# most 100 (docs/flow.md "Priority ageing"). Picks are then ordered by the tenant's load
-# after taking them (running + turn), so the tenant with the fewest running jobs goes first
-# and a newcomer overtakes a flooding tenant at the next free slot. Priority orders a
-# tenant's own jobs and breaks ties between tenants, but can never make one tenant starve
-# another. Rows locked and not claimed are released at COMMIT.
+# plan and overrides, which admission needs and the claim without limits does not); for
+# each tenant and unpaused queue two LATERALs take its next runnable jobs straight off the
+# claim index (highest priority first) and off the ageing index (longest waiting first),
+# skipping rows other workers hold, jobs of paused types and jobs whose budgets are spent
+# ({blocked_filter}). Each pick's effective priority is its priority plus one per
+# JOBS_PRIORITY_AGEING_SECONDS waited, at most 100 (docs/flow.md "Priority ageing"). Picks
+# are then ordered by the tenant's load after taking them (running + turn), so the tenant
+# with the fewest running jobs goes first and a newcomer overtakes a flooding tenant at the
+# next free slot. Priority orders a tenant's own jobs and breaks ties between tenants, but
+# can never make one tenant starve another. Rows locked and not claimed are released at
+# COMMIT.
 _PICK = """
     SELECT j.id, j.priority, j.run_at, j.created_at, j.limit_keys, j.limit_units
     FROM job_queue j
@@ -191,7 +192,7 @@ opened AS (
 )"""
 _TAKE = f"""{_TAKE_CTES}
 SELECT * FROM claimed
-"""
+"""  # noqa: S608 - composed of constant SQL only
 
 # With JOBS_MAX_RUNNING_PER_TENANT the claim takes two statements. The first takes a
 # transaction-scoped advisory lock on each tenant with pending jobs (skipping tenants
@@ -328,28 +329,46 @@ WHERE attempt.job_id = reaped.job_id AND job.id = reaped.job_id
 
 # --- outcomes of a run -----------------------------------------------------------------------
 
-# Record many handlers' results of one worker, each guarded: owned, no cancel requested.
+# Record many handlers' results of one worker, each guarded: owned, no cancel requested;
+# the attempts of the jobs completed are closed in the same statement.
 COMPLETE = """
-UPDATE job_queue AS job
-SET status = 'completed', result = done.result, completed_at = now(), updated_at = now(),
-    lease_expires_at = NULL, progress = 100
-FROM unnest(%s::uuid[], %s::jsonb[]) AS done(id, result)
-WHERE job.id = done.id AND job.status = 'processing' AND job.worker_id = %s
-  AND NOT job.cancel_requested
-RETURNING job.id
+WITH completed AS (
+    UPDATE job_queue AS job
+    SET status = 'completed', result = done.result, completed_at = now(), updated_at = now(),
+        lease_expires_at = NULL, progress = 100
+    FROM unnest(%(ids)s::uuid[], %(results)s::jsonb[]) AS done(id, result)
+    WHERE job.id = done.id AND job.status = 'processing' AND job.worker_id = %(worker_id)s
+      AND NOT job.cancel_requested
+    RETURNING job.id, job.attempts
+),
+closed AS (
+    UPDATE job_attempt AS attempt
+    SET finished_at = now(), outcome = 'completed', error = '', traceback = '',
+        exception_class = ''
+    FROM completed
+    WHERE attempt.job_id = completed.id AND attempt.number = completed.attempts
+      AND attempt.worker_id = %(worker_id)s AND attempt.finished_at IS NULL
+)
+SELECT id FROM completed
 """
-# Record a failed attempt: pending after a backoff while attempts remain, else failed.
+# Record failed attempts of one worker, each guarded: owned, no cancel requested. Each job
+# is pending after its backoff while attempts remain (and it may be retried), else failed.
 FAIL = """
-UPDATE job_queue
-SET status = CASE WHEN %(retry)s AND attempts < max_attempts THEN 'pending' ELSE 'failed' END,
-    run_at = CASE WHEN %(retry)s AND attempts < max_attempts
-                  THEN now() + make_interval(secs => %(backoff)s) ELSE run_at END,
-    completed_at = CASE WHEN %(retry)s AND attempts < max_attempts THEN NULL ELSE now() END,
-    error = %(error)s, error_traceback = %(traceback)s, worker_id = '',
+UPDATE job_queue AS job
+SET status = CASE WHEN failed.retry AND job.attempts < job.max_attempts
+                  THEN 'pending' ELSE 'failed' END,
+    run_at = CASE WHEN failed.retry AND job.attempts < job.max_attempts
+                  THEN now() + make_interval(secs => failed.backoff) ELSE job.run_at END,
+    completed_at = CASE WHEN failed.retry AND job.attempts < job.max_attempts
+                        THEN NULL ELSE now() END,
+    error = failed.error, error_traceback = failed.traceback, worker_id = '',
     lease_expires_at = NULL, updated_at = now()
-WHERE id = %(id)s AND status = 'processing' AND worker_id = %(worker_id)s
-  AND NOT cancel_requested
-RETURNING status
+FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(tracebacks)s::text[],
+            %(backoffs)s::float8[], %(retries)s::bool[])
+     AS failed(id, error, traceback, backoff, retry)
+WHERE job.id = failed.id AND job.status = 'processing' AND job.worker_id = %(worker_id)s
+  AND NOT job.cancel_requested
+RETURNING job.id, job.status
 """
 # Hand a running job back for %(seconds)s at its handler's request (``Snooze``): pending,
 # its attempt not counted, one more snooze; matches nothing past %(max_snoozes)s.

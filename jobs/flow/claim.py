@@ -4,12 +4,13 @@ row locks inside the claim's transaction (``jobs.services.job_claim``).
 The claim's statements (``jobs.sql``): ``CANDIDATES`` locks the candidate jobs in claim
 order, taking at once those before the first that consumes a limit (no budget could hold
 them back); ``LOCK_BUDGETS`` locks the budgets the others take, in key order, refilling
-rate tokens; ``RUNNING_UNITS``, a statement whose snapshot starts after those locks are held, counts the
-units running on each (so every committed claim is counted: two workers never both take
-the last unit); ``TAKE_ADMITTED`` writes the tokens left and takes the admitted jobs. A
-budget admits a job when its running units plus the job's stay within its concurrency (or
-nothing runs on it: a job larger than the budget runs alone) and it holds a token for each
-of the job's units (or is full: a larger job takes them all and leaves a debt).
+rate tokens; ``RUNNING_UNITS``, a statement whose snapshot starts after those locks are
+held, counts the units running on each (so every committed claim is counted: two workers
+never both take the last unit); ``TAKE_ADMITTED`` writes the tokens left and takes the
+admitted jobs. A budget admits a job when its running units plus the job's stay within its
+concurrency (or nothing runs on it: a job larger than the budget runs alone) and it holds
+a token for each of the job's units (or is full: a larger job takes them all and leaves a
+debt).
 """
 
 import json

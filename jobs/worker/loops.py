@@ -507,9 +507,9 @@ class Worker:
                 run.pool.recent_duration = (
                     run.duration if previous is None else 0.8 * previous + 0.2 * run.duration
                 )
-        if isinstance(ending, Returned):
-            # Written by the recorder, in one statement with other runners' results; this
-            # runner's slot is free for the next job at once.
+        if isinstance(ending, Returned | Raised):
+            # Written by the recorder, in one statement with other runners' results (or
+            # failures); this runner's slot is free for the next job at once.
             self._to_recorder(run, ending)
         else:
             self.outcomes.record([(run, ending)])
