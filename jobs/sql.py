@@ -223,7 +223,8 @@ def _candidates_statement(*, capped: bool) -> str:
     # Rows: (id, tenant_id, limit_keys, limit_units, plan, overrides, refill, taken, the
     # other columns of a taken job). ``place`` numbers the candidates in claim order,
     # ``budgeted`` counts those up to it that take a budget: the ones before the first
-    # such, up to the limit, are admitted whatever the budgets say, so they are taken here.
+    # such, up to the limit, are admitted whatever the budgets say, so they are taken here;
+    # the others are returned for admission only if those taken leave room.
     taken_columns = ", ".join(_CLAIMED_COLUMNS)
     no_job = ", ".join("NULL" for _ in _CLAIMED_COLUMNS)
     return f"""{_candidates(capped=capped, limited=True)},
@@ -242,7 +243,7 @@ SELECT id, tenant_id, limit_keys, limit_units, NULL::text AS plan, NULL::jsonb A
 FROM claimed
 UNION ALL
 (SELECT id, tenant_id, limit_keys, limit_units, plan, overrides, NULL, false, {no_job}
- FROM ordered WHERE NOT (budgeted = 0 AND place <= %(limit)s)
+ FROM ordered WHERE budgeted > 0 AND (SELECT count(*) FROM chosen) < %(limit)s
  ORDER BY place LIMIT %(limit)s * 2)
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, seconds, false, {no_job}
