@@ -15,9 +15,8 @@ Threads, each with its own database connection (Django connections are per threa
 
 - the main thread waits for a ``NOTIFY`` (or the poll interval, or a freed slot), claims
   as many jobs as it has free slots (and, while jobs are short, some queued ahead) in one
-  statement, and hands them to runners; it
-  also runs the reaper (expired leases, timeouts) for the whole queue, at start-up and
-  every ``JOBS_REAP_INTERVAL``;
+  statement, and hands them to runners; it also runs the reaper (expired leases,
+  timeouts) for the whole queue, at start-up and every ``JOBS_REAP_INTERVAL``;
 - runner threads execute handlers, in pools: each pool has its own queues, concurrency
   and claims (``queues=["reports:2", "default:8"]``: two threads for ``reports``, eight for
   ``default``; queues named without a count share one pool of ``concurrency`` threads), so
