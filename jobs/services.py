@@ -308,16 +308,20 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> ClaimedJo
         "idle_timeout": str(CLAIM_IDLE_TIMEOUT_MS),
     }
     retry_in = None
-    with transaction.atomic():
-        if cap is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(sql.LOCK_PENDING_TENANTS)
-                params["tenants"] = [row[0] for row in cursor.fetchall()]
-        if not limits_in_use():
-            # raw() maps the RETURNING columns onto Job fields, converters included.
-            jobs = list(Job.objects.raw(sql.CAPPED_CLAIM if cap else sql.CLAIM, params))
-        else:
-            jobs, retry_in = _claim_within_limits(params, capped=cap is not None)
+    if cap is None and not limits_in_use():
+        # One statement, which is its own transaction: one round trip. raw() maps the
+        # RETURNING columns onto Job fields, converters included.
+        jobs = list(Job.objects.raw(sql.CLAIM, params))
+    else:
+        with transaction.atomic():
+            if cap is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(sql.LOCK_PENDING_TENANTS)
+                    params["tenants"] = [row[0] for row in cursor.fetchall()]
+            if not limits_in_use():
+                jobs = list(Job.objects.raw(sql.CAPPED_CLAIM, params))
+            else:
+                jobs, retry_in = _claim_within_limits(params, capped=cap is not None)
     # Claimed rows come back whole; tenants come from a per-process cache, so a claim is
     # one round trip however many jobs it takes.
     tenants = tenants_by_id({job.tenant_id for job in jobs})
@@ -329,15 +333,22 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> ClaimedJo
 
 
 def _claim_within_limits(params: dict, *, capped: bool) -> tuple[list[Job], float | None]:
-    """The claim under flow control (``jobs.flow.claim``): candidates, admission, take."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql.CAPPED_CANDIDATES if capped else sql.CANDIDATES, params)
-        rows = cursor.fetchall()
-    refill = rows.pop()[-1]  # the last row: the first spent rate budget's refill
-    admission = admit(connection, [Candidate.from_row(row) for row in rows], params["limit"])
+    """The claim under flow control (``jobs.flow.claim``): the candidates, of which those no
+    budget could hold back are taken at once, then admission of the rest and their take
+    (only when the first statement left free slots and candidates for them)."""
+    # raw() maps the taken rows onto Job fields, converters included; a candidate's row
+    # (``taken`` false) has its id, tenant, budgets, plan and overrides only.
+    rows = list(Job.objects.raw(sql.CAPPED_CANDIDATES if capped else sql.CANDIDATES, params))
+    refill = rows.pop().refill  # the last row: the first spent rate budget's refill
+    jobs = [row for row in rows if row.taken]
+    candidates = [Candidate.from_job(row) for row in rows if not row.taken]
+    free = params["limit"] - len(jobs)
+    if not free or not candidates:
+        return jobs, refill
+    admission = admit(connection, candidates, free)
     retry_in = min((s for s in (refill, admission.retry_in) if s is not None), default=None)
     if not admission.ids and not admission.tokens:
-        return [], retry_in
+        return jobs, retry_in
     keys = sorted(admission.tokens)
     taking = {
         **params,
@@ -346,7 +357,7 @@ def _claim_within_limits(params: dict, *, capped: bool) -> tuple[list[Job], floa
         "tokens": [admission.tokens[key] for key in keys],
         "throttled": [key in admission.throttled for key in keys],
     }
-    return list(Job.objects.raw(sql.TAKE_ADMITTED, taking)), retry_in
+    return jobs + list(Job.objects.raw(sql.TAKE_ADMITTED, taking)), retry_in
 
 
 @dataclass(frozen=True)
@@ -413,10 +424,11 @@ def _owned(job_id: uuid.UUID, worker_id: str):
 
 
 def jobs_complete(*, worker_id: str, results: list[tuple[uuid.UUID, object]]) -> set[uuid.UUID]:
-    """Record many handlers' results in one statement; returns the ids recorded.
+    """Record many handlers' results in one statement, which also closes their attempts
+    (``completed``); returns the ids recorded.
 
     Each row is guarded: a job this worker lost, or whose cancellation was requested, is
-    left alone (its id is missing from the answer).
+    left alone (its id is missing from the answer, its attempt open).
     Results must be JSON-serialisable; None is stored as SQL NULL.
     """
     if not results:
@@ -424,7 +436,7 @@ def jobs_complete(*, worker_id: str, results: list[tuple[uuid.UUID, object]]) ->
     ids = [job_id for job_id, _ in results]
     documents = [None if result is None else json.dumps(result) for _, result in results]
     with connection.cursor() as cursor:
-        cursor.execute(sql.COMPLETE, [ids, documents, worker_id])
+        cursor.execute(sql.COMPLETE, {"ids": ids, "results": documents, "worker_id": worker_id})
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -470,6 +482,39 @@ def backoff_seconds(attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt of job ``job_id`` (its ``attempts`` so far set the backoff)."""
+
+    job_id: uuid.UUID
+    attempts: int
+    error: str
+    traceback: str = ""
+    retry: bool = True
+
+
+def jobs_fail(*, worker_id: str, failures: list[Failure]) -> dict[uuid.UUID, str]:
+    """Record many failed attempts in one statement: each job back to ``pending`` after a
+    backoff while attempts remain (and ``retry``), else ``failed``. Returns the new status
+    of each job recorded; a job the worker no longer owns, or whose cancellation was
+    requested, is missing from the answer."""
+    if not failures:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.FAIL,
+            {
+                "ids": [failure.job_id for failure in failures],
+                "errors": [failure.error[:500] for failure in failures],
+                "tracebacks": [failure.traceback for failure in failures],
+                "backoffs": [backoff_seconds(failure.attempts) for failure in failures],
+                "retries": [failure.retry for failure in failures],
+                "worker_id": worker_id,
+            },
+        )
+        return dict(cursor.fetchall())
+
+
 def job_fail(
     *,
     job_id: uuid.UUID,
@@ -479,23 +524,10 @@ def job_fail(
     traceback: str = "",
     retry: bool = True,
 ) -> str | None:
-    """Record a failed attempt: back to ``pending`` after a backoff while attempts remain
-    (and ``retry``), else ``failed``. Returns the new status, or None if the worker no
-    longer owns the job or its cancellation was requested."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql.FAIL,
-            {
-                "id": job_id,
-                "worker_id": worker_id,
-                "error": error[:500],
-                "traceback": traceback,
-                "backoff": backoff_seconds(attempts),
-                "retry": retry,
-            },
-        )
-        row = cursor.fetchone()
-    return row[0] if row else None
+    """Record one failed attempt (``jobs_fail``). Returns the new status, or None if the
+    worker no longer owns the job or its cancellation was requested."""
+    failure = Failure(job_id, attempts, error, traceback, retry)
+    return jobs_fail(worker_id=worker_id, failures=[failure]).get(job_id)
 
 
 def job_snooze(*, job_id: uuid.UUID, worker_id: str, seconds: float) -> bool:

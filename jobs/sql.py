@@ -14,7 +14,7 @@ from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
 from jobs.conditions import REACHABLE_JOBS_SQL
-from jobs.models import FIXED_REPRESENTED_COLUMNS, REPRESENTED_COLUMNS
+from jobs.models import FIXED_REPRESENTED_COLUMNS, REPRESENTED_COLUMNS, Job
 
 
 def public_table(name: str) -> str:
@@ -41,16 +41,18 @@ WITH RECURSIVE pending_tenants AS (
 # pending jobs with a loose index scan (one index probe per tenant, not one per row);
 # ``tenant_load`` keeps the active, unpaused ones (a scalar subquery: one primary-key probe
 # each, where a join could read the whole tenant table; a deactivated or paused tenant's
-# jobs stay pending) and counts their running jobs; for each tenant and unpaused queue two
-# LATERALs take its next runnable jobs straight off the claim index (highest priority
-# first) and off the ageing index (longest waiting first), skipping rows other workers hold,
-# jobs of paused types and jobs whose budgets are spent ({blocked_filter}). Each pick's
-# effective priority is its priority plus one per JOBS_PRIORITY_AGEING_SECONDS waited, at
-# most 100 (docs/flow.md "Priority ageing"). Picks are then ordered by the tenant's load
-# after taking them (running + turn), so the tenant with the fewest running jobs goes first
-# and a newcomer overtakes a flooding tenant at the next free slot. Priority orders a
-# tenant's own jobs and breaks ties between tenants, but can never make one tenant starve
-# another. Rows locked and not claimed are released at COMMIT.
+# jobs stay pending) and counts their running jobs (under flow control, with the tenant's
+# plan and overrides, which admission needs and the claim without limits does not); for
+# each tenant and unpaused queue two LATERALs take its next runnable jobs straight off the
+# claim index (highest priority first) and off the ageing index (longest waiting first),
+# skipping rows other workers hold, jobs of paused types and jobs whose budgets are spent
+# ({blocked_filter}). Each pick's effective priority is its priority plus one per
+# JOBS_PRIORITY_AGEING_SECONDS waited, at most 100 (docs/flow.md "Priority ageing"). Picks
+# are then ordered by the tenant's load after taking them (running + turn), so the tenant
+# with the fewest running jobs goes first and a newcomer overtakes a flooding tenant at the
+# next free slot. Priority orders a tenant's own jobs and breaks ties between tenants, but
+# can never make one tenant starve another. Rows locked and not claimed are released at
+# COMMIT.
 _PICK = """
     SELECT j.id, j.priority, j.run_at, j.created_at, j.limit_keys, j.limit_units
     FROM job_queue j
@@ -60,15 +62,13 @@ _PICK = """
     ORDER BY {order}
     LIMIT {per_tenant_limit}
     FOR UPDATE SKIP LOCKED"""
-_LANE_PICKS = """SELECT lane.tenant_id, lane.running, lane.plan, lane.overrides, picked.*
+_LANE_PICKS = """SELECT lane.tenant_id, lane.running{lane_figures}, picked.*
     FROM lanes lane CROSS JOIN LATERAL ({pick}) picked"""
 _CANDIDATES = """{pending_tenants},
 tenant_load AS (
-    SELECT t.tenant_id, tenant.plan,
+    SELECT t.tenant_id,
            (SELECT count(*) FROM job_queue r
-            WHERE r.tenant_id = t.tenant_id AND r.status = 'processing') AS running,
-           (SELECT jsonb_object_agg(o."limit", o.figures) FROM flow_limit_override o
-            WHERE o.tenant_id = t.tenant_id) AS overrides
+            WHERE r.tenant_id = t.tenant_id AND r.status = 'processing') AS running{figures}
     FROM pending_tenants t
     CROSS JOIN LATERAL (SELECT tt.is_active, tt.plan FROM tenants_tenant tt
                         WHERE tt.id = t.tenant_id) tenant
@@ -100,6 +100,10 @@ candidates AS (
                PARTITION BY tenant_id ORDER BY effective DESC, run_at, created_at) AS turn
     FROM picks
 )"""
+# What admission needs of a tenant (flow control only): its plan and its overrides.
+_TENANT_FIGURES = """, tenant.plan,
+           (SELECT jsonb_object_agg(o."limit", o.figures) FROM flow_limit_override o
+            WHERE o.tenant_id = t.tenant_id) AS overrides"""
 _BY_PRIORITY = "j.priority DESC, j.run_at, j.created_at"
 _BY_AGE = "j.run_at, j.created_at"
 _CANDIDATE_ORDER = "turn, effective DESC, run_at, created_at"
@@ -108,20 +112,26 @@ _CANDIDATE_ORDER = "turn, effective DESC, run_at, created_at"
 def _candidates(*, capped: bool, limited: bool) -> str:
     """The candidates CTE: ``capped`` (JOBS_MAX_RUNNING_PER_TENANT): only the tenants
     locked by ``LOCK_PENDING_TENANTS``, at most their free slots each; ``limited`` (flow
-    control's limits are in use): ``blocked`` holds the keys of spent budgets, and picks
-    skip jobs that take one."""
+    control's limits are in use): ``blocked`` holds the keys of spent budgets, picks skip
+    jobs that take one, and each carries its tenant's plan and overrides."""
     per_tenant_limit = (
         "GREATEST(0, LEAST(%(limit)s, %(cap)s - lane.running))" if capped else "%(limit)s"
     )
     blocked_filter = "AND NOT (j.limit_keys && lane.blocked_keys)" if limited else ""
     pick = {"per_tenant_limit": per_tenant_limit, "blocked_filter": blocked_filter}
+    lane_figures = ", lane.plan, lane.overrides" if limited else ""
     return _CANDIDATES.format(
         pending_tenants=PENDING_TENANTS_CTE,
+        figures=_TENANT_FIGURES if limited else "",
         tenant_filter="AND t.tenant_id = ANY(%(tenants)s)" if capped else "",
         blocked_cte=BLOCKED_BUDGETS_CTE if limited else "",
         blocked_keys="(SELECT keys FROM blocked)" if limited else "'{}'::text[]",
-        by_priority=_LANE_PICKS.format(pick=_PICK.format(order=_BY_PRIORITY, **pick)),
-        by_age=_LANE_PICKS.format(pick=_PICK.format(order=_BY_AGE, **pick)),
+        by_priority=_LANE_PICKS.format(
+            pick=_PICK.format(order=_BY_PRIORITY, **pick), lane_figures=lane_figures
+        ),
+        by_age=_LANE_PICKS.format(
+            pick=_PICK.format(order=_BY_AGE, **pick), lane_figures=lane_figures
+        ),
     )
 
 
@@ -162,8 +172,9 @@ refill AS (
     SELECT min((1 - tokens) / rate) AS seconds FROM budgets_now WHERE rate > 0 AND tokens < 1
 ),"""
 
-# Claimed rows become processing under a lease, and each opens its attempt.
-_TAKE = """
+# Claimed rows (those in ``chosen``) become processing under a lease, and each opens its
+# attempt.
+_TAKE_CTES = """
 claimed AS (
     UPDATE job_queue AS job
     SET status = 'processing', worker_id = %(worker_id)s, attempts = job.attempts + 1,
@@ -178,9 +189,10 @@ opened AS (
     INSERT INTO job_attempt (job_id, number, worker_id, started_at, outcome, error, traceback)
     SELECT claimed.id, claimed.attempts, %(worker_id)s, claimed.started_at, '', '', ''
     FROM claimed
-)
+)"""
+_TAKE = f"""{_TAKE_CTES}
 SELECT * FROM claimed
-"""
+"""  # noqa: S608 - composed of constant SQL only
 
 # With JOBS_MAX_RUNNING_PER_TENANT the claim takes two statements. The first takes a
 # transaction-scoped advisory lock on each tenant with pending jobs (skipping tenants
@@ -199,15 +211,43 @@ def _claim_statement(*, capped: bool) -> str:
 chosen AS (SELECT id FROM candidates ORDER BY {_CANDIDATE_ORDER} LIMIT %(limit)s),{_TAKE}"""  # noqa: S608 - composed of constant SQL only
 
 
+# The columns of a job the claim takes, beyond those every row of CANDIDATES has.
+_CLAIMED_COLUMNS = [
+    field.column
+    for field in Job._meta.concrete_fields
+    if field.column not in ("id", "tenant_id", "limit_keys", "limit_units")
+]
+
+
 def _candidates_statement(*, capped: bool) -> str:
+    # Rows: (id, tenant_id, limit_keys, limit_units, plan, overrides, refill, taken, the
+    # other columns of a taken job). ``place`` numbers the candidates in claim order,
+    # ``budgeted`` counts those up to it that take a budget: the ones before the first
+    # such, up to the limit, are admitted whatever the budgets say, so they are taken here;
+    # the others are returned for admission only if those taken leave room.
+    taken_columns = ", ".join(_CLAIMED_COLUMNS)
+    no_job = ", ".join("NULL" for _ in _CLAIMED_COLUMNS)
     return f"""{_candidates(capped=capped, limited=True)},
 guard AS (
     SELECT set_config('idle_in_transaction_session_timeout', %(idle_timeout)s, true)
-)
-(SELECT id, tenant_id, limit_keys, limit_units, plan, overrides, NULL::float8
- FROM candidates ORDER BY {_CANDIDATE_ORDER} LIMIT %(limit)s * 2)
+),
+ordered AS (
+    SELECT candidates.*, row_number() OVER claim_order AS place,
+           count(*) FILTER (WHERE limit_keys <> '{{}}') OVER claim_order AS budgeted
+    FROM candidates
+    WINDOW claim_order AS (ORDER BY {_CANDIDATE_ORDER}, id ROWS UNBOUNDED PRECEDING)
+),
+chosen AS (SELECT id FROM ordered WHERE budgeted = 0 AND place <= %(limit)s),{_TAKE_CTES}
+SELECT id, tenant_id, limit_keys, limit_units, NULL::text AS plan, NULL::jsonb AS overrides,
+       NULL::float8 AS refill, true AS taken, {taken_columns}
+FROM claimed
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, seconds FROM refill CROSS JOIN guard"""  # noqa: S608 - composed of constant SQL only
+(SELECT id, tenant_id, limit_keys, limit_units, plan, overrides, NULL, false, {no_job}
+ FROM ordered WHERE budgeted > 0 AND (SELECT count(*) FROM chosen) < %(limit)s
+ ORDER BY place LIMIT %(limit)s * 2)
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, seconds, false, {no_job}
+FROM refill CROSS JOIN guard"""  # noqa: S608 - composed of constant SQL only
 
 
 # The one-statement claim, when no job type consumes a limit of flow control: the first
@@ -215,8 +255,11 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, seconds FROM refill CROSS JOIN guard"
 # JOBS_MAX_RUNNING_PER_TENANT, after LOCK_PENDING_TENANTS.
 CLAIM = _claim_statement(capped=False)
 CAPPED_CLAIM = _claim_statement(capped=True)
-# Flow control's first claim statement: the candidates, locked, in claim order, with their
-# budgets and their tenant's plan and overrides (``jobs.flow.claim``), then one row with no
+# Flow control's first claim statement. It takes the candidates that come, in claim order,
+# before any that consumes a limit (up to ``%(limit)s``): admission could refuse none of
+# them, so a claim of jobs without limits is this one statement, as without flow control.
+# Then the rest of the candidates, locked, in claim order, with their budgets and their
+# tenant's plan and overrides, for admission (``jobs.flow.claim``); then one row with no
 # id: the seconds until the first spent rate budget has a token again (NULL: none). It also
 # bounds how long the transaction may sit idle (%(idle_timeout)s ms): a worker cut off
 # between the claim's statements, holding a budget's lock that every host's claims of that
@@ -287,28 +330,46 @@ WHERE attempt.job_id = reaped.job_id AND job.id = reaped.job_id
 
 # --- outcomes of a run -----------------------------------------------------------------------
 
-# Record many handlers' results of one worker, each guarded: owned, no cancel requested.
+# Record many handlers' results of one worker, each guarded: owned, no cancel requested;
+# the attempts of the jobs completed are closed in the same statement.
 COMPLETE = """
-UPDATE job_queue AS job
-SET status = 'completed', result = done.result, completed_at = now(), updated_at = now(),
-    lease_expires_at = NULL, progress = 100
-FROM unnest(%s::uuid[], %s::jsonb[]) AS done(id, result)
-WHERE job.id = done.id AND job.status = 'processing' AND job.worker_id = %s
-  AND NOT job.cancel_requested
-RETURNING job.id
+WITH completed AS (
+    UPDATE job_queue AS job
+    SET status = 'completed', result = done.result, completed_at = now(), updated_at = now(),
+        lease_expires_at = NULL, progress = 100
+    FROM unnest(%(ids)s::uuid[], %(results)s::jsonb[]) AS done(id, result)
+    WHERE job.id = done.id AND job.status = 'processing' AND job.worker_id = %(worker_id)s
+      AND NOT job.cancel_requested
+    RETURNING job.id, job.attempts
+),
+closed AS (
+    UPDATE job_attempt AS attempt
+    SET finished_at = now(), outcome = 'completed', error = '', traceback = '',
+        exception_class = ''
+    FROM completed
+    WHERE attempt.job_id = completed.id AND attempt.number = completed.attempts
+      AND attempt.worker_id = %(worker_id)s AND attempt.finished_at IS NULL
+)
+SELECT id FROM completed
 """
-# Record a failed attempt: pending after a backoff while attempts remain, else failed.
+# Record failed attempts of one worker, each guarded: owned, no cancel requested. Each job
+# is pending after its backoff while attempts remain (and it may be retried), else failed.
 FAIL = """
-UPDATE job_queue
-SET status = CASE WHEN %(retry)s AND attempts < max_attempts THEN 'pending' ELSE 'failed' END,
-    run_at = CASE WHEN %(retry)s AND attempts < max_attempts
-                  THEN now() + make_interval(secs => %(backoff)s) ELSE run_at END,
-    completed_at = CASE WHEN %(retry)s AND attempts < max_attempts THEN NULL ELSE now() END,
-    error = %(error)s, error_traceback = %(traceback)s, worker_id = '',
+UPDATE job_queue AS job
+SET status = CASE WHEN failed.retry AND job.attempts < job.max_attempts
+                  THEN 'pending' ELSE 'failed' END,
+    run_at = CASE WHEN failed.retry AND job.attempts < job.max_attempts
+                  THEN now() + make_interval(secs => failed.backoff) ELSE job.run_at END,
+    completed_at = CASE WHEN failed.retry AND job.attempts < job.max_attempts
+                        THEN NULL ELSE now() END,
+    error = failed.error, error_traceback = failed.traceback, worker_id = '',
     lease_expires_at = NULL, updated_at = now()
-WHERE id = %(id)s AND status = 'processing' AND worker_id = %(worker_id)s
-  AND NOT cancel_requested
-RETURNING status
+FROM unnest(%(ids)s::uuid[], %(errors)s::text[], %(tracebacks)s::text[],
+            %(backoffs)s::float8[], %(retries)s::bool[])
+     AS failed(id, error, traceback, backoff, retry)
+WHERE job.id = failed.id AND job.status = 'processing' AND job.worker_id = %(worker_id)s
+  AND NOT job.cancel_requested
+RETURNING job.id, job.status
 """
 # Hand a running job back for %(seconds)s at its handler's request (``Snooze``): pending,
 # its attempt not counted, one more snooze; matches nothing past %(max_snoozes)s.

@@ -2,13 +2,15 @@
 row locks inside the claim's transaction (``jobs.services.job_claim``).
 
 The claim's statements (``jobs.sql``): ``CANDIDATES`` locks the candidate jobs in claim
-order; ``LOCK_BUDGETS`` locks the budgets they take, in key order, refilling rate tokens;
-``RUNNING_UNITS``, a statement whose snapshot starts after those locks are held, counts the
-units running on each (so every committed claim is counted: two workers never both take
-the last unit); ``TAKE_ADMITTED`` writes the tokens left and takes the admitted jobs. A
-budget admits a job when its running units plus the job's stay within its concurrency (or
-nothing runs on it: a job larger than the budget runs alone) and it holds a token for each
-of the job's units (or is full: a larger job takes them all and leaves a debt).
+order, taking at once those before the first that consumes a limit (no budget could hold
+them back); ``LOCK_BUDGETS`` locks the budgets the others take, in key order, refilling
+rate tokens; ``RUNNING_UNITS``, a statement whose snapshot starts after those locks are
+held, counts the units running on each (so every committed claim is counted: two workers
+never both take the last unit); ``TAKE_ADMITTED`` writes the tokens left and takes the
+admitted jobs. A budget admits a job when its running units plus the job's stay within its
+concurrency (or nothing runs on it: a job larger than the budget runs alone) and it holds
+a token for each of the job's units (or is full: a larger job takes them all and leaves a
+debt).
 """
 
 import json
@@ -36,6 +38,13 @@ class Candidate:
         """From a row of ``sql.CANDIDATES`` (its overrides arrive as JSON text)."""
         job_id, tenant_id, keys, units, plan, overrides = row[:6]
         return cls(job_id, tenant_id, keys, units, plan, json.loads(overrides or "null"))
+
+    @classmethod
+    def from_job(cls, row) -> "Candidate":
+        """From a row of ``sql.CANDIDATES`` read through ``Job.objects.raw``."""
+        return cls.from_row(
+            (row.id, row.tenant_id, row.limit_keys, row.limit_units, row.plan, row.overrides)
+        )
 
 
 @dataclass

@@ -14,17 +14,17 @@ one (a handler's result after its job was cancelled or handed back) changes noth
 Threads, each with its own database connection (Django connections are per thread):
 
 - the main thread waits for a ``NOTIFY`` (or the poll interval, or a freed slot), claims
-  up to as many jobs as it has free slots in one statement, and hands them to runners; it
-  also runs the reaper (expired leases, timeouts) for the whole queue, at start-up and
-  every ``JOBS_REAP_INTERVAL``;
+  as many jobs as it has free slots (and, while jobs are short, some queued ahead) in one
+  statement, and hands them to runners; it also runs the reaper (expired leases,
+  timeouts) for the whole queue, at start-up and every ``JOBS_REAP_INTERVAL``;
 - runner threads execute handlers, in pools: each pool has its own queues, concurrency
   and claims (``queues=["reports:2", "default:8"]``: two threads for ``reports``, eight for
   ``default``; queues named without a count share one pool of ``concurrency`` threads), so
-  a flood in one queue never takes another queue's threads. A failure goes to the outcome
-  writer at once, a result to
+  a flood in one queue never takes another queue's threads. A result or a failure goes to
 - the recorder thread, which passes everything that has piled up to the outcome writer in
-  one call (so the results are one guarded UPDATE: one round trip for many short jobs; a
-  runner never waits for its write);
+  one call (so the results are one guarded UPDATE, the failures another: one round trip
+  for many short jobs; a runner never waits for its write); a snooze goes to the outcome
+  writer at once;
 - a heartbeat thread writes the worker's row of the worker registry (host, pid, pools,
   the jobs it holds, version, last beat; ``jobs.models.WorkerProcess``) and renews its
   leases, in one statement, and raises flags on the runs' contexts: cancellation

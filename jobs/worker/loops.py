@@ -50,6 +50,12 @@ def _close_quietly(listener) -> None:
 
 # Jobs shorter than this on average are claimed ahead of free threads (see _free_slots).
 _SHORT_JOB_SECONDS = 0.05
+# While jobs are short, a pool claims ahead what its threads run in this long at their
+# recent pace (at least as many as it has threads, at most _MAX_CLAIMED_AHEAD): one claim
+# round trip then feeds many jobs, and a job of another tenant that arrives meanwhile waits
+# behind those queued here about this long.
+_CLAIM_AHEAD_SECONDS = 0.05
+_MAX_CLAIMED_AHEAD = 100
 # Most endings passed to the outcome writer in one call of the recorder.
 _MAX_COMPLETION_BATCH = 500
 
@@ -249,10 +255,13 @@ class Worker:
         return listen.listen(services.NOTIFY_CHANNEL, application_name="tenant-jobs-worker")
 
     def _free_slots(self, pool: Pool) -> int:
-        """How many jobs to claim now for ``pool``: its free threads, plus as many again
-        queued ahead while jobs are short (under ``_SHORT_JOB_SECONDS``, on average and for
-        every run in progress), so one claim round trip feeds several jobs. Behind a long
-        run nothing is queued ahead: another worker may run it."""
+        """How many jobs to claim now for ``pool``: its free threads, plus, while jobs are
+        short (under ``_SHORT_JOB_SECONDS``, on average and for every run in progress),
+        what its threads run in ``_CLAIM_AHEAD_SECONDS`` queued ahead (at least as many as
+        it has threads, at most ``_MAX_CLAIMED_AHEAD``), so one claim round trip feeds many
+        jobs; claimed once fewer jobs wait than it has threads, so that the claim's round
+        trip overlaps the runs. Behind a long run nothing is queued ahead: another worker
+        may run it."""
         with self._lock:
             runs = [run for run in self._owned.values() if run.pool is pool]
             busy = len(runs)
@@ -261,7 +270,14 @@ class Worker:
                 and pool.recent_duration < _SHORT_JOB_SECONDS
                 and all(run.elapsed() < _SHORT_JOB_SECONDS for run in runs)
             )
-        free = pool.concurrency * (2 if short else 1) - busy
+            queued = sum(1 for run in runs if run.started is None)
+        ahead = 0
+        if short:
+            if queued >= pool.concurrency:
+                return 0  # a job queued for each thread: claim more once they run low
+            pace = pool.concurrency * _CLAIM_AHEAD_SECONDS / max(pool.recent_duration, 1e-4)
+            ahead = min(_MAX_CLAIMED_AHEAD, max(pool.concurrency, int(pace)))
+        free = pool.concurrency + ahead - busy
         if self.max_jobs is not None:
             free = min(free, self.max_jobs - self._claimed_total)
         return max(0, free)
@@ -491,9 +507,9 @@ class Worker:
                 run.pool.recent_duration = (
                     run.duration if previous is None else 0.8 * previous + 0.2 * run.duration
                 )
-        if isinstance(ending, Returned):
-            # Written by the recorder, in one statement with other runners' results; this
-            # runner's slot is free for the next job at once.
+        if isinstance(ending, Returned | Raised):
+            # Written by the recorder, in one statement with other runners' results (or
+            # failures); this runner's slot is free for the next job at once.
             self._to_recorder(run, ending)
         else:
             self.outcomes.record([(run, ending)])

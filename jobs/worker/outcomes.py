@@ -28,8 +28,8 @@ logger = logging.getLogger("jobs.worker")
 HAND_BACK_PATIENCE = 5.0
 # Outcomes of a run whose handler failed (the ending is a Raised).
 _FAILURES = frozenset({JobOutcome.FAILED, JobOutcome.RETRYING})
-# Outcomes whose attempt the reaper closes, not the worker.
-_REAPED = frozenset({JobOutcome.LOST, JobOutcome.TIMED_OUT})
+# Outcomes whose attempt is closed elsewhere: by the reaper, or by the results' statement.
+_CLOSED_ELSEWHERE = frozenset({JobOutcome.LOST, JobOutcome.TIMED_OUT, JobOutcome.COMPLETED})
 # Outcomes logged as warnings: the run did not end the way its handler did.
 _UNTOWARD = frozenset({JobOutcome.TIMED_OUT, JobOutcome.LOST, JobOutcome.HANDED_BACK})
 
@@ -73,7 +73,8 @@ class OutcomeWriter:
         ``jobs_finished``.
 
         A run already taken by an earlier call is skipped. All results of the call are
-        written in one statement; each other run takes its own guarded writes
+        written in one statement, all failures in another; each other run, and a result or
+        failure its statement did not match, takes its own guarded writes
         (``_write_outcome``). Whatever the handler did, a run whose job was cancelled,
         timed out or taken away meanwhile ends so. A run whose writes fail for longer than
         their patience is logged and not reported: the reaper hands its job on.
@@ -98,11 +99,14 @@ class OutcomeWriter:
                 )
                 connection.close()
                 taken = [(run, end) for run, end in taken if not isinstance(end, Returned)]
+        failed = self._write_failures(taken)
         decided = []
         for run, ending in taken:
             try:
                 if run.job.id in completed:
                     outcome = JobOutcome.COMPLETED
+                elif run.job.id in failed:
+                    outcome = failed[run.job.id]
                 else:
                     outcome = self._write_outcome(run, ending)
             except Exception:
@@ -137,10 +141,35 @@ class OutcomeWriter:
             runs = [(run.job, outcome, run.elapsed()) for run, _ending, outcome in decided]
             jobs_finished.send_robust(sender=self.sender, runs=runs)
 
+    def _write_failures(self, taken: list[tuple[Run, Ending]]) -> dict[object, JobOutcome]:
+        """Write the failures among ``taken`` in one statement; the outcome of each job it
+        recorded (retrying or failed). A failure the database refused past its patience
+        is logged as not recorded and dropped from ``taken``."""
+        failures = [
+            services.Failure(run.job.id, run.job.attempts, end.error, end.traceback, end.retry)
+            for run, end in taken
+            if isinstance(end, Raised)
+        ]
+        if not failures:
+            return {}
+        try:
+            statuses = _retrying(services.jobs_fail, worker_id=self.worker_id, failures=failures)
+        except Exception:
+            for run, end in taken:
+                if isinstance(end, Raised):
+                    logger.exception("job outcome not recorded", extra=run.log_fields())
+            connection.close()
+            taken[:] = [(run, end) for run, end in taken if not isinstance(end, Raised)]
+            return {}
+        return {
+            job_id: JobOutcome.RETRYING if status == JobStatus.PENDING else JobOutcome.FAILED
+            for job_id, status in statuses.items()
+        }
+
     def _close_attempts(self, decided: list[tuple[Run, Ending, JobOutcome]]) -> None:
         """Close the runs' attempts (``JobAttempt``) in one statement, with the client-safe
-        error and the traceback of a failure. One the database refused past its patience
-        stays open (logged)."""
+        error and the traceback of a failure (a completed run's was closed with its
+        result). One the database refused past its patience stays open (logged)."""
         endings = [
             services.AttemptEnding(
                 job_id=run.job.id,
@@ -157,7 +186,7 @@ class OutcomeWriter:
                 exception_class=ending.exception_class if outcome in _FAILURES else "",
             )
             for run, ending, outcome in decided
-            if outcome not in _REAPED
+            if outcome not in _CLOSED_ELSEWHERE
         ]
         if not endings:
             return
@@ -184,29 +213,15 @@ class OutcomeWriter:
             connection.close()
 
     def _write_outcome(self, run: Run, ending: Ending) -> JobOutcome:
-        """The guarded writes of a run that the batch did not complete, first to match
-        wins: its snooze or its failure; its cancellation; its hand-back; else its job was
-        taken from this worker (timed out or lost)."""
+        """The guarded writes of a run that the batches did not complete or fail, first to
+        match wins: its snooze; its cancellation; its hand-back; else its job was taken
+        from this worker (timed out or lost)."""
         job = run.job
         patience = HAND_BACK_PATIENCE if ending is Cut.HAND_BACK else None
         if isinstance(ending, Snoozed) and _retrying(
             services.job_snooze, job_id=job.id, worker_id=self.worker_id, seconds=ending.seconds
         ):
             return JobOutcome.SNOOZED
-        if isinstance(ending, Raised):
-            status = _retrying(
-                services.job_fail,
-                job_id=job.id,
-                worker_id=self.worker_id,
-                attempts=job.attempts,
-                error=ending.error,
-                traceback=ending.traceback,
-                retry=ending.retry,
-            )
-            if status == JobStatus.PENDING:
-                return JobOutcome.RETRYING
-            if status == JobStatus.FAILED:
-                return JobOutcome.FAILED
         # No handler outcome counts from here: cancellation was requested, the job was
         # taken away, or it is being handed back.
         owner = {"job_id": job.id, "worker_id": self.worker_id, "patience": patience}
