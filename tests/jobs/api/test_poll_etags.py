@@ -108,6 +108,16 @@ def test_a_lost_notification_leaves_a_copy_stale_for_at_most_the_bound(
     assert response.json()["status"] == "completed"
 
 
+def test_a_read_that_overlapped_its_jobs_notification_keeps_nothing(warm, acme):
+    """The read may have seen the row before the change: its copy could be stale."""
+    job, _, etag = warm
+    copies = etags._local()
+    read_began = copies.mark()
+    copies._changed(str(job.id))  # the notification arrives while the read runs
+    copies.keep(read_began, acme.pk, job.id, etag, {})
+    assert etags.current(acme.pk, job.id) is None
+
+
 def test_a_pending_job_is_never_copied(acme, alice):
     """Its ``waiting`` follows pauses and budgets, which notify nothing."""
     job = JobFactory(tenant=acme)
