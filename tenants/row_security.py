@@ -155,8 +155,8 @@ def tenant_row_security_on_demand(tenant, *, using: str = DEFAULT_DB_ALIAS):
         yield lambda: opened
     except BaseException as error:
         connection.open_before_statement = None
-        if opened and not block.__exit__(type(error), error, error.__traceback__):
-            raise
+        if opened:
+            block.__exit__(type(error), error, error.__traceback__)  # rolls back
         raise
     connection.open_before_statement = None
     if opened:

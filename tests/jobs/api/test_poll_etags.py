@@ -10,6 +10,7 @@ import time
 import uuid
 
 import pytest
+from django.db import connection
 
 from jobs.api import etags
 from jobs.models import Job, JobStatus
@@ -38,11 +39,24 @@ def warm(acme, alice, settings):
     caches["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     settings.CACHES = caches
     client = client_for(alice, host="acme.localhost")
-    wait_for_etag_copies()
+    _heard_so_far()  # the update's notification would drop the copy made below
     etag = poll(client, job)["ETag"]
     wait_for_invalidations()
     assert etags.current(acme.pk, job.id).etag == etag
     return job, client, etag
+
+
+def _heard_so_far() -> None:
+    """Until this process's copies have heard every notification sent so far: PostgreSQL
+    delivers them in commit order, so hearing one sent now is hearing them all."""
+    wait_for_etag_copies()
+    barrier = f"barrier-{uuid.uuid4()}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [etags.CHANNEL, barrier])
+    deadline = time.monotonic() + 10
+    while barrier not in etags._local().changed:
+        assert time.monotonic() < deadline, "the barrier notification never arrived"
+        time.sleep(0.01)
 
 
 def _until_dropped(tenant, job) -> None:
