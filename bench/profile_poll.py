@@ -8,7 +8,8 @@ Run with the benchmark's environment (bench/run.py's ``project_env``: DATABASE_U
 part. Serves N (default 2000) warm polls of the job (200, then N with ``If-None-Match``:
 304) through Django's WSGI handler with the real PostgreSQL and Redis, the
 request_started/finished signals as a server sends them, and prints per case the wall and
-CPU microseconds per request (both under the profiler) and pyinstrument's call tree, as
+CPU microseconds per request (both under the profiler), the CPU microseconds of as many
+requests served before without the profiler, the load average, and pyinstrument's call tree, as
 shares of the case's total time, of the frames of at least P% (default 2).
 ``--project-only`` (make bench's summary) keeps the project's own frames only: library and
 standard-library frames are taken out of the tree, their children moved up to the nearest
@@ -35,7 +36,10 @@ from pyinstrument import Profiler, processors  # noqa: E402
 from pyinstrument.frame_ops import delete_frame_from_tree  # noqa: E402
 from pyinstrument.renderers import ConsoleRenderer  # noqa: E402
 
-from tests.jobs.api.round_trips import wait_for_invalidations  # noqa: E402
+from tests.jobs.api.round_trips import (  # noqa: E402
+    wait_for_etag_copies,
+    wait_for_invalidations,
+)
 
 HOST = "bench.localhost"
 
@@ -119,7 +123,11 @@ def main() -> None:
     for case, validator in (("full poll, 200", None), ("conditional poll, 304", etag)):
         serve(handler, path, token, validator, 20)
         wait_for_invalidations()
+        wait_for_etag_copies()
         serve(handler, path, token, validator, 200)  # warm
+        cpu_started = time.process_time()
+        serve(handler, path, token, validator, count)
+        bare_cpu = (time.process_time() - cpu_started) / count
         profiler = Profiler(interval=0.0002)
         profiler.start()
         per_request = serve(handler, path, token, validator, count)
@@ -127,7 +135,8 @@ def main() -> None:
         cpu = session.cpu_time / count
         print(
             f"#### {case}: {per_request * 1e6:,.0f} µs per request, CPU {cpu * 1e6:,.0f} µs, "
-            f"in one process under the profiler ({count:,} requests)\n"
+            f"in one process under the profiler ({count:,} requests); CPU without the "
+            f"profiler {bare_cpu * 1e6:,.0f} µs, load average {os.getloadavg()[0]:.2f}\n"
         )
         print("```")
         tree = profiler.output(renderer(options.min_percent, options.project_only))

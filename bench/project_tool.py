@@ -126,7 +126,11 @@ def round_trips(job_id: str, etag: str, token: str) -> dict:
     import pytest
     from django.test import Client
 
-    from tests.jobs.api.round_trips import counted_round_trips, wait_for_invalidations
+    from tests.jobs.api.round_trips import (
+        counted_round_trips,
+        wait_for_etag_copies,
+        wait_for_invalidations,
+    )
 
     client = Client(HTTP_HOST=HOST, HTTP_AUTHORIZATION=f"Bearer {token}")
     path = f"/api/jobs/{job_id}"
@@ -134,6 +138,7 @@ def round_trips(job_id: str, etag: str, token: str) -> dict:
     for case, headers in (("200", {}), ("304", {"HTTP_IF_NONE_MATCH": etag})):
         client.get(path, **headers)
         wait_for_invalidations()
+        wait_for_etag_copies()
         client.get(path, **headers)
         connection.close_if_unusable_or_obsolete()  # what a server does at request start
         with pytest.MonkeyPatch.context() as patch, counted_round_trips(patch) as counted:

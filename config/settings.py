@@ -410,6 +410,10 @@ JOBS_LONGPOLL_MAX_WAIT = env("JOBS_LONGPOLL_MAX_WAIT", 30, int)
 JOBS_MAX_WAITS_PER_USER = env("JOBS_MAX_WAITS_PER_USER", 8, int)
 # Seconds between the comment lines that keep an idle event stream open through proxies.
 JOBS_EVENTS_HEARTBEAT_SECONDS = env("JOBS_EVENTS_HEARTBEAT_SECONDS", 15.0, float)
+# Longest a web process keeps a job's ETag to answer a conditional poll 304 without
+# PostgreSQL (jobs.api.etags): the most a copy can be stale when a change notification is
+# lost (0-60 s; 0: every poll reads the database).
+JOBS_POLL_ETAG_SECONDS = env("JOBS_POLL_ETAG_SECONDS", 5.0, float)
 
 # --- Jobs: workers -----------------------------------------------------------------------
 # Idle workers poll this often (seconds) as a fallback to LISTEN/NOTIFY wake-ups.

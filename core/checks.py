@@ -77,6 +77,8 @@ DURATIONS = (
     Duration("JOBS_POLL_AFTER", 1),
     Duration("JOBS_LONGPOLL_MAX_WAIT", 0),
     Duration("JOBS_EVENTS_HEARTBEAT_SECONDS", 0, above=True),
+    # How stale a copied ETag may be after a lost notification: a minute at most.
+    Duration("JOBS_POLL_ETAG_SECONDS", 0, most=60),
     Duration("JOBS_POLL_INTERVAL", 0, above=True),
     Duration("JOBS_LEASE_SECONDS", 1),
     Duration("JOBS_HEARTBEAT_SECONDS", 0, above=True),

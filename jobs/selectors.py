@@ -9,6 +9,7 @@ operators and metrics (``jobs_stale_preview``, ``live_queue_by_queue``, ``worker
 no scope.
 """
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -177,12 +178,10 @@ def job_poll_get(*, tenant, job_id: uuid.UUID) -> Job:
 
     Raises ``JobNotFound`` when the job is missing, another tenant's or internal.
     """
-    tenant_id = one_tenant(tenant).pk
-    with without_search_path():
-        found = list(Job.objects.raw(_poll_sql(), [tenant_id, job_id]))
+    found = _poll_read(_poll_sql(), [one_tenant(tenant).pk, job_id])
     if not found:
         raise JobNotFound(job_id)
-    return _with_etag(found[0])
+    return found[0]
 
 
 def job_poll_unfinished(*, tenant, limit: int) -> list[Job]:
@@ -190,8 +189,49 @@ def job_poll_unfinished(*, tenant, limit: int) -> list[Job]:
     reads one, in one statement (a tenant event stream's first events)."""
     sql = _poll_sql("status IN (%s, %s) ORDER BY created_at DESC, id DESC LIMIT %s")
     params = [one_tenant(tenant).pk, JobStatus.PENDING, JobStatus.PROCESSING, limit]
-    with without_search_path():
-        return [_with_etag(job) for job in Job.objects.raw(sql, params)]
+    return _poll_read(sql, params)
+
+
+def _poll_read(statement: str, params: list) -> list[Job]:
+    """The poll's rows as jobs, built as the ORM builds a loaded row (``Model.from_db``,
+    the columns' own converters) without a queryset's per-row machinery: a poll is the
+    hottest read of the service."""
+    with without_search_path(), connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        rows = cursor.fetchall()
+    return [_poll_job(row) for row in rows]
+
+
+@functools.cache
+def _poll_converters() -> tuple:
+    """``(index, column, converters)`` of each selected column that has converters (the
+    JSON columns, which the backend hands over as text)."""
+    found = []
+    for index, name in enumerate(sql.POLL_SELECTED):
+        field = Job._meta.get_field(name)
+        converters = field.get_db_converters(connection)
+        if converters:
+            found.append((index, field.get_col(Job._meta.db_table), converters))
+    return tuple(found)
+
+
+@functools.cache
+def _poll_model_order() -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The selected columns in the model's field order (as ``Model.from_db`` takes them)
+    and where each is in the row."""
+    selected = [f.attname for f in Job._meta.concrete_fields if f.attname in sql.POLL_SELECTED]
+    return tuple(selected), tuple(sql.POLL_SELECTED.index(name) for name in selected)
+
+
+def _poll_job(row) -> Job:
+    values = list(row)
+    for index, column, converters in _poll_converters():
+        for convert in converters:
+            values[index] = convert(values[index], column, connection)
+    names, order = _poll_model_order()
+    job = Job.from_db(connection.alias, names, [values[index] for index in order])
+    job.waiting, job.representation_digest = values[len(sql.POLL_SELECTED) :]
+    return _with_etag(job)
 
 
 def _with_etag(job: Job) -> Job:

@@ -123,13 +123,56 @@ def tenant_row_security(tenant, *, using: str = DEFAULT_DB_ALIAS):
                 pass
 
 
+@contextmanager
+def tenant_row_security_on_demand(tenant, *, using: str = DEFAULT_DB_ALIAS):
+    """``tenant_row_security``, opened only if the block sends a statement: the transaction
+    (its BEGIN and settings, then the statement) starts right before the first one, so a
+    block that sends none costs PostgreSQL nothing. Yields a function that tells whether
+    the block opened its transaction; it is committed when the block ends (rolled back on an
+    exception). Inside a transaction someone else opened it is ``tenant_row_security``, and
+    the function says False (the transaction is not the block's own).
+
+    Nothing in the block may enter ``transaction.atomic`` before its first statement: the
+    database backend refuses it (``TransactionManagementError``), since that transaction
+    would run without the role and tenant."""
+    connection = connections[using]
+    if connection.in_atomic_block:
+        with tenant_row_security(tenant, using=using) as owns_transaction:
+            yield lambda: owns_transaction
+        return
+
+    block = transaction.atomic(using=using)
+    opened = False
+
+    def open_transaction():
+        nonlocal opened
+        _begin(connection, tenant)
+        block.__enter__()
+        opened = True
+
+    connection.open_before_statement = open_transaction
+    try:
+        yield lambda: opened
+    except BaseException as error:
+        connection.open_before_statement = None
+        if opened:
+            block.__exit__(type(error), error, error.__traceback__)  # rolls back
+        raise
+    connection.open_before_statement = None
+    if opened:
+        block.__exit__(None, None, None)
+
+
 class TenantRowSecurityMiddleware:
     """Runs every request on a tenant host inside ``tenant_row_security(request.tenant)``.
 
     Place right after the tenant middleware. The platform host (public schema: admin,
     metrics) keeps the login role: its staff code scopes its own querysets (jobs.selectors).
     A response with a 5xx status rolls the request's transaction back, so a request that
-    failed half-way leaves nothing behind.
+    failed half-way leaves nothing behind. A conditional GET (``If-None-Match``) may be
+    answered from a validator without any statement (the poll's 304,
+    ``jobs.api.etags``): its transaction is opened on demand, before its first statement
+    (``tenant_row_security_on_demand``).
     """
 
     def __init__(self, get_response):
@@ -139,6 +182,12 @@ class TenantRowSecurityMiddleware:
         tenant = getattr(request, "tenant", None)
         if tenant is None or tenant.is_platform:
             return self.get_response(request)
+        if request.method == "GET" and "HTTP_IF_NONE_MATCH" in request.META:
+            with tenant_row_security_on_demand(tenant) as owns_transaction:
+                response = self.get_response(request)
+                if owns_transaction() and response.status_code >= 500:
+                    transaction.set_rollback(True)
+            return response
         with tenant_row_security(tenant) as owns_transaction:
             response = self.get_response(request)
             if owns_transaction and response.status_code >= 500:

@@ -11,6 +11,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.tokens import tokens_for
+from jobs.api import etags
 from tests.factories import UserFactory
 from tests.helpers import admin_client_for
 from tests.pgbouncer import PgBouncer
@@ -46,6 +47,8 @@ def django_db_setup(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         for schema, host in TENANTS.items():
             ensure_tenant(schema, host)
+    yield
+    etags.stop()  # its LISTEN connection would block DROP DATABASE
 
 
 @pytest.fixture(autouse=True)

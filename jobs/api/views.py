@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from accounts.authentication import TenantJWTAuthentication
 from core.problems import Problem, ProblemCode
 from jobs import selectors, services
-from jobs.api import polling, schema
+from jobs.api import etags, polling, schema
 from jobs.api.ratelimit import RateLimitedView, charge_rate_limit_units, check_rate_limit
 from jobs.api.read_tokens import (
     READ_TOKEN_HEADER,
@@ -118,6 +118,13 @@ def _idempotency_key(request) -> str:
     return key
 
 
+def _not_modified(headers: dict[str, str]) -> Response:
+    """A poll's 304: the job's validator and headers, no body."""
+    response = Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    patch_vary_headers(response, ("Authorization",))
+    return response
+
+
 @schema.job_viewset_schema  # documentation only (jobs/api/schema.py)
 class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
     """``/api/jobs`` and ``/api/jobs/{id}`` for the authenticated user's tenant."""
@@ -157,18 +164,27 @@ class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
         """A poll: 304 when ``If-None-Match`` holds the current ETag (decided before
         serializing), ``?wait=N`` to long-poll (jobs.api.realtime.longpoll)."""
         job_id = _job_id(pk)
+        if_none_match = request.headers.get("If-None-Match")
         # A plain poll skips the query serializer: without ?wait= it has nothing to check.
         wait = (
             longpoll.wait_seconds(request.query_params) if "wait" in request.query_params else None
         )
+        if wait is None and if_none_match:
+            # This process's copy of the tenant's job (jobs.api.etags): a 304 without
+            # PostgreSQL, whose transaction (tenants.row_security) is then never opened.
+            copy = etags.current(request.tenant.pk, job_id)
+            if copy is not None and polling.etag_matches(if_none_match, copy.etag):
+                return _not_modified(copy.headers)
         seq = longpoll.listen_before_read() if wait is not None else None
+        read_mark = etags.mark() if wait is None else None
         job = selectors.job_poll_get(tenant=request.tenant, job_id=job_id)
         headers = polling.poll_headers(job)
-        if polling.etag_matches(request.headers.get("If-None-Match"), job.etag):
-            response = Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        etags.keep_after_commit(read_mark, request.tenant.pk, job, headers)
+        if polling.etag_matches(if_none_match, job.etag):
+            response = _not_modified(headers)
         else:
             response = Response(JobOutputSerializer(job).data, headers=headers)
-        patch_vary_headers(response, ("Authorization",))
+            patch_vary_headers(response, ("Authorization",))
         if wait is not None:
             longpoll.defer(request, response, job=job, wait=wait, seq=seq)
         return response

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 
 from django.db import DatabaseError
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.transaction import TransactionManagementError
 from django_tenants.postgresql_backend import base as tenants_base
 from django_tenants.utils import get_public_schema_name, quote_schema_name
 from psycopg import pq
@@ -47,6 +48,9 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
         # True from begin_with() until the next autocommit change: the server transaction
         # was opened by this backend, so psycopg is left in autocommit (no BEGIN of its own).
         self._begun_with = False
+        # Set by row security for a request that may need no statement at all: opens the
+        # request's transaction, run once before the first statement (open_deferred()).
+        self.open_before_statement = None
         super().__init__(*args, **kwargs)
 
     # --- what the current schema needs ---------------------------------------------
@@ -158,7 +162,26 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
             self._bookkeeping(f"BEGIN; {statement}", None)
         self._begun_with = True
 
+    def open_deferred(self) -> None:
+        """Open the transaction row security deferred (``open_before_statement``), once."""
+        opener, self.open_before_statement = self.open_before_statement, None
+        if opener is not None:
+            opener()
+
+    def _cursor(self, name=None):
+        # Before Django's health check: begin_with() stands for it (and replaces a dead
+        # connection before any cursor is made on it).
+        self.open_deferred()
+        return super()._cursor(name)
+
     def _set_autocommit(self, autocommit):
+        if not autocommit and self.open_before_statement is not None:
+            # An atomic block entered first would hold the statements that the deferred
+            # transaction (its role and tenant) must hold: refused, never run without them.
+            raise TransactionManagementError(
+                "A transaction was entered before the deferred row-security transaction "
+                "was opened: call connection.open_deferred() first."
+            )
         if self._begun_with:
             # atomic() entering a transaction begin_with() opened (psycopg stays in
             # autocommit: it must not send a BEGIN of its own), or leaving it once the

@@ -18,6 +18,7 @@ from psycopg import pq
 from redis.connection import AbstractConnection
 
 from core import row_cache
+from jobs.api import etags
 
 _MESSAGE = re.compile(r"^F\t\d+\t(Query|Sync)\b(.*)$")
 
@@ -63,4 +64,13 @@ def wait_for_invalidations():
     deadline = time.monotonic() + 10
     while not row_cache._local().live:
         assert time.monotonic() < deadline, "no subscription to the invalidations"
+        time.sleep(0.01)
+
+
+def wait_for_etag_copies():
+    """Until this process listens to job changes (jobs.api.etags): a poll read from then on
+    leaves a copy of its ETag."""
+    deadline = time.monotonic() + 10
+    while not etags.listening():
+        assert time.monotonic() < deadline, "no LISTEN job_changed for the ETag copies"
         time.sleep(0.01)
