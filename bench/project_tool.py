@@ -3,7 +3,8 @@
 
     python bench/project_tool.py seed           tenant "bench" + 99 SQL-only tenants, a user
     python bench/project_tool.py rows N         INSERT … SELECT generate_series: N finished jobs
-    python bench/project_tool.py poll-target    a pending job of "bench", its ETag, a token
+    python bench/project_tool.py poll-target [processing]  a pending (or running) job of
+                                                "bench", its ETag, a token
     python bench/project_tool.py round-trips J E T  Redis and PostgreSQL round trips of a warm
                                                 poll of job J (200, and 304 with ETag E)
     python bench/project_tool.py fill N         N pending no-op jobs (demo.echo) in one INSERT
@@ -14,6 +15,7 @@ import json
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,10 +26,12 @@ import django
 django.setup()
 
 from django.db import connection  # noqa: E402
+from django.db.models.functions import Now  # noqa: E402
 
 from accounts.models import User  # noqa: E402
 from accounts.tokens import tokens_for  # noqa: E402
 from jobs import services  # noqa: E402
+from jobs.models import Job, JobStatus  # noqa: E402
 from jobs.selectors import job_poll_get  # noqa: E402
 from tenants.models import Domain, Tenant  # noqa: E402
 
@@ -107,10 +111,23 @@ def rows(count: int) -> dict:
     return {"rows": count, "seconds": round(time.perf_counter() - started, 1)}
 
 
-def poll_target() -> dict:
+def poll_target(status: str = "pending") -> dict:
+    """A job of "bench" to poll, its ETag and a token. ``processing``: the job as a client
+    polls it while it runs (a worker's lease for an hour, so no reaper takes it back), the
+    case a conditional poll answers from the process's ETag copy (``jobs.api.etags``)."""
     tenant = Tenant.objects.get(schema_name="bench")
     user = User.objects.get(username="bench")
     job = services.job_enqueue(tenant=tenant, type="demo.echo", payload={}, queue="bench-poll")
+    if status == "processing":
+        Job.objects.filter(pk=job.pk).update(
+            status=JobStatus.PROCESSING,
+            attempts=1,
+            worker_id="bench-poll",
+            started_at=Now(),
+            lease_expires_at=Now() + timedelta(hours=1),
+        )
+    elif status != "pending":
+        raise SystemExit(f"poll-target: pending or processing, not {status}")
     etag = job_poll_get(tenant=tenant, job_id=job.id).etag
     return {
         "job_id": str(job.id),
@@ -184,7 +201,7 @@ def main() -> None:
     elif command == "rows":
         result = rows(int(args[0]))
     elif command == "poll-target":
-        result = poll_target()
+        result = poll_target(*args)
     elif command == "round-trips":
         result = round_trips(*args)
     elif command == "fill":
