@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
@@ -41,7 +42,7 @@ from core.problems import Problem, ProblemCode
 from jobs.api import polling
 from jobs.api.realtime import fanout, waits
 from jobs.api.realtime.fanout import CHANNEL, listener  # noqa: F401 (the process's listener)
-from jobs.api.realtime.grants import Grant
+from jobs.api.realtime.grants import Grant, revocations
 from jobs.api.serializers import JobPollQuerySerializer
 
 _DETAIL_PATH = re.compile(r"^/api/jobs/(?P<pk>[^/]+)$")
@@ -230,25 +231,22 @@ def _respond(request):
 
 async def _wait_on_loop(hub: fanout.Hub, pending: PendingWait) -> fanout.Snapshot | None:
     """The snapshot that answers ``pending``; None when the chain must answer instead (the
-    job is gone, or its grant no longer holds)."""
-    waiting = asyncio.ensure_future(
-        hub.wait_for_change(
-            pending.tenant,
-            pending.job_id,
-            baseline=pending.baseline,
-            seq=pending.seq,
-            timeout=pending.wait,
-        )
-    )
-    try:
-        while True:
-            await asyncio.wait({waiting}, timeout=pending.grant.recheck_in())
-            if not await pending.grant.aholds():
-                return None
-            if waiting.done():
-                return waiting.result()
-    finally:
-        waiting.cancel()
+    job is gone, or its grant no longer holds: checked before answering, and while idle on
+    the loop's grid by ``Revocations``, which ends the wait)."""
+    with (
+        hub.watch_job(pending.tenant, pending.job_id, baseline=pending.baseline) as watch,
+        revocations().watch(pending.grant, partial(watch.offer, None)),
+    ):
+        if listener.seq != pending.seq:
+            hub.read(pending.tenant, pending.job_id)
+        try:
+            snapshot = await asyncio.wait_for(asyncio.shield(watch.future), pending.wait)
+        except TimeoutError:
+            # The wait ran out without a change being heard: one may have been lost.
+            snapshot = await hub.read(pending.tenant, pending.job_id)
+    if snapshot is None or not await pending.grant.aholds():
+        return None
+    return snapshot
 
 
 async def get_response(request):
