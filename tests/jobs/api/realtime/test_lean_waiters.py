@@ -19,7 +19,7 @@ from tests.jobs.api.asgi import asgi_get, auth_headers, run_app
 
 
 def _alive(kind) -> int:
-    return sum(1 for thing in gc.get_objects() if isinstance(thing, kind))
+    return sum(1 for thing in gc.get_objects() if issubclass(type(thing), kind))
 
 
 @pytest.mark.django_db(transaction=True)
