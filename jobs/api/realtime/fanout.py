@@ -267,6 +267,7 @@ class Hub:
         self._again: set[tuple[int, str]] = set()
         self._executor = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="fanout-read")
         self._releases: list = []
+        self._renewals: list = []
         listener.add_hub(self)
 
     def release_soon(self, slot) -> None:
@@ -279,6 +280,19 @@ class Hub:
     def _release_batch(self) -> None:
         batch, self._releases = self._releases, []
         future = self.loop.run_in_executor(None, waits.release_many, batch)
+        future.add_done_callback(_log_release_failure)
+
+    def renew_soon(self, slot) -> None:
+        """Renew ``slot``'s stream lease; the renewals asked for in one turn of the loop
+        (heartbeats are due on a shared grid) go in one Redis round trip."""
+        self._renewals.append(slot)
+        if len(self._renewals) == 1:
+            self.loop.call_soon(self._renew_batch)
+
+    def _renew_batch(self) -> None:
+        batch, self._renewals = self._renewals, []
+        lease = waits.stream_lease_seconds()
+        future = self.loop.run_in_executor(None, waits.renew_many, batch, lease)
         future.add_done_callback(_log_release_failure)
 
     def watching(self) -> int:
@@ -387,8 +401,8 @@ class Hub:
 
 
 def _log_release_failure(future) -> None:
-    if future.exception() is not None:  # the slots' leases end them anyway
-        logger.warning("could not give wait slots back", exc_info=future.exception())
+    if future.exception() is not None:  # leases end released slots; renewed ones last 4 beats
+        logger.warning("could not renew or give back wait slots", exc_info=future.exception())
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
