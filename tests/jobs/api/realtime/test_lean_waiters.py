@@ -28,6 +28,8 @@ def test_a_waiting_long_poll_holds_no_request_or_response(alice, acme):
     auth = auth_headers(alice)
 
     async def scenario():
+        gc.collect()
+        before = _alive(ASGIRequest), _alive(Response)  # what earlier tests left about
         gone = asyncio.Event()
         poll = asyncio.ensure_future(asgi_get(f"/api/jobs/{job.id}", "wait=30", auth, gone))
         while listener.waiting() < 1:
@@ -36,9 +38,10 @@ def test_a_waiting_long_poll_holds_no_request_or_response(alice, acme):
         held = _alive(ASGIRequest), _alive(Response)
         gone.set()
         await poll
-        return held
+        return before, held
 
-    assert run_app(scenario) == (0, 0)
+    before, held = run_app(scenario)
+    assert held == before
 
 
 def _grant(user_id: int, *, expires_in: float = 3600.0) -> Grant:
