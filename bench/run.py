@@ -12,10 +12,11 @@ REDIS_URL (default redis://127.0.0.1:6379/0) under its own key prefix, wrk for H
 time, and only processes started here are stopped, by their PID. Never run by CI.
 
     .venv/bin/python bench/run.py [--quick] [--no-append]
-                                  [--only poll,profile,workers,scale,raw,fanout,flow,cluster]
+                                  [--only poll,profile,workers,scale,raw,fanout,storm,flow,cluster]
 
 ``profile`` runs bench/profile_poll.py (pyinstrument) on the seeded database; ``fanout``
-calls bench/fanout.py's functions with this run's database and environment; ``flow`` runs
+calls bench/fanout.py's functions with this run's database and environment (fan-out and
+burst cases), ``storm`` its reconnect storm at the largest fan-out count; ``flow`` runs
 bench/flow.py's three parts (noisy neighbour, a global rate limit, the cost of limits) on
 it, each reported as a part of its own. The
 ``cluster`` case (bench/cluster.py) runs the same measures across six hosts in network
@@ -718,7 +719,9 @@ def cluster_section(seconds: int, drain: int, latency_count: int, spacing: float
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="shorter runs, 100k rows not 1M")
-    parser.add_argument("--only", default="poll,profile,workers,scale,raw,fanout,flow,cluster")
+    parser.add_argument(
+        "--only", default="poll,profile,workers,scale,raw,fanout,storm,flow,cluster"
+    )
     parser.add_argument("--no-append", action="store_true", help="print the report only")
     parser.add_argument(
         "--results", type=Path, default=BENCH / "RESULTS.md", help="the file to append to"
@@ -941,7 +944,7 @@ def main() -> None:
         # On this run's database (migrated, seeded), with the fan-out's settings.
         result = fanout.measure(
             fanout_counts,
-            ["poll", "stream"],
+            ["poll", "stream", "burst"],
             database=PROJECT_DB,
             env=fanout.fanout_env(PROJECT_DB),
         )
@@ -951,6 +954,17 @@ def main() -> None:
             + ", ".join(f"{r['count']:,} {r['kind']} {r['seconds']:.0f}" for r in result["rows"])
             + "."
         )
+
+    def storm_part() -> str:
+        import fanout  # bench/fanout.py
+
+        result = fanout.measure(
+            fanout_counts[-1:],
+            ["storm"],
+            database=PROJECT_DB,
+            env=fanout.fanout_env(PROJECT_DB),
+        )
+        return fanout.storm_section(result, title_suffix=f" ({measured['rows']} rows)")
 
     if "poll" in parts or "scale" in parts:
         report.part("poll", poll_part)
@@ -962,6 +976,8 @@ def main() -> None:
         report.part("scale", scale_part)
     if "fanout" in parts:
         report.part("fanout", fanout_part)
+    if "storm" in parts:
+        report.part("storm", storm_part)
     if "flow" in parts:
         import flow  # bench/flow.py
 

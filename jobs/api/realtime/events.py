@@ -15,17 +15,19 @@ Authentication, tenant, rate limit (charged once per stream) and the cap on conc
 waits (``jobs.api.realtime.waits``) are checked by the ordinary chain; the stream then runs on the
 event loop through the same fan-out as long polls (``jobs.api.realtime.fanout``), holding no
 thread, connection or transaction, and ends as soon as what authorized it no longer
-holds (``jobs.api.realtime.grants``: checked before each batch of events and every few seconds
-while idle). ``HEAD`` answers a ``GET``'s headers and ends. Streams need the ASGI server;
-under WSGI a ``GET`` or ``HEAD`` is 503 (other methods are answered as on any route).
+holds (``jobs.api.realtime.grants``: checked before each batch of events, and for every idle
+stream of the process together every few seconds). ``HEAD`` answers a ``GET``'s headers
+and ends. Streams need the ASGI server; under WSGI a ``GET`` or ``HEAD`` is 503 (other
+methods are answered as on any route).
 """
 
 import asyncio
+import time
 from collections import OrderedDict
 from contextlib import aclosing
+from functools import partial
 from types import SimpleNamespace
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.cache import patch_vary_headers
@@ -41,7 +43,7 @@ from jobs.api.ratelimit import RateLimitedView, check_rate_limit
 from jobs.api.read_tokens import JobReadTokenAuthentication
 from jobs.api.realtime import fanout, longpoll, waits
 from jobs.api.realtime.fanout import listener
-from jobs.api.realtime.grants import Grant
+from jobs.api.realtime.grants import Grant, revocations
 from jobs.api.views import _job_id
 
 TENANT_STREAM_INITIAL_JOBS = 200
@@ -108,33 +110,40 @@ class _StreamView(RateLimitedView, APIView):
         return response
 
 
-async def _changes(queue: asyncio.Queue, slot: waits.WaitSlot, grant: Grant):
-    """What arrives on ``queue``, and None each time a heartbeat is due (the slot's lease
-    renewed then). Ends as soon as ``grant`` no longer holds: checked before each batch of
-    arrivals is handed on and every ``grants.RECHECK_SECONDS`` while idle."""
+async def _changes(watch: fanout.Watch, slot: waits.WaitSlot, grant: Grant):
+    """What arrives on ``watch``'s queue, and None each time a heartbeat is due (the slot's
+    lease renewed then, with the loop's other streams due on the same tick). Ends as soon
+    as ``grant`` no longer holds: checked before each batch of arrivals is handed on, and
+    on the loop's grid while idle (``Revocations``, which ends the watch: a
+    ``StreamEnded`` arrives)."""
     loop = asyncio.get_running_loop()
-    beat = loop.time() + settings.JOBS_EVENTS_HEARTBEAT_SECONDS
-    while True:
-        arrived = []
-        timeout = max(0.0, min(beat - loop.time(), grant.recheck_in()))
-        try:
-            arrived.append(await asyncio.wait_for(queue.get(), timeout))
-        except TimeoutError:
-            pass
-        while not queue.empty():
-            arrived.append(queue.get_nowait())
-        if not await grant.aholds():
-            return
-        for item in arrived:
-            yield item
-        if loop.time() >= beat:
-            await sync_to_async(slot.renew, thread_sensitive=False)(waits.stream_lease_seconds())
-            yield None
-            beat = loop.time() + settings.JOBS_EVENTS_HEARTBEAT_SECONDS
+    beat = _next_beat(loop)
+    with revocations().watch(grant, partial(watch.offer, None)):
+        while True:
+            arrived = []
+            try:
+                idle = max(0.0, beat - loop.time())
+                arrived.append(await asyncio.wait_for(watch.queue.get(), idle))
+            except TimeoutError:
+                pass
+            while not watch.queue.empty():
+                arrived.append(watch.queue.get_nowait())
+            if arrived and not await grant.aholds():
+                return
+            for item in arrived:
+                yield item
+            if loop.time() >= beat:
+                fanout.hub().renew_soon(slot)
+                yield None
+                beat = _next_beat(loop)
 
 
-async def _release(slot: waits.WaitSlot) -> None:
-    await asyncio.shield(sync_to_async(slot.release, thread_sensitive=False)())
+def _next_beat(loop) -> float:
+    """When the next heartbeat is due, on the loop's clock: the next tick of a grid every
+    ``JOBS_EVENTS_HEARTBEAT_SECONDS`` that every stream shares, so the streams' beats and
+    lease renewals come together (one Redis round trip) instead of one at a time."""
+    every = settings.JOBS_EVENTS_HEARTBEAT_SECONDS
+    return loop.time() + every - time.time() % every
 
 
 async def job_events(tenant, first: fanout.Snapshot, *, last_event_id, seq, slot, grant):
@@ -150,7 +159,7 @@ async def job_events(tenant, first: fanout.Snapshot, *, last_event_id, seq, slot
                 sent = first.etag
             if first.final:
                 return
-            async with aclosing(_changes(watch.queue, slot, grant)) as changes:
+            async with aclosing(_changes(watch, slot, grant)) as changes:
                 async for item in changes:
                     if item is None:
                         yield HEARTBEAT
@@ -163,7 +172,7 @@ async def job_events(tenant, first: fanout.Snapshot, *, last_event_id, seq, slot
                     if item.final:
                         return
     finally:
-        await _release(slot)
+        hub.release_soon(slot)  # with the other streams ending now, in one round trip
 
 
 async def tenant_events(tenant, initial: list[fanout.Snapshot], *, seq, slot, grant):
@@ -189,7 +198,7 @@ async def tenant_events(tenant, initial: list[fanout.Snapshot], *, seq, slot, gr
             for snapshot in initial:
                 seen(snapshot)
                 yield event(snapshot)
-            async with aclosing(_changes(watch.queue, slot, grant)) as changes:
+            async with aclosing(_changes(watch, slot, grant)) as changes:
                 async for item in changes:
                     if item is None:
                         yield HEARTBEAT
@@ -198,7 +207,7 @@ async def tenant_events(tenant, initial: list[fanout.Snapshot], *, seq, slot, gr
                     elif not seen(item):
                         yield event(item)
     finally:
-        await _release(slot)
+        hub.release_soon(slot)  # with the other streams ending now, in one round trip
 
 
 class JobEventsView(_StreamView):

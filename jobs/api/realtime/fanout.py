@@ -237,7 +237,7 @@ class StreamEnded(Exception):
     stream, when the listener reconnected)."""
 
 
-class _Watch:
+class Watch:
     """One long poll or stream. ``offer`` is called on the loop with each new snapshot."""
 
     __slots__ = ("baseline", "future", "queue", "tenant")
@@ -260,13 +260,14 @@ class Hub:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self._jobs: dict[str, dict[int, set[_Watch]]] = {}
-        self._tenants: dict[int, set[_Watch]] = {}
+        self._jobs: dict[str, dict[int, set[Watch]]] = {}
+        self._tenants: dict[int, set[Watch]] = {}
         self._tenant_objects: dict[int, object] = {}
         self._reads: dict[tuple[int, str], asyncio.Future] = {}
         self._again: set[tuple[int, str]] = set()
         self._executor = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="fanout-read")
         self._releases: list = []
+        self._renewals: list = []
         listener.add_hub(self)
 
     def release_soon(self, slot) -> None:
@@ -279,6 +280,19 @@ class Hub:
     def _release_batch(self) -> None:
         batch, self._releases = self._releases, []
         future = self.loop.run_in_executor(None, waits.release_many, batch)
+        future.add_done_callback(_log_release_failure)
+
+    def renew_soon(self, slot) -> None:
+        """Renew ``slot``'s stream lease; the renewals asked for in one turn of the loop
+        (heartbeats are due on a shared grid) go in one Redis round trip."""
+        self._renewals.append(slot)
+        if len(self._renewals) == 1:
+            self.loop.call_soon(self._renew_batch)
+
+    def _renew_batch(self) -> None:
+        batch, self._renewals = self._renewals, []
+        lease = waits.stream_lease_seconds()
+        future = self.loop.run_in_executor(None, waits.renew_many, batch, lease)
         future.add_done_callback(_log_release_failure)
 
     def watching(self) -> int:
@@ -356,7 +370,7 @@ class Hub:
     @contextmanager
     def watch_job(self, tenant, job_id: uuid.UUID, *, baseline=None, stream=False):
         """Register a watch of ``tenant``'s job ``job_id`` for the block."""
-        watch = _Watch(tenant, baseline=baseline, stream=stream)
+        watch = Watch(tenant, baseline=baseline, stream=stream)
         key = str(job_id)
         self._tenant_objects[tenant.pk] = tenant
         self._jobs.setdefault(key, {}).setdefault(tenant.pk, set()).add(watch)
@@ -374,7 +388,7 @@ class Hub:
     @contextmanager
     def watch_tenant(self, tenant):
         """Register a stream of every job of ``tenant`` for the block."""
-        watch = _Watch(tenant, stream=True)
+        watch = Watch(tenant, stream=True)
         self._tenant_objects[tenant.pk] = tenant
         self._tenants.setdefault(tenant.pk, set()).add(watch)
         try:
@@ -385,26 +399,10 @@ class Hub:
             if not watches:
                 self._tenants.pop(tenant.pk, None)
 
-    async def wait_for_change(
-        self, tenant, job_id: uuid.UUID, *, baseline: str, seq: int, timeout: float
-    ) -> Snapshot | None:
-        """Wait until the job's ETag differs from ``baseline`` or ``timeout`` passes, then
-        return a fresh snapshot (None: the job is gone). ``seq``: ``listener.seq`` before
-        the caller's own read."""
-        with self.watch_job(tenant, job_id, baseline=baseline) as watch:
-            if listener.seq != seq:
-                self.read(tenant, job_id)
-            try:
-                return await asyncio.wait_for(asyncio.shield(watch.future), timeout)
-            except TimeoutError:
-                pass
-        # The wait ran out without a change being heard: one may have been lost.
-        return await self.read(tenant, job_id)
-
 
 def _log_release_failure(future) -> None:
-    if future.exception() is not None:  # the slots' leases end them anyway
-        logger.warning("could not give wait slots back", exc_info=future.exception())
+    if future.exception() is not None:  # leases end released slots; renewed ones last 4 beats
+        logger.warning("could not renew or give back wait slots", exc_info=future.exception())
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

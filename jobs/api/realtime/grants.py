@@ -7,16 +7,22 @@ The checks are the request path's own, through the same caches (``tenants.resolu
 ``accounts.authentication``): this process's copies, else Redis, else PostgreSQL.
 Deactivating a user or a tenant drops those copies in every process at once, so a check
 after the change sees it. A stream or a long poll checks before it sends anything and at
-least every ``RECHECK_SECONDS`` while idle (at the token's expiry, if sooner). Idle waiters
-are due on one shared grid of ticks, so their checks run together: on an event loop, the
-checks asked for in one turn run in one call to its thread pool (``aholds``), a few
-microseconds each from the in-memory copies, instead of a thread hop each.
+least every ``RECHECK_SECONDS`` while idle (at the token's expiry, if sooner).
+
+On an event loop an idle waiter does not wake to check: it registers its grant with the
+loop's ``Revocations``, which checks every distinct grant once per tick of one shared grid
+(one call to the thread pool for all of them, a few microseconds each from the in-memory
+copies), ends the token's waiters at its expiry (a timer per distinct grant), and ends the
+waiters of a grant that no longer holds. The checks asked for before sending run together
+too: the ones asked for in one turn of the loop share one pool call (``aholds``).
 """
 
 import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import Error as DatabaseError
@@ -59,7 +65,7 @@ class Grant:
         """Seconds until the next check is due: the next tick of the grid every
         ``RECHECK_SECONDS`` that all grants share, or the token's expiry if sooner."""
         now = time.time()
-        return max(0.0, min(RECHECK_SECONDS - now % RECHECK_SECONDS, self.expires_at - now))
+        return max(0.0, min(_next_tick(now), self.expires_at - now))
 
     def holds(self) -> bool:
         """Whether a new request with the same token would still be let in. Blocking; a
@@ -83,6 +89,72 @@ class Grant:
         """``holds()`` from the event loop, in one pool call with the other checks asked
         for in the same turn of the loop (one check for equal grants)."""
         return await asyncio.shield(_batch().holds(self))
+
+
+def _next_tick(now: float) -> float:
+    return RECHECK_SECONDS - now % RECHECK_SECONDS
+
+
+def _check_all(grants: list[Grant]) -> list[bool]:
+    return [grant.holds() for grant in grants]
+
+
+class Revocations:
+    """The grants of one event loop's idle waiters, checked together on the grid; the
+    waiters of a grant that no longer holds (or whose token expires) are ended by calling
+    the ``end`` they registered, on the loop. Waiters of equal grants cost one check."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._ends: dict[Grant, set[Callable[[], None]]] = {}
+        self._expiries: dict[Grant, asyncio.TimerHandle] = {}
+        self._ticking: asyncio.Task | None = None
+
+    @contextmanager
+    def watch(self, grant: Grant, end: Callable[[], None]):
+        """Call ``end`` (once) if ``grant`` stops holding within the block."""
+        ends = self._ends.get(grant)
+        if ends is None:
+            ends = self._ends[grant] = set()
+            expires_in = max(0.0, grant.expires_at - time.time())
+            self._expiries[grant] = self.loop.call_later(expires_in, self._end, grant)
+        ends.add(end)
+        if self._ticking is None:
+            self._ticking = self.loop.create_task(self._tick())
+        try:
+            yield
+        finally:
+            ends.discard(end)
+            if not ends and self._ends.get(grant) is ends:
+                del self._ends[grant]
+                self._expiries.pop(grant).cancel()
+
+    def watched(self) -> int:
+        """Distinct grants watched (tests, metrics)."""
+        return len(self._ends)
+
+    def _end(self, grant: Grant) -> None:
+        expiry = self._expiries.pop(grant, None)
+        if expiry is not None:
+            expiry.cancel()
+        for end in self._ends.pop(grant, ()):
+            end()
+
+    async def _tick(self) -> None:
+        try:
+            while self._ends:
+                await asyncio.sleep(_next_tick(time.time()))
+                grants = list(self._ends)
+                try:
+                    held = await self.loop.run_in_executor(None, _check_all, grants)
+                except Exception:  # fail closed, as a database error does
+                    logger.warning("could not check idle waiters' grants", exc_info=True)
+                    held = [False] * len(grants)
+                for grant, holds in zip(grants, held, strict=True):
+                    if not holds:
+                        self._end(grant)
+        finally:
+            self._ticking = None
 
 
 class _Batch:
@@ -125,4 +197,18 @@ def _batch() -> _Batch:
     found = _batches.get(loop)
     if found is None:
         found = _batches[loop] = _Batch(loop)
+    return found
+
+
+_revocations: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Revocations]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def revocations() -> Revocations:
+    """The running event loop's ``Revocations``."""
+    loop = asyncio.get_running_loop()
+    found = _revocations.get(loop)
+    if found is None:
+        found = _revocations[loop] = Revocations(loop)
     return found

@@ -24,24 +24,31 @@ The access log line and the API metrics of a long poll are written when its wait
 """
 
 import asyncio
+import io
 import re
 import threading
 import time
 import uuid
+from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
-from django.db import close_old_connections, connection
+from django.db import connection
+from django.http import HttpResponse
+from django.urls import set_script_prefix
 
 from core.problems import Problem, ProblemCode
 from jobs.api import polling
 from jobs.api.realtime import fanout, waits
 from jobs.api.realtime.fanout import CHANNEL, listener  # noqa: F401 (the process's listener)
-from jobs.api.realtime.grants import Grant
+from jobs.api.realtime.grants import Grant, revocations
 from jobs.api.serializers import JobPollQuerySerializer
 
 _DETAIL_PATH = re.compile(r"^/api/jobs/(?P<pk>[^/]+)$")
@@ -215,81 +222,117 @@ _chain_lock = threading.Lock()
 
 
 def _respond(request):
+    """The chain's response to ``request``, in a pool thread, closed: ``request_started``
+    and ``request_finished`` are sent in the thread that used the database (their receivers
+    drop a connection that is broken or past ``CONN_MAX_AGE``), and nothing is left to do
+    after sending it. A stream's body is an async generator, which closing leaves alone."""
     global _chain
     with _chain_lock:
         if _chain is None:
             _chain = _SyncChain()
-    # What request_started/request_finished do for a request's own thread: drop a
-    # connection that is broken or past CONN_MAX_AGE, keep a healthy one for reuse.
-    close_old_connections()
-    try:
-        return _chain.get_response(request)
-    finally:
-        close_old_connections()
+    signals.request_started.send(sender=LongPollASGIHandler, scope=request.scope)
+    response = _chain.get_response(request)
+    response._handler_class = LongPollASGIHandler
+    response.close()
+    return response
+
+
+_in_pool = sync_to_async(_respond, thread_sensitive=False)
 
 
 async def _wait_on_loop(hub: fanout.Hub, pending: PendingWait) -> fanout.Snapshot | None:
     """The snapshot that answers ``pending``; None when the chain must answer instead (the
-    job is gone, or its grant no longer holds)."""
-    waiting = asyncio.ensure_future(
-        hub.wait_for_change(
-            pending.tenant,
-            pending.job_id,
-            baseline=pending.baseline,
-            seq=pending.seq,
-            timeout=pending.wait,
-        )
-    )
-    try:
-        while True:
-            await asyncio.wait({waiting}, timeout=pending.grant.recheck_in())
-            if not await pending.grant.aholds():
-                return None
-            if waiting.done():
-                return waiting.result()
-    finally:
-        waiting.cancel()
-
-
-async def get_response(request):
-    """Run the chain once in the pool; then wait on the loop's hub for a ``PendingWait``
-    and answer from the snapshot it returns. Cancelled when the client disconnects."""
-    request.defer_waits = True
-    in_pool = sync_to_async(_respond, thread_sensitive=False)
-    response = await in_pool(request)
-    pending = getattr(response, "long_poll", None)
-    if pending is None:
-        return response
-    del response.long_poll
-    hub = fanout.hub()
-    try:
-        snapshot = await _wait_on_loop(hub, pending)
-    finally:
-        hub.release_soon(pending.slot)
-    if snapshot is None:  # the chain answers (404, 401, 403)
-        request.defer_waits = False
-        request.long_poll_done = True
-        return await in_pool(request)
-    return answer(response, pending, snapshot)
+    job is gone, or its grant no longer holds: checked before answering, and while idle on
+    the loop's grid by ``Revocations``, which ends the wait)."""
+    with (
+        hub.watch_job(pending.tenant, pending.job_id, baseline=pending.baseline) as watch,
+        revocations().watch(pending.grant, partial(watch.offer, None)),
+    ):
+        if listener.seq != pending.seq:
+            hub.read(pending.tenant, pending.job_id)
+        try:
+            snapshot = await asyncio.wait_for(asyncio.shield(watch.future), pending.wait)
+        except TimeoutError:
+            # The wait ran out without a change being heard: one may have been lost.
+            snapshot = await hub.read(pending.tenant, pending.job_id)
+    if snapshot is None or not await pending.grant.aholds():
+        return None
+    return snapshot
 
 
 class LongPollASGIHandler(ASGIHandler):
     """Django's ASGI handler, except for long polls and event streams, which run the
-    chain in the shared pool and then wait on the event loop (``get_response``;
-    ``jobs.api.realtime.events`` for streams), holding no thread (``config.asgi`` serves this)."""
+    chain once in the shared pool and then wait on the event loop (``jobs.api.realtime.events``
+    for streams), holding no thread (``config.asgi`` serves this).
+
+    A waiting long poll keeps only its ``PendingWait`` and the chain's status and headers:
+    the request, the view and the response (whose renderer context holds both) are
+    released before the wait. When the wait ends without a snapshot (the job is gone, the
+    grant no longer holds) the chain answers a request rebuilt from the scope (a ``GET``
+    has no body), as it would a new one."""
 
     async def __call__(self, scope, receive, send):
-        if is_deferred_scope(scope):
-            # Without Django's per-request thread context, the few thread-sensitive calls
-            # (request_started/finished receivers) share asgiref's one sync thread, so a
-            # waiting client does not keep an idle thread of its own.
-            await self.handle(scope, receive, send)
+        if not is_deferred_scope(scope):
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        # Without Django's per-request thread context: the chain runs in the shared pool
+        # and sends request_started/finished there (``_respond``), so a waiting client
+        # does not keep a thread of its own, nor hops to asgiref's one sync thread.
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        with closing(body_file):
+            request, response = self.create_request(scope, body_file)
+            if request is not None:
+                request.defer_waits = True
+                response = await _in_pool(request)
+            del request
+        pending = response.__dict__.pop("long_poll", None)
+        if pending is None:
+            await self._send_until_disconnect(response, receive, send)
+            return
+        status, headers = response.status_code, list(response.items())
+        del response
+        hub = fanout.hub()
+        waiting = asyncio.ensure_future(_wait_on_loop(hub, pending))
+        left = asyncio.ensure_future(receive())  # only http.disconnect can come now
+        try:
+            await asyncio.wait((waiting, left), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            left.cancel()
+            hub.release_soon(pending.slot)
+        if not waiting.done() or waiting.cancelled():
+            return  # the client left
+        snapshot = waiting.result()
+        if snapshot is None:  # the chain answers (404, 401, 403)
+            request, response = self.create_request(scope, io.BytesIO())
+            if request is not None:
+                request.long_poll_done = True
+                response = await _in_pool(request)
+        else:
+            response = HttpResponse(status=status)
+            for name, value in headers:
+                response[name] = value
+            response = answer(response, pending, snapshot)
+        await self._send_until_disconnect(response, receive, send)
 
-    async def run_get_response(self, request):
-        if not is_deferred_scope(request.scope):
-            return await super().run_get_response(request)
-        response = await get_response(request)
-        response._handler_class = self.__class__
-        return response
+    async def _send_until_disconnect(self, response, receive, send) -> None:
+        """Send ``response`` (a stream's body included) until it ends or the client
+        leaves, as Django's ``handle`` does; it is closed already (``_respond``)."""
+        if not response.streaming:  # sent at once: nothing to stop when the client leaves
+            await self.send_response(response, send)
+            return
+
+        class Sent(Exception):
+            pass
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.listen_for_disconnect(receive))
+                await self.send_response(response, send)
+                raise Sent
+        except* (Sent, RequestAborted):
+            pass

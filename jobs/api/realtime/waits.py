@@ -4,7 +4,8 @@ long polls and event streams at once, across every process.
 A slot is a member of a Redis sorted set per tenant + user, scored by when its lease ends;
 taking one drops expired leases and counts the rest in one Lua script (one round trip),
 so a process that dies without giving its slots back frees them when their leases end. A
-long poll's lease covers its wait; a stream renews its lease at every heartbeat.
+long poll's lease covers its wait; a stream renews its lease at every heartbeat (the
+streams of a loop whose heartbeats fall on the same tick, in one round trip).
 
 Under WSGI a waiting long poll also blocks one of its process's threads, which plain
 requests need too, so each process lets at most half of its threads wait at once
@@ -53,11 +54,18 @@ class WaitSlot:
         self.key = key
         self.member = member
 
-    def renew(self, lease_seconds: float) -> None:
-        _client().zadd(self.key, {self.member: time.time() + lease_seconds}, xx=True)
-
     def release(self) -> None:
         _client().zrem(self.key, self.member)
+
+
+def renew_many(slots: list[WaitSlot], lease_seconds: float) -> None:
+    """Extend many slots' leases to ``lease_seconds`` from now in one round trip (the
+    streams whose heartbeat is due on the same tick); a slot already given back stays so."""
+    expiry = time.time() + lease_seconds
+    pipeline = _client().pipeline(transaction=False)
+    for slot in slots:
+        pipeline.zadd(slot.key, {slot.member: expiry}, xx=True)
+    pipeline.execute()
 
 
 def release_many(slots: list[WaitSlot]) -> None:
