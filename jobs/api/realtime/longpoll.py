@@ -261,9 +261,13 @@ async def _wait_on_loop(hub: fanout.Hub, pending: PendingWait) -> fanout.Snapsho
 
 
 class LongPollASGIHandler(ASGIHandler):
-    """Django's ASGI handler, except for long polls and event streams, which run the
-    chain once in the shared pool and then wait on the event loop (``jobs.api.realtime.events``
-    for streams), holding no thread (``config.asgi`` serves this).
+    """Django's ASGI handler, with every HTTP request's chain run in the loop's shared pool
+    (``_respond``), and long polls and event streams then waiting on the event loop
+    (``jobs.api.realtime.events`` for streams), holding no thread (``config.asgi`` serves
+    this). Django's own handler gives each request a thread of its own, whose persistent
+    database connection outlives it until the collector finds it: a process serving a
+    stream of short requests held ~90 idle connections. In the pool, a process holds one
+    per pool thread (docs/deploy.md).
 
     A waiting long poll keeps only its ``PendingWait`` and the chain's status and headers:
     the request, the view and the response (whose renderer context holds both) are
@@ -272,12 +276,12 @@ class LongPollASGIHandler(ASGIHandler):
     has no body), as it would a new one."""
 
     async def __call__(self, scope, receive, send):
-        if not is_deferred_scope(scope):
+        if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         # Without Django's per-request thread context: the chain runs in the shared pool
-        # and sends request_started/finished there (``_respond``), so a waiting client
-        # does not keep a thread of its own, nor hops to asgiref's one sync thread.
+        # and sends request_started/finished there (``_respond``), so no request keeps a
+        # thread (and its connection) of its own, nor hops to asgiref's one sync thread.
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
@@ -286,7 +290,7 @@ class LongPollASGIHandler(ASGIHandler):
         with closing(body_file):
             request, response = self.create_request(scope, body_file)
             if request is not None:
-                request.defer_waits = True
+                request.defer_waits = is_deferred_scope(scope)
                 response = await _in_pool(request)
             del request
         pending = response.__dict__.pop("long_poll", None)
