@@ -21,7 +21,6 @@ subscribed again. Between a change's commit and its message reaching another pro
 """
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +29,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from core import redis_cache
+from core.process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ class _Invalidations:
     PING_SECONDS = 2.0  # a subscription silent for two pings is taken for lost
 
     def __init__(self):
-        self.pid = os.getpid()
         self.copies: dict[str, tuple[float, object]] = {}  # full key → (expiry, value)
         self.epoch = 0  # bumped by every invalidation: a read spanning one keeps nothing
         self.live = False
@@ -98,26 +97,13 @@ class _Invalidations:
             pubsub.close()
 
 
-_invalidations: _Invalidations | None = None
-_start_lock = threading.Lock()
-
-
-def _local() -> _Invalidations:
-    """This process's invalidations, started on first use (again in a forked child)."""
-    global _invalidations
-    found = _invalidations
-    if found is None or found.pid != os.getpid():
-        with _start_lock:
-            if _invalidations is None or _invalidations.pid != os.getpid():
-                _invalidations = _Invalidations()
-            found = _invalidations
-    return found
+_invalidations = ProcessLocal(_Invalidations)  # started on first use (again in a forked child)
 
 
 def read_through(key: str, load: Callable[[], object], timeout: float, *, label: str):
     """The value cached at ``key``, else ``load()``'s, cached for ``timeout`` seconds unless
     it is None or the key holds a tombstone. ``label`` names the cache in log lines."""
-    local = _local()
+    local = _invalidations.get()
     full_key = cache.make_key(key)
     if local.live:
         copy = local.copies.get(full_key)
@@ -155,7 +141,7 @@ def forget(keys: Iterable[str], *, label: str) -> None:
     full_keys = [cache.make_key(key) for key in keys]
 
     def drop_everywhere():
-        _local().drop(full_keys)
+        _invalidations.get().drop(full_keys)
         try:
             redis_cache.client().publish(CHANNEL, "\n".join(full_keys))
         except Exception:

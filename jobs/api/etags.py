@@ -21,7 +21,6 @@ leaves a copy stale for at most ``JOBS_POLL_ETAG_SECONDS``, the lifetime of ever
 """
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -32,6 +31,7 @@ from django.conf import settings
 from django.db import transaction
 
 from core import listen
+from core.process_local import ProcessLocal
 from jobs.models import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,6 @@ class ReadMark:
 
 class _Copies:
     def __init__(self):
-        self.pid = os.getpid()
         self.lock = threading.Lock()
         self.copies: OrderedDict[str, Copy] = OrderedDict()
         self.changed: OrderedDict[str, int] = OrderedDict()  # job id → seq of its last change
@@ -138,28 +137,13 @@ class _Copies:
             backoff = min(backoff * 2, 10.0)
 
 
-_copies: _Copies | None = None
-_start_lock = threading.Lock()
-
-
-def _local() -> _Copies:
-    """This process's copies, started on first use (again in a forked child)."""
-    global _copies
-    found = _copies
-    if found is None or found.pid != os.getpid():
-        with _start_lock:
-            if _copies is None or _copies.pid != os.getpid():
-                _copies = _Copies()
-            found = _copies
-    return found
+_copies = ProcessLocal(_Copies)  # started on first use (again in a forked child)
 
 
 def stop(timeout: float = 5.0) -> None:
     """Stop listening and drop every copy (tests: the connection would block DROP
     DATABASE); the next use starts again."""
-    global _copies
-    with _start_lock:
-        found, _copies = _copies, None
+    found = _copies.take()
     if found is not None:
         found.stopping.set()
         found.thread.join(timeout)
@@ -171,17 +155,17 @@ def enabled() -> bool:
 
 def listening() -> bool:
     """Whether this process's copies are in use (its LISTEN connection is up)."""
-    return _local().live
+    return _copies.get().live
 
 
 def current(tenant_id: int, job_id: uuid.UUID) -> Copy | None:
     """The copy of ``tenant_id``'s job ``job_id`` (None: read the database)."""
-    return _local().get(tenant_id, job_id) if enabled() else None
+    return _copies.get().get(tenant_id, job_id) if enabled() else None
 
 
 def mark() -> ReadMark | None:
     """Call before reading a job to keep a copy of: where the notifications stand."""
-    return _local().mark() if enabled() else None
+    return _copies.get().mark() if enabled() else None
 
 
 def keep_after_commit(mark: ReadMark | None, tenant_id: int, job, headers) -> None:
@@ -189,5 +173,5 @@ def keep_after_commit(mark: ReadMark | None, tenant_id: int, job, headers) -> No
     current transaction commits, if its ETag can only change with its row."""
     if mark is None or job.status == JobStatus.PENDING:
         return
-    copies = _local()
+    copies = _copies.get()
     transaction.on_commit(lambda: copies.keep(mark, tenant_id, job.id, job.etag, dict(headers)))

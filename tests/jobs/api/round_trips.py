@@ -62,7 +62,7 @@ def wait_for_invalidations():
     """Until this process listens to the row caches' invalidations (core.row_cache): its
     in-memory copies are used only then."""
     deadline = time.monotonic() + 10
-    while not row_cache._local().live:
+    while not row_cache._invalidations.get().live:
         assert time.monotonic() < deadline, "no subscription to the invalidations"
         time.sleep(0.01)
 

@@ -31,7 +31,7 @@ def warm(alice, alice_client, acme, settings):
     wait_for_invalidations()
     for _ in range(2):
         assert alice_client.get(f"/api/jobs/{job.id}").status_code == 200
-    assert cache.make_key(_user_key(alice.pk)) in row_cache._local().copies
+    assert cache.make_key(_user_key(alice.pk)) in row_cache._invalidations.get().copies
     return job
 
 
@@ -46,7 +46,7 @@ def changed_by_another_process(key: str) -> None:
     finally:
         other.close()
     deadline = time.monotonic() + 10
-    while full_key in row_cache._local().copies:
+    while full_key in row_cache._invalidations.get().copies:
         assert time.monotonic() < deadline, "the copy was not dropped"
         time.sleep(0.01)
 
@@ -72,8 +72,8 @@ def test_a_read_that_overlaps_an_invalidation_keeps_no_copy(alice, acme, setting
     key = f"probe:{uuid.uuid4().hex}"
 
     def load():
-        row_cache._local().drop([cache.make_key(key)])  # a change arrives meanwhile
+        row_cache._invalidations.get().drop([cache.make_key(key)])  # a change arrives meanwhile
         return "old row"
 
     assert row_cache.read_through(key, load, 60, label="probe") == "old row"
-    assert cache.make_key(key) not in row_cache._local().copies
+    assert cache.make_key(key) not in row_cache._invalidations.get().copies

@@ -54,7 +54,7 @@ def _heard_so_far() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, %s)", [etags.CHANNEL, barrier])
     deadline = time.monotonic() + 10
-    while barrier not in etags._local().changed:
+    while barrier not in etags._copies.get().changed:
         assert time.monotonic() < deadline, "the barrier notification never arrived"
         time.sleep(0.01)
 
@@ -125,7 +125,7 @@ def test_a_lost_notification_leaves_a_copy_stale_for_at_most_the_bound(
 def test_a_read_that_overlapped_its_jobs_notification_keeps_nothing(warm, acme):
     """The read may have seen the row before the change: its copy could be stale."""
     job, _, etag = warm
-    copies = etags._local()
+    copies = etags._copies.get()
     read_began = copies.mark()
     copies._changed(str(job.id))  # the notification arrives while the read runs
     copies.keep(read_began, acme.pk, job.id, etag, {})
