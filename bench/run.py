@@ -147,6 +147,10 @@ def project_env(*, database: str | None = None, **extra) -> dict:
         CACHE_KEY_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
         SECRET_KEY="bench-secret-key-not-for-production-use-0123456789",  # noqa: S106
         JWT_ACCESS_TOKEN_SECONDS="86400",  # noqa: S106 - a lifetime, not a secret
+        # Set here, not left to the defaults, so the poll's peer (bench/peers/drf_poll)
+        # verifies the project's tokens with the same values.
+        JWT_ISSUER="tenant-jobs-bench",
+        JWT_AUDIENCE="tenant-jobs-bench-api",
         JOBS_API_RATE="1000000000/m",  # the limiter runs; the benchmark must not hit it
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
@@ -320,9 +324,12 @@ def workers_cpu_seconds(master_pid: int) -> float:
 POLL_TARGETS = (("pending", ""), ("processing", ", running job"))
 
 
+DRF_PEER = "the same poll by hand in DRF (peer, pending job)"
+
+
 def poll_bench(seconds: int, workers: int, connections: int, label: str) -> list[dict]:
     """Requests/s and latency of the bare view, then the full poll and the 304 path of a
-    pending and of a running job."""
+    pending and of a running job, then the pending job's poll as written by hand in DRF."""
     targets = {status: tool("poll-target", status) for status, _ in POLL_TARGETS}
     results = []
     port = free_port()
@@ -339,6 +346,15 @@ def poll_bench(seconds: int, workers: int, connections: int, label: str) -> list
                 target,
             ),
         ]
+    pending = targets["pending"]
+    cases.append(
+        (
+            DRF_PEER,
+            "bench.peers.drf_poll.wsgi:application",
+            {"Authorization": f"Bearer {pending['token']}"},
+            pending,
+        )
+    )
     for name, app, headers, target in cases:
         with gunicorn(app, port, workers) as master:
             wait_for_port(port)
@@ -362,6 +378,7 @@ def poll_bench(seconds: int, workers: int, connections: int, label: str) -> list
         for case in ("200", "304"):
             assert trips[case]["status"] == int(case), trips
             next(remaining)["trips"] = f"{trips[case]['redis']} / {trips[case]['postgres']}"
+    next(remaining)["trips"] = "not counted"
     return results
 
 
@@ -788,12 +805,20 @@ def main() -> None:
             ]
             for r in poll_small
         ]
+        peer = next(r for r in poll_small if r["case"] == DRF_PEER)
+        ours = poll_small[1]  # the full poll of the same pending job
         headers = ["case", "req/s", "% of ceiling", "server CPU ms/req", "CPU: % of ceiling"]
         headers.append("round trips Redis / PostgreSQL")
         return (
             f"### Poll throughput (gunicorn, {gunicorn_workers} sync workers; wrk -t1 "
             f"-c{wrk_connections} -d{seconds}s on loopback; 10k rows)\n\n"
             + table([*headers, "p50 ms", "p99 ms", "non-2xx/3xx"], rows)
+            + f"\n\nThis project's full poll ÷ the hand-written DRF poll: "
+            f"{ours['rps'] / peer['rps']:.2f}× in req/s, {peer['cpu_ms'] / ours['cpu_ms']:.2f}× in "
+            "server CPU (target ≥ 3.5×). The peer (`bench/peers/drf_poll`): simplejwt's "
+            "`JWTAuthentication`, a `RetrieveAPIView` over the user's tenant's jobs, a "
+            "`ModelSerializer`, two middlewares, persistent connections; no row security, "
+            "ETag, rate limit, log line or metric."
             + "\n\nTargets (issue 24): full poll ≥ 35% of the ceiling, 304 path ≥ 50%. A "
             "pending job's 304 reads its row; a running job's is answered from the web "
             "process's ETag copy (`jobs.api.etags`). Round trips per "
