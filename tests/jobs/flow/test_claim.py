@@ -151,6 +151,18 @@ def test_the_ageing_bound_a_job_waiting_long_enough_beats_every_newer_one(acme, 
     assert [job.id for job in claim(limit=1)] == [lowest.id]
 
 
+def test_a_capped_claim_admits_within_the_budgets_inside_its_transaction(acme, settings):
+    # Under JOBS_MAX_RUNNING_PER_TENANT the claim runs in the transaction that holds the
+    # tenants' locks: admission's statements go there, without a BEGIN or COMMIT of their
+    # own, and still hold the limit (test.one: one running at once).
+    settings.JOBS_MAX_RUNNING_PER_TENANT = 3
+    submit(acme, "test.single", 3)
+    assert len(claim(limit=5)) == 1
+    assert claim(limit=5) == []
+    assert running(type_="test.single") == 1
+    assert LimitBudget.objects.filter(key="test.one").exists()
+
+
 def test_a_claimer_gone_quiet_inside_its_claim_loses_its_locks(acme, monkeypatch):
     # A worker cut off between the claim's statements holds the budget's lock that every
     # claim of that limit waits for. Its transaction may sit idle CLAIM_IDLE_TIMEOUT_MS at
