@@ -21,6 +21,10 @@ started here are stopped, by PID.
 Standalone, on its own database ``bench_flow`` (recreated)::
 
     .venv/bin/python bench/flow.py [--quick] [--no-append] [--results FILE]
+                                   [--parts flow-neighbour,flow-rate,flow-cost]
+
+``--parts`` runs only the parts named (``--parts flow-cost``: the cost of limits alone, for
+an A/B of the claim).
 """
 
 import argparse
@@ -486,8 +490,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter windows and drains")
     parser.add_argument("--no-append", action="store_true", help="print the report only")
     parser.add_argument("--results", type=Path, default=bench.BENCH / "RESULTS.md")
+    parser.add_argument("--parts", default="flow-neighbour,flow-rate,flow-cost")
     options = parser.parse_args()
+    wanted = options.parts.split(",")
     sizes = QUICK if options.quick else FULL
+    measures = dict(parts(DATABASE, sizes))
+    if unknown := set(wanted) - set(measures):
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     started = time.monotonic()
     report = Report(None if options.no_append else options.results)
     bench.recreate_database(DATABASE)
@@ -498,8 +507,8 @@ def main() -> None:
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n" + measured_on().replace(
             "at the part's end", "before the run")
     )  # fmt: skip
-    for name, measure in parts(DATABASE, sizes):
-        report.part(name, measure)
+    for name in wanted:
+        report.part(name, measures[name])
     report.write(
         f"Flow bench ended: total time {time.monotonic() - started:.0f} s ("
         + ", ".join(f"{part} {taken:.0f} s" for part, taken in report.durations.items())

@@ -13,6 +13,8 @@ cancel, retry, run now and the admin's delete reach no internal job
 are scoped by ``worker_id`` (the jobs it owns); the reaper covers every tenant.
 """
 
+import contextlib
+import functools
 import hashlib
 import json
 import random
@@ -22,21 +24,23 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import Error, IntegrityError, connection, transaction
 from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value, When
 from django.db.models.functions import Now
+from psycopg import pq
 
 from accounts.roles import ALL_TENANTS
 from core import tracing
 from jobs import sql
 from jobs.conditions import reachable_jobs
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound, JobQuotaExceeded
-from jobs.flow.claim import Candidate, admit
+from jobs.flow.claim import Admission, Candidate, admit, budget_figures, lock_budgets
 from jobs.models import FINAL_STATUSES, Job, JobStatus, ReaperError
 from jobs.registry import get_job_type, limits_in_use
 from jobs.signals import JobOutcome
 from tenants.resolution import tenants_by_id
 from tenants.scope import one_tenant
+from tenants.search_path import without_search_path
 
 NOTIFY_CHANNEL = "job_queue"
 
@@ -312,16 +316,17 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> ClaimedJo
         # One statement, which is its own transaction: one round trip. raw() maps the
         # RETURNING columns onto Job fields, converters included.
         jobs = list(Job.objects.raw(sql.CLAIM, params))
+    elif cap is None:
+        jobs, retry_in = _claim_within_limits(params, capped=False)
     else:
         with transaction.atomic():
-            if cap is not None:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql.LOCK_PENDING_TENANTS)
-                    params["tenants"] = [row[0] for row in cursor.fetchall()]
+            with connection.cursor() as cursor:
+                cursor.execute(sql.LOCK_PENDING_TENANTS)
+                params["tenants"] = [row[0] for row in cursor.fetchall()]
             if not limits_in_use():
                 jobs = list(Job.objects.raw(sql.CAPPED_CLAIM, params))
             else:
-                jobs, retry_in = _claim_within_limits(params, capped=cap is not None)
+                jobs, retry_in = _claim_within_limits(params, capped=True)
     # Claimed rows come back whole; tenants come from a per-process cache, so a claim is
     # one round trip however many jobs it takes.
     tenants = tenants_by_id({job.tenant_id for job in jobs})
@@ -335,19 +340,52 @@ def job_claim(*, worker_id: str, queues: list[str], limit: int = 1) -> ClaimedJo
 def _claim_within_limits(params: dict, *, capped: bool) -> tuple[list[Job], float | None]:
     """The claim under flow control (``jobs.flow.claim``): the candidates, of which those no
     budget could hold back are taken at once, then admission of the rest and their take
-    (only when the first statement left free slots and candidates for them)."""
-    # raw() maps the taken rows onto Job fields, converters included; a candidate's row
-    # (``taken`` false) has its id, tenant, budgets, plan and overrides only.
-    rows = list(Job.objects.raw(sql.CAPPED_CANDIDATES if capped else sql.CANDIDATES, params))
-    refill = rows.pop().refill  # the last row: the first spent rate budget's refill
-    jobs = [row for row in rows if row.taken]
-    candidates = [Candidate.from_job(row) for row in rows if not row.taken]
+    (only when the first statement left free slots and candidates for them).
+
+    Outside a transaction it is a transaction of its own whose ``BEGIN`` and ``COMMIT``
+    travel with its statements, each round trip one simple query: ``BEGIN`` and the
+    candidates; then, if a binding budget is at stake, its locks and running units; then
+    the take and ``COMMIT``. A claim admission has nothing to decide for is two round
+    trips, one that admits three. Inside the caller's transaction (the capped claim's),
+    the same statements without ``BEGIN`` and ``COMMIT``. The statements name the public
+    tables they read, so no tenant's search path is applied to them."""
+    own = connection.get_autocommit()
+    with without_search_path(), connection.cursor() as cursor:
+        try:
+            return _claim_admitted(cursor, params, capped=capped, own=own)
+        except BaseException:
+            if own and connection.connection.info.transaction_status != pq.TransactionStatus.IDLE:
+                with contextlib.suppress(Error):  # a connection lost ends its transaction
+                    cursor.execute("ROLLBACK")
+            raise
+
+
+def _claim_admitted(cursor, params: dict, *, capped: bool, own: bool):
+    """``_claim_within_limits`` on ``cursor``; ``own``: send its ``BEGIN`` and ``COMMIT``."""
+    cursor.execute(
+        ("BEGIN;" if own else "") + (sql.CAPPED_CANDIDATES if capped else sql.CANDIDATES), params
+    )
+    if own:
+        cursor.nextset()  # past BEGIN's result
+    # Rows: a taken job's whole row (``taken`` true), or a candidate's id, tenant, budgets,
+    # plan and overrides; the last row: the first spent rate budget's refill.
+    rows = cursor.fetchall()
+    refill = rows.pop()[6]
+    jobs = _jobs_of_rows(cursor, [row for row in rows if row[7]])
+    candidates = [Candidate.from_row(row) for row in rows if not row[7]]
     free = params["limit"] - len(jobs)
-    if not free or not candidates:
-        return jobs, refill
-    admission = admit(connection, candidates, free)
+    admission = Admission()
+    if free and candidates:
+        figures = budget_figures(candidates)
+        if figures:
+            tokens, running = lock_budgets(cursor, figures)
+            admission = admit(candidates, figures, tokens, running, free)
+        else:  # no budget at stake binds: nothing to lock, nothing to decide
+            admission.ids = [candidate.id for candidate in candidates[:free]]
     retry_in = min((s for s in (refill, admission.retry_in) if s is not None), default=None)
     if not admission.ids and not admission.tokens:
+        if own:
+            cursor.execute("COMMIT")
         return jobs, retry_in
     keys = sorted(admission.tokens)
     taking = {
@@ -357,7 +395,40 @@ def _claim_within_limits(params: dict, *, capped: bool) -> tuple[list[Job], floa
         "tokens": [admission.tokens[key] for key in keys],
         "throttled": [key in admission.throttled for key in keys],
     }
-    return jobs + list(Job.objects.raw(sql.TAKE_ADMITTED, taking)), retry_in
+    cursor.execute(sql.TAKE_ADMITTED + (";COMMIT" if own else ""), taking)
+    return jobs + _jobs_of_rows(cursor, cursor.fetchall()), retry_in
+
+
+@functools.cache
+def _job_loader(columns: tuple[str, ...]) -> tuple:
+    """How a row of ``columns`` (holding every column of ``job_queue``) becomes a Job: the
+    fields' names in model order, where each is in the row, and the converters of those
+    that have any (the JSON columns, which the backend hands over as text)."""
+    fields = Job._meta.concrete_fields
+    converters = tuple(
+        (index, field.get_col(Job._meta.db_table), found)
+        for index, field in enumerate(fields)
+        if (found := field.get_db_converters(connection))
+    )
+    order = tuple(columns.index(field.column) for field in fields)
+    return tuple(field.attname for field in fields), order, converters
+
+
+def _jobs_of_rows(cursor, rows) -> list[Job]:
+    """The claimed rows of ``cursor``'s current result as jobs, built as the ORM builds a
+    loaded row (``Model.from_db``, the columns' own converters) without a queryset's
+    per-row machinery."""
+    if not rows:
+        return []
+    names, order, converters = _job_loader(tuple(column.name for column in cursor.description))
+    jobs = []
+    for row in rows:
+        values = [row[index] for index in order]
+        for index, column, found in converters:
+            for convert in found:
+                values[index] = convert(values[index], column, connection)
+        jobs.append(Job.from_db(connection.alias, names, values))
+    return jobs
 
 
 @dataclass(frozen=True)

@@ -135,11 +135,12 @@ def _candidates(*, capped: bool, limited: bool) -> str:
     )
 
 
-# The units each budget has running now (flow control), from the running jobs' budgets.
+# The units each budget of %(keys)s has running now (flow control), from the running jobs'
+# budgets.
 RUNNING_UNITS = """
 SELECT held.key, sum(held.units) FROM job_queue r,
        unnest(r.limit_keys, r.limit_units) AS held(key, units)
-WHERE r.status = 'processing' AND held.key = ANY(%s)
+WHERE r.status = 'processing' AND held.key = ANY(%(keys)s)
 GROUP BY held.key
 """
 # The budgets that are spent as of this statement (no unit running free, or no token; read
@@ -274,7 +275,7 @@ CAPPED_CANDIDATES = _candidates_statement(capped=True)
 LOCK_BUDGETS = """
 INSERT INTO flow_budget AS b (key, concurrency, rate, burst, tokens, refreshed_at, throttled)
 SELECT f.key, f.concurrency, f.rate, f.burst, coalesce(f.burst, 0), clock_timestamp(), false
-FROM unnest(%s::text[], %s::int[], %s::float8[], %s::float8[])
+FROM unnest(%(keys)s::text[], %(concurrency)s::int[], %(rate)s::float8[], %(burst)s::float8[])
      AS f(key, concurrency, rate, burst)
 ORDER BY f.key
 ON CONFLICT (key) DO UPDATE

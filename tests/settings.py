@@ -63,3 +63,8 @@ JOBS_TYPES["test.generate"] = {
     "task": "jobs.demo.ai_generation",
     "payload": "jobs.demo.AiGenerationPayload",
 }
+
+# Flow control's round trips (tests/jobs/flow/test_round_trips.py): a limit of both kinds
+# that never binds, on an echo job, as the bench's cost-of-limits drain attaches.
+JOBS_LIMITS["test.roomy"] = {"scope": "global", "concurrency": 1000, "rate": "100000/s"}
+JOBS_TYPES["test.roomy"] = {"task": "jobs.demo.echo", "limits": {"test.roomy": 1}}

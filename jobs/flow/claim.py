@@ -1,16 +1,17 @@
-"""Admission: which of a claim's candidates fit their budgets, decided under the budgets'
-row locks inside the claim's transaction (``jobs.services.job_claim``).
+"""Admission: which of a claim's candidates fit their budgets, decided under the budgets' row
+locks inside the claim's transaction (``jobs.services.job_claim``).
 
-The claim's statements (``jobs.sql``): ``CANDIDATES`` locks the candidate jobs in claim
-order, taking at once those before the first that consumes a limit (no budget could hold
-them back); ``LOCK_BUDGETS`` locks the budgets the others take, in key order, refilling
-rate tokens; ``RUNNING_UNITS``, a statement whose snapshot starts after those locks are
-held, counts the units running on each (so every committed claim is counted: two workers
-never both take the last unit); ``TAKE_ADMITTED`` writes the tokens left and takes the
-admitted jobs. A budget admits a job when its running units plus the job's stay within its
-concurrency (or nothing runs on it: a job larger than the budget runs alone) and it holds
-a token for each of the job's units (or is full: a larger job takes them all and leaves a
-debt).
+The claim's statements (``jobs.sql``), in three round trips (``jobs.services``): ``BEGIN``
+and ``CANDIDATES``, which locks the candidate jobs in claim order, taking at once those
+before the first that consumes a limit (no budget could hold them back); ``LOCK_BUDGETS``,
+which locks the budgets the others take, in key order, refilling rate tokens, with
+``RUNNING_UNITS``, a statement whose snapshot starts after those locks are held, which
+counts the units running on each (so every committed claim is counted: two workers never
+both take the last unit); ``TAKE_ADMITTED``, which writes the tokens left and takes the
+admitted jobs, with ``COMMIT``. A budget admits a job when its running units plus the job's
+stay within its concurrency (or nothing runs on it: a job larger than the budget runs
+alone) and it holds a token for each of the job's units (or is full: a larger job takes
+them all and leaves a debt).
 """
 
 import json
@@ -37,13 +38,8 @@ class Candidate:
     def from_row(cls, row) -> "Candidate":
         """From a row of ``sql.CANDIDATES`` (its overrides arrive as JSON text)."""
         job_id, tenant_id, keys, units, plan, overrides = row[:6]
-        return cls(job_id, tenant_id, keys, units, plan, json.loads(overrides or "null"))
-
-    @classmethod
-    def from_job(cls, row) -> "Candidate":
-        """From a row of ``sql.CANDIDATES`` read through ``Job.objects.raw``."""
-        return cls.from_row(
-            (row.id, row.tenant_id, row.limit_keys, row.limit_units, row.plan, row.overrides)
+        return cls(
+            job_id, tenant_id, keys, units, plan, json.loads(overrides) if overrides else None
         )
 
 
@@ -59,9 +55,10 @@ class Admission:
     retry_in: float | None = None
 
 
-def _figures(candidates: list[Candidate]) -> dict[str, Figures]:
-    """The figures of every budget the candidates take (a budget of a limit no longer
-    configured, or unlimited for the tenant's plan, binds nothing)."""
+def budget_figures(candidates: list[Candidate]) -> dict[str, Figures]:
+    """The figures of every budget the candidates take that binds (a budget of a limit no
+    longer configured, or unlimited for the tenant's plan, binds nothing): the budgets
+    admission must lock; none, and it decides nothing."""
     found = {}
     for candidate in candidates:
         for key in candidate.keys:
@@ -75,6 +72,29 @@ def _figures(candidates: list[Candidate]) -> dict[str, Figures]:
     return found
 
 
+def lock_budgets(cursor, figures: dict[str, Figures]) -> tuple[dict[str, float], dict[str, int]]:
+    """Lock the budgets of ``figures`` in the claim's transaction (``cursor``: Django's, on
+    the claim's connection) and return their rate tokens and their running units, in one
+    round trip: ``LOCK_BUDGETS``, then ``RUNNING_UNITS``, a statement of its own whose
+    snapshot starts once the locks are held. One simple query, not a psycopg pipeline:
+    psycopg ends a pipeline with a Flush after its Sync, which leaves the claim's idle
+    timeout (``sql.CANDIDATES``) disarmed, and that timeout bounds how long a worker cut
+    off here holds these locks."""
+    keys = sorted(figures)
+    cursor.execute(
+        f"{sql.LOCK_BUDGETS};{sql.RUNNING_UNITS}",
+        {
+            "keys": keys,
+            "concurrency": [figures[key].concurrency for key in keys],
+            "rate": [figures[key].rate for key in keys],
+            "burst": [figures[key].burst for key in keys],
+        },
+    )
+    tokens = dict(cursor.fetchall())
+    cursor.nextset()
+    return tokens, dict(cursor.fetchall())
+
+
 def _short(figures: Figures, running: int, tokens: float, units: int) -> float | None:
     """None if a budget admits ``units`` more; else the tokens it lacks (0 when it is its
     concurrency that is full)."""
@@ -85,29 +105,17 @@ def _short(figures: Figures, running: int, tokens: float, units: int) -> float |
     return None
 
 
-def admit(connection, candidates: list[Candidate], limit: int) -> Admission:
-    """Admit up to ``limit`` of ``candidates`` (in claim order) within their budgets, taking
-    the budgets' row locks on ``connection`` (Django's, inside the claim's transaction)."""
-    figures = _figures(candidates)
-    if not figures:
-        return Admission(ids=[candidate.id for candidate in candidates[:limit]])
-    keys = sorted(figures)
-    # Two round trips, not one psycopg pipeline: after a pipeline PostgreSQL does not arm
-    # the claim's idle timeout (sql.CANDIDATES), which bounds how long a worker cut off
-    # here holds these locks.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql.LOCK_BUDGETS,
-            [
-                keys,
-                [figures[key].concurrency for key in keys],
-                [figures[key].rate for key in keys],
-                [figures[key].burst for key in keys],
-            ],
-        )
-        admission = Admission(tokens=dict(cursor.fetchall()))
-        cursor.execute(sql.RUNNING_UNITS, [keys])
-        running = dict(cursor.fetchall())
+def admit(
+    candidates: list[Candidate],
+    figures: dict[str, Figures],
+    tokens: dict[str, float],
+    running: dict[str, int],
+    limit: int,
+) -> Admission:
+    """Admit up to ``limit`` of ``candidates`` (in claim order) within their budgets'
+    ``figures``, given the ``tokens`` and ``running`` units ``lock_budgets`` read under the
+    budgets' locks (``running`` is updated with the units admitted)."""
+    admission = Admission(tokens=dict(tokens))
     waits = []
     for candidate in candidates:
         if len(admission.ids) == limit:

@@ -8,11 +8,10 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from jobs import services, sql
-from jobs.flow.claim import Candidate, admit
+from jobs import services
 from jobs.flow.models import LimitBudget, LimitOverride, Pause
 from jobs.models import Job, JobStatus
 from jobs.worker import Worker
@@ -152,7 +151,19 @@ def test_the_ageing_bound_a_job_waiting_long_enough_beats_every_newer_one(acme, 
     assert [job.id for job in claim(limit=1)] == [lowest.id]
 
 
-def test_a_claimer_gone_quiet_inside_its_claim_loses_its_locks(acme):
+def test_a_capped_claim_admits_within_the_budgets_inside_its_transaction(acme, settings):
+    # Under JOBS_MAX_RUNNING_PER_TENANT the claim runs in the transaction that holds the
+    # tenants' locks: admission's statements go there, without a BEGIN or COMMIT of their
+    # own, and still hold the limit (test.one: one running at once).
+    settings.JOBS_MAX_RUNNING_PER_TENANT = 3
+    submit(acme, "test.single", 3)
+    assert len(claim(limit=5)) == 1
+    assert claim(limit=5) == []
+    assert running(type_="test.single") == 1
+    assert LimitBudget.objects.filter(key="test.one").exists()
+
+
+def test_a_claimer_gone_quiet_inside_its_claim_loses_its_locks(acme, monkeypatch):
     # A worker cut off between the claim's statements holds the budget's lock that every
     # claim of that limit waits for. Its transaction may sit idle CLAIM_IDLE_TIMEOUT_MS at
     # most: PostgreSQL then ends its session, and another claimer takes the job while the
@@ -160,34 +171,27 @@ def test_a_claimer_gone_quiet_inside_its_claim_loses_its_locks(acme):
     submit(acme, "test.single", 2)  # one for the quiet claimer to hold, one for the other
     locked, taken = threading.Event(), threading.Event()
     outcome = {}
+    admit = services.admit
+
+    def admit_then_go_quiet(*args, **kwargs):
+        # Called by the claim with the budget's lock held, between its round trips.
+        admission = admit(*args, **kwargs)
+        if threading.current_thread() is quiet:
+            locked.set()
+            # The cut: away twice as long as the claim may idle, or until taken.
+            taken.wait(2 * services.CLAIM_IDLE_TIMEOUT_MS / 1000)
+            outcome["taken while away"] = taken.is_set()
+        return admission
 
     def cut_off():
-        params = {
-            "queues": ["default"],
-            "limit": 1,
-            "cap": None,
-            "worker_id": "gone",
-            "lease": 30,
-            "ageing": 60,
-            "idle_timeout": str(services.CLAIM_IDLE_TIMEOUT_MS),
-        }
         try:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute(sql.CANDIDATES, params)
-                    rows = cursor.fetchall()[:-1]
-                admit(connection, [Candidate.from_row(row) for row in rows], 1)
-                locked.set()
-                # The cut: away twice as long as the claim may idle, or until taken.
-                taken.wait(2 * services.CLAIM_IDLE_TIMEOUT_MS / 1000)
-                outcome["taken while away"] = taken.is_set()
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT 1")
+            services.job_claim(worker_id="gone", queues=["default"], limit=1)
         except DatabaseError as error:
             outcome["ended"] = str(error)
         finally:
             connection.close()
 
+    monkeypatch.setattr(services, "admit", admit_then_go_quiet)
     quiet = threading.Thread(target=cut_off)
     quiet.start()
     assert locked.wait(30)
