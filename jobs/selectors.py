@@ -173,12 +173,16 @@ def _poll_sql(condition: str = "id = %s") -> str:
     )
 
 
-def job_poll_get(*, tenant, job_id: uuid.UUID) -> Job:
+def job_poll_get(*, tenant, job_id: uuid.UUID, alone: bool = False) -> Job:
     """The tenant's job ``job_id`` with only the represented columns loaded and ``etag`` set.
+
+    ``alone``: the read is its request's only statement (a plain poll). If the request's
+    row-security transaction is still to be opened (``tenant_row_security_on_demand``),
+    the read carries it whole, BEGIN and settings to COMMIT, in one round trip.
 
     Raises ``JobNotFound`` when the job is missing, another tenant's or internal.
     """
-    found = _poll_read(_poll_sql(), [one_tenant(tenant).pk, job_id])
+    found = _poll_read(_poll_sql(), [one_tenant(tenant).pk, job_id], alone=alone)
     if not found:
         raise JobNotFound(job_id)
     return found[0]
@@ -192,13 +196,15 @@ def job_poll_unfinished(*, tenant, limit: int) -> list[Job]:
     return _poll_read(sql, params)
 
 
-def _poll_read(statement: str, params: list) -> list[Job]:
+def _poll_read(statement: str, params: list, *, alone: bool = False) -> list[Job]:
     """The poll's rows as jobs, built as the ORM builds a loaded row (``Model.from_db``,
     the columns' own converters) without a queryset's per-row machinery: a poll is the
-    hottest read of the service."""
-    with without_search_path(), connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        rows = cursor.fetchall()
+    hottest read of the service. ``alone``: as ``job_poll_get``'s."""
+    rows = connection.read_as_transaction(statement, params) if alone else None
+    if rows is None:
+        with without_search_path(), connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            rows = cursor.fetchall()
     return [_poll_job(row) for row in rows]
 
 

@@ -34,6 +34,7 @@ trip (``DatabaseWrapper.begin_with``). Superusers and BYPASSRLS roles ignore
 RLS even when FORCEd; that is why the web role is a separate, unprivileged role.
 """
 
+import functools
 from contextlib import contextmanager
 
 import psycopg
@@ -77,12 +78,23 @@ def _enter(connection, tenant) -> None:
     connection.transaction_search_path = connection.wanted_search_path()
 
 
+def _enter_literal(connection, tenant) -> str:
+    """``_ENTER_SQL`` with its values as literals, to follow BEGIN in one simple query."""
+    return _enter_literal_of(tuple(_settings(connection, tenant)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _enter_literal_of(values: tuple[str, ...]) -> str:
+    """Made once per tenant and process (formatting it was ~7% of a warm poll's CPU). The
+    literals need no connection: the values are names, numbers and durations, quoted alike
+    on every connection."""
+    literals = [psycopg_sql.Literal(value) for value in values]
+    return psycopg_sql.SQL(_ENTER_SQL).format(*literals).as_string()
+
+
 def _begin(connection, tenant) -> None:
     """BEGIN and the web role's settings in one round trip; atomic() must follow."""
-    values = [psycopg_sql.Literal(value) for value in _settings(connection, tenant)]
-    connection.ensure_connection()
-    statement = psycopg_sql.SQL(_ENTER_SQL).format(*values).as_string(connection.connection)
-    connection.begin_with(statement)
+    connection.begin_with(_enter_literal(connection, tenant))
     connection.transaction_search_path = connection.wanted_search_path()
 
 
@@ -123,6 +135,26 @@ def tenant_row_security(tenant, *, using: str = DEFAULT_DB_ALIAS):
                 pass
 
 
+class _OnDemand:
+    """A block's row-security transaction, opened before its first statement: the
+    connection's ``open_before_statement``."""
+
+    def __init__(self, connection, tenant):
+        self.connection = connection
+        self.tenant = tenant
+        self.block = transaction.atomic(using=connection.alias)
+        self.opened = False
+
+    def settings(self) -> str:
+        """The settings statement, as literal SQL (``DatabaseWrapper.read_as_transaction``)."""
+        return _enter_literal(self.connection, self.tenant)
+
+    def __call__(self) -> None:
+        _begin(self.connection, self.tenant)
+        self.block.__enter__()
+        self.opened = True
+
+
 @contextmanager
 def tenant_row_security_on_demand(tenant, *, using: str = DEFAULT_DB_ALIAS):
     """``tenant_row_security``, opened only if the block sends a statement: the transaction
@@ -131,6 +163,10 @@ def tenant_row_security_on_demand(tenant, *, using: str = DEFAULT_DB_ALIAS):
     the block opened its transaction; it is committed when the block ends (rolled back on an
     exception). Inside a transaction someone else opened it is ``tenant_row_security``, and
     the function says False (the transaction is not the block's own).
+
+    A read that is the block's only statement may carry the whole transaction instead
+    (``DatabaseWrapper.read_as_transaction``: BEGIN, the settings, the read, COMMIT in one
+    round trip); the transaction is then still to be opened, by any later statement.
 
     Nothing in the block may enter ``transaction.atomic`` before its first statement: the
     database backend refuses it (``TransactionManagementError``), since that transaction
@@ -141,26 +177,18 @@ def tenant_row_security_on_demand(tenant, *, using: str = DEFAULT_DB_ALIAS):
             yield lambda: owns_transaction
         return
 
-    block = transaction.atomic(using=using)
-    opened = False
-
-    def open_transaction():
-        nonlocal opened
-        _begin(connection, tenant)
-        block.__enter__()
-        opened = True
-
-    connection.open_before_statement = open_transaction
+    on_demand = _OnDemand(connection, tenant)
+    connection.open_before_statement = on_demand
     try:
-        yield lambda: opened
+        yield lambda: on_demand.opened
     except BaseException as error:
         connection.open_before_statement = None
-        if opened:
-            block.__exit__(type(error), error, error.__traceback__)  # rolls back
+        if on_demand.opened:
+            on_demand.block.__exit__(type(error), error, error.__traceback__)  # rolls back
         raise
     connection.open_before_statement = None
-    if opened:
-        block.__exit__(None, None, None)
+    if on_demand.opened:
+        on_demand.block.__exit__(None, None, None)
 
 
 class TenantRowSecurityMiddleware:
@@ -169,10 +197,15 @@ class TenantRowSecurityMiddleware:
     Place right after the tenant middleware. The platform host (public schema: admin,
     metrics) keeps the login role: its staff code scopes its own querysets (jobs.selectors).
     A response with a 5xx status rolls the request's transaction back, so a request that
-    failed half-way leaves nothing behind. A conditional GET (``If-None-Match``) may be
-    answered from a validator without any statement (the poll's 304,
-    ``jobs.api.etags``): its transaction is opened on demand, before its first statement
-    (``tenant_row_security_on_demand``).
+    failed half-way leaves nothing behind.
+
+    A GET's transaction is opened on demand, before its first statement
+    (``tenant_row_security_on_demand``), when its view says it may be
+    (``row_security_on_demand``: its GETs enter no ``atomic()`` before a statement) or the
+    GET is conditional (``If-None-Match``): a poll answered 304 from a validator
+    (``jobs.api.etags``) sends no statement, and a plain poll's read carries the whole
+    transaction (``jobs.selectors.job_poll_get``). Any other view's transaction is opened
+    as the view is resolved (``process_view``).
     """
 
     def __init__(self, get_response):
@@ -182,7 +215,7 @@ class TenantRowSecurityMiddleware:
         tenant = getattr(request, "tenant", None)
         if tenant is None or tenant.is_platform:
             return self.get_response(request)
-        if request.method == "GET" and "HTTP_IF_NONE_MATCH" in request.META:
+        if request.method == "GET":
             with tenant_row_security_on_demand(tenant) as owns_transaction:
                 response = self.get_response(request)
                 if owns_transaction() and response.status_code >= 500:
@@ -193,3 +226,10 @@ class TenantRowSecurityMiddleware:
             if owns_transaction and response.status_code >= 500:
                 transaction.set_rollback(True)
         return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        """Open a GET's deferred transaction now unless it may wait (class docstring)."""
+        view = getattr(view_func, "cls", view_func)  # DRF's views name their class
+        if not getattr(view, "row_security_on_demand", False):
+            if "HTTP_IF_NONE_MATCH" not in request.META:
+                connections[DEFAULT_DB_ALIAS].open_deferred()

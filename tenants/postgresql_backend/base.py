@@ -20,6 +20,8 @@ docs/architecture.md, "Tenant schemas behind a pooler".
 ``begin_with`` opens a transaction with ``BEGIN`` and the caller's settings in one round
 trip (psycopg alone sends ``BEGIN`` on its own before the first statement), and serves as
 the connection's health check: the request middleware uses it for each tenant-host request.
+``read_as_transaction`` sends a read that is a deferred transaction's only statement with
+that transaction whole: ``BEGIN``, its settings, the read and ``COMMIT`` in one round trip.
 """
 
 from contextlib import contextmanager
@@ -29,7 +31,7 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.transaction import TransactionManagementError
 from django_tenants.postgresql_backend import base as tenants_base
 from django_tenants.utils import get_public_schema_name, quote_schema_name
-from psycopg import pq
+from psycopg import ClientCursor, pq
 from psycopg import sql as psycopg_sql
 
 _SET_LOCAL = "SELECT set_config('search_path', %s, true)"
@@ -49,7 +51,9 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
         # was opened by this backend, so psycopg is left in autocommit (no BEGIN of its own).
         self._begun_with = False
         # Set by row security for a request that may need no statement at all: opens the
-        # request's transaction, run once before the first statement (open_deferred()).
+        # request's transaction, run once before the first statement (open_deferred()). Its
+        # ``settings()`` is the statement that opening sends after BEGIN, as literal SQL
+        # (read_as_transaction() sends it with a read instead).
         self.open_before_statement = None
         super().__init__(*args, **kwargs)
 
@@ -125,14 +129,20 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
                 raise
             # ROLLBACK on a broken connection: the server ends the transaction anyway.
 
-    def _bookkeeping(self, statement: str, params) -> None:
+    def _bookkeeping(self, statement: str, params, rows_of: int | None = None):
         """Run one of this backend's own statements on a cursor of its own (a named cursor
-        can run only one statement), logged and wrapped like any other."""
+        can run only one statement), logged and wrapped like any other. ``rows_of``: the
+        index of the statement (of several, sent as one simple query) whose rows to return."""
         self._setting_search_path = True
         try:
             wrapper = CursorDebugWrapper if self.queries_logged else CursorWrapper
             with self.connection.cursor() as raw:
                 wrapper(raw, self).execute(statement, params)
+                if rows_of is None:
+                    return None
+                for _ in range(rows_of):
+                    raw.nextset()
+                return raw.fetchall()
         finally:
             self._setting_search_path = False
 
@@ -146,21 +156,57 @@ class DatabaseWrapper(tenants_base.DatabaseWrapper):
         health check (CONN_HEALTH_CHECKS): on a connection that fails it, the connection is
         replaced and the statement sent once more.
         """
+        self._send_opening(f"BEGIN; {statement}")
+        self._begun_with = True
+
+    def read_as_transaction(self, statement: str, params) -> list[tuple] | None:
+        """The rows of ``statement``, a read, sent as the deferred transaction
+        (``open_before_statement``) whole when that is still to be opened: ``BEGIN``, its
+        settings, the read and ``COMMIT`` go as one simple query, one round trip, which
+        stands for the health check as ``begin_with`` does. The transaction is then over
+        and the deferred one still to be opened: a later statement opens it, with its
+        settings. None, with nothing sent, when there is no deferred transaction (the
+        caller runs the read as any other).
+
+        For a read that is its request's only statement: it sees the rows the settings
+        let it see, and nothing it read can be rolled back afterwards.
+        """
+        # First: a process's first connection checks the server's version with a
+        # statement, which opens the deferred transaction (then there is none left here).
+        self.ensure_connection()
+        deferred = self.open_before_statement
+        if deferred is None or self.in_atomic_block:
+            return None
+        read = ClientCursor(self.connection).mogrify(statement, params)
+        return self._send_opening(f"BEGIN; {deferred.settings()}; {read}; COMMIT", rows_of=2)
+
+    def _send_opening(self, statements: str, rows_of: int | None = None):
+        """Send ``statements`` (literals only, one simple query), which open a transaction,
+        standing for Django's health check: on a connection that fails them, the
+        connection is replaced and they are sent once more. A transaction they leave open
+        on failure is rolled back."""
         self.validate_no_atomic_block()
         retry = self.connection is not None and self.health_check_enabled
         retry = retry and not self.health_check_done
         self.health_check_done = True
         self.ensure_connection()
         try:
-            self._bookkeeping(f"BEGIN; {statement}", None)
+            return self._bookkeeping(statements, None, rows_of)
         except DatabaseError:
             if not retry or not self.connection.closed:
-                self._end_statement_transaction("ROLLBACK")
+                self._roll_back_failed_opening()
                 raise
-            self.close()
-            self.ensure_connection()
-            self._bookkeeping(f"BEGIN; {statement}", None)
-        self._begun_with = True
+        self.close()
+        self.ensure_connection()
+        try:
+            return self._bookkeeping(statements, None, rows_of)
+        except DatabaseError:
+            self._roll_back_failed_opening()
+            raise
+
+    def _roll_back_failed_opening(self) -> None:
+        if self.connection.info.transaction_status != pq.TransactionStatus.IDLE:
+            self._end_statement_transaction("ROLLBACK")
 
     def open_deferred(self) -> None:
         """Open the transaction row security deferred (``open_before_statement``), once."""

@@ -1,5 +1,6 @@
 """The round-trip budget of a warm poll, counted at the servers (tests/jobs/api/round_trips.py):
-at most 1 Redis and 3 PostgreSQL round trips, BEGIN and COMMIT included, for a 200 and a 304.
+at most 1 Redis and 3 PostgreSQL round trips, BEGIN and COMMIT included, for a 200 and a 304;
+a pending job's makes 1 PostgreSQL round trip (its transaction travels with its read).
 
 These tests commit (``transaction=True``): a request opens and commits its own
 transaction, as in production, only outside a test's transaction."""
@@ -9,6 +10,7 @@ import uuid
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, InternalError, connection, connections
+from django.db.backends.base import base
 
 from jobs.models import Job
 from tenants.row_security import tenant_row_security
@@ -43,18 +45,32 @@ def poll(client, job, **headers):
 
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["200", "304"])
-def test_warm_poll_makes_three_postgres_round_trips(warm, monkeypatch, conditional):
-    """BEGIN with the row-security settings (one simple query), the read, COMMIT."""
+def test_warm_poll_makes_at_most_three_postgres_round_trips(warm, monkeypatch, conditional):
+    """BEGIN with the row-security settings, the read, COMMIT: in that order, in at most
+    three round trips."""
     job, client, etag = warm
     headers = {"HTTP_IF_NONE_MATCH": etag} if conditional else {}
     with counted_round_trips(monkeypatch) as counted:
         response = poll(client, job, **headers)
     assert response.status_code == (304 if conditional else 200)
-    begin, read, commit = counted.postgres
-    assert begin.startswith("\"BEGIN; SELECT set_config('role', 'tenant_jobs_web', true)")
-    assert "set_config('idle_in_transaction_session_timeout', '60s', true)" in begin
-    assert "job_queue" in read
-    assert commit == '"COMMIT"'
+    assert len(counted.postgres) <= 3, counted.postgres
+    sent = "; ".join(text.strip('"') for text in counted.postgres)
+    assert sent.startswith("BEGIN; SELECT set_config('role', 'tenant_jobs_web', true)")
+    assert "set_config('idle_in_transaction_session_timeout', '60s', true)" in sent
+    assert sent.index("set_config('app.tenant_id'") < sent.index("job_queue")
+    assert sent.endswith("; COMMIT")
+
+
+def test_warm_poll_of_a_pending_job_makes_one_postgres_round_trip(warm, monkeypatch):
+    """BEGIN, the settings, the read and COMMIT travel together, as one simple query, for
+    the 200 and for the 304 (a pending job's reads its row)."""
+    job, client, etag = warm
+    for headers, status in (({}, 200), ({"HTTP_IF_NONE_MATCH": etag}, 304)):
+        with counted_round_trips(monkeypatch) as counted:
+            answered = poll(client, job, **headers).status_code
+        assert (answered, len(counted.postgres)) == (status, 1), counted.postgres
+        assert counted.postgres[0].startswith("\"BEGIN; SELECT set_config('role'")
+        assert counted.postgres[0].endswith('; COMMIT"')
 
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["200", "304"])
@@ -81,6 +97,16 @@ def test_a_connection_dropped_between_requests_is_replaced(warm):
             )
     finally:
         other.close()
+    assert poll(client, job).status_code == 200
+
+
+def test_a_poll_on_the_first_connection_of_a_process_is_served(warm, monkeypatch):
+    """Connecting first checks the server's version with a statement, which opens the
+    request's transaction before the read."""
+    job, client, _ = warm
+    connection.close()
+    monkeypatch.setattr(base, "RAN_DB_VERSION_CHECK", set())
+    connections[DEFAULT_DB_ALIAS].__dict__.pop("pg_version", None)
     assert poll(client, job).status_code == 200
 
 
