@@ -303,7 +303,7 @@ def case(kind: str, count: int, *, database: str, env: dict) -> dict:
     target = bench.tool("poll-target", env=env)
     port = bench.free_port()
     args = [bench.PY, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
-    args += ["--http", "config.asgi_server:H11Protocol"]  # as docs/operations.md runs it
+    args += ["--http", "config.asgi_server:HttpToolsProtocol"]  # as docs/operations.md runs it
     args += ["--no-access-log", "--backlog", "4096", "--log-level", "warning"]
     with bench.started(args, env=env) as server:
         bench.wait_for_port(port)
