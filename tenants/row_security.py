@@ -171,8 +171,9 @@ class TenantRowSecurityMiddleware:
     A response with a 5xx status rolls the request's transaction back, so a request that
     failed half-way leaves nothing behind. A conditional GET (``If-None-Match``) may be
     answered from a validator without any statement (the poll's 304,
-    ``jobs.api.etags``): its transaction is opened on demand, before its first statement
-    (``tenant_row_security_on_demand``).
+    ``jobs.api.etags``), and so may a stream under ASGI (a first state another stream read,
+    ``jobs.api.realtime.fanout.first_state``): their transaction is opened on demand, before
+    the first statement (``tenant_row_security_on_demand``).
     """
 
     def __init__(self, get_response):
@@ -182,7 +183,9 @@ class TenantRowSecurityMiddleware:
         tenant = getattr(request, "tenant", None)
         if tenant is None or tenant.is_platform:
             return self.get_response(request)
-        if request.method == "GET" and "HTTP_IF_NONE_MATCH" in request.META:
+        if request.method == "GET" and (
+            "HTTP_IF_NONE_MATCH" in request.META or getattr(request, "defer_waits", False)
+        ):
             with tenant_row_security_on_demand(tenant) as owns_transaction:
                 response = self.get_response(request)
                 if owns_transaction() and response.status_code >= 500:

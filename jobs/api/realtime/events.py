@@ -219,7 +219,7 @@ class JobEventsView(_StreamView):
     def get(self, request, pk=None):
         job_id = _job_id(pk)
         seq = self.listen(request)
-        first = fanout.snapshot_of(selectors.job_poll_get(tenant=request.tenant, job_id=job_id))
+        first = fanout.first_state(request.tenant, job_id, seq)
         last_event_id = request.headers.get("Last-Event-ID")
         return self.stream(
             request,
