@@ -62,7 +62,7 @@ run: migrate
 	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	DEBUG=1 LOG_FORMAT=text $(PY) manage.py run_worker --concurrency 4 --reload & worker=$$!; \
 	DEBUG=1 LOG_FORMAT=text DB_CONN_MAX_AGE=0 $(PY) -m uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT) \
-		--http config.asgi_server:H11Protocol --reload $(addprefix --reload-dir ,$(RELOAD_DIRS)) \
+		--http config.asgi_server:HttpToolsProtocol --reload $(addprefix --reload-dir ,$(RELOAD_DIRS)) \
 		--timeout-graceful-shutdown 1
 
 # What the suite needs from the system: Debian's Chromium (browser tests) and PgBouncer

@@ -165,18 +165,19 @@ async def fan_out(kind: str, count: int, port: int, pid: int, target: dict, data
     request, marker, warm = requests_for(kind, target)
     rss_before = await warmed(port, pid, warm)
     clients = [Client(port, request, marker) for _ in range(count)]
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_seconds(pid)
     for start in range(0, count, CONNECT_BATCH):
         await asyncio.gather(*(client.open() for client in clients[start : start + CONNECT_BATCH]))
     sent = time.monotonic()
     waits = [asyncio.ensure_future(client.wait()) for client in clients]
     if kind == "burst":
         await asyncio.sleep(BURST_CHANGE_AFTER)
-        connect, rss_waiting = float("nan"), rss_mb(pid)
+        connect, rss_waiting, cpu_ms = float("nan"), rss_mb(pid), float("nan")
     else:
         quiet = 1.5
         await settle(pid, quiet=quiet)
         connect, rss_waiting = time.monotonic() - quiet - started, rss_mb(pid)
+        cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / count
     early = sum(1 for task in waits if task.done())
     changed = await asyncio.to_thread(change, database, target["job_id"])
     await asyncio.gather(*waits)
@@ -186,6 +187,7 @@ async def fan_out(kind: str, count: int, port: int, pid: int, target: dict, data
         "early": early,
         "sent_s": sent - started,
         "connect_s": connect,
+        "cpu_ms": cpu_ms,
         **answer_times(clients, changed),
         "rss_before": rss_before,
         "rss_waiting": rss_waiting,
@@ -219,7 +221,7 @@ class Reconnecting:
             self.attempts += 1
             try:
                 status, retry_after = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
-            except (OSError, TimeoutError, ValueError):
+            except (OSError, TimeoutError, ValueError, EOFError):  # EOF: closed, no answer
                 status, retry_after = None, None
             if status == 200:
                 self.opened = time.monotonic()
@@ -266,11 +268,12 @@ async def reconnect_storm(count: int, port: int, pid: int, target: dict, databas
     await settle(pid)
     rng = random.Random(24)  # the same jitter in every run
     streams = [Reconnecting(port, request, rng) for _ in range(count)]
-    dropped = time.monotonic()
+    dropped, cpu_before = time.monotonic(), cpu_seconds(pid)
     for client in first:  # every stream dropped at once (a proxy restarting, say)
         client.writer.transport.abort()
     reconnecting = [asyncio.ensure_future(stream.reconnect()) for stream in streams]
     await asyncio.wait(reconnecting, timeout=STORM_LIMIT)
+    cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / count
     for task in reconnecting:
         task.cancel()
     opened = [s.opened - dropped for s in streams if s.opened is not None]
@@ -293,6 +296,7 @@ async def reconnect_storm(count: int, port: int, pid: int, target: dict, databas
         "p99_open_s": bench.percentile(opened, 99),
         "attempts": sum(s.attempts for s in streams),
         "refused": sum(s.refused for s in streams),
+        "cpu_ms": cpu_ms,
         **answer_times(live, changed),
     }
 
@@ -303,7 +307,7 @@ def case(kind: str, count: int, *, database: str, env: dict) -> dict:
     target = bench.tool("poll-target", env=env)
     port = bench.free_port()
     args = [bench.PY, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
-    args += ["--http", "config.asgi_server:H11Protocol"]  # as docs/operations.md runs it
+    args += ["--http", "config.asgi_server:HttpToolsProtocol"]  # as docs/operations.md runs it
     args += ["--no-access-log", "--backlog", "4096", "--log-level", "warning"]
     with bench.started(args, env=env) as server:
         bench.wait_for_port(port)
@@ -327,9 +331,10 @@ def measure(counts: list[int], kinds: list[str], *, database: str, env: dict) ->
     return {"rows": rows, "nofile": nofile}
 
 
-FANOUT_HEADERS = ["waiting clients", "connect s", "p50 ms", "p99 ms", "max ms", "200s"]
-FANOUT_HEADERS += ["server RSS MB", "KB/waiter"]
-STORM_HEADERS = ["streams", "settled s", "p50 / p99 open s", "attempts", "429s"]
+FANOUT_HEADERS = ["waiting clients", "connect s", "CPU ms/client", "p50 ms", "p99 ms"]
+FANOUT_HEADERS += ["max ms", "200s", "server RSS MB", "KB/waiter"]
+STORM_HEADERS = ["streams", "settled s", "CPU ms/stream", "p50 / p99 open s", "attempts"]
+STORM_HEADERS += ["429s"]
 STORM_HEADERS += ["change: reached", "p99 ms"]
 
 
@@ -345,7 +350,9 @@ def section(measured: dict, *, title_suffix: str = "") -> str:
         "change (one autocommit UPDATE) to each client's answer (long poll: the 200; stream: "
         'the `job` event), over the clients answered 200 after the change ("early": '
         "connections that ended before it). Connect s: from the first client's connection "
-        "until the server is idle with every client waiting. RSS before the clients and "
+        "until the server is idle with every client waiting; CPU ms/client: the server "
+        "process's CPU time (user + system) over that span ÷ clients, which other work on "
+        "the machine inflates less than the seconds. RSS before the clients and "
         "while all wait; KB/waiter = the difference ÷ clients."
     )
     if rows:
@@ -355,6 +362,7 @@ def section(measured: dict, *, title_suffix: str = "") -> str:
                 [
                     f"{r['count']:,} {NAMES[r['kind']]}",
                     f"{r['connect_s']:,.1f}",
+                    f"{r['cpu_ms']:.2f}",
                     f"{r['p50']:,.0f}",
                     f"{r['p99']:,.0f}",
                     f"{r['max']:,.0f}",
@@ -398,7 +406,8 @@ def storm_section(measured: dict, *, title_suffix: str = "") -> str:
         "does (first attempt after 1 s × [0.5, 1), each failure doubling the base up to "
         f"{MAX_BACKOFF:.0f} s, a 429 pausing for its `Retry-After`, an attempt without "
         f"headers after {CONNECT_TIMEOUT:.0f} s failed). Settled: seconds from the drop until "
-        "the last stream is open again (target ≤ 30 s at 10,000). Then one change: how "
+        "the last stream is open again (target ≤ 30 s at 10,000); CPU ms/stream: the server "
+        "process's CPU time over that span ÷ streams. Then one change: how "
         "many reopened streams it reaches, and when.\n\n"
         + bench.table(
             STORM_HEADERS,
@@ -408,6 +417,7 @@ def storm_section(measured: dict, *, title_suffix: str = "") -> str:
                     f"{r['settled_s']:.1f}"
                     if r["open"] == r["count"]
                     else f"not settled in {STORM_LIMIT:.0f} s ({r['open']:,} open)",
+                    f"{r['cpu_ms']:.2f}",
                     f"{r['p50_open_s']:.1f} / {r['p99_open_s']:.1f}",
                     f"{r['attempts']:,}",
                     f"{r['refused']:,}",

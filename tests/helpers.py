@@ -72,7 +72,7 @@ def start_uvicorn(
     with tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False) as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-             "--http", "config.asgi_server:H11Protocol", "--no-access-log"],
+             "--http", "config.asgi_server:HttpToolsProtocol", "--no-access-log"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     server.port = port

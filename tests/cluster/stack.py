@@ -219,8 +219,8 @@ def _start_web(network: Network, name: str, env: dict, root: Path) -> WebHost:
     )
     uvicorn = servers.Process(
         [*network.prefix(name), sys.executable, "-m", "uvicorn", "config.asgi:application",
-         "--host", address, "--port", str(ASGI_PORT), "--http", "config.asgi_server:H11Protocol",
-         "--no-access-log"],
+         "--host", address, "--port", str(ASGI_PORT),
+         "--http", "config.asgi_server:HttpToolsProtocol", "--no-access-log"],
         env=env,
         log_path=root / f"{name}-uvicorn.log",
     )  # fmt: skip

@@ -1,7 +1,9 @@
 """The ASGI server as docs/operations.md runs it (config/asgi_server.py): a connection that never
 completes a request head (nothing sent, or half a header) is closed within the keep-alive
-timeout (5 s), under gunicorn's uvicorn worker and under uvicorn alone; complete requests
-and kept-alive connections work as before. Raw sockets against real servers."""
+timeout (5 s), under gunicorn's uvicorn worker and under uvicorn alone; a head over 16 KiB
+is refused (431) before the rest is read, an HTTP/1.1 request without Host too (400);
+complete requests, kept-alive and pipelined connections work as before. Raw sockets
+against real servers."""
 
 import re
 import socket
@@ -109,6 +111,46 @@ def test_complete_requests_are_answered_on_a_kept_alive_connection(server):
             sock.sendall(HEALTH)
             assert _response(sock).startswith(b"HTTP/1.1 200")
             time.sleep(1)  # idle, within the keep-alive timeout
+
+
+def test_two_pipelined_requests_are_both_answered(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(HEALTH + HEALTH)
+        first = _response(sock)
+        assert first.startswith(b"HTTP/1.1 200")
+        received = first
+        while received.count(b"HTTP/1.1 200") < 2:
+            received += sock.recv(65536)
+
+
+def test_a_head_over_16_kib_is_refused_before_the_rest_is_read(server):
+    """llhttp bounds no head: the protocol does, whether the head comes in pieces or at once."""
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+        answer, refused = b"", False
+        try:
+            for _ in range(4096):  # 16 MiB, more than socket buffers hold, were it all read
+                sock.sendall(b"a" * 4096)
+        except OSError:  # closed by the server: a reset once unread bytes are pending
+            refused = True
+        assert refused
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    if answer:  # the 431 is lost when the reset overtakes it
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    big = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 17_000 + b"\r\n\r\n"
+    assert _exchange(server, big).startswith(b"HTTP/1.1 431")
+    within = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 15_000 + b"\r\n\r\n"
+    assert _exchange(server, within).startswith(b"HTTP/1.1 200")
+
+
+def test_an_http_1_1_request_without_host_is_refused(server):
+    """The tenant is chosen by hostname; RFC 9112 asks for a 400 (h11 answered so too)."""
+    assert _exchange(server, b"GET /healthz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert _exchange(server, b"GET /healthz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200")
 
 
 def _response(sock) -> bytes:

@@ -75,6 +75,9 @@ class _ByAcceptOnly(DefaultContentNegotiation):
 
 
 class _StreamView(RateLimitedView, APIView):
+    # Its transaction opens with its first statement (tenants.row_security): a stream that
+    # starts from a first state another stream read sends none.
+    row_security_on_demand = True
     renderer_classes = [JSONRenderer, EventStreamRenderer]
     content_negotiation_class = _ByAcceptOnly
 
@@ -219,7 +222,7 @@ class JobEventsView(_StreamView):
     def get(self, request, pk=None):
         job_id = _job_id(pk)
         seq = self.listen(request)
-        first = fanout.snapshot_of(selectors.job_poll_get(tenant=request.tenant, job_id=job_id))
+        first = fanout.first_state(request.tenant, job_id, seq)
         last_event_id = request.headers.get("Last-Event-ID")
         return self.stream(
             request,

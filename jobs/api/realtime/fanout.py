@@ -16,12 +16,20 @@ connection (``core.listen``, a daemon thread) and hands each job id to:
 read and finds it changed once registered re-reads, so a change in between is not missed.
 While the connection is down nothing is heard: on reconnect every waiter re-reads (tenant
 streams end, their clients reconnect), and a wait that runs out re-reads anyway.
+
+The listener also keeps the first state that job streams read (``first_state``), so the
+streams of one job that connect together (a reconnect storm: every client of a job
+reconnecting after a deploy) share one read instead of one each. A kept state is dropped
+as soon as a notification of its job arrives, or any when the connection is lost; it is
+kept only from a read during which nothing was heard, only while listening, at most
+``FIRST_STATE_SECONDS``, and only for unfinished jobs (only final jobs are deleted).
 """
 
 import asyncio
 import logging
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections import defaultdict
@@ -47,6 +55,10 @@ logger = logging.getLogger(__name__)
 CHANNEL = "job_changed"
 _STOP_CHECK_SECONDS = 1.0
 _READ_THREADS = 4
+# How long a job's first state is shared at most (a notification drops it at once), and how
+# many jobs' states a process keeps.
+FIRST_STATE_SECONDS = 5.0
+FIRST_STATES = 1_000
 
 
 # --- what a read hands every waiter of a job -------------------------------------------------
@@ -88,6 +100,22 @@ def snapshot_of(job) -> Snapshot:
         final=job.status in FINAL_STATUSES,
         waitable=polling.is_waitable(job),
     )
+
+
+def first_state(tenant, job_id: uuid.UUID, seq: int | None) -> Snapshot:
+    """A stream's first state of ``tenant``'s job ``job_id``: the one another stream of this
+    process read, unless a change of the job was heard since, else a read (in the
+    request's row security transaction; ``JobNotFound`` when there is no such job).
+    ``seq``: ``listener.seq`` taken before (``longpoll.listen_before_read``); None shares
+    nothing (WSGI)."""
+    if seq is not None:
+        kept = listener.kept_state(tenant.pk, job_id)
+        if kept is not None:
+            return kept
+    snapshot = snapshot_of(selectors.job_poll_get(tenant=tenant, job_id=job_id))
+    if seq is not None and not snapshot.final:
+        listener.keep_state(tenant.pk, snapshot, seq)
+    return snapshot
 
 
 def _tenant_of_job(job_id: str) -> int | None:
@@ -135,6 +163,8 @@ class ChangeListener:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
+        # job id → (its tenant's pk, when kept (monotonic), the snapshot), oldest first
+        self._states: dict[str, tuple[int, float, Snapshot]] = {}
 
     def ensure_listening(self, timeout: float = 5.0) -> bool:
         """Start the listener thread if needed (also after a fork); True once LISTEN is
@@ -175,6 +205,29 @@ class ChangeListener:
                     if not waiters:
                         del self._waiters[key]
 
+    def keep_state(self, tenant_pk: int, snapshot: Snapshot, seq: int) -> None:
+        """Keep ``snapshot`` for ``first_state`` if nothing was heard since ``seq`` (taken
+        before the read began) and this process listens."""
+        key = str(snapshot.job_id)
+        with self._lock:
+            if self.seq != seq or not self.listening:
+                return
+            self._states.pop(key, None)
+            if len(self._states) >= FIRST_STATES:
+                del self._states[next(iter(self._states))]
+            self._states[key] = (tenant_pk, time.monotonic(), snapshot)
+
+    def kept_state(self, tenant_pk: int, job_id: uuid.UUID) -> Snapshot | None:
+        """The state kept for ``tenant_pk``'s job, if no change of it was heard since and
+        it is younger than ``FIRST_STATE_SECONDS``."""
+        with self._lock:
+            kept = self._states.get(str(job_id))
+        if kept is None or kept[0] != tenant_pk or not self.listening:
+            return None
+        if time.monotonic() - kept[1] > FIRST_STATE_SECONDS:
+            return None
+        return kept[2]
+
     def waiting(self) -> int:
         """Waiting requests of this process: WSGI waiters and every hub's watches."""
         with self._lock:
@@ -187,8 +240,10 @@ class ChangeListener:
             self.seq += 1
             if job_id is None:
                 waiters = [waiter for group in self._waiters.values() for waiter in group]
+                self._states.clear()
             else:
                 waiters = list(self._waiters.get(job_id, ()))
+                self._states.pop(job_id, None)
             hubs = list(self._hubs)
         for waiter in waiters:
             waiter.wake()
