@@ -491,12 +491,19 @@ class Worker:
         if run.started is None:
             self.outcomes.record([(run, Cut.INTERRUPTED)])
             return
+        try:
+            started = run.context.task_result if run.task else None  # reads its attempts
+        except DatabaseError:
+            # The database went away while the job waited in this worker's queue (claimed
+            # ahead): hand it back unstarted, and keep this runner for the next job.
+            logger.warning("database unavailable as a job started; handed back", exc_info=True)
+            with self._lock:
+                run.started = run.thread = None
+                self._disown(run)
+            self.outcomes.record([(run, Cut.HAND_BACK)])
+            return
         job_started.send_robust(sender=Worker, job=job)
-        send_task_signal(
-            task_started,
-            run.context.task_result if run.task else None,
-            log_fields=run.log_fields(),
-        )
+        send_task_signal(task_started, started, log_fields=run.log_fields())
         try:
             ending = self._run_handler(run)
         finally:
