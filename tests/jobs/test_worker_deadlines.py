@@ -4,9 +4,9 @@ a stuck handler never keeps its slot, and a job claimed behind one goes to anoth
 import threading
 
 import pytest
-from django.db import transaction
+from django.db import OperationalError, transaction
 
-from jobs import services
+from jobs import backends, services
 from jobs.models import Job, JobStatus
 from jobs.worker import Worker
 from tests.faults.servers import wait_until
@@ -88,3 +88,34 @@ def test_a_job_claimed_behind_a_long_run_is_handed_back_to_another_worker(acme, 
             second.request_stop()
             second_thread.join(timeout=30)
         thread.join(timeout=30)
+
+
+def test_a_job_whose_start_finds_the_database_gone_is_handed_back(acme, settings, monkeypatch):
+    """Reading a run's attempts as it starts (for task_started) fails once, as on a closed
+    connection: the job goes back to pending with no attempt spent, the runner lives on,
+    and the job and the next one run."""
+    settings.JOBS_HEARTBEAT_SECONDS = 0.2
+    read = backends.running_result
+    failed = []
+
+    def gone_once(job, **kwargs):
+        if not failed:
+            failed.append(job.id)
+            raise OperationalError("the connection is closed")
+        return read(job, **kwargs)
+
+    monkeypatch.setattr(backends, "running_result", gone_once)
+    job = services.job_enqueue(tenant=acme, type="demo.echo", payload={"n": 1})
+    worker = Worker(concurrency=1, poll_interval=0.1, platform_concurrency=0)
+    thread = _start(worker)
+    try:
+        wait_until(lambda: _status(job) == JobStatus.COMPLETED, timeout=10, what="the job")
+        after = services.job_enqueue(tenant=acme, type="demo.echo", payload={"n": 2})
+        wait_until(lambda: _status(after) == JobStatus.COMPLETED, timeout=10, what="next job")
+    finally:
+        worker.request_stop()
+        thread.join(timeout=30)
+    job.refresh_from_db()
+    assert failed == [job.id]
+    assert job.attempts == 1  # the handed-back start spent no attempt
+    assert not thread.is_alive()
