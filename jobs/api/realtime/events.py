@@ -9,12 +9,13 @@ The tenant stream sends each unfinished job's state at once (the newest
 tenant's jobs, each state of a job once; it ends when changes may have gone unheard (the
 listener reconnected), so the client reconnects and gets the current states again. A
 comment line every ``JOBS_EVENTS_HEARTBEAT_SECONDS`` keeps proxies from closing an idle
-stream.
+stream (``Heartbeats``: one timer per event loop for all its streams).
 
 Authentication, tenant, rate limit (charged once per stream) and the cap on concurrent
 waits (``jobs.api.realtime.waits``) are checked by the ordinary chain; the stream then runs on the
 event loop through the same fan-out as long polls (``jobs.api.realtime.fanout``), holding no
-thread, connection or transaction, and ends as soon as what authorized it no longer
+thread, connection or transaction (the ASGI handler sends its body without keeping the
+request or the response: ``event_stream``), and ends as soon as what authorized it no longer
 holds (``jobs.api.realtime.grants``: checked before each batch of events, and for every idle
 stream of the process together every few seconds). ``HEAD`` answers a ``GET``'s headers
 and ends. Streams need the ASGI server; under WSGI a ``GET`` or ``HEAD`` is 503 (other
@@ -23,8 +24,9 @@ methods are answered as on any route).
 
 import asyncio
 import time
+import weakref
 from collections import OrderedDict
-from contextlib import aclosing
+from contextlib import aclosing, contextmanager
 from functools import partial
 from types import SimpleNamespace
 
@@ -107,6 +109,8 @@ class _StreamView(RateLimitedView, APIView):
             slot = waits.acquire(request, lease_seconds=waits.stream_lease_seconds())
             body = events(slot, Grant.of(request))
             response = StreamingHttpResponse(body, content_type="text/event-stream")
+            # LongPollASGIHandler sends the body without holding the response for its life.
+            response.event_stream = body
         response["Cache-Control"] = "no-store"
         response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
         patch_vary_headers(response, ("Authorization",))
@@ -114,39 +118,75 @@ class _StreamView(RateLimitedView, APIView):
 
 
 async def _changes(watch: fanout.Watch, slot: waits.WaitSlot, grant: Grant):
-    """What arrives on ``watch``'s queue, and None each time a heartbeat is due (the slot's
-    lease renewed then, with the loop's other streams due on the same tick). Ends as soon
-    as ``grant`` no longer holds: checked before each batch of arrivals is handed on, and
-    on the loop's grid while idle (``Revocations``, which ends the watch: a
+    """What arrives on ``watch``, and None each time a heartbeat is due (``Heartbeats``; the
+    slot's lease renewed then, with the loop's other streams in one round trip). Ends as
+    soon as ``grant`` no longer holds: checked before each batch of arrivals is handed on,
+    and on the loop's grid while idle (``Revocations``, which ends the watch: a
     ``StreamEnded`` arrives)."""
-    loop = asyncio.get_running_loop()
-    beat = _next_beat(loop)
-    with revocations().watch(grant, partial(watch.offer, None)):
+    with (
+        revocations().watch(grant, partial(watch.offer, None)),
+        heartbeats().beating(watch),
+    ):
         while True:
-            arrived = []
-            try:
-                idle = max(0.0, beat - loop.time())
-                arrived.append(await asyncio.wait_for(watch.queue.get(), idle))
-            except TimeoutError:
-                pass
-            while not watch.queue.empty():
-                arrived.append(watch.queue.get_nowait())
-            if arrived and not await grant.aholds():
+            arrived = await watch.arrivals()
+            changes = [item for item in arrived if item is not None]
+            if changes and not await grant.aholds():
                 return
-            for item in arrived:
+            for item in changes:
                 yield item
-            if loop.time() >= beat:
+            if len(changes) < len(arrived):
                 fanout.hub().renew_soon(slot)
                 yield None
-                beat = _next_beat(loop)
 
 
-def _next_beat(loop) -> float:
-    """When the next heartbeat is due, on the loop's clock: the next tick of a grid every
-    ``JOBS_EVENTS_HEARTBEAT_SECONDS`` that every stream shares, so the streams' beats and
-    lease renewals come together (one Redis round trip) instead of one at a time."""
-    every = settings.JOBS_EVENTS_HEARTBEAT_SECONDS
-    return loop.time() + every - time.time() % every
+class Heartbeats:
+    """The streams of one event loop, beating together: one timer on a grid every
+    ``JOBS_EVENTS_HEARTBEAT_SECONDS`` that every process shares puts None on every
+    stream's watch, so the beats and lease renewals come together (one Redis round trip),
+    and an idle stream holds no timer of its own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._watches: set[fanout.Watch] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    @contextmanager
+    def beating(self, watch: fanout.Watch):
+        """Put None on ``watch`` at each beat within the block."""
+        self._watches.add(watch)
+        if self._timer is None:
+            every = settings.JOBS_EVENTS_HEARTBEAT_SECONDS
+            self._timer = self.loop.call_later(every - time.time() % every, self._beat)
+        try:
+            yield
+        finally:
+            self._watches.discard(watch)
+
+    def _beat(self) -> None:
+        self._timer = None
+        for watch in self._watches:
+            watch.put(None)
+        if self._watches:
+            # The grid's tick after the one just beaten (the nearest to now: a timer may
+            # fire a little early or late), so no stream beats twice for one tick.
+            every = settings.JOBS_EVENTS_HEARTBEAT_SECONDS
+            now = time.time()
+            following = (round(now / every) + 1) * every
+            self._timer = self.loop.call_later(following - now, self._beat)
+
+
+_heartbeats: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeats]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def heartbeats() -> Heartbeats:
+    """The running event loop's ``Heartbeats``."""
+    loop = asyncio.get_running_loop()
+    found = _heartbeats.get(loop)
+    if found is None:
+        found = _heartbeats[loop] = Heartbeats(loop)
+    return found
 
 
 async def job_events(tenant, first: fanout.Snapshot, *, last_event_id, seq, slot, grant):

@@ -29,7 +29,7 @@ import re
 import threading
 import time
 import uuid
-from contextlib import closing
+from contextlib import aclosing, closing
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import parse_qs
@@ -273,7 +273,11 @@ class LongPollASGIHandler(ASGIHandler):
     the request, the view and the response (whose renderer context holds both) are
     released before the wait. When the wait ends without a snapshot (the job is gone, the
     grant no longer holds) the chain answers a request rebuilt from the scope (a ``GET``
-    has no body), as it would a new one."""
+    has no body), as it would a new one.
+
+    An event stream (``jobs.api.realtime.events``: its response carries its body as
+    ``event_stream``) keeps only that body once its head is sent: the response, its
+    headers and their encoded copy are released."""
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -293,6 +297,13 @@ class LongPollASGIHandler(ASGIHandler):
                 request.defer_waits = is_deferred_scope(scope)
                 response = await _in_pool(request)
             del request
+        del body_file
+        events = response.__dict__.pop("event_stream", None)
+        if events is not None:
+            await send(_response_start(response))
+            del response
+            await self._until_disconnect(self._send_events(events, send), receive)
+            return
         pending = response.__dict__.pop("long_poll", None)
         if pending is None:
             await self._send_until_disconnect(response, receive, send)
@@ -329,14 +340,43 @@ class LongPollASGIHandler(ASGIHandler):
         if not response.streaming:  # sent at once: nothing to stop when the client leaves
             await self.send_response(response, send)
             return
+        await self._until_disconnect(self.send_response(response, send), receive)
 
-        class Sent(Exception):
-            pass
+    async def _send_events(self, events, send) -> None:
+        """An event stream's body, as ``send_response`` sends a streaming one."""
+        async with aclosing(events):
+            async for part in events:
+                for chunk, _ in self.chunk_bytes(part):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body"})
 
+    async def _until_disconnect(self, sending, receive) -> None:
+        """Await ``sending`` (a streaming body) until it ends, or cancel it when the
+        client leaves."""
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.listen_for_disconnect(receive))
-                await self.send_response(response, send)
-                raise Sent
-        except* (Sent, RequestAborted):
+                await sending
+                raise _Sent
+        except* (_Sent, RequestAborted):
             pass
+
+
+class _Sent(Exception):
+    """A streaming body ended: stops the wait for the client's disconnect."""
+
+
+def _response_start(response) -> dict:
+    """The ``http.response.start`` message of ``response``, as ``send_response`` sends it."""
+    headers = [
+        (
+            header.encode("ascii") if isinstance(header, str) else bytes(header),
+            value.encode("latin1") if isinstance(value, str) else bytes(value),
+        )
+        for header, value in response.items()
+    ]
+    headers += [
+        (b"Set-Cookie", cookie.OutputString().encode("ascii"))
+        for cookie in response.cookies.values()
+    ]
+    return {"type": "http.response.start", "status": response.status_code, "headers": headers}

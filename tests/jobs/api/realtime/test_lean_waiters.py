@@ -1,7 +1,8 @@
-"""What a waiter costs once authorized: a waiting long poll holds no request, view or
-response object, and idle waiters' grants are checked by the loop's ``Revocations``, once
-per distinct grant per tick, ending only the waiters of a grant that no longer holds (or
-whose token expires). config.asgi in process."""
+"""What a waiter costs once authorized: a waiting long poll or event stream holds no
+request, view or response object, idle streams beat on one timer of the loop, and idle
+waiters' grants are checked by the loop's ``Revocations``, once per distinct grant per
+tick, ending only the waiters of a grant that no longer holds (or whose token expires).
+config.asgi in process."""
 
 import asyncio
 import gc
@@ -9,9 +10,11 @@ import time
 
 import pytest
 from django.core.handlers.asgi import ASGIRequest
-from rest_framework.response import Response
+from django.http import HttpResponseBase
+from django.test import override_settings
 
-from jobs.api.realtime import grants
+from jobs.api.realtime import fanout, grants
+from jobs.api.realtime.events import heartbeats
 from jobs.api.realtime.grants import Grant, revocations
 from jobs.api.realtime.longpoll import listener
 from tests.factories import JobFactory
@@ -23,25 +26,51 @@ def _alive(kind) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_waiting_long_poll_holds_no_request_or_response(alice, acme):
+@pytest.mark.parametrize(
+    ("path", "query"),
+    # The stream sends the job's state, then waits for its next change.
+    [("/api/jobs/{id}", "wait=30"), ("/api/jobs/{id}/events", "")],
+    ids=["long poll", "stream"],
+)
+def test_a_waiter_holds_no_request_or_response(alice, acme, path, query):
     job = JobFactory(tenant=acme)
     auth = auth_headers(alice)
 
     async def scenario():
         gc.collect()
-        before = _alive(ASGIRequest), _alive(Response)  # what earlier tests left about
+        before = _alive(ASGIRequest), _alive(HttpResponseBase)  # what earlier tests left
         gone = asyncio.Event()
-        poll = asyncio.ensure_future(asgi_get(f"/api/jobs/{job.id}", "wait=30", auth, gone))
+        waiter = asyncio.ensure_future(asgi_get(path.format(id=job.id), query, auth, gone))
         while listener.waiting() < 1:
             await asyncio.sleep(0.05)
         gc.collect()
-        held = _alive(ASGIRequest), _alive(Response)
+        held = _alive(ASGIRequest), _alive(HttpResponseBase)
         gone.set()
-        await poll
+        await waiter
         return before, held
 
     before, held = run_app(scenario)
     assert held == before
+
+
+@override_settings(JOBS_EVENTS_HEARTBEAT_SECONDS=0.1)
+def test_idle_streams_beat_together_once_per_tick_of_the_grid():
+    async def scenario():
+        watches = [fanout.Watch(None, stream=True) for _ in range(3)]
+        with heartbeats().beating(watches[0]), heartbeats().beating(watches[1]):
+            first = await asyncio.wait_for(watches[0].arrivals(), 5)
+            await asyncio.sleep(0.03)  # within the same tick
+            both = [list(watch.arrived) for watch in watches[:2]]
+            watches[0].arrived.clear()
+            await asyncio.sleep(0.1)  # the next tick
+            later = list(watches[0].arrived)
+        return first, both, later, watches[2].arrived
+
+    first, both, later, other = asyncio.run(scenario())
+    assert first == [None]
+    assert both == [[], [None]]  # one beat each for that tick
+    assert later == [None]
+    assert other == []  # a watch that is not beating gets none
 
 
 def _grant(user_id: int, *, expires_in: float = 3600.0) -> Grant:
