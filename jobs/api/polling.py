@@ -13,14 +13,22 @@ from jobs.models import FINAL_STATUSES, Job, JobStatus
 from jobs.registry import get_job_type
 
 
+def held_etags(if_none_match: str | None) -> frozenset[str]:
+    """The ETags ``If-None-Match`` names, ``W/`` prefixes dropped (``*`` kept): parsed once,
+    matched with ``holds_etag`` as often as needed (a long poll, at its wake)."""
+    if not if_none_match:
+        return frozenset()
+    return frozenset(candidate.removeprefix("W/") for candidate in parse_etags(if_none_match))
+
+
+def holds_etag(held: frozenset[str], etag: str) -> bool:
+    """RFC 9110 weak comparison of ``held`` (``held_etags``) against the current ``etag``."""
+    return etag in held or "*" in held
+
+
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
     """RFC 9110 weak comparison of ``If-None-Match`` against the current ``etag``."""
-    if not if_none_match:
-        return False
-    candidates = parse_etags(if_none_match)
-    if "*" in candidates:
-        return True
-    return any(candidate.removeprefix("W/") == etag for candidate in candidates)
+    return holds_etag(held_etags(if_none_match), etag)
 
 
 def names_etags(if_none_match: str | None) -> bool:

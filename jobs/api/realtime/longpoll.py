@@ -13,7 +13,8 @@ new request (401 or 403):
 
 - **ASGI** (``config.asgi``, under uvicorn): ``LongPollASGIHandler`` waits on the loop's
   ``fanout.Hub``, where one read per change answers every waiter of the job; a client
-  that disconnects is dropped at once (``http.disconnect`` cancels the wait).
+  that disconnects is dropped at once (``http.disconnect`` ends the wait); the answer of a
+  change is encoded once for all its waiters (``encoded_answer``).
 - **WSGI** (gunicorn, the test client): ``LongPollWaitMiddleware``, outside the row
   security transaction, closes the thread's connection and blocks the thread on the
   listener. At most half of a process's threads wait at once (``waits.take_thread``);
@@ -24,6 +25,7 @@ The access log line and the API metrics of a long poll are written when its wait
 """
 
 import asyncio
+import enum
 import io
 import re
 import threading
@@ -41,7 +43,6 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.db import connection
-from django.http import HttpResponse
 from django.urls import set_script_prefix
 
 from core.problems import Problem, ProblemCode
@@ -84,7 +85,7 @@ class PendingWait:
     tenant: object
     job_id: uuid.UUID
     baseline: str
-    if_none_match: str | None
+    held: frozenset[str]  # the ETags of If-None-Match (polling.held_etags)
     seq: int
     wait: int
     slot: waits.WaitSlot
@@ -96,37 +97,48 @@ def defer(request, response, *, job, wait: int, seq: int) -> None:
     (``If-None-Match``, else the state just read) and the job unfinished; takes one of the
     caller's wait slots (429 when they are all taken)."""
     if_none_match = request.headers.get("If-None-Match")
+    held = polling.held_etags(if_none_match)
     if (
         getattr(request, "long_poll_done", False)
         or not polling.is_waitable(job)
-        or (if_none_match and not polling.etag_matches(if_none_match, job.etag))
+        or (if_none_match and not polling.holds_etag(held, job.etag))
     ):
         return
     slot = waits.acquire(request, lease_seconds=wait + waits.LEASE_MARGIN_SECONDS)
     response.long_poll = PendingWait(
-        request.tenant, job.id, job.etag, if_none_match, seq, wait, slot, Grant.of(request)
+        request.tenant, job.id, job.etag, held, seq, wait, slot, Grant.of(request)
     )
+
+
+# The headers of a long poll's answer that its snapshot and status decide (``answer_parts``);
+# the chain's others (request id, rate limit, Vary, CORS, security headers) are the waiter's.
+ANSWER_HEADERS = frozenset(
+    {"etag", "retry-after", "cache-control", "content-type", "content-length"}
+)
+
+
+def answer_parts(snapshot: fanout.Snapshot, held: frozenset[str]) -> tuple[int, dict, bytes]:
+    """The status, ``ANSWER_HEADERS`` and body of the answer for ``snapshot`` to a client
+    holding the ETags ``held``: 304 when it holds the snapshot's, else 200 with the JSON of
+    ``GET /api/jobs/{id}``, headers as that GET answers them."""
+    if polling.holds_etag(held, snapshot.etag):
+        return 304, {**snapshot.headers, "Content-Length": "0"}, b""
+    headers = {"Content-Type": "application/json", **snapshot.headers}
+    headers["Content-Length"] = str(len(snapshot.body))
+    return 200, headers, snapshot.body
 
 
 def answer(response, pending: PendingWait, snapshot: fanout.Snapshot):
     """The chain's ``response`` (its request id, rate-limit and Vary headers kept) made
-    into the answer for ``snapshot``: 304 when it matches ``If-None-Match``, else 200."""
-    for name in ("ETag", "Retry-After"):
+    into the answer for ``snapshot`` (``answer_parts``)."""
+    status, headers, body = answer_parts(snapshot, pending.held)
+    for name in ANSWER_HEADERS:
         if name in response:
             del response[name]
-    for name, value in snapshot.headers.items():
+    response.status_code = status
+    response.content = body
+    for name, value in headers.items():
         response[name] = value
-    if polling.etag_matches(pending.if_none_match, snapshot.etag):
-        response.status_code = 304
-        response.content = b""
-        if "Content-Type" in response:
-            del response["Content-Type"]
-    else:
-        response.status_code = 200
-        response.content = snapshot.body
-        response["Content-Type"] = "application/json"
-    if "Content-Length" in response:
-        response["Content-Length"] = str(len(response.content))
     return response
 
 
@@ -240,21 +252,111 @@ def _respond(request):
 _in_pool = sync_to_async(_respond, thread_sensitive=False)
 
 
-async def _wait_on_loop(hub: fanout.Hub, pending: PendingWait) -> fanout.Snapshot | None:
+def _encoded_headers(pairs) -> list[tuple[bytes, bytes]]:
+    """Header names and values as Django's ``ASGIHandler.send_response`` encodes them."""
+    return [(name.encode("ascii"), value.encode("latin1")) for name, value in pairs]
+
+
+def _response_headers(response, leaving=frozenset()) -> list[tuple[bytes, bytes]]:
+    """The headers of ``response`` but those named in ``leaving`` (lower case), encoded,
+    cookies included, as Django's ``ASGIHandler.send_response`` sends them."""
+    headers = _encoded_headers(
+        (name, value) for name, value in response.items() if name.lower() not in leaving
+    )
+    for cookie in response.cookies.values():
+        headers.append((b"Set-Cookie", cookie.OutputString().encode("ascii")))
+    return headers
+
+
+def waiter_headers(response) -> list[tuple[bytes, bytes]]:
+    """The headers of the chain's ``response`` that a waiter's answer keeps (all but
+    ``ANSWER_HEADERS``), encoded: taken once, when the wait starts."""
+    return _response_headers(response, ANSWER_HEADERS)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedAnswer:
+    """``answer_parts`` encoded for ASGI: the same object for every waiter one snapshot
+    answers with one status."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+# The answers of the last snapshot that woke waiters (304, 200), which every waiter of its
+# change is answered from in turn: encoded once per snapshot, not once per waiter.
+_encoded: tuple[fanout.Snapshot, dict[bool, EncodedAnswer]] | None = None
+
+
+def encoded_answer(snapshot: fanout.Snapshot, held: frozenset[str]) -> EncodedAnswer:
+    """``answer_parts(snapshot, held)``, encoded, shared by the waiters of ``snapshot``."""
+    global _encoded
+    not_modified = polling.holds_etag(held, snapshot.etag)
+    kept = _encoded
+    if kept is None or kept[0] is not snapshot:
+        kept = _encoded = (snapshot, {})
+    found = kept[1].get(not_modified)
+    if found is None:
+        status, headers, body = answer_parts(snapshot, held)
+        encoded = EncodedAnswer(status, _encoded_headers(headers.items()), body)
+        found = kept[1][not_modified] = encoded
+    return found
+
+
+async def send_answer(send, answer: EncodedAnswer, own_headers: list) -> None:
+    """Send a woken long poll's answer: the shared ``answer`` with the waiter's own headers
+    (``waiter_headers``), the bytes Django's handler would send for the same response."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": answer.headers + own_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+class _Ended(enum.Enum):
+    """What else than a snapshot (or None) can end a wait on the loop."""
+
+    CLIENT_LEFT = "client left"  # http.disconnect
+    RAN_OUT = "ran out"  # the wait's deadline
+
+
+def _end(future: asyncio.Future, outcome: _Ended, *_) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+async def _wait_on_loop(hub: fanout.Hub, pending: PendingWait, receive):
     """The snapshot that answers ``pending``; None when the chain must answer instead (the
     job is gone, or its grant no longer holds: checked before answering, and while idle on
-    the loop's grid by ``Revocations``, which ends the wait)."""
+    the loop's grid by ``Revocations``, which ends the wait); ``_Ended.CLIENT_LEFT`` when
+    the client left first. Whichever comes first (a change, the deadline's timer, the
+    client's ``http.disconnect``) ends the watch's one future: a change wakes the waiter's
+    own task, with no task, shield or timeout scope of its own to go through."""
+    loop = asyncio.get_running_loop()
     with (
         hub.watch_job(pending.tenant, pending.job_id, baseline=pending.baseline) as watch,
         revocations().watch(pending.grant, partial(watch.offer, None)),
     ):
-        if listener.seq != pending.seq:
-            hub.read(pending.tenant, pending.job_id)
+        deadline = loop.call_later(pending.wait, _end, watch.future, _Ended.RAN_OUT)
+        left = loop.create_task(receive())  # only http.disconnect can come now
+        left.add_done_callback(partial(_end, watch.future, _Ended.CLIENT_LEFT))
         try:
-            snapshot = await asyncio.wait_for(asyncio.shield(watch.future), pending.wait)
-        except TimeoutError:
-            # The wait ran out without a change being heard: one may have been lost.
-            snapshot = await hub.read(pending.tenant, pending.job_id)
+            if listener.seq != pending.seq:
+                hub.read(pending.tenant, pending.job_id)
+            snapshot = await watch.future
+        finally:
+            deadline.cancel()
+            left.cancel()
+    if snapshot is _Ended.CLIENT_LEFT:
+        return snapshot
+    if snapshot is _Ended.RAN_OUT:
+        # Without a change being heard: one may have been lost. The read is shared with the
+        # waiters running out with this one (shielded: none may cancel it for the others).
+        snapshot = await asyncio.shield(hub.read(pending.tenant, pending.job_id))
     if snapshot is None or not await pending.grant.aholds():
         return None
     return snapshot
@@ -269,11 +371,13 @@ class LongPollASGIHandler(ASGIHandler):
     stream of short requests held ~90 idle connections. In the pool, a process holds one
     per pool thread (docs/deploy.md).
 
-    A waiting long poll keeps only its ``PendingWait`` and the chain's status and headers:
-    the request, the view and the response (whose renderer context holds both) are
-    released before the wait. When the wait ends without a snapshot (the job is gone, the
-    grant no longer holds) the chain answers a request rebuilt from the scope (a ``GET``
-    has no body), as it would a new one.
+    A waiting long poll keeps only its ``PendingWait`` and the chain's headers that are its
+    own (``waiter_headers``, encoded): the request, the view and the response (whose
+    renderer context holds both) are released before the wait. A change's answer is
+    encoded once for all the waiters it wakes (``encoded_answer``) and sent with each
+    waiter's own headers, without building a response per waiter. When the wait ends
+    without a snapshot (the job is gone, the grant no longer holds) the chain answers a
+    request rebuilt from the scope (a ``GET`` has no body), as it would a new one.
 
     An event stream (``jobs.api.realtime.events``: its response carries its body as
     ``event_stream``) keeps only that body once its head is sent: the response, its
@@ -308,30 +412,23 @@ class LongPollASGIHandler(ASGIHandler):
         if pending is None:
             await self._send_until_disconnect(response, receive, send)
             return
-        status, headers = response.status_code, list(response.items())
+        own_headers = waiter_headers(response)
         del response
         hub = fanout.hub()
-        waiting = asyncio.ensure_future(_wait_on_loop(hub, pending))
-        left = asyncio.ensure_future(receive())  # only http.disconnect can come now
         try:
-            await asyncio.wait((waiting, left), return_when=asyncio.FIRST_COMPLETED)
+            snapshot = await _wait_on_loop(hub, pending, receive)
         finally:
-            waiting.cancel()
-            left.cancel()
             hub.release_soon(pending.slot)
-        if not waiting.done() or waiting.cancelled():
-            return  # the client left
-        snapshot = waiting.result()
-        if snapshot is None:  # the chain answers (404, 401, 403)
-            request, response = self.create_request(scope, io.BytesIO())
-            if request is not None:
-                request.long_poll_done = True
-                response = await _in_pool(request)
-        else:
-            response = HttpResponse(status=status)
-            for name, value in headers:
-                response[name] = value
-            response = answer(response, pending, snapshot)
+        if snapshot is _Ended.CLIENT_LEFT:
+            return
+        if snapshot is not None:
+            await send_answer(send, encoded_answer(snapshot, pending.held), own_headers)
+            return
+        # The chain answers (404, 401, 403).
+        request, response = self.create_request(scope, io.BytesIO())
+        if request is not None:
+            request.long_poll_done = True
+            response = await _in_pool(request)
         await self._send_until_disconnect(response, receive, send)
 
     async def _send_until_disconnect(self, response, receive, send) -> None:
@@ -368,15 +465,8 @@ class _Sent(Exception):
 
 def _response_start(response) -> dict:
     """The ``http.response.start`` message of ``response``, as ``send_response`` sends it."""
-    headers = [
-        (
-            header.encode("ascii") if isinstance(header, str) else bytes(header),
-            value.encode("latin1") if isinstance(value, str) else bytes(value),
-        )
-        for header, value in response.items()
-    ]
-    headers += [
-        (b"Set-Cookie", cookie.OutputString().encode("ascii"))
-        for cookie in response.cookies.values()
-    ]
-    return {"type": "http.response.start", "status": response.status_code, "headers": headers}
+    return {
+        "type": "http.response.start",
+        "status": response.status_code,
+        "headers": _response_headers(response),
+    }

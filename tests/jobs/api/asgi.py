@@ -54,6 +54,13 @@ def scope(path: str, query: str, headers: dict[str, str]) -> dict:
 async def asgi_get(path: str, query: str, headers: dict[str, str], disconnect=None):
     """(status, headers, body) of one GET; ``disconnect``: an ``asyncio.Event`` after which
     the client leaves (None: it stays). (None, {}, b"") when nothing was sent."""
+    status, response_headers, body = await asgi_get_raw(path, query, headers, disconnect)
+    return status, dict(response_headers), body
+
+
+async def asgi_get_raw(path: str, query: str, headers: dict[str, str], disconnect=None):
+    """``asgi_get`` with the headers as sent: a list of (lowercased name, value), in order,
+    repeats included. (None, [], b"") when nothing was sent."""
     sent = []
     request_read = False
 
@@ -70,8 +77,8 @@ async def asgi_get(path: str, query: str, headers: dict[str, str], disconnect=No
 
     await application(scope(path, query, headers), receive, send)
     if not sent:
-        return None, {}, b""
-    response_headers = {k.decode().lower(): v.decode() for k, v in sent[0]["headers"]}
+        return None, [], b""
+    response_headers = [(k.decode().lower(), v.decode()) for k, v in sent[0]["headers"]]
     body = b"".join(message.get("body", b"") for message in sent[1:])
     return sent[0]["status"], response_headers, body
 
