@@ -31,14 +31,15 @@ def _claim_round_trips(traces, limit: int) -> tuple[int, int]:
     return len(claimed), _round_trips(traces) - before
 
 
-def test_a_claim_that_admits_is_three_round_trips(acme, traced_connections):
-    # BEGIN with the candidates, the budgets' locks with their running units, the take
-    # with COMMIT: one simple query each (it was six: BEGIN, the candidates, the locks,
-    # the count, the take and COMMIT each on its own).
+def test_a_claim_that_admits_is_two_round_trips(acme, traced_connections):
+    # BEGIN with the candidates; admission (the budgets' locks, their running units, the
+    # decision: flow_admit, in the database) with the take and COMMIT. It was three: the
+    # budgets' locks and running units made a round trip of their own, and the worker
+    # decided between them and the take, the locks held meanwhile.
     _roomy(acme, 30)
     connection.close()  # the claims open a traced connection
     assert _claim_round_trips(traced_connections, 1)[0] == 1  # the connection, its tenant
-    assert _claim_round_trips(traced_connections, 8) == (8, 3)
+    assert _claim_round_trips(traced_connections, 8) == (8, 2)
     assert Job.objects.filter(status=JobStatus.PROCESSING).count() == 9
 
 
