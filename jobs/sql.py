@@ -265,15 +265,17 @@ CAPPED_CANDIDATES = _candidates_statement(capped=True)
 # Flow control's admission and take, one statement: ``flow_admit`` (a function of migration
 # 0030) locks the budgets of %(keys)s in key order, counts their running units in a
 # snapshot that starts once the locks are held, admits up to %(free)s of the candidates
-# %(ids)s in claim order within the figures given and writes the budgets' tokens and
-# throttled flags; the admitted jobs are taken. Rows: the seconds until a rate budget that
+# %(ids)s in claim order within the figures given (what each takes: %(taken_by)s,
+# %(taken_budgets)s, %(taken_units)s) and writes the budgets' tokens and throttled flags;
+# the admitted jobs are taken. Rows: the seconds until a rate budget that
 # held a job back has a token again (NULL: none did), whether the row is a job taken (none
 # taken: one row, with no job), the job's columns. Sent with the claim's COMMIT, so the
 # budgets' locks are held for no network round trip.
 ADMIT_AND_TAKE = f"""
 WITH admission AS MATERIALIZED (
     SELECT job_id, retry_in
-    FROM flow_admit(%(ids)s::uuid[], %(keys)s::text[], %(concurrency)s::int[],
+    FROM flow_admit(%(ids)s::uuid[], %(taken_by)s::int[], %(taken_budgets)s::int[],
+                    %(taken_units)s::int[], %(keys)s::text[], %(concurrency)s::int[],
                     %(rate)s::float8[], %(burst)s::float8[], %(free)s)
 ),
 chosen AS (SELECT job_id AS id FROM admission WHERE job_id IS NOT NULL),{_TAKE_CTES}

@@ -26,20 +26,22 @@ from jobs.flow.limits import Figures, figures_for, limit_of_key, limits
 
 @dataclass(frozen=True)
 class Candidate:
-    """A job the claim may take, as ``sql.CANDIDATES`` returns it (its units are read by
-    ``flow_admit`` from the job itself)."""
+    """A job the claim may take, as ``sql.CANDIDATES`` returns it."""
 
     id: object
     tenant_id: int
     keys: list[str]
+    units: list[int]
     plan: str
     overrides: dict | None
 
     @classmethod
     def from_row(cls, row) -> "Candidate":
         """From a row of ``sql.CANDIDATES`` (its overrides arrive as JSON text)."""
-        job_id, tenant_id, keys, _units, plan, overrides = row[:6]
-        return cls(job_id, tenant_id, keys, plan, json.loads(overrides) if overrides else None)
+        job_id, tenant_id, keys, units, plan, overrides = row[:6]
+        return cls(
+            job_id, tenant_id, keys, units, plan, json.loads(overrides) if overrides else None
+        )
 
 
 def budget_figures(candidates: list[Candidate]) -> dict[str, Figures]:
@@ -61,12 +63,23 @@ def budget_figures(candidates: list[Candidate]) -> dict[str, Figures]:
 
 def admission_params(candidates: list[Candidate], free: int) -> dict:
     """The parameters of ``sql.ADMIT_AND_TAKE`` that admit up to ``free`` of ``candidates``
-    (in claim order): their ids, and the keys and figures of the budgets they take that
-    bind, in key order."""
+    (in claim order): their ids; what each takes of the budgets that bind, as triples
+    (the candidate's place from 1, the budget's place from 1, units) in claim order; and
+    those budgets' keys and figures, in key order."""
     figures = budget_figures(candidates)
     keys = sorted(figures)
+    place_of = {key: place for place, key in enumerate(keys, 1)}
+    taken = [
+        (place, place_of[key], units)
+        for place, candidate in enumerate(candidates, 1)
+        for key, units in zip(candidate.keys, candidate.units, strict=True)
+        if key in place_of
+    ]
     return {
         "ids": [candidate.id for candidate in candidates],
+        "taken_by": [place for place, _, _ in taken],
+        "taken_budgets": [budget for _, budget, _ in taken],
+        "taken_units": [units for _, _, units in taken],
         "keys": keys,
         "concurrency": [figures[key].concurrency for key in keys],
         "rate": [figures[key].rate for key in keys],

@@ -1,10 +1,12 @@
-"""``flow_admit(candidate_ids, budget_keys, concurrencies, rates, bursts, free)``: flow
-control's admission, in the database (``jobs.sql.ADMIT_AND_TAKE`` calls it in the claim's
+"""``flow_admit(candidate_ids, taken_by, taken_budgets, taken_units, budget_keys,
+concurrencies, rates, bursts, free)``: flow control's admission, in the database (``jobs.sql.ADMIT_AND_TAKE`` calls it in the claim's
 transaction; docs/flow.md "How the claim holds them").
 
-Given the claim's candidates (locked by ``jobs.sql.CANDIDATES``), in claim order, and the
-figures of the budgets they take that bind (computed by the worker from its settings,
-``jobs.flow.claim.budget_figures``), it
+Given the claim's candidates (locked by ``jobs.sql.CANDIDATES``), in claim order, what
+each takes of the budgets that bind (``taken_by``, ``taken_budgets``, ``taken_units``: the
+candidate's place from 1, the budget's place from 1 and the units, in claim order), and
+those budgets' keys and figures (computed by the worker from its settings,
+``jobs.flow.claim.admission_params``), it
 
 1. locks those budgets in key order (so claimers never deadlock), creating missing ones
    full, writing the figures that apply now and refilling each rate budget's tokens for the
@@ -33,66 +35,65 @@ correct behind PgBouncer in transaction mode).
 from django.db import migrations
 
 FLOW_ADMIT = """
-CREATE FUNCTION flow_admit(candidate_ids uuid[], budget_keys text[], concurrencies int[],
+CREATE FUNCTION flow_admit(candidate_ids uuid[], taken_by int[], taken_budgets int[],
+                           taken_units int[], budget_keys text[], concurrencies int[],
                            rates float8[], bursts float8[], free int)
 RETURNS TABLE (job_id uuid, retry_in float8)
 LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
 DECLARE
-    budget_tokens float8[];
-    budget_running bigint[];
+    budget_tokens float8[] := '{}';
+    budget_running bigint[] := '{}';
     budget_throttled bool[] := array_fill(false, ARRAY[cardinality(budget_keys)]);
     admitted int := 0;
     wait float8;
-    candidate record;
-    slot int;
+    place int;
+    pair int := 1;
+    first_pair int;
     b int;
     taking int;
     needed float8;
     lacking bool;
 BEGIN
-    WITH locked AS (
-        INSERT INTO flow_budget AS fb (key, concurrency, rate, burst, tokens, refreshed_at,
-                                       throttled)
-        SELECT f.key, f.concurrency, f.rate, f.burst, coalesce(f.burst, 0), clock_timestamp(),
-               false
-        FROM unnest(budget_keys, concurrencies, rates, bursts) AS f(key, concurrency, rate, burst)
-        ORDER BY f.key
-        ON CONFLICT (key) DO UPDATE
-        SET concurrency = EXCLUDED.concurrency, rate = EXCLUDED.rate, burst = EXCLUDED.burst,
-            tokens = CASE WHEN EXCLUDED.rate IS NULL THEN 0 ELSE least(
-                EXCLUDED.burst,
-                fb.tokens + EXCLUDED.rate * greatest(0, extract(epoch FROM clock_timestamp()
-                                                                        - fb.refreshed_at)))
-                END,
-            refreshed_at = clock_timestamp()
-        RETURNING fb.key, fb.tokens
-    )
-    SELECT coalesce(array_agg(locked.tokens ORDER BY given.ord), '{}') INTO budget_tokens
-    FROM unnest(budget_keys) WITH ORDINALITY AS given(key, ord)
-    JOIN locked ON locked.key = given.key;
+    IF cardinality(budget_keys) > 0 THEN  -- else nothing binds: nothing to lock or count
+        WITH locked AS (
+            INSERT INTO flow_budget AS fb (key, concurrency, rate, burst, tokens, refreshed_at,
+                                           throttled)
+            SELECT f.key, f.concurrency, f.rate, f.burst, coalesce(f.burst, 0), clock_timestamp(),
+                   false
+            FROM unnest(budget_keys, concurrencies, rates, bursts) AS f(key, concurrency, rate, burst)
+            ORDER BY f.key
+            ON CONFLICT (key) DO UPDATE
+            SET concurrency = EXCLUDED.concurrency, rate = EXCLUDED.rate, burst = EXCLUDED.burst,
+                tokens = CASE WHEN EXCLUDED.rate IS NULL THEN 0 ELSE least(
+                    EXCLUDED.burst,
+                    fb.tokens + EXCLUDED.rate * greatest(0, extract(epoch FROM clock_timestamp()
+                                                                            - fb.refreshed_at)))
+                    END,
+                refreshed_at = clock_timestamp()
+            RETURNING fb.key, fb.tokens
+        )
+        SELECT coalesce(array_agg(locked.tokens ORDER BY given.ord), '{}') INTO budget_tokens
+        FROM unnest(budget_keys) WITH ORDINALITY AS given(key, ord)
+        JOIN locked ON locked.key = given.key;
 
-    SELECT coalesce(array_agg(coalesce(used.units, 0) ORDER BY given.ord), '{}')
-    INTO budget_running
-    FROM unnest(budget_keys) WITH ORDINALITY AS given(key, ord)
-    LEFT JOIN (
-        SELECT held.key, sum(held.units) AS units FROM job_queue r,
-               unnest(r.limit_keys, r.limit_units) AS held(key, units)
-        WHERE r.status = 'processing' AND held.key = ANY(budget_keys)
-        GROUP BY held.key
-    ) used ON used.key = given.key;
+        SELECT coalesce(array_agg(coalesce(used.units, 0) ORDER BY given.ord), '{}')
+        INTO budget_running
+        FROM unnest(budget_keys) WITH ORDINALITY AS given(key, ord)
+        LEFT JOIN (
+            SELECT held.key, sum(held.units) AS units FROM job_queue r,
+                   unnest(r.limit_keys, r.limit_units) AS held(key, units)
+            WHERE r.status = 'processing' AND held.key = ANY(budget_keys)
+            GROUP BY held.key
+        ) used ON used.key = given.key;
+    END IF;
 
-    FOR candidate IN
-        SELECT j.id, j.limit_keys, j.limit_units
-        FROM unnest(candidate_ids) WITH ORDINALITY AS c(id, ord)
-        JOIN job_queue j ON j.id = c.id
-        ORDER BY c.ord
-    LOOP
+    FOR place IN 1 .. cardinality(candidate_ids) LOOP
         EXIT WHEN admitted = free;
         lacking := false;
-        FOR slot IN 1 .. cardinality(candidate.limit_keys) LOOP
-            b := array_position(budget_keys, candidate.limit_keys[slot]);
-            CONTINUE WHEN b IS NULL;  -- a budget that binds nothing
-            taking := candidate.limit_units[slot];
+        first_pair := pair;
+        WHILE pair <= cardinality(taken_by) AND taken_by[pair] = place LOOP
+            b := taken_budgets[pair];
+            taking := taken_units[pair];
             needed := least(taking, bursts[b]);
             IF concurrencies[b] IS NOT NULL AND budget_running[b] > 0
                AND budget_running[b] + taking > concurrencies[b] THEN
@@ -103,18 +104,18 @@ BEGIN
                 budget_throttled[b] := true;
                 wait := least(wait, (needed - budget_tokens[b]) / rates[b]);
             END IF;
+            pair := pair + 1;
         END LOOP;
         CONTINUE WHEN lacking;
-        FOR slot IN 1 .. cardinality(candidate.limit_keys) LOOP
-            b := array_position(budget_keys, candidate.limit_keys[slot]);
-            CONTINUE WHEN b IS NULL;
-            budget_running[b] := budget_running[b] + candidate.limit_units[slot];
+        FOR taken IN first_pair .. pair - 1 LOOP
+            b := taken_budgets[taken];
+            budget_running[b] := budget_running[b] + taken_units[taken];
             IF rates[b] IS NOT NULL THEN
-                budget_tokens[b] := budget_tokens[b] - candidate.limit_units[slot];
+                budget_tokens[b] := budget_tokens[b] - taken_units[taken];
             END IF;
         END LOOP;
         admitted := admitted + 1;
-        job_id := candidate.id;
+        job_id := candidate_ids[place];
         retry_in := NULL;
         RETURN NEXT;
     END LOOP;
@@ -137,6 +138,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.RunSQL(
             FLOW_ADMIT,
-            "DROP FUNCTION IF EXISTS flow_admit(uuid[], text[], int[], float8[], float8[], int);",
+            "DROP FUNCTION IF EXISTS"
+            " flow_admit(uuid[], int[], int[], int[], text[], int[], float8[], float8[], int);",
         )
     ]
