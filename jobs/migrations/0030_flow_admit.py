@@ -27,6 +27,10 @@ Rows: one per admitted job (``job_id``), in claim order, then one with no job wh
 (NULL: none did). The budgets' locks are held from step 1 to the claim's COMMIT, which
 travels in the same round trip: never across the network nor while the worker computes.
 
+``ROWS 10``: a claim admits a few jobs, not the thousand the planner assumes of a
+set-returning function, so the take joins them to ``job_queue`` by its primary key instead
+of hashing the whole table (a sequential scan of every job, under the budgets' locks).
+
 SECURITY INVOKER (the default): it runs with the worker's role and row security, as the
 statements it replaces did; a fixed search path, set for the call only (no session state:
 correct behind PgBouncer in transaction mode).
@@ -39,7 +43,7 @@ CREATE FUNCTION flow_admit(candidate_ids uuid[], taken_by int[], taken_budgets i
                            taken_units int[], budget_keys text[], concurrencies int[],
                            rates float8[], bursts float8[], free int)
 RETURNS TABLE (job_id uuid, retry_in float8)
-LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE ROWS 10 SET search_path = public, pg_temp AS $$
 DECLARE
     budget_tokens float8[] := '{}';
     budget_running bigint[] := '{}';
