@@ -34,7 +34,7 @@ from core import tracing
 from jobs import sql
 from jobs.conditions import reachable_jobs
 from jobs.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound, JobQuotaExceeded
-from jobs.flow.claim import Admission, Candidate, admit, budget_figures, lock_budgets
+from jobs.flow.claim import Candidate, admission_params
 from jobs.models import FINAL_STATUSES, Job, JobStatus, ReaperError
 from jobs.registry import get_job_type, limits_in_use
 from jobs.signals import JobOutcome
@@ -344,11 +344,10 @@ def _claim_within_limits(params: dict, *, capped: bool) -> tuple[list[Job], floa
 
     Outside a transaction it is a transaction of its own whose ``BEGIN`` and ``COMMIT``
     travel with its statements, each round trip one simple query: ``BEGIN`` and the
-    candidates; then, if a binding budget is at stake, its locks and running units; then
-    the take and ``COMMIT``. A claim admission has nothing to decide for is two round
-    trips, one that admits three. Inside the caller's transaction (the capped claim's),
-    the same statements without ``BEGIN`` and ``COMMIT``. The statements name the public
-    tables they read, so no tenant's search path is applied to them."""
+    candidates; then, if any are left to admit, admission and the take with ``COMMIT``
+    (else ``COMMIT`` alone): two round trips. Inside the caller's transaction (the capped
+    claim's), the same statements without ``BEGIN`` and ``COMMIT``. The statements name the
+    public tables they read, so no tenant's search path is applied to them."""
     own = connection.get_autocommit()
     with without_search_path(), connection.cursor() as cursor:
         try:
@@ -374,29 +373,18 @@ def _claim_admitted(cursor, params: dict, *, capped: bool, own: bool):
     jobs = _jobs_of_rows(cursor, [row for row in rows if row[7]])
     candidates = [Candidate.from_row(row) for row in rows if not row[7]]
     free = params["limit"] - len(jobs)
-    admission = Admission()
-    if free and candidates:
-        figures = budget_figures(candidates)
-        if figures:
-            tokens, running = lock_budgets(cursor, figures)
-            admission = admit(candidates, figures, tokens, running, free)
-        else:  # no budget at stake binds: nothing to lock, nothing to decide
-            admission.ids = [candidate.id for candidate in candidates[:free]]
-    retry_in = min((s for s in (refill, admission.retry_in) if s is not None), default=None)
-    if not admission.ids and not admission.tokens:
+    if not (free and candidates):
         if own:
             cursor.execute("COMMIT")
-        return jobs, retry_in
-    keys = sorted(admission.tokens)
-    taking = {
-        **params,
-        "ids": admission.ids,
-        "keys": keys,
-        "tokens": [admission.tokens[key] for key in keys],
-        "throttled": [key in admission.throttled for key in keys],
-    }
-    cursor.execute(sql.TAKE_ADMITTED + (";COMMIT" if own else ""), taking)
-    return jobs + _jobs_of_rows(cursor, cursor.fetchall()), retry_in
+        return jobs, refill
+    cursor.execute(
+        sql.ADMIT_AND_TAKE + (";COMMIT" if own else ""),
+        {**params, **admission_params(candidates, free)},
+    )
+    # Rows: admission's retry, whether the row holds a job taken, the job's columns.
+    rows = cursor.fetchall()
+    retry_in = min((s for s in (refill, rows[0][0]) if s is not None), default=None)
+    return jobs + _jobs_of_rows(cursor, [row for row in rows if row[1]]), retry_in
 
 
 @functools.cache

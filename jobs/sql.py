@@ -135,19 +135,11 @@ def _candidates(*, capped: bool, limited: bool) -> str:
     )
 
 
-# The units each budget of %(keys)s has running now (flow control), from the running jobs'
-# budgets.
-RUNNING_UNITS = """
-SELECT held.key, sum(held.units) FROM job_queue r,
-       unnest(r.limit_keys, r.limit_units) AS held(key, units)
-WHERE r.status = 'processing' AND held.key = ANY(%(keys)s)
-GROUP BY held.key
-"""
 # The budgets that are spent as of this statement (no unit running free, or no token; read
 # once, so the spent budgets and the wait for the next token agree): a
 # hint that lets the picks skip jobs that could not be admitted, and marks them throttled
 # (what the poll's ``waiting`` reads) without waiting for a row another claim holds. The
-# admission itself (``jobs.flow.claim``) decides under the budgets' row locks.
+# admission itself (``ADMIT_AND_TAKE``) decides under the budgets' row locks.
 BLOCKED_BUDGETS_CTE = """running_units AS (
     SELECT held.key, sum(held.units) AS units FROM job_queue r,
            unnest(r.limit_keys, r.limit_units) AS held(key, units)
@@ -260,43 +252,37 @@ CAPPED_CLAIM = _claim_statement(capped=True)
 # before any that consumes a limit (up to ``%(limit)s``): admission could refuse none of
 # them, so a claim of jobs without limits is this one statement, as without flow control.
 # Then the rest of the candidates, locked, in claim order, with their budgets and their
-# tenant's plan and overrides, for admission (``jobs.flow.claim``); then one row with no
+# tenant's plan and overrides, for admission (``ADMIT_AND_TAKE``); then one row with no
 # id: the seconds until the first spent rate budget has a token again (NULL: none). It also
 # bounds how long the transaction may sit idle (%(idle_timeout)s ms): a worker cut off
-# between the claim's statements, holding a budget's lock that every host's claims of that
-# limit wait for, loses its session then instead of when the network gives up on it.
+# between the claim's statements, holding its candidates' row locks (other claims skip
+# those jobs) and, in a capped claim, its tenants' locks and then its budgets' until its
+# COMMIT, loses its session then instead of when the network gives up on it.
 CANDIDATES = _candidates_statement(capped=False)
 CAPPED_CANDIDATES = _candidates_statement(capped=True)
 
 
-# Flow control: lock the budgets the candidates take, in key order (so claimers never
-# deadlock), creating missing ones full, writing the figures that apply now and refilling
-# each rate budget's tokens for the time since its last claim.
-LOCK_BUDGETS = """
-INSERT INTO flow_budget AS b (key, concurrency, rate, burst, tokens, refreshed_at, throttled)
-SELECT f.key, f.concurrency, f.rate, f.burst, coalesce(f.burst, 0), clock_timestamp(), false
-FROM unnest(%(keys)s::text[], %(concurrency)s::int[], %(rate)s::float8[], %(burst)s::float8[])
-     AS f(key, concurrency, rate, burst)
-ORDER BY f.key
-ON CONFLICT (key) DO UPDATE
-SET concurrency = EXCLUDED.concurrency, rate = EXCLUDED.rate, burst = EXCLUDED.burst,
-    tokens = CASE WHEN EXCLUDED.rate IS NULL THEN 0 ELSE least(
-        EXCLUDED.burst,
-        b.tokens + EXCLUDED.rate * greatest(0, extract(epoch FROM clock_timestamp()
-                                                               - b.refreshed_at))) END,
-    refreshed_at = clock_timestamp()
-RETURNING key, tokens
-"""
-# Flow control's claim of the admitted candidates: the budgets' tokens after their starts
-# and whether jobs were left waiting on them, then the jobs taken.
-TAKE_ADMITTED = f"""
-WITH budgets AS (
-    UPDATE flow_budget AS b SET tokens = spent.tokens, throttled = spent.throttled
-    FROM unnest(%(keys)s::text[], %(tokens)s::float8[], %(throttled)s::bool[])
-         AS spent(key, tokens, throttled)
-    WHERE b.key = spent.key
+# Flow control's admission and take, one statement: ``flow_admit`` (a function of migration
+# 0030) locks the budgets of %(keys)s in key order, counts their running units in a
+# snapshot that starts once the locks are held, admits up to %(free)s of the candidates
+# %(ids)s in claim order within the figures given (what each takes: %(taken_by)s,
+# %(taken_budgets)s, %(taken_units)s) and writes the budgets' tokens and throttled flags;
+# the admitted jobs are taken. Rows: the seconds until a rate budget that
+# held a job back has a token again (NULL: none did), whether the row is a job taken (none
+# taken: one row, with no job), the job's columns. Sent with the claim's COMMIT, so the
+# budgets' locks are held for no network round trip.
+ADMIT_AND_TAKE = f"""
+WITH admission AS MATERIALIZED (
+    SELECT job_id, retry_in
+    FROM flow_admit(%(ids)s::uuid[], %(taken_by)s::int[], %(taken_budgets)s::int[],
+                    %(taken_units)s::int[], %(keys)s::text[], %(concurrency)s::int[],
+                    %(rate)s::float8[], %(burst)s::float8[], %(free)s)
 ),
-chosen AS (SELECT unnest(%(ids)s::uuid[]) AS id),{_TAKE}"""  # noqa: S608 - composed of constant SQL only
+chosen AS (SELECT job_id AS id FROM admission WHERE job_id IS NOT NULL),{_TAKE_CTES}
+SELECT admission.retry_in, claimed.id IS NOT NULL AS taken, claimed.*
+FROM admission LEFT JOIN claimed ON true
+WHERE admission.job_id IS NULL
+"""  # noqa: S608 - composed of constant SQL only
 # Wake the workers serving a queue (the payload) after an enqueue.
 NOTIFY_WORKERS = "SELECT pg_notify(%s, %s)"
 # The enqueue's per-tenant lock, held to COMMIT, under which the quota counts.

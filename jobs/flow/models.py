@@ -1,8 +1,9 @@
 """The state of flow control, in the public schema beside ``job_queue``.
 
-``LimitBudget`` rows are written by the claim only (``jobs.flow.claim``); ``Pause`` and
-``LimitOverride`` rows by staff and operators through ``jobs.flow.services``, which writes
-a ``FlowAuditEntry`` for each change.
+``LimitBudget`` rows are written by the claim only (admission, the database function
+``flow_admit`` of migration 0030, and the candidates' throttled hint in ``jobs.sql``);
+``Pause`` and ``LimitOverride`` rows by staff and operators through ``jobs.flow.services``,
+which writes a ``FlowAuditEntry`` for each change.
 """
 
 from django.db import models

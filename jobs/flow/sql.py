@@ -12,9 +12,10 @@ RETURNING id
 # Each budget's use now: the budgets with a row (``flow_budget``) and the keys given (the
 # global limits and overridden budgets that may have none yet), ``%(tenant_id)s`` NULL for
 # every tenant's or one tenant's id for its own and the global ones. Columns: key, running
-# units (of processing jobs, like ``jobs.sql.RUNNING_UNITS`` but for every key), due pending
-# jobs taking it, whether it has a row, its rate tokens now (NULL: no rate, or no row yet)
-# and whether the last claim that looked at it left jobs waiting on it.
+# units (of processing jobs, counted as admission's ``flow_admit`` counts them, but for
+# every key), due pending jobs taking it, whether it has a row, its rate tokens now (NULL:
+# no rate, or no row yet) and whether the last claim that looked at it left jobs waiting
+# on it.
 LIMIT_USAGE = """
 WITH running AS (
     SELECT held.key, sum(held.units) AS units FROM job_queue r,

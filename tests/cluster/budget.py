@@ -2,10 +2,10 @@
 
 ``RunningUnits`` is a thread that asks the database host directly (not through the pooler,
 not through a worker host's link) every ``interval`` seconds, in one statement and so one
-snapshot: the units of the limit held by processing jobs (the engine's own count,
-jobs.sql.RUNNING_UNITS), how many of those one worker process holds, and how many jobs of
-the type wait. Each sample carries the test's ``time.monotonic()`` when it was taken, to be
-set against the moments of a cut and a mend.
+snapshot: the units of the limit held by processing jobs (the engine's own count, as
+admission's ``flow_admit`` of migration 0030 makes it), how many of those one worker
+process holds, and how many jobs of the type wait. Each sample carries the test's
+``time.monotonic()`` when it was taken, to be set against the moments of a cut and a mend.
 """
 
 from __future__ import annotations

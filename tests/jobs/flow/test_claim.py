@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from jobs import services
@@ -163,44 +163,109 @@ def test_a_capped_claim_admits_within_the_budgets_inside_its_transaction(acme, s
     assert LimitBudget.objects.filter(key="test.one").exists()
 
 
-def test_a_claimer_gone_quiet_inside_its_claim_loses_its_locks(acme, monkeypatch):
-    # A worker cut off between the claim's statements holds the budget's lock that every
-    # claim of that limit waits for. Its transaction may sit idle CLAIM_IDLE_TIMEOUT_MS at
-    # most: PostgreSQL then ends its session, and another claimer takes the job while the
-    # quiet one is still away.
-    submit(acme, "test.single", 2)  # one for the quiet claimer to hold, one for the other
-    locked, taken = threading.Event(), threading.Event()
-    outcome = {}
-    admit = services.admit
+def _quiet_between_round_trips(monkeypatch, release: threading.Event, seconds: float):
+    """Make the claims of the thread returned pause between their two round trips (their
+    candidates locked, admission not yet sent) until ``release`` or ``seconds``; ``locked``
+    is set when it pauses, ``outcome`` says whether it was released and how its claim
+    ended."""
+    locked, outcome = threading.Event(), {}
+    params = services.admission_params
 
-    def admit_then_go_quiet(*args, **kwargs):
-        # Called by the claim with the budget's lock held, between its round trips.
-        admission = admit(*args, **kwargs)
+    def admission_params_then_go_quiet(*args, **kwargs):
+        found = params(*args, **kwargs)
         if threading.current_thread() is quiet:
             locked.set()
-            # The cut: away twice as long as the claim may idle, or until taken.
-            taken.wait(2 * services.CLAIM_IDLE_TIMEOUT_MS / 1000)
-            outcome["taken while away"] = taken.is_set()
-        return admission
+            outcome["released"] = release.wait(seconds)
+        return found
 
-    def cut_off():
+    def claim_quietly():
         try:
-            services.job_claim(worker_id="gone", queues=["default"], limit=1)
+            outcome["claimed"] = services.job_claim(worker_id="gone", queues=["default"], limit=1)
         except DatabaseError as error:
             outcome["ended"] = str(error)
         finally:
             connection.close()
 
-    monkeypatch.setattr(services, "admit", admit_then_go_quiet)
-    quiet = threading.Thread(target=cut_off)
+    monkeypatch.setattr(services, "admission_params", admission_params_then_go_quiet)
+    quiet = threading.Thread(target=claim_quietly)
+    return quiet, locked, outcome
+
+
+def test_a_claimer_between_its_round_trips_holds_no_budgets_lock(acme, monkeypatch):
+    # Admission locks the budgets in the claim's last round trip: a claimer whose first
+    # round trip is done holds its candidates only, so another claim of the same limit
+    # admits at once, and the first, back, counts what that one took (test.one: one
+    # running at once).
+    held, other = submit(acme, "test.single", 2)
+    taken = threading.Event()
+    quiet, locked, outcome = _quiet_between_round_trips(monkeypatch, taken, 30)
     quiet.start()
     assert locked.wait(30)
-    claimed = claim()  # waits for the budget's lock, until PostgreSQL ends the quiet session
+    claimed = claim()  # the quiet claimer's candidate skipped, the budget's lock free
     taken.set()
     quiet.join()
-    assert len(claimed) == 1
-    assert outcome["taken while away"], outcome
+    assert [job.id for job in claimed] == [other.id]
+    assert outcome == {"released": True, "claimed": []}
+    held.refresh_from_db()
+    assert (held.status, held.attempts) == (JobStatus.PENDING, 0)
+
+
+def test_a_claimer_gone_quiet_inside_its_claim_loses_its_locks(acme, monkeypatch):
+    # A worker cut off between the claim's statements holds its candidates (and, in a
+    # capped claim, its tenants' locks). Its transaction may sit idle CLAIM_IDLE_TIMEOUT_MS
+    # at most: PostgreSQL then ends its session, and another claimer takes the job while
+    # the quiet one is still away.
+    (job,) = submit(acme, "test.single")
+    taken = threading.Event()
+    quiet, locked, outcome = _quiet_between_round_trips(monkeypatch, taken, 30)
+    quiet.start()
+    assert locked.wait(30)
+    claimed = []
+    for _ in range(300):  # skipped while the quiet session lives: wait for its end
+        if claimed := claim():
+            break
+        time.sleep(0.1)
+    taken.set()
+    quiet.join()
+    assert [found.id for found in claimed] == [job.id]
+    assert outcome["released"], outcome
     assert "idle-in-transaction timeout" in outcome["ended"], outcome
+
+
+def test_admission_counts_a_claim_committed_while_it_waited_for_the_budget(acme):
+    # flow_admit counts the running units in a snapshot taken once it holds the budget's
+    # lock, not in its statement's: a job another claim started and committed while this
+    # claim waited for that lock is counted (test.one: one running at once).
+    waiting, other = submit(acme, "test.single", 2)
+    LimitBudget.objects.create(key="test.one", concurrency=1)
+    outcome = {}
+
+    def claim_and_close():
+        try:
+            outcome["claimed"] = claim()
+        finally:
+            connection.close()
+
+    claimer = threading.Thread(target=claim_and_close)
+    with transaction.atomic(), connection.cursor() as cursor:
+        LimitBudget.objects.select_for_update().get(key="test.one")  # as a claim does
+        Job.objects.filter(id=other.id).update(status=JobStatus.PROCESSING, worker_id="w0")
+        claimer.start()
+        for _ in range(600):  # until the claim waits for this transaction's lock
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
+                " AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the claim never waited for the budget's lock")
+    claimer.join()
+    assert outcome["claimed"] == []
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.attempts) == (JobStatus.PENDING, 0)
+    assert LimitBudget.objects.get(key="test.one").throttled
 
 
 def test_a_due_token_wakes_its_pool_once_and_then_no_more():
