@@ -24,7 +24,6 @@ methods are answered as on any route).
 
 import asyncio
 import time
-import weakref
 from collections import OrderedDict
 from contextlib import aclosing, contextmanager
 from functools import partial
@@ -38,6 +37,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from accounts.authentication import TenantJWTAuthentication
+from core.loop_local import LoopLocal
 from core.problems import Problem, ProblemCode
 from jobs import selectors
 from jobs.api import schema
@@ -175,18 +175,12 @@ class Heartbeats:
             self._timer = self.loop.call_later(following - now, self._beat)
 
 
-_heartbeats: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeats]" = (
-    weakref.WeakKeyDictionary()
-)
+_heartbeats = LoopLocal(Heartbeats)
 
 
 def heartbeats() -> Heartbeats:
     """The running event loop's ``Heartbeats``."""
-    loop = asyncio.get_running_loop()
-    found = _heartbeats.get(loop)
-    if found is None:
-        found = _heartbeats[loop] = Heartbeats(loop)
-    return found
+    return _heartbeats.get()
 
 
 async def job_events(tenant, first: fanout.Snapshot, *, last_event_id, seq, slot, grant):

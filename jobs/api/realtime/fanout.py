@@ -41,6 +41,7 @@ from django.db import close_old_connections, connections
 from rest_framework.renderers import JSONRenderer
 
 from core import listen
+from core.loop_local import LoopLocal
 from jobs import selectors, sql
 from jobs.api import polling
 from jobs.api.realtime import waits
@@ -481,13 +482,9 @@ def _log_release_failure(future) -> None:
         logger.warning("could not renew or give back wait slots", exc_info=future.exception())
 
 
-_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+_hubs = LoopLocal(Hub)
 
 
 def hub() -> Hub:
     """The running event loop's ``Hub``."""
-    loop = asyncio.get_running_loop()
-    found = _hubs.get(loop)
-    if found is None:
-        found = _hubs[loop] = Hub(loop)
-    return found
+    return _hubs.get()

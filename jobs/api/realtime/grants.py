@@ -20,7 +20,6 @@ too: the ones asked for in one turn of the loop share one pool call (``aholds``)
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from django.db import Error as DatabaseError
 from rest_framework.exceptions import APIException
 
 from accounts.authentication import user_for_tenant
+from core.loop_local import LoopLocal
 from jobs.api.read_tokens import JobReader
 from tenants.middleware import TenantMiddleware
 from tenants.resolution import tenant_for_host
@@ -187,28 +187,17 @@ class _Batch:
         checked.add_done_callback(answer)
 
 
-_batches: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch]" = (
-    weakref.WeakKeyDictionary()
-)
+_batches = LoopLocal(_Batch)
 
 
 def _batch() -> _Batch:
-    loop = asyncio.get_running_loop()
-    found = _batches.get(loop)
-    if found is None:
-        found = _batches[loop] = _Batch(loop)
-    return found
+    """The running event loop's ``_Batch``."""
+    return _batches.get()
 
 
-_revocations: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Revocations]" = (
-    weakref.WeakKeyDictionary()
-)
+_revocations = LoopLocal(Revocations)
 
 
 def revocations() -> Revocations:
     """The running event loop's ``Revocations``."""
-    loop = asyncio.get_running_loop()
-    found = _revocations.get(loop)
-    if found is None:
-        found = _revocations[loop] = Revocations(loop)
-    return found
+    return _revocations.get()
