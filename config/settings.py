@@ -296,6 +296,8 @@ REST_FRAMEWORK = {
     # JSON with bounded size, depth and values (core/limits.py).
     "DEFAULT_PARSER_CLASSES": ["core.limits.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's, without parsing an Accept that states no preference (core/negotiation.py).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.DefaultFirstContentNegotiation",
     # OPTIONS: 200 with Allow and no body (core/metadata.py).
     "DEFAULT_METADATA_CLASS": "core.metadata.AllowOnlyMetadata",
     "EXCEPTION_HANDLER": "core.errors.problem_exception_handler",

@@ -11,6 +11,7 @@ operation on it is one Lua script, one Redis round trip, atomic however many pro
 share the counter. A Redis error propagates: the callers fail closed (503, ``core.errors``).
 """
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ _RATE = re.compile(r"(\d+)/(\d*)([smhd])")
 def parse_rate(text) -> tuple[int, int]:
     """``(count, window in seconds)`` of a rate written ``N/[k]unit``; ``ValueError``
     for anything else, including a count or a multiplier of 0 and an upper-case unit."""
+    # A rate-limited request reads its rate each time: a string is parsed once.
+    return _parse_rate_string(text) if isinstance(text, str) else _parse_rate(text)
+
+
+def _parse_rate(text) -> tuple[int, int]:
     match = _RATE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"{text!r} is not N/period (such as 300/m or 10/15m)")
@@ -35,6 +41,9 @@ def parse_rate(text) -> tuple[int, int]:
     if int(count) < 1 or (multiplier and int(multiplier) < 1):
         raise ValueError(f"{text!r} allows nothing: the count and multiplier must be 1 or more")
     return int(count), int(multiplier or 1) * _UNIT_SECONDS[unit]
+
+
+_parse_rate_string = functools.lru_cache(maxsize=64)(_parse_rate)
 
 
 # KEYS[1]: the counter. ARGV[1]: the window (ms); ARGV[2]: '1' to take a unit, '0' to read.

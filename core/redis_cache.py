@@ -28,23 +28,27 @@ _CLIENTS: dict = {}  # one SharedClientRedisCacheClient per servers and options
 class SharedClientRedisCacheClient(RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._clients = {}
+        self._clients = {}  # server index -> the redis.Redis on its shared pool
 
-    def _get_connection_pool(self, write):
-        server = self._servers[self._get_connection_pool_index(write)]
+    def get_client(self, key=None, *, write=False):
+        # Found by the server's index, not by the pool's options: every rate-limit check
+        # comes here, and a repr of the options under a lock cost more than the rest.
+        index = self._get_connection_pool_index(write)
+        client = self._clients.get(index)
+        if client is None:
+            pool = self._shared_pool(index)
+            client = self._clients[index] = self._client(connection_pool=pool)
+        return client
+
+    def _shared_pool(self, index):
+        """The process's pool for the server at ``index`` (one per server and options)."""
+        server = self._servers[index]
         key = (server, self._pool_class, repr(sorted(self._pool_options.items())))
         with _POOLS_LOCK:
             pool = _POOLS.get(key)
             if pool is None:
                 pool = _POOLS[key] = self._pool_class.from_url(server, **self._pool_options)
         return pool
-
-    def get_client(self, key=None, *, write=False):
-        pool = self._get_connection_pool(write)
-        client = self._clients.get(id(pool))
-        if client is None:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)
-        return client
 
 
 class SharedClientRedisCache(RedisCache):
@@ -78,6 +82,8 @@ class Script:
     def __call__(self, keys: list[str], args: list) -> object:
         redis_client = client()
         try:
-            return redis_client.evalsha(self.sha, len(keys), *keys, *args)
+            # What redis-py's evalsha() sends, without its two wrappers (a rate-limit
+            # check on every request): retries, reconnects and errors are redis-py's.
+            return redis_client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             return redis_client.eval(self.source, len(keys), *keys, *args)
