@@ -84,6 +84,7 @@ class TenantTokenRefreshSerializer(StrictSerializer):
 
     refresh = serializers.CharField(
         max_length=_TOKEN_MAX_LENGTH,
+        trim_whitespace=False,
         help_text="Sent: the refresh token, revoked by this call. Returned: its replacement.",
     )
     access = serializers.CharField(read_only=True, help_text=_ACCESS_HELP)
@@ -108,7 +109,7 @@ class TenantTokenRefreshSerializer(StrictSerializer):
 class LogoutSerializer(StrictSerializer):
     """``{refresh}``: revoke this refresh token of the host's tenant."""
 
-    refresh = serializers.CharField(max_length=_TOKEN_MAX_LENGTH)
+    refresh = serializers.CharField(max_length=_TOKEN_MAX_LENGTH, trim_whitespace=False)
 
     def validate(self, attrs):
         return {"token": _refresh_token_of_this_tenant(attrs["refresh"], self.context["request"])}
