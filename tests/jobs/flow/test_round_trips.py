@@ -64,6 +64,7 @@ def test_a_limited_drain_stays_within_the_workers_round_trip_budget(acme, traced
     assert round_trips <= _FIXED + _PER_JOB * jobs, round_trips
 
 
+@pytest.mark.django_db  # in the test's transaction: its ANALYZE's statistics roll back with it
 def test_the_take_finds_the_admitted_jobs_by_their_primary_key(acme):
     # flow_admit declares the few rows it returns (ROWS 10): with the thousand a
     # set-returning function is assumed to return, the take hashed the whole of job_queue,
