@@ -367,19 +367,23 @@ def _claim_admitted(cursor, params: dict, *, capped: bool, own: bool):
     if own:
         cursor.nextset()  # past BEGIN's result
     # Rows: a taken job's whole row (``taken`` true), or a candidate's id, tenant, budgets,
-    # plan and overrides; the last row: the first spent rate budget's refill.
+    # plan and overrides; the last row: the spent budgets' keys and the first spent rate
+    # budget's refill.
     rows = cursor.fetchall()
-    refill = rows.pop()[6]
+    last = rows.pop()
+    blocked, refill = last[2], last[6]
     jobs = _jobs_of_rows(cursor, [row for row in rows if row[7]])
     candidates = [Candidate.from_row(row) for row in rows if not row[7]]
     free = params["limit"] - len(jobs)
+    # The last round trip ends with the spent budgets' marks (when any) and COMMIT (own).
+    ending = ([sql.MARK_THROTTLED] if blocked else []) + (["COMMIT"] if own else [])
     if not (free and candidates):
-        if own:
-            cursor.execute("COMMIT")
+        if ending:
+            cursor.execute(";".join(ending), {"blocked": blocked} if blocked else None)
         return jobs, refill
     cursor.execute(
-        sql.ADMIT_AND_TAKE + (";COMMIT" if own else ""),
-        {**params, **admission_params(candidates, free)},
+        ";".join([sql.ADMIT_AND_TAKE, *ending]),
+        {**params, **admission_params(candidates, free), "blocked": blocked},
     )
     # Rows: admission's retry, whether the row holds a job taken, the job's columns.
     rows = cursor.fetchall()

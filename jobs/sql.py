@@ -136,10 +136,11 @@ def _candidates(*, capped: bool, limited: bool) -> str:
 
 
 # The budgets that are spent as of this statement (no unit running free, or no token; read
-# once, so the spent budgets and the wait for the next token agree): a
-# hint that lets the picks skip jobs that could not be admitted, and marks them throttled
-# (what the poll's ``waiting`` reads) without waiting for a row another claim holds. The
-# admission itself (``ADMIT_AND_TAKE``) decides under the budgets' row locks.
+# once, so the spent budgets and the wait for the next token agree): a hint that lets the
+# picks skip jobs that could not be admitted, returned so that the claim's last round trip
+# marks them throttled (``MARK_THROTTLED``). It locks no budget: a lock held from here
+# would be held across the network, and, taken out of key order, could deadlock two
+# claims. The admission itself (``ADMIT_AND_TAKE``) decides under the budgets' row locks.
 BLOCKED_BUDGETS_CTE = """running_units AS (
     SELECT held.key, sum(held.units) AS units FROM job_queue r,
            unnest(r.limit_keys, r.limit_units) AS held(key, units)
@@ -154,12 +155,6 @@ budgets_now AS MATERIALIZED (
 blocked AS (
     SELECT coalesce(array_agg(key), '{}') AS keys FROM budgets_now
     WHERE running >= concurrency OR tokens < 1
-),
-flagged AS (
-    UPDATE flow_budget SET throttled = true
-    WHERE key IN (SELECT b.key FROM flow_budget b, blocked
-                  WHERE b.key = ANY(blocked.keys) AND NOT b.throttled
-                  FOR UPDATE OF b SKIP LOCKED)
 ),
 refill AS (
     SELECT min((1 - tokens) / rate) AS seconds FROM budgets_now WHERE rate > 0 AND tokens < 1
@@ -214,7 +209,8 @@ _CLAIMED_COLUMNS = [
 
 def _candidates_statement(*, capped: bool) -> str:
     # Rows: (id, tenant_id, limit_keys, limit_units, plan, overrides, refill, taken, the
-    # other columns of a taken job). ``place`` numbers the candidates in claim order,
+    # other columns of a taken job); the last row, with no job, carries the refill and the
+    # spent budgets' keys (in ``limit_keys``). ``place`` numbers the candidates in claim order,
     # ``budgeted`` counts those up to it that take a budget: the ones before the first
     # such, up to the limit, are admitted whatever the budgets say, so they are taken here;
     # the others are returned for admission only if those taken leave room.
@@ -239,8 +235,8 @@ UNION ALL
  FROM ordered WHERE budgeted > 0 AND (SELECT count(*) FROM chosen) < %(limit)s
  ORDER BY place LIMIT %(limit)s * 2)
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, seconds, false, {no_job}
-FROM refill CROSS JOIN guard"""  # noqa: S608 - composed of constant SQL only
+SELECT NULL, NULL, blocked.keys, NULL, NULL, NULL, seconds, false, {no_job}
+FROM refill CROSS JOIN blocked CROSS JOIN guard"""  # noqa: S608 - composed of constant SQL only
 
 
 # The one-statement claim, when no job type consumes a limit of flow control: the first
@@ -283,6 +279,16 @@ SELECT admission.retry_in, claimed.id IS NOT NULL AS taken, claimed.*
 FROM admission LEFT JOIN claimed ON true
 WHERE admission.job_id IS NULL
 """  # noqa: S608 - composed of constant SQL only
+# The budgets the claim's first statement found spent (%(blocked)s), marked throttled
+# (what the poll's ``waiting`` reads) in its last round trip, right before its COMMIT:
+# unless an admission has refreshed one since this transaction began (it wrote the flag
+# itself then), and skipping rows another claim holds, so it never waits for a lock.
+MARK_THROTTLED = """
+UPDATE flow_budget SET throttled = true
+WHERE key IN (SELECT key FROM flow_budget
+              WHERE key = ANY(%(blocked)s::text[]) AND NOT throttled AND refreshed_at < now()
+              FOR UPDATE SKIP LOCKED)
+"""
 # Wake the workers serving a queue (the payload) after an enqueue.
 NOTIFY_WORKERS = "SELECT pg_notify(%s, %s)"
 # The enqueue's per-tenant lock, held to COMMIT, under which the quota counts.

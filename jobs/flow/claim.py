@@ -4,7 +4,8 @@ locks inside the claim's transaction (``jobs.services.job_claim``).
 The claim's statements (``jobs.sql``), in two round trips (``jobs.services``): ``BEGIN``
 and ``CANDIDATES``, which locks the candidate jobs in claim order, taking at once those
 before the first that consumes a limit (no budget could hold them back); then
-``ADMIT_AND_TAKE`` with ``COMMIT``: given the others and the figures of the budgets they
+``ADMIT_AND_TAKE``, ``MARK_THROTTLED`` (the budgets the candidates found spent) and
+``COMMIT``: given the others and the figures of the budgets they
 take (``budget_figures``, from this process's settings), the database function
 ``flow_admit`` (migration 0030) locks those budgets in key order, counts the units running
 on each in a snapshot that starts once the locks are held (so every committed claim is

@@ -1,7 +1,8 @@
 """The state of flow control, in the public schema beside ``job_queue``.
 
 ``LimitBudget`` rows are written by the claim only (admission, the database function
-``flow_admit`` of migration 0030, and the candidates' throttled hint in ``jobs.sql``);
+``flow_admit`` of migration 0030, and ``jobs.sql.MARK_THROTTLED``, the throttled hint of
+the budgets the candidates found spent);
 ``Pause`` and ``LimitOverride`` rows by staff and operators through ``jobs.flow.services``,
 which writes a ``FlowAuditEntry`` for each change.
 """

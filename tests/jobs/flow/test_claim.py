@@ -210,6 +210,47 @@ def test_a_claimer_between_its_round_trips_holds_no_budgets_lock(acme, monkeypat
     assert (held.status, held.attempts) == (JobStatus.PENDING, 0)
 
 
+def test_a_claimer_between_its_round_trips_holds_no_lock_on_a_budget_it_found_spent(
+    acme, monkeypatch
+):
+    # The quiet claimer's first round trip finds test.one spent (its one unit running) and
+    # marks it throttled only in its last, so once that unit is free another claim admits
+    # test.one's next job at once, while the quiet one is still away; back, the quiet one
+    # leaves that claim's flag as it wrote it. A lock taken in the first round trip would
+    # be held across the network, and out of key order could deadlock two claims.
+    first, second = submit(acme, "test.single", 2)
+    assert [job.id for job in claim(limit=1)] == [first.id]
+    (slotted,) = submit(acme, "test.slotted")
+    taken = threading.Event()
+    quiet, locked, outcome = _quiet_between_round_trips(monkeypatch, taken, 30)
+    quiet.start()
+    assert locked.wait(30)
+    assert job_complete(job_id=first.id, worker_id="w1", result=None)
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '5s'")  # a wait for the quiet one's lock fails
+    try:
+        claimed = claim()
+    finally:
+        taken.set()
+        quiet.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    assert [job.id for job in claimed] == [second.id]
+    assert outcome["released"]
+    assert [job.id for job in outcome["claimed"]] == [slotted.id]
+    assert not LimitBudget.objects.get(key="test.one").throttled
+
+
+def test_a_budget_found_spent_is_marked_throttled_in_the_claims_last_round_trip(acme):
+    first, second = submit(acme, "test.single", 2)
+    assert [job.id for job in claim(limit=1)] == [first.id]  # admission refused none
+    assert not LimitBudget.objects.get(key="test.one").throttled
+    assert claim() == []  # the first statement finds it spent: no candidate
+    assert LimitBudget.objects.get(key="test.one").throttled
+    second.refresh_from_db()
+    assert second.status == JobStatus.PENDING
+
+
 def test_a_claimer_gone_quiet_inside_its_claim_loses_its_locks(acme, monkeypatch):
     # A worker cut off between the claim's statements holds its candidates (and, in a
     # capped claim, its tenants' locks). Its transaction may sit idle CLAIM_IDLE_TIMEOUT_MS
