@@ -31,8 +31,10 @@ class TenantTokenObtainPairSerializer(StrictSerializer):
     login gives it back), and a spent budget is refused with 429.
     """
 
-    # Not stripped: a username of whitespace is one that matches no user (401), as the
-    # schema's "any non-empty string" says, not a blank field (400).
+    # Stripped in ``validate``, as Django's login form strips it (a space pasted around a
+    # username still logs in), but never to blank: a username of whitespace is one that
+    # matches no user (401), as the schema's "any non-empty string" says, not a blank
+    # field (400).
     username = serializers.CharField(max_length=150, trim_whitespace=False, write_only=True)
     password = serializers.CharField(max_length=1024, trim_whitespace=False, write_only=True)
     access = serializers.CharField(read_only=True, help_text=_ACCESS_HELP)
@@ -43,7 +45,7 @@ class TenantTokenObtainPairSerializer(StrictSerializer):
 
     def validate(self, attrs):
         request = self.context["request"]
-        username = attrs["username"]
+        username = attrs["username"].strip() or attrs["username"]
         reservation = throttling.reserve_username(username)  # before the password hash
         user = authenticate(request=request, username=username, password=attrs["password"])
         if user is None or user.tenant_id != request.tenant.pk:

@@ -139,6 +139,10 @@ def test_a_whitespace_username_is_unknown_credentials_not_a_blank_field(acme, us
     assert response.status_code == 401, response.content
 
 
+def test_a_username_with_spaces_around_it_logs_in_as_django_s_login_form_does(alice):
+    assert _login("acme.localhost", " alice\t").status_code == 200
+
+
 def test_token_with_tenant_claim_forged_is_rejected(alice, globex):
     """Changing the claim breaks the signature; signing needs the server's key."""
     access = str(tokens_for(alice).access_token)
