@@ -204,9 +204,10 @@ class TenantRowSecurityMiddleware:
     (``row_security_on_demand``: its GETs enter no ``atomic()`` before a statement) or the
     GET is conditional (``If-None-Match``): a poll answered 304 from a validator
     (``jobs.api.etags``) sends no statement, and a plain poll's read carries the whole
-    transaction (``jobs.selectors.job_poll_get``), and a stream under ASGI that starts from
-    a first state another stream read (``jobs.api.realtime.fanout.first_state``) sends
-    none. Any other view's transaction is opened as the view is resolved (``process_view``).
+    transaction (``jobs.selectors.job_poll_get``), and a long poll (or a stream, under ASGI)
+    that starts from a first state another request read
+    (``jobs.api.realtime.fanout.first_state``) sends none. Any other view's transaction is
+    opened as the view is resolved (``process_view``).
     """
 
     def __init__(self, get_response):

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils.cache import patch_vary_headers
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -25,7 +26,7 @@ from jobs.api.read_tokens import (
     read_token_for,
     wants_read_token,
 )
-from jobs.api.realtime import longpoll
+from jobs.api.realtime import fanout, longpoll
 from jobs.api.serializers import (
     LIST_MAX_PAGE_SIZE,
     LIST_PAGE_SIZE,
@@ -166,31 +167,45 @@ class JobViewSet(RateLimitedView, viewsets.GenericViewSet):
 
     def retrieve(self, request, pk=None):
         """A poll: 304 when ``If-None-Match`` holds the current ETag (decided before
-        serializing), ``?wait=N`` to long-poll (jobs.api.realtime.longpoll)."""
+        serializing), ``?wait=N`` to long-poll (``_long_poll``)."""
         job_id = _job_id(pk)
         if_none_match = request.headers.get("If-None-Match")
-        # A plain poll skips the query serializer: without ?wait= it has nothing to check.
-        wait = (
-            longpoll.wait_seconds(request.query_params) if "wait" in request.query_params else None
-        )
-        if wait is None and if_none_match:
+        if "wait" in request.query_params:
+            return self._long_poll(request, job_id, if_none_match)
+        if if_none_match:
             # This process's copy of the tenant's job (jobs.api.etags): a 304 without
             # PostgreSQL, whose transaction (tenants.row_security) is then never opened.
             copy = etags.current(request.tenant.pk, job_id)
             if copy is not None and polling.etag_matches(if_none_match, copy.etag):
                 return _not_modified(copy.headers)
-        seq = longpoll.listen_before_read() if wait is not None else None
-        read_mark = etags.mark() if wait is None else None
-        job = selectors.job_poll_get(tenant=request.tenant, job_id=job_id, alone=wait is None)
+        read_mark = etags.mark()
+        job = selectors.job_poll_get(tenant=request.tenant, job_id=job_id, alone=True)
         headers = polling.poll_headers(job)
         etags.keep_after_commit(read_mark, request.tenant.pk, job, headers)
         if polling.etag_matches(if_none_match, job.etag):
-            response = _not_modified(headers)
-        else:
-            response = Response(JobOutputSerializer(job).data, headers=headers)
+            return _not_modified(headers)
+        response = Response(JobOutputSerializer(job).data, headers=headers)
+        patch_vary_headers(response, ("Authorization",))
+        return response
+
+    def _long_poll(self, request, job_id: uuid.UUID, if_none_match: str | None):
+        """``?wait=N`` (jobs.api.realtime.longpoll): answered as a poll, from the job's first
+        state, which the long polls and streams of the job starting together in this process
+        share (``fanout.first_state``), with the wait attached (``longpoll.defer``)."""
+        wait = longpoll.wait_seconds(request.query_params)
+        # Answered again by the chain once its wait ended without a state (the job gone, its
+        # grant revoked), a long poll reads afresh and waits no more (``longpoll.defer``).
+        again = getattr(request, "long_poll_done", False)
+        seq = None if again else longpoll.listen_before_read()
+        state = fanout.first_state(request.tenant, job_id, seq)
+        if polling.etag_matches(if_none_match, state.etag):
+            response = _not_modified(state.headers)
+        else:  # the JSON a GET renders (fanout.snapshot_of)
+            response = HttpResponse(
+                state.body, content_type="application/json", headers=state.headers
+            )
             patch_vary_headers(response, ("Authorization",))
-        if wait is not None:
-            longpoll.defer(request, response, job=job, wait=wait, seq=seq)
+        longpoll.defer(request, response, state=state, wait=wait, seq=seq)
         return response
 
     def create(self, request):

@@ -17,12 +17,13 @@ read and finds it changed once registered re-reads, so a change in between is no
 While the connection is down nothing is heard: on reconnect every waiter re-reads (tenant
 streams end, their clients reconnect), and a wait that runs out re-reads anyway.
 
-The listener also keeps the first state that job streams read (``first_state``), so the
-streams of one job that connect together (a reconnect storm: every client of a job
-reconnecting after a deploy) share one read instead of one each. A kept state is dropped
-as soon as a notification of its job arrives, or any when the connection is lost; it is
-kept only from a read during which nothing was heard, only while listening, at most
-``FIRST_STATE_SECONDS``, and only for unfinished jobs (only final jobs are deleted).
+The listener also keeps the first state that long polls and job streams read
+(``first_state``), so the long polls and streams of one job that start together (a burst,
+or a reconnect storm: every client of a job reconnecting after a deploy) share one read
+instead of one each. A kept state is dropped as soon as a notification of its job arrives,
+or any when the connection is lost; it is kept only from a committed read during which
+nothing was heard, only while listening, at most ``FIRST_STATE_SECONDS``, and only for
+unfinished jobs (only final jobs are deleted).
 """
 
 import asyncio
@@ -37,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 from rest_framework.renderers import JSONRenderer
 
 from core import listen
@@ -60,6 +61,9 @@ _READ_THREADS = 4
 # many jobs' states a process keeps.
 FIRST_STATE_SECONDS = 5.0
 FIRST_STATES = 1_000
+# What a stream's watch holds at most for a client that reads nothing (its sends blocked):
+# past it the stream ends instead, and its client reconnects from the current state.
+MAX_ARRIVALS = 1_000
 
 
 # --- what a read hands every waiter of a job -------------------------------------------------
@@ -104,18 +108,19 @@ def snapshot_of(job) -> Snapshot:
 
 
 def first_state(tenant, job_id: uuid.UUID, seq: int | None) -> Snapshot:
-    """A stream's first state of ``tenant``'s job ``job_id``: the one another stream of this
-    process read, unless a change of the job was heard since, else a read (in the
-    request's row security transaction; ``JobNotFound`` when there is no such job).
-    ``seq``: ``listener.seq`` taken before (``longpoll.listen_before_read``); None shares
-    nothing (WSGI)."""
+    """A long poll's or stream's first state of ``tenant``'s job ``job_id``: the one
+    another of this process read, unless a change of the job was heard since, else a read
+    (in the request's row security transaction; ``JobNotFound`` when there is no such job),
+    kept once that transaction has committed (a read in one that rolls back may have seen
+    rows that never existed). ``seq``: ``listener.seq`` taken before
+    (``longpoll.listen_before_read``); None shares nothing (WSGI streams)."""
     if seq is not None:
         kept = listener.kept_state(tenant.pk, job_id)
         if kept is not None:
             return kept
     snapshot = snapshot_of(selectors.job_poll_get(tenant=tenant, job_id=job_id))
     if seq is not None and not snapshot.final:
-        listener.keep_state(tenant.pk, snapshot, seq)
+        transaction.on_commit(lambda: listener.keep_state(tenant.pk, snapshot, seq))
     return snapshot
 
 
@@ -315,8 +320,16 @@ class Watch:
             self.future.set_result(snapshot)
 
     def put(self, item) -> None:
-        """A stream's: hand ``item`` to ``arrivals``."""
-        self.arrived.append(item)
+        """A stream's: hand ``item`` to ``arrivals``; a heartbeat (None) already waiting
+        is not repeated, and past ``MAX_ARRIVALS`` the stream is ended instead."""
+        arrived = self.arrived
+        if item is None and arrived and arrived[-1] is None:
+            return
+        if len(arrived) >= MAX_ARRIVALS:
+            if not isinstance(arrived[-1], StreamEnded):
+                arrived.append(StreamEnded())
+            return
+        arrived.append(item)
         if self.future is not None and not self.future.done():
             self.future.set_result(None)
 

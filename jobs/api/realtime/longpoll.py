@@ -92,21 +92,22 @@ class PendingWait:
     grant: Grant
 
 
-def defer(request, response, *, job, wait: int, seq: int) -> None:
+def defer(request, response, *, state: fanout.Snapshot, wait: int, seq: int | None) -> None:
     """Attach a ``PendingWait`` to the poll's ``response`` when the client's copy is current
-    (``If-None-Match``, else the state just read) and the job unfinished; takes one of the
-    caller's wait slots (429 when they are all taken)."""
+    (``If-None-Match``, else the ``state`` it was answered from) and the job unfinished;
+    takes one of the caller's wait slots (429 when they are all taken). ``seq``:
+    ``listen_before_read``'s, None only when the chain answers again (no wait)."""
     if_none_match = request.headers.get("If-None-Match")
     held = polling.held_etags(if_none_match)
     if (
         getattr(request, "long_poll_done", False)
-        or not polling.is_waitable(job)
-        or (if_none_match and not polling.holds_etag(held, job.etag))
+        or not state.waitable
+        or (if_none_match and not polling.holds_etag(held, state.etag))
     ):
         return
     slot = waits.acquire(request, lease_seconds=wait + waits.LEASE_MARGIN_SECONDS)
     response.long_poll = PendingWait(
-        request.tenant, job.id, job.etag, held, seq, wait, slot, Grant.of(request)
+        request.tenant, state.job_id, state.etag, held, seq, wait, slot, Grant.of(request)
     )
 
 

@@ -23,12 +23,13 @@ from django.conf import settings
 from django.core.cache import cache
 
 from core.problems import RateLimited
+from core.redis_cache import Script, client
 from jobs.api.ratelimit import tenant_user_key
 
 # Margin past a long poll's wait: the answer's read and sending it.
 LEASE_MARGIN_SECONDS = 30
 
-_ACQUIRE = """
+_ACQUIRE = Script("""
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
@@ -36,11 +37,7 @@ end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return false
-"""
-
-
-def _client():
-    return cache._cache.get_client(write=True)
+""")
 
 
 def stream_lease_seconds() -> float:
@@ -55,14 +52,14 @@ class WaitSlot:
         self.member = member
 
     def release(self) -> None:
-        _client().zrem(self.key, self.member)
+        client().zrem(self.key, self.member)
 
 
 def renew_many(slots: list[WaitSlot], lease_seconds: float) -> None:
     """Extend many slots' leases to ``lease_seconds`` from now in one round trip (the
     streams whose heartbeat is due on the same tick); a slot already given back stays so."""
     expiry = time.time() + lease_seconds
-    pipeline = _client().pipeline(transaction=False)
+    pipeline = client().pipeline(transaction=False)
     for slot in slots:
         pipeline.zadd(slot.key, {slot.member: expiry}, xx=True)
     pipeline.execute()
@@ -70,7 +67,7 @@ def renew_many(slots: list[WaitSlot], lease_seconds: float) -> None:
 
 def release_many(slots: list[WaitSlot]) -> None:
     """Give back many slots in one round trip (the waiters a change has answered)."""
-    pipeline = _client().pipeline(transaction=False)
+    pipeline = client().pipeline(transaction=False)
     for slot in slots:
         pipeline.zrem(slot.key, slot.member)
     pipeline.execute()
@@ -83,16 +80,8 @@ def acquire(request, *, lease_seconds: float) -> WaitSlot:
     member = uuid.uuid4().hex
     now = time.time()
     expiry = now + lease_seconds
-    soonest = _client().eval(
-        _ACQUIRE,
-        1,
-        key,
-        now,
-        expiry,
-        settings.JOBS_MAX_WAITS_PER_USER,
-        member,
-        math.ceil(lease_seconds) + LEASE_MARGIN_SECONDS,
-    )
+    ttl = math.ceil(lease_seconds) + LEASE_MARGIN_SECONDS
+    soonest = _ACQUIRE([key], [now, expiry, settings.JOBS_MAX_WAITS_PER_USER, member, ttl])
     if soonest is not None:
         wait = min(settings.JOBS_LONGPOLL_MAX_WAIT, math.ceil(float(soonest) - now))
         raise RateLimited(

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from psycopg import pq
 from redis.connection import AbstractConnection
 
@@ -74,3 +75,18 @@ def wait_for_etag_copies():
     while not etags.listening():
         assert time.monotonic() < deadline, "no LISTEN job_changed for the ETag copies"
         time.sleep(0.01)
+
+
+def executed_statements(monkeypatch, containing: str) -> list[str]:
+    """The statements holding ``containing`` that Django's cursors execute from here on, in
+    any thread (the trace above follows one connection)."""
+    statements = []
+    execute = CursorWrapper._execute
+
+    def recording(self, sql, params, *args):
+        if containing in sql:
+            statements.append(sql)
+        return execute(self, sql, params, *args)
+
+    monkeypatch.setattr(CursorWrapper, "_execute", recording)
+    return statements

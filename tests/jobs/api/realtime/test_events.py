@@ -14,7 +14,6 @@ from collections import Counter
 import httpx
 import pytest
 from django.db import connection
-from django.db.backends.utils import CursorWrapper
 
 from jobs.api.realtime.fanout import listener
 from jobs.models import Job, JobStatus
@@ -22,6 +21,7 @@ from tests.factories import JobFactory
 from tests.helpers import start_manage, stop_process
 from tests.jobs.api import asgi
 from tests.jobs.api.asgi import asgi_get, auth_headers, run_app
+from tests.jobs.api.round_trips import executed_statements
 
 asgi_server = asgi.asgi_server  # the fixture: a uvicorn on the test database
 
@@ -310,15 +310,7 @@ def test_opening_the_tenant_stream_reads_its_unfinished_jobs_in_one_statement(
     auth = auth_headers(alice)
     listener.ensure_listening()
     time.sleep(0.5)  # the reconnect's re-read signal (seq) has gone by
-    statements = []
-    execute = CursorWrapper._execute
-
-    def counting(self, sql, params, *args):
-        if "job_queue" in sql:
-            statements.append(sql)
-        return execute(self, sql, params, *args)
-
-    monkeypatch.setattr(CursorWrapper, "_execute", counting)
+    statements = executed_statements(monkeypatch, "job_queue")
 
     async def scenario():
         gone = asyncio.Event()

@@ -141,3 +141,17 @@ def test_a_failed_check_ends_the_waiters_fail_closed(monkeypatch):
         return True
 
     assert asyncio.run(scenario())
+
+
+def test_a_stream_whose_client_reads_nothing_holds_a_bounded_backlog_then_ends():
+    """Its sends blocked, a stream consumes nothing: its watch keeps one heartbeat for many,
+    at most ``MAX_ARRIVALS`` changes, then ends the stream (the client reconnects)."""
+    watch = fanout.Watch(tenant=None, stream=True)
+    for _ in range(3):
+        watch.put(None)
+    assert watch.arrived == [None]
+    for number in range(fanout.MAX_ARRIVALS * 3):
+        watch.offer(fanout.Snapshot(None, f'"{number}"', b"{}", {}, final=False, waitable=True))
+        watch.put(None)
+    assert len(watch.arrived) == fanout.MAX_ARRIVALS + 1
+    assert isinstance(watch.arrived[-1], fanout.StreamEnded)
