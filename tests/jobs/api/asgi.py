@@ -96,3 +96,13 @@ def run_app(coroutine_factory):
             await loop.run_in_executor(None, connections.close_all)
 
     return asyncio.run(main())
+
+
+# The headers that differ between two answers of the same state: each request's own.
+PER_REQUEST_HEADERS = frozenset({"x-request-id", "ratelimit"})
+
+
+def shared_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Every header but the per-request ones, repeats kept, sorted: what two answers of the
+    same state must agree on."""
+    return sorted((name, value) for name, value in headers if name not in PER_REQUEST_HEADERS)

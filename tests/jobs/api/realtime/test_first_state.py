@@ -15,7 +15,7 @@ from jobs.api.realtime import fanout
 from jobs.api.realtime.fanout import Snapshot, listener
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
-from tests.jobs.api.asgi import asgi_get, asgi_get_raw, auth_headers, run_app
+from tests.jobs.api.asgi import asgi_get, asgi_get_raw, auth_headers, run_app, shared_headers
 from tests.jobs.api.round_trips import executed_statements
 
 POLL_READ = "job_waiting"  # what a poll's read of a job holds (jobs.sql.POLL)
@@ -45,13 +45,6 @@ def _long_poll(headers, job, if_none_match=None) -> tuple[int, list, bytes]:
         return await asgi_get_raw(f"/api/jobs/{job.id}", "wait=20", {**headers, **held}, gone)
 
     return run_app(scenario)
-
-
-def _shared(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Every header but the per-request ones (request id, rate-limit count), repeats kept."""
-    return sorted(
-        (name, value) for name, value in headers if name not in {"x-request-id", "ratelimit"}
-    )
 
 
 def _heard(seq: int, timeout: float = 5.0) -> None:
@@ -168,7 +161,7 @@ def test_a_long_poll_answered_at_once_answers_as_a_plain_poll(monkeypatch, alice
     assert len(reads) == 2  # the poll's and the first long poll's; the second's was kept
     for answer in long_polls:
         assert (answer[0], answer[2]) == (200, polled[2])
-        assert _shared(answer[1]) == _shared(polled[1])
+        assert shared_headers(answer[1]) == shared_headers(polled[1])
 
     seq = listener.seq
     Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED)
@@ -178,7 +171,7 @@ def test_a_long_poll_answered_at_once_answers_as_a_plain_poll(monkeypatch, alice
     polled = run_app(lambda: asgi_get_raw(f"/api/jobs/{job.id}", "", current))
     answer = _long_poll(auth, job, etag)
     assert answer[0] == polled[0] == 304
-    assert _shared(answer[1]) == _shared(polled[1])
+    assert shared_headers(answer[1]) == shared_headers(polled[1])
     assert "content-type" not in dict(answer[1])
 
 

@@ -17,13 +17,19 @@ from jobs.api.realtime import fanout
 from jobs.api.realtime.longpoll import listener
 from jobs.models import Job, JobStatus
 from tests.factories import JobFactory
-from tests.jobs.api.asgi import asgi_get, asgi_get_raw, auth_headers, run_app
+from tests.jobs.api.asgi import (
+    PER_REQUEST_HEADERS,
+    asgi_get,
+    asgi_get_raw,
+    auth_headers,
+    run_app,
+    shared_headers,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 START = {"status": JobStatus.PROCESSING, "attempts": 1, "worker_id": "w1"}
 ORIGIN = "https://app.example.com"
-PER_REQUEST = {"x-request-id", "ratelimit"}
 
 
 def _update(job_ids, **fields) -> None:
@@ -38,11 +44,6 @@ def _update(job_ids, **fields) -> None:
 async def _waiting(count: int) -> None:
     while listener.waiting() < count:
         await asyncio.sleep(0.05)
-
-
-def _shared(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Every header but the per-request ones, repeats kept."""
-    return sorted((name, value) for name, value in headers if name not in PER_REQUEST)
 
 
 @pytest.mark.parametrize(("if_none_match", "status"), [("the current ETag", 200), ("*", 304)])
@@ -69,9 +70,9 @@ def test_a_woken_long_poll_answers_as_a_fresh_get_of_the_same_state(
     woken, fresh = run_app(scenario)
     assert woken[0] == fresh[0] == status
     assert woken[2] == fresh[2]
-    assert _shared(woken[1]) == _shared(fresh[1])
+    assert shared_headers(woken[1]) == shared_headers(fresh[1])
     names = {name for name, _ in woken[1]}
-    assert PER_REQUEST | {"etag", "access-control-allow-origin"} <= names
+    assert PER_REQUEST_HEADERS | {"etag", "access-control-allow-origin"} <= names
     assert dict(woken[1])["x-request-id"] != dict(fresh[1])["x-request-id"]
     if status == 200:
         assert json.loads(woken[2])["status"] == "processing"
@@ -94,7 +95,7 @@ def test_a_woken_wsgi_long_poll_answers_as_a_fresh_get_of_the_same_state(alice_c
     assert woken.status_code == fresh.status_code == 200
     assert woken.content == fresh.content
     assert json.loads(woken.content)["status"] == "processing"
-    assert _shared([(k.lower(), v) for k, v in woken.items()]) == _shared(
+    assert shared_headers([(k.lower(), v) for k, v in woken.items()]) == shared_headers(
         [(k.lower(), v) for k, v in fresh.items()]
     )
 
