@@ -5,10 +5,10 @@ and its stateful run over the links it infers (submit → poll, cancel, …).
 
 For each operation of /api/schema, Hypothesis generates valid (positive) and invalid
 (negative) requests from the schema; each is sent over real HTTP with alice's valid token
-(but for a negative case that removed it) and acme's Host header. The streams are fuzzed against uvicorn (``config.asgi``), the rest
-against pytest-django's live server. Valid requests are sometimes pointed at real jobs
-(every state), real credentials and a real cursor, so the 200/202/304/409 paths are fuzzed
-too, not only the 4xx ones.
+(but for a negative case that removed it) and acme's Host header. The streams are fuzzed
+against uvicorn (``config.asgi``), the rest against pytest-django's live server. Valid
+requests are sometimes pointed at real jobs (every state), real credentials and a real
+cursor, so the 200/202/304/409 paths are fuzzed too, not only the 4xx ones.
 
 What a static schema cannot say is supplied to valid requests as a client would: a cursor
 is one a page returned, an ``Idempotency-Key`` is fresh (reusing one for another request is
