@@ -5,6 +5,7 @@ tenant's schema. The counts are printed (``make test-cluster`` shows them)."""
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
@@ -86,6 +87,20 @@ def _log_records(process: servers.Process) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def _log_since(process: servers.Process, since: float, *, limit: int = 60) -> str:
+    """The worker's last ``limit`` log records from ``since`` (``time.monotonic()``), one per
+    line, each with its seconds since then and its exception's last line: what it did."""
+    start = datetime.now(UTC) - timedelta(seconds=time.monotonic() - since)
+    lines = []
+    for record in _log_records(process):
+        at = datetime.fromisoformat(record.pop("time", "1970-01-01T00:00:00+00:00"))
+        if at >= start:
+            error = (record.pop("exc_info", "").strip().splitlines() or [""])[-1]
+            line = f"{(at - start).total_seconds():+7.2f} {json.dumps(record)[:300]} {error}"
+            lines.append(line.rstrip())
+    return "\n".join(lines[-limit:])
 
 
 def _logged_outcomes(process: servers.Process, outcome: str) -> set[str]:
@@ -328,12 +343,19 @@ def test_global_limit_held_across_worker_hosts_through_a_partition(cluster):
             cluster.network.mend("worker1")
         mended_at = time.monotonic()
         # Back on the network, worker1 claims units of the limit again beside worker2.
-        returned = servers.wait_until(
-            lambda: units.first(mended_at, lambda sample: sample.on_watched > 0),
-            timeout=_BACK_TO_WORK_SECONDS,
-            what=f"worker1 to run limited jobs within {_BACK_TO_WORK_SECONDS} s of the mend",
-            interval=0.1,
-        )
+        try:
+            returned = servers.wait_until(
+                lambda: units.first(mended_at, lambda sample: sample.on_watched > 0),
+                timeout=_BACK_TO_WORK_SECONDS,
+                what=f"worker1 to run limited jobs within {_BACK_TO_WORK_SECONDS} s of the mend",
+                interval=0.1,
+            )
+        except AssertionError as timed_out:
+            raise AssertionError(
+                f"{timed_out}; running (worker1's) waiting since the mend:"
+                f" {units.timeline(cut_at, mended_at)}\nworker1's log since the cut:\n"
+                f"{_log_since(cut_off, cut_at)}"
+            ) from None
         _settle(cluster, job_ids, timeout=120)
     before, during, after = (
         units.between(0.0, cut_at),
