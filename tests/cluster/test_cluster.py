@@ -5,6 +5,7 @@ tenant's schema. The counts are printed (``make test-cluster`` shows them)."""
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -77,30 +78,50 @@ def _live_workers(cluster) -> dict[str, int]:
     )
 
 
-def _log_records(process: servers.Process) -> list[dict]:
-    records = []
+def _log_lines(process: servers.Process) -> Iterator[tuple[str, dict | None]]:
+    """Each line of the process's log with its JSON record (None: a line that is not one)."""
     for line in process.log().splitlines():
         try:
             record = json.loads(line)
         except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+            record = None
+        yield line, record if isinstance(record, dict) else None
+
+
+def _log_records(process: servers.Process) -> list[dict]:
+    return [record for _line, record in _log_lines(process) if record is not None]
 
 
 def _log_since(process: servers.Process, since: float, *, limit: int = 60) -> str:
-    """The worker's last ``limit`` log records from ``since`` (``time.monotonic()``), one per
-    line, each with its seconds since then and its exception's last line: what it did."""
+    """The worker's last ``limit`` log lines from ``since`` (``time.monotonic()``): each record
+    with its seconds since then and its exception's last line, and any line that is not a
+    record (a crash's traceback) as it is; then whether the process is alive."""
     start = datetime.now(UTC) - timedelta(seconds=time.monotonic() - since)
-    lines = []
-    for record in _log_records(process):
+    lines, after = [], False
+    for line, record in _log_lines(process):
+        if record is None:
+            if after:
+                lines.append(f"        {line[:300]}")
+            continue
         at = datetime.fromisoformat(record.pop("time", "1970-01-01T00:00:00+00:00"))
-        if at >= start:
+        after = at >= start
+        if after:
             error = (record.pop("exc_info", "").strip().splitlines() or [""])[-1]
-            line = f"{(at - start).total_seconds():+7.2f} {json.dumps(record)[:300]} {error}"
-            lines.append(line.rstrip())
-    return "\n".join(lines[-limit:])
+            entry = f"{(at - start).total_seconds():+7.2f} {json.dumps(record)[:300]} {error}"
+            lines.append(entry.rstrip())
+    return "\n".join([*lines[-limit:], f"(alive: {process.alive()})"])
+
+
+def _until_back(cut_off: servers.Process, cut_at: float, predicate, *, detail=str, **wait):
+    """``servers.wait_until`` for a worker back from a cut, within ``_BACK_TO_WORK_SECONDS``
+    of the mend; a timeout's failure carries ``detail()`` and the worker's log since the
+    cut."""
+    try:
+        return servers.wait_until(predicate, timeout=_BACK_TO_WORK_SECONDS, **wait)
+    except AssertionError as timed_out:
+        raise AssertionError(
+            f"{timed_out}{detail()}; its log since the cut:\n{_log_since(cut_off, cut_at)}"
+        ) from None
 
 
 def _logged_outcomes(process: servers.Process, outcome: str) -> set[str]:
@@ -211,9 +232,10 @@ def test_worker_partition_leases_expire_and_late_writes_are_refused(cluster):
     # Back on the network, it claims again within the bound docs/deploy.md states: of jobs
     # more than worker2's four threads can take at once, worker1 starts some in time.
     later = clients.submit("initech", 24, sleep=3.0)
-    servers.wait_until(
+    _until_back(
+        cut_off,
+        cut_at,
         lambda: _worker_claims(cluster, cut_off, later),
-        timeout=_BACK_TO_WORK_SECONDS,
         what=f"worker1 to claim again within {_BACK_TO_WORK_SECONDS} s of the mend",
         interval=0.25,
     )
@@ -343,19 +365,16 @@ def test_global_limit_held_across_worker_hosts_through_a_partition(cluster):
             cluster.network.mend("worker1")
         mended_at = time.monotonic()
         # Back on the network, worker1 claims units of the limit again beside worker2.
-        try:
-            returned = servers.wait_until(
-                lambda: units.first(mended_at, lambda sample: sample.on_watched > 0),
-                timeout=_BACK_TO_WORK_SECONDS,
-                what=f"worker1 to run limited jobs within {_BACK_TO_WORK_SECONDS} s of the mend",
-                interval=0.1,
-            )
-        except AssertionError as timed_out:
-            raise AssertionError(
-                f"{timed_out}; running (worker1's) waiting since the mend:"
-                f" {units.timeline(cut_at, mended_at)}\nworker1's log since the cut:\n"
-                f"{_log_since(cut_off, cut_at)}"
-            ) from None
+        returned = _until_back(
+            cut_off,
+            cut_at,
+            lambda: units.first(mended_at, lambda sample: sample.on_watched > 0),
+            what=f"worker1 to run limited jobs within {_BACK_TO_WORK_SECONDS} s of the mend",
+            detail=lambda: (
+                f"; since, running (worker1's) waiting: {units.timeline(mended_at, mended_at)}"
+            ),
+            interval=0.1,
+        )
         _settle(cluster, job_ids, timeout=120)
     before, during, after = (
         units.between(0.0, cut_at),
