@@ -31,6 +31,7 @@ from django.tasks import Task
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
+from core.serializers import mistyped_fields
 from jobs.exceptions import UnknownJobType
 from jobs.flow.limits import Budget, budgets, parse_consumption
 
@@ -52,12 +53,15 @@ class JobType:
         return budgets(dict(self.limits), tenant_id, payload) if self.limits else []
 
     def validate_payload(self, payload: Any) -> dict:
-        """Return the normalised payload; raise ``serializers.ValidationError`` if invalid."""
+        """Return the normalised payload; raise ``serializers.ValidationError`` if invalid
+        (a field of its serializer not of its JSON type included: ``mistyped_fields``)."""
         if not isinstance(payload, dict):
             raise serializers.ValidationError({"payload": ["Must be a JSON object."]})
         if self.payload_serializer is None:
             return payload
         serializer = self.payload_serializer(data=payload)
+        if mistyped := mistyped_fields(serializer, payload):
+            raise serializers.ValidationError({"payload": mistyped})
         if not serializer.is_valid():
             raise serializers.ValidationError({"payload": serializer.errors})
         return dict(serializer.validated_data)

@@ -363,6 +363,8 @@ class JobListQuerySerializer(StrictSerializer):
     given twice, is a 400 like a bad value (an unknown type included: internal types are
     none)."""
 
+    json_typed = False  # a query's values are text
+
     status = _StatusesField(
         required=False,
         max_length=len(",".join(JobStatus.values)),
