@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 from django.test import Client
+from django.test.testcases import ThreadedWSGIServer
 from rest_framework.test import APIClient
 
 from accounts.tokens import tokens_for
@@ -17,6 +18,13 @@ from tests.helpers import admin_client_for
 from tests.pgbouncer import PgBouncer
 
 TENANTS = {"acme": "acme.localhost", "globex": "globex.localhost"}
+
+# The live server (pytest-django's ``live_server``, Django's ThreadedWSGIServer) listens with
+# a backlog of 10. A test that sends more connections at once (25 logins, the quota race)
+# overflows it; the kernel then answers with SYN cookies, and now and then a connection is
+# reset before the server has read it (CI: "Possible SYN flooding ... Sending cookies").
+# A backlog deeper than any burst a test sends.
+ThreadedWSGIServer.request_queue_size = 128
 
 
 @pytest.fixture(scope="session")
